@@ -1,0 +1,137 @@
+//! The Compute API (Nova v2.1), under `/compute`.
+//!
+//! Layout on the wire, as Nova's own paste pipeline lays it out:
+//!
+//! | path | what |
+//! |---|---|
+//! | `/compute`, `/compute/` | version list, 200, no token |
+//! | `/compute/v2.1`, `/compute/v2.1/` | v2.1 version document, no token, microversion headers |
+//! | `/compute/v2`, `/compute/v2/` | legacy v2.0 version document |
+//! | `/compute/v2.1/[{project_id}/]…` | the API: token required, microversions |
+//! | `/compute/v2/[{project_id}/]…` | the same API in legacy v2.0 mode: always 2.1, no version headers |
+//! | any other `/compute/…` | 300 with the version choices |
+//!
+//! A request to the API passes, in order: the token check (401), microversion negotiation
+//! (400/406), the project id in the URL (400 when it is not the token's), then the route table
+//! of [`api_routes`] (404 for what does not exist at the requested version).
+
+mod versions;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tower::ServiceBuilder;
+
+use crate::microversion::{self, MIN_VERSION};
+use crate::{AppState, Fault, Service, auth, fault};
+
+/// The URL prefix a request used up to and including its project id, e.g.
+/// `/compute/v2.1/4f1…`. Links in responses repeat it, as Nova's do.
+#[derive(Clone, Debug)]
+pub struct UrlPrefix(pub String);
+
+/// The API's route table. Paths are relative to `/compute/v2.1[/{project_id}]`.
+fn api_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(versions::v21_doc))
+        .fallback(fault::unknown_route)
+        .with_state(state)
+}
+
+pub fn router(state: AppState) -> Router {
+    let v21 = ServiceBuilder::new()
+        .layer(from_fn_with_state(state.clone(), auth::required))
+        .layer(from_fn(microversion::layer))
+        .layer(from_fn(|req, next| {
+            project_scope("/compute/v2.1", req, next)
+        }))
+        .service(api_routes(state.clone()));
+    let legacy = ServiceBuilder::new()
+        .layer(from_fn_with_state(state.clone(), auth::required))
+        .layer(from_fn(legacy_v2))
+        .layer(from_fn(|req, next| project_scope("/compute/v2", req, next)))
+        .service(api_routes(state.clone()));
+    let v21_doc = get(versions::v21_doc).layer(from_fn(microversion::layer));
+    Router::new()
+        .route("/compute", get(versions::list))
+        .route("/compute/", get(versions::list))
+        .route("/compute/v2.1", v21_doc.clone())
+        .route("/compute/v2.1/", v21_doc)
+        .route("/compute/v2", get(versions::v20_doc))
+        .route("/compute/v2/", get(versions::v20_doc))
+        .route_service("/compute/v2.1/{*rest}", v21)
+        .route_service("/compute/v2/{*rest}", legacy)
+        .route("/compute/{*rest}", any(versions::choices))
+        .layer(from_fn(|req, next| {
+            fault::render(Service::Compute, req, next)
+        }))
+        .with_state(state)
+}
+
+/// Strips an optional project id from the path after `prefix`, refusing one that is not the
+/// token's, and hands the rest of the path to the route table.
+async fn project_scope(prefix: &'static str, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let rest = path.strip_prefix(prefix).unwrap_or("");
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut used_prefix = prefix.to_owned();
+    let inner_path = if is_project_id(first) {
+        let token_project = req
+            .extensions()
+            .get::<identity::Context>()
+            .and_then(|c| c.project_id.clone());
+        if token_project.as_ref().map(|p| p.as_str()) != Some(first) {
+            let theirs = token_project.map(|p| p.to_string()).unwrap_or_default();
+            return Fault::bad_request(format!(
+                "Malformed request URL: URL's project_id '{first}' doesn't match Context's project_id '{theirs}'"
+            ))
+            .into_response();
+        }
+        used_prefix = format!("{prefix}/{first}");
+        format!("/{tail}")
+    } else {
+        format!("/{rest}")
+    };
+    let pq = match req.uri().query() {
+        Some(q) => format!("{inner_path}?{q}"),
+        None => inner_path,
+    };
+    match pq.parse::<Uri>() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return Fault::not_found("The resource could not be found.").into_response(),
+    }
+    req.extensions_mut().insert(UrlPrefix(used_prefix));
+    next.run(req).await
+}
+
+/// Nova's rule for a project id in a URL: `[0-9a-f-]+`.
+fn is_project_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase() || b == b'-')
+}
+
+/// The legacy v2.0 mode: microversion headers are ignored and none are sent back.
+async fn legacy_v2(mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(MIN_VERSION);
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_project_id;
+
+    #[test]
+    fn project_ids_in_urls() {
+        assert!(is_project_id("4f1a2b3c4d5e6f708192a3b4c5d6e7f8"));
+        assert!(is_project_id("abc-123"));
+        assert!(!is_project_id("servers"));
+        assert!(!is_project_id("os-keypairs"));
+        assert!(!is_project_id("ABC"));
+        assert!(!is_project_id(""));
+    }
+}

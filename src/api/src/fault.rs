@@ -1,0 +1,237 @@
+//! Every error a client can see is rendered here, in the format of the service it called.
+//!
+//! Handlers, extractors and middleware return a [`Fault`]: a status and a message. A fault
+//! travels to the client as an empty response carrying the `Fault` in its extensions; the
+//! per-service layer [`render`] then writes the body in that service's own format:
+//!
+//! - Compute (Nova): `{"itemNotFound": {"code": 404, "message": "..."}}`, the key named by the
+//!   status as Nova's `wsgi.Fault` names it.
+//! - Identity (Keystone): `{"error": {"code": 404, "message": "...", "title": "Not Found"}}`.
+//! - Image (Glance): an HTML-ish text body, as Glance's webob faults have.
+//!
+//! The same layer turns any other error response (one produced by the framework itself) into a
+//! fault, so no error leaves in a foreign shape.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Which API's error format a response must use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Compute,
+    Identity,
+    Image,
+    /// onebox's own endpoints (`/healthz`): Keystone's shape, the most common in the field.
+    Plain,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Fault {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        )
+    }
+
+    pub fn too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large.")
+    }
+
+    /// An unexpected failure. The cause is logged here and never shown to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unexpected API Error. Please report this at the onebox issue tracker and attach the onebox log if possible.",
+        )
+    }
+}
+
+impl IntoResponse for Fault {
+    fn into_response(self) -> Response {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = self.status;
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+impl From<identity::Error> for Fault {
+    fn from(e: identity::Error) -> Self {
+        use identity::Error as E;
+        match e {
+            E::Unauthorized(m) => Fault::new(StatusCode::UNAUTHORIZED, m),
+            E::Forbidden(m) => Fault::forbidden(m),
+            E::NotFound { kind, id } => Fault::not_found(format!("Could not find {kind}: {id}.")),
+            E::Conflict(m) => Fault::conflict(m),
+            E::BadRequest(m) => Fault::bad_request(m),
+            E::Store(s) => Fault::internal(&s),
+            E::Hash => Fault::internal(&"password hashing failed"),
+        }
+    }
+}
+
+impl From<store::Error> for Fault {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Conflict(m) => Fault::conflict(m),
+            other => Fault::internal(&other),
+        }
+    }
+}
+
+/// Nova's fault key for a status (`nova/api/openstack/wsgi.py`, `Fault._fault_names`).
+pub fn compute_fault_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "badRequest",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "itemNotFound",
+        405 => "badMethod",
+        409 => "conflictingRequest",
+        413 | 429 => "overLimit",
+        415 => "badMediaType",
+        501 => "notImplemented",
+        503 => "serviceUnavailable",
+        _ => "computeFault",
+    }
+}
+
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
+}
+
+/// Renders a fault in the format of `service`.
+pub fn render_fault(service: Service, fault: &Fault) -> Response {
+    let status = fault.status;
+    // A 401 comes from the token check in front of every service (keystonemiddleware in an
+    // OpenStack cloud), which answers in Keystone's format whatever the service.
+    let service = if status == StatusCode::UNAUTHORIZED {
+        Service::Identity
+    } else {
+        service
+    };
+    let body = match service {
+        Service::Compute => {
+            json!({ compute_fault_name(status): { "code": status.as_u16(), "message": fault.message } })
+        }
+        Service::Identity | Service::Plain => {
+            json!({ "error": { "code": status.as_u16(), "message": fault.message, "title": reason(status) } })
+        }
+        Service::Image => {
+            // Glance answers errors with webob's plain pages; clients read the status and show
+            // the text. onebox sends the same text as a small HTML document.
+            let text = format!(
+                "<html>\n <head>\n  <title>{code} {reason}</title>\n </head>\n <body>\n  <h1>{code} {reason}</h1>\n  {msg}<br /><br />\n\n\n\n </body>\n</html>",
+                code = status.as_u16(),
+                reason = reason(status),
+                msg = html_escape(&fault.message),
+            );
+            let mut r = Response::new(Body::from(text));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=UTF-8"),
+            );
+            return r;
+        }
+    };
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    r
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The per-service layer: gives every error response the body of its service.
+pub async fn render(
+    service: Service,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    if let Some(fault) = resp.extensions_mut().remove::<Fault>() {
+        let mut out = render_fault(service, &fault);
+        carry_headers(&resp, &mut out);
+        return out;
+    }
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error())
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|ct| !ct.to_str().unwrap_or("").starts_with("application/json"))
+    {
+        // A framework-made error (e.g. a method the router does not know). Nova's router
+        // answers these as unknown URLs.
+        let fault = match status {
+            StatusCode::METHOD_NOT_ALLOWED if service == Service::Compute => {
+                Fault::not_found("The resource could not be found.")
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                Fault::new(status, "The method is not allowed for the requested URL.")
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => Fault::too_large(),
+            s if s.is_server_error() => Fault::internal(&format!("framework error {s}")),
+            s => Fault::new(s, reason(s)),
+        };
+        let mut out = render_fault(service, &fault);
+        carry_headers(&resp, &mut out);
+        return out;
+    }
+    resp
+}
+
+/// Keeps headers that describe the exchange (request ids, auth challenge) on a re-rendered
+/// fault and drops those that described the old body.
+fn carry_headers(from: &Response, to: &mut Response) {
+    for (k, v) in from.headers() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            to.headers_mut().append(k.clone(), v.clone());
+        }
+    }
+}
+
+/// The fallback of every service router: an unknown URL.
+pub async fn unknown_route() -> Fault {
+    Fault::not_found("The resource could not be found.")
+}

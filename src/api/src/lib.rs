@@ -1,0 +1,99 @@
+//! The HTTP face of onebox. OpenStack JSON lives only in this crate.
+//!
+//! One router serves every service under the DevStack-style prefixes users already know:
+//!
+//! | prefix      | service                    | module       |
+//! |-------------|----------------------------|--------------|
+//! | `/identity` | Keystone v3 subset         | [`identity`] |
+//! | `/compute`  | Nova v2.1 with microversions | [`compute`] |
+//! | `/image`    | Glance v2 subset           | [`image`]    |
+//! | `/healthz`  | liveness                   | here         |
+//!
+//! A request passes, outermost first: the request-id layer (ids on every response, one tracing
+//! span per request), the service's fault renderer ([`fault::render`]), then the service's own
+//! layers (authentication, microversions) and its handler.
+
+mod auth;
+pub mod compute;
+pub mod extract;
+pub mod fault;
+pub mod identity;
+pub mod image;
+pub mod microversion;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::middleware::from_fn;
+use axum::routing::get;
+
+pub use fault::{Fault, Service};
+
+/// Settings of the API layer.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The base URL clients use to reach this box (`http://host:port`). When unset, links and
+    /// the catalog use the `Host` header of each request.
+    pub public_url: Option<String>,
+    /// The region name in the catalog.
+    pub region: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            region: "RegionOne".into(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub identity: ::identity::Identity,
+    pub cfg: Arc<ApiConfig>,
+}
+
+impl AppState {
+    /// The base URL of the box for links, without a trailing slash.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(u) = &self.cfg.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| valid_host(h))
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+}
+
+/// A `Host` header fit to be echoed in links: host name or address and optional port.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+}
+
+/// The whole API as one router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(identity::router(state.clone()))
+        .merge(compute::router(state.clone()))
+        .merge(image::router(state.clone()))
+        .route("/healthz", get(healthz))
+        .fallback(fault::unknown_route)
+        .layer(from_fn(|req, next| {
+            fault::render(Service::Plain, req, next)
+        }))
+        .layer(from_fn(request_id::layer))
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}

@@ -1,0 +1,159 @@
+//! onebox's configuration: `/etc/onebox/onebox.toml` (or `--config`), every key with a
+//! default, so `onebox serve` runs with no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Where the packaged configuration lives.
+pub const DEFAULT_CONFIG: &str = "/etc/onebox/onebox.toml";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// State directory: `onebox.db`, credentials, images, instances.
+    pub data_dir: PathBuf,
+    /// Address of the one HTTP listener.
+    pub listen: SocketAddr,
+    /// Base URL clients use to reach the box (`http://host:port`); by default each response
+    /// uses the address the client reached.
+    pub public_url: Option<String>,
+    /// Region name in the service catalog.
+    pub region: String,
+    /// Put every server on the fake driver (tests and demos).
+    pub fake_driver: bool,
+    pub log: LogConfig,
+    pub identity: IdentitySection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `onebox=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Token lifetime in seconds.
+    pub token_ttl_secs: u64,
+    /// Consecutive failed logins before a user's logins are refused for a while.
+    pub lockout_threshold: u32,
+    /// First refusal period in seconds; doubles with each further failure.
+    pub lockout_base_secs: u64,
+    /// Longest refusal period in seconds.
+    pub lockout_max_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8774)),
+            public_url: None,
+            region: "RegionOne".into(),
+            fake_driver: false,
+            log: LogConfig::default(),
+            identity: IdentitySection::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 3600,
+            lockout_threshold: 5,
+            lockout_base_secs: 2,
+            lockout_max_secs: 300,
+        }
+    }
+}
+
+/// `/var/lib/onebox` for root (a packaged or system install), `./.onebox` for anyone else.
+fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if root {
+        PathBuf::from("/var/lib/onebox")
+    } else {
+        PathBuf::from(".onebox")
+    }
+}
+
+impl Config {
+    /// Reads `explicit`, or the packaged file when it exists, or nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+        let path = match explicit {
+            Some(p) => Some(p.to_owned()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("onebox.db")
+    }
+
+    /// The base URL written into credentials files.
+    pub fn client_base_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        let mut addr = self.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_default_and_unknown_keys_are_refused() {
+        let c: Config = toml::from_str("").expect("empty");
+        assert_eq!(c.listen.port(), 8774);
+        let c: Config =
+            toml::from_str("listen = \"0.0.0.0:9000\"\n[identity]\ntoken_ttl_secs = 60")
+                .expect("partial");
+        assert_eq!(c.identity.token_ttl_secs, 60);
+        assert_eq!(c.identity.lockout_threshold, 5);
+        assert_eq!(c.client_base_url(), "http://127.0.0.1:9000");
+        assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../packaging/onebox.toml");
+        toml::from_str::<Config>(text).expect("packaging/onebox.toml");
+    }
+}

@@ -1,0 +1,97 @@
+//! `onebox init`: the first records of a box and the files clients need to reach it.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use identity::bootstrap::{Account, AccountOutcome, bootstrap};
+use model::Persona;
+
+use crate::config::Config;
+
+pub struct InitOptions {
+    pub admin_password: Option<String>,
+    pub demo_password: Option<String>,
+}
+
+/// Creates what is missing. Never changes an existing account or overwrites credentials
+/// files for accounts this run did not create.
+pub async fn run(cfg: &Config, identity: &identity::Identity, opts: InitOptions) -> Result<()> {
+    let accounts = [
+        Account {
+            name: "admin".into(),
+            role: Persona::Admin,
+            password: opts.admin_password,
+        },
+        Account {
+            name: "demo".into(),
+            role: Persona::Member,
+            password: opts.demo_password,
+        },
+    ];
+    let outcomes = bootstrap(identity, &accounts).await?;
+    write_credentials(cfg, &outcomes)?;
+    Ok(())
+}
+
+fn write_credentials(cfg: &Config, outcomes: &[AccountOutcome]) -> Result<()> {
+    let auth_url = format!("{}/identity", cfg.client_base_url());
+    let dir = &cfg.data_dir;
+    let mut clouds = String::from(
+        "# Written by `onebox init`. Use with: openstack --os-cloud onebox-admin ...\nclouds:\n",
+    );
+    let mut all_known = true;
+    for o in outcomes {
+        let Some(password) = &o.new_password else {
+            all_known = false;
+            continue;
+        };
+        clouds.push_str(&format!(
+            "  onebox-{name}:\n    auth:\n      auth_url: {auth_url}\n      username: {name}\n      password: \"{password}\"\n      project_name: {name}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {region}\n    interface: public\n    identity_api_version: 3\n",
+            name = o.name,
+            region = cfg.region,
+        ));
+        let openrc = format!(
+            "# Written by `onebox init`. Use with: . {path}\nexport OS_AUTH_URL={auth_url}\nexport OS_USERNAME={name}\nexport OS_PASSWORD='{password}'\nexport OS_PROJECT_NAME={name}\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\nexport OS_REGION_NAME={region}\nexport OS_IDENTITY_API_VERSION=3\nexport OS_INTERFACE=public\n",
+            path = dir.join(format!("{}-openrc", o.name)).display(),
+            name = o.name,
+            region = cfg.region,
+        );
+        write_secret(&dir.join(format!("{}-openrc", o.name)), &openrc)?;
+        println!(
+            "created user {} in project {}; credentials in {}",
+            o.name,
+            o.project_id,
+            dir.join(format!("{}-openrc", o.name)).display()
+        );
+    }
+    if all_known {
+        write_secret(&dir.join("clouds.yaml"), &clouds)?;
+        println!("clouds.yaml: {}", dir.join("clouds.yaml").display());
+    } else {
+        println!(
+            "accounts already existed; credentials files in {} were left as they are",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes a file readable by its owner only (mode 0600), replacing it atomically.
+fn write_secret(path: &Path, content: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `onebox serve`: wiring, the listener, background upkeep and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+pub fn init_tracing(cfg: &Config) -> Result<()> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .context("log level")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700.
+pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !cfg.data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    }
+    let store = store::Store::open(&cfg.db_path())
+        .with_context(|| format!("opening {}", cfg.db_path().display()))?;
+    let icfg = identity::IdentityConfig {
+        token_ttl: Duration::from_secs(cfg.identity.token_ttl_secs),
+        lockout: identity::LockoutConfig {
+            threshold: cfg.identity.lockout_threshold,
+            base_backoff: Duration::from_secs(cfg.identity.lockout_base_secs),
+            max_backoff: Duration::from_secs(cfg.identity.lockout_max_secs),
+        },
+    };
+    Ok(identity::Identity::new(store, icfg))
+}
+
+pub async fn run(cfg: Config) -> Result<()> {
+    let identity = open_identity(&cfg)?;
+    // A box that was never initialised is initialised now, so `onebox serve` alone gives a
+    // working cloud. On an initialised box this changes nothing.
+    let fresh = identity
+        .domain(&model::DomainId::default_domain())
+        .await?
+        .is_none();
+    if fresh {
+        tracing::info!(data_dir = %cfg.data_dir.display(), "first start: initialising");
+        crate::init::run(
+            &cfg,
+            &identity,
+            crate::init::InitOptions {
+                admin_password: None,
+                demo_password: None,
+            },
+        )
+        .await?;
+    }
+    let state = api::AppState {
+        identity: identity.clone(),
+        cfg: Arc::new(api::ApiConfig {
+            public_url: cfg.public_url.clone(),
+            region: cfg.region.clone(),
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "onebox listening");
+    // Scripts and tests that bind port 0 learn the port from this line on stdout.
+    println!("listening on {addr}");
+
+    tokio::spawn(upkeep(identity));
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("onebox stopped");
+    Ok(())
+}
+
+/// Periodic housekeeping: drop long-expired tokens.
+async fn upkeep(identity: identity::Identity) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match identity.purge_expired().await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "expired tokens purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "token purge failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop onebox with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

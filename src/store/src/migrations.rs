@@ -1,0 +1,126 @@
+//! Append-only schema migrations. Never edit a migration that has shipped: add a new one.
+//! The schema version lives in SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: identity.
+    "CREATE TABLE domains (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        domain_id TEXT NOT NULL REFERENCES domains(id),
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        UNIQUE (domain_id, name)
+    );
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        domain_id TEXT NOT NULL REFERENCES domains(id),
+        name TEXT NOT NULL,
+        password_hash TEXT,
+        email TEXT,
+        description TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        default_project_id TEXT,
+        password_expires_at TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (domain_id, name)
+    );
+    CREATE TABLE roles (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE implied_roles (
+        prior_role_id TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+        implied_role_id TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+        PRIMARY KEY (prior_role_id, implied_role_id)
+    );
+    CREATE TABLE role_assignments (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        target_type TEXT NOT NULL CHECK (target_type IN ('project', 'domain')),
+        target_id TEXT NOT NULL,
+        role_id TEXT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+        PRIMARY KEY (user_id, target_type, target_id, role_id)
+    );
+    CREATE INDEX role_assignments_target ON role_assignments (target_type, target_id);
+    CREATE TABLE tokens (
+        hash BLOB PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        project_id TEXT REFERENCES projects(id) ON DELETE CASCADE,
+        methods TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        audit_ids TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tokens_expires_at ON tokens (expires_at);
+    CREATE INDEX tokens_user ON tokens (user_id);",
+];
+
+/// The schema version this build of onebox writes.
+pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn current(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// How many migrations `apply` would run on this database.
+pub fn pending(conn: &Connection) -> Result<i64> {
+    let v = current(conn)?;
+    if v > LATEST_VERSION {
+        return Err(Error::TooNew {
+            found: v,
+            known: LATEST_VERSION,
+        });
+    }
+    Ok(LATEST_VERSION - v)
+}
+
+pub(crate) fn apply(conn: &mut Connection) -> Result<usize> {
+    pending(conn)?;
+    let from = current(conn)?;
+    let mut ran = 0;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "applied schema migration");
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        assert_eq!(apply(&mut conn).expect("first"), MIGRATIONS.len());
+        assert_eq!(apply(&mut conn).expect("second"), 0);
+        assert_eq!(current(&conn).expect("version"), LATEST_VERSION);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .expect("set");
+        assert!(matches!(apply(&mut conn), Err(Error::TooNew { .. })));
+    }
+}
