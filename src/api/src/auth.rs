@@ -26,12 +26,17 @@ pub async fn optional(State(state): State<AppState>, mut req: Request, next: Nex
             Err(e) => return Fault::from(e).into_response(),
         }
     }
-    let needs_challenge = req.extensions().get::<identity::Context>().is_none();
-    let base = state.base_url(req.headers());
+    // Keystone names its own versioned endpoint in the challenge.
+    let uri = format!("{}/identity/v3", state.base_url(req.headers()));
     let mut resp = next.run(req).await;
-    if needs_challenge && resp.status() == axum::http::StatusCode::UNAUTHORIZED {
-        add_challenge(&mut resp, &base);
+    if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+        add_challenge(&mut resp, &uri);
     }
+    // Identity answers depend on the caller's token.
+    resp.headers_mut().append(
+        axum::http::header::VARY,
+        HeaderValue::from_static("X-Auth-Token"),
+    );
     resp
 }
 
@@ -59,14 +64,18 @@ fn token_of(req: &Request) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// A 401 naming the identity endpoint of the catalog, as keystonemiddleware sends it.
 fn unauthorized(state: &AppState, req: &Request) -> Response {
     let mut resp = Fault::unauthorized().into_response();
-    add_challenge(&mut resp, &state.base_url(req.headers()));
+    add_challenge(
+        &mut resp,
+        &format!("{}/identity", state.base_url(req.headers())),
+    );
     resp
 }
 
-fn add_challenge(resp: &mut Response, base: &str) {
-    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{base}/identity\"")) {
+fn add_challenge(resp: &mut Response, uri: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{uri}\"")) {
         resp.headers_mut().insert("www-authenticate", v);
     }
 }

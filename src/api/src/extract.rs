@@ -51,7 +51,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         serde_json::Value::Null
     } else {
-        serde_json::from_slice(bytes).map_err(|_| Fault::bad_request("Malformed request body"))?
+        serde_json::from_slice(bytes)
+            .map_err(|_| Fault::bad_request(crate::fault::MALFORMED_BODY))?
     };
     serde_json::from_value(value)
         .map_err(|e| Fault::bad_request(format!("Invalid input for field/attribute: {e}")))

@@ -93,6 +93,7 @@ impl From<identity::Error> for Fault {
         match e {
             E::Unauthorized(m) => Fault::new(StatusCode::UNAUTHORIZED, m),
             E::Forbidden(m) => Fault::forbidden(m),
+            E::NotFound { kind: "token", .. } => Fault::not_found("Failed to validate token"),
             E::NotFound { kind, id } => Fault::not_found(format!("Could not find {kind}: {id}.")),
             E::Conflict(m) => Fault::conflict(m),
             E::BadRequest(m) => Fault::bad_request(m),
@@ -110,6 +111,9 @@ impl From<store::Error> for Fault {
         }
     }
 }
+
+/// The message of a body that is not JSON; each service words it its own way.
+pub const MALFORMED_BODY: &str = "Malformed request body";
 
 /// Nova's fault key for a status (`nova/api/openstack/wsgi.py`, `Fault._fault_names`).
 pub fn compute_fault_name(status: StatusCode) -> &'static str {
@@ -147,7 +151,12 @@ pub fn render_fault(service: Service, fault: &Fault) -> Response {
             json!({ compute_fault_name(status): { "code": status.as_u16(), "message": fault.message } })
         }
         Service::Identity | Service::Plain => {
-            json!({ "error": { "code": status.as_u16(), "message": fault.message, "title": reason(status) } })
+            let message = if fault.message == MALFORMED_BODY {
+                "Expecting to find valid JSON in request body. The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."
+            } else {
+                fault.message.as_str()
+            };
+            json!({ "error": { "code": status.as_u16(), "message": message, "title": reason(status) } })
         }
         Service::Image => {
             // Glance answers errors with webob's plain pages; clients read the status and show

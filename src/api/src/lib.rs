@@ -82,16 +82,38 @@ fn valid_host(h: &str) -> bool {
 
 /// The whole API as one router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let services = Router::new()
         .merge(identity::router(state.clone()))
         .merge(compute::router(state.clone()))
         .merge(image::router(state.clone()))
         .route("/healthz", get(healthz))
-        .fallback(fault::unknown_route)
+        .fallback(fault::unknown_route);
+    Router::new()
+        .fallback_service(tower::ServiceExt::map_request(
+            services,
+            normalize_identity_path,
+        ))
         .layer(from_fn(|req, next| {
             fault::render(Service::Plain, req, next)
         }))
         .layer(from_fn(request_id::layer))
+}
+
+/// Keystone ignores a trailing slash (`/v3/projects/` is `/v3/projects`); so does onebox's
+/// identity service. Other services keep Nova's and Glance's exact paths.
+fn normalize_identity_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    if path.len() > "/identity/".len() && path.starts_with("/identity/") && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let pq = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = pq.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 async fn healthz() -> axum::Json<serde_json::Value> {

@@ -182,9 +182,9 @@ impl Identity {
             && let Some(wait) = self.lockout.locked_for(id, Instant::now())
         {
             tracing::warn!(user_id = %id, wait_s = wait.as_secs(), "login refused: too many failures");
+            // Keystone's wording; the wait is logged above, not told to the caller.
             return Err(Error::Unauthorized(format!(
-                "The account is temporarily locked after repeated failed logins; try again in {} seconds.",
-                wait.as_secs().max(1)
+                "The account is locked for user: {id}."
             )));
         }
         // Verify on a blocking thread: argon2 costs tens of milliseconds by design.
@@ -209,7 +209,10 @@ impl Identity {
         };
         self.lockout.succeeded(&user.id);
         if !user.enabled {
-            return Err(invalid_credentials());
+            return Err(Error::Unauthorized(format!(
+                "The account is disabled for user: {}.",
+                user.id
+            )));
         }
         self.issue(user.id, vec![AuthMethod::Password], scope, Vec::new())
             .await
@@ -217,8 +220,10 @@ impl Identity {
 
     /// The `token` auth method: a new token (usually with a new scope) from a valid one.
     pub async fn authenticate_token(&self, token: &str, scope: Scope) -> Result<Issued> {
-        let info = self.validate(token).await?.ok_or_else(|| {
-            Error::Unauthorized("The request you have made requires authentication.".into())
+        // Keystone answers a dead token here with 404, as it does on validation.
+        let info = self.validate(token).await?.ok_or(Error::NotFound {
+            kind: "token",
+            id: String::new(),
         })?;
         let mut methods = info.record.methods.clone();
         if !methods.contains(&AuthMethod::Token) {

@@ -216,7 +216,7 @@ fn subject(h: &HeaderMap) -> Result<String, Fault> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| validation("Expecting to find X-Subject-Token in request headers."))
+        .ok_or_else(|| Fault::not_found("No token in the request"))
 }
 
 /// The subject token, if the caller may see it: its own, or any as an admin.

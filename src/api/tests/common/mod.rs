@@ -1,0 +1,244 @@
+//! An in-process onebox for API tests: the real router on an in-memory database, driven
+//! without a socket.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{ApiConfig, AppState};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use identity::bootstrap::{Account, bootstrap};
+use identity::{Identity, IdentityConfig, LockoutConfig};
+use model::Persona;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN_PW: &str = "admin-secret";
+pub const DEMO_PW: &str = "demo-secret";
+
+pub struct TestApp {
+    pub app: Router,
+    pub identity: Identity,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn fast_config() -> IdentityConfig {
+    IdentityConfig {
+        token_ttl: Duration::from_secs(3600),
+        lockout: LockoutConfig {
+            threshold: 3,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(2),
+        },
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_config(fast_config()).await
+    }
+
+    pub async fn with_config(cfg: IdentityConfig) -> Self {
+        let store = store::Store::open_in_memory().expect("store");
+        let identity = Identity::new(store, cfg);
+        bootstrap(
+            &identity,
+            &[
+                Account {
+                    name: "admin".into(),
+                    role: Persona::Admin,
+                    password: Some(ADMIN_PW.into()),
+                },
+                Account {
+                    name: "demo".into(),
+                    role: Persona::Member,
+                    password: Some(DEMO_PW.into()),
+                },
+            ],
+        )
+        .await
+        .expect("bootstrap");
+        let state = AppState {
+            identity: identity.clone(),
+            cfg: Arc::new(ApiConfig {
+                public_url: Some("http://onebox.test".into()),
+                region: "RegionOne".into(),
+            }),
+        };
+        Self {
+            app: api::app(state),
+            identity,
+        }
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
+        let raw = body.map(|b| b.to_string().into_bytes());
+        self.call_raw(method, uri, headers, raw).await
+    }
+
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        let has_ct = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if body.is_some() && !has_ct {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, uri: &str, token: Option<&str>) -> Resp {
+        let h: Vec<(&str, &str)> = token.map(|t| ("x-auth-token", t)).into_iter().collect();
+        self.call(Method::GET, uri, &h, None).await
+    }
+
+    /// A project-scoped password token; panics unless it is issued.
+    pub async fn token(&self, user: &str, password: &str, project: &str) -> String {
+        let r = self.login(user, password, Some(project)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "login {user}: {}", r.text);
+        r.header("x-subject-token")
+            .expect("subject token")
+            .to_owned()
+    }
+
+    pub async fn login(&self, user: &str, password: &str, project: Option<&str>) -> Resp {
+        let mut auth = json!({
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
+            }
+        });
+        match project {
+            Some(p) => auth["scope"] = json!({"project": {"name": p, "domain": {"id": "default"}}}),
+            None => auth["scope"] = json!("unscoped"),
+        }
+        self.call(
+            Method::POST,
+            "/identity/v3/auth/tokens",
+            &[],
+            Some(json!({ "auth": auth })),
+        )
+        .await
+    }
+
+    pub async fn admin(&self) -> String {
+        self.token("admin", ADMIN_PW, "admin").await
+    }
+
+    pub async fn demo(&self) -> String {
+        self.token("demo", DEMO_PW, "demo").await
+    }
+
+    /// Creates a user with `role` on a new project of the same name; returns (user id,
+    /// project id, token).
+    pub async fn user_with_role(&self, name: &str, role: &str) -> (String, String, String) {
+        let admin = self.admin().await;
+        let h = [("x-auth-token", admin.as_str())];
+        let p = self
+            .call(
+                Method::POST,
+                "/identity/v3/projects",
+                &h,
+                Some(json!({"project": {"name": name, "domain_id": "default"}})),
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::CREATED, "{}", p.text);
+        let pid = p.body["project"]["id"].as_str().expect("pid").to_owned();
+        let u = self
+            .call(
+                Method::POST,
+                "/identity/v3/users",
+                &h,
+                Some(json!({"user": {"name": name, "password": "pw-".to_owned() + name}})),
+            )
+            .await;
+        assert_eq!(u.status, StatusCode::CREATED, "{}", u.text);
+        let uid = u.body["user"]["id"].as_str().expect("uid").to_owned();
+        let roles = self
+            .get(&format!("/identity/v3/roles?name={role}"), Some(&admin))
+            .await;
+        let rid = roles.body["roles"][0]["id"]
+            .as_str()
+            .expect("rid")
+            .to_owned();
+        let g = self
+            .call(
+                Method::PUT,
+                &format!("/identity/v3/projects/{pid}/users/{uid}/roles/{rid}"),
+                &h,
+                None,
+            )
+            .await;
+        assert_eq!(g.status, StatusCode::NO_CONTENT, "{}", g.text);
+        let token = self.token(name, &format!("pw-{name}"), name).await;
+        (uid, pid, token)
+    }
+}
+
+/// Asserts a Nova fault: the status and `{"<name>": {"code", "message"}}`.
+pub fn assert_compute_fault(r: &Resp, status: u16, name: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    let f = &r.body[name];
+    assert_eq!(f["code"], status, "fault {name} in {}", r.text);
+    assert!(f["message"].is_string(), "{}", r.text);
+    assert_eq!(r.body.as_object().map(|o| o.len()), Some(1), "{}", r.text);
+}
+
+/// Asserts a Keystone error: `{"error": {"code", "message", "title"}}`.
+pub fn assert_identity_error(r: &Resp, status: u16) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    let e = &r.body["error"];
+    assert_eq!(e["code"], status, "{}", r.text);
+    assert!(
+        e["message"].is_string() && e["title"].is_string(),
+        "{}",
+        r.text
+    );
+}

@@ -1,0 +1,180 @@
+//! The way into the Compute API: tokens, microversion headers, the project id in the URL,
+//! unknown routes, and the fault format for each.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{TestApp, assert_compute_fault, assert_identity_error};
+
+#[tokio::test]
+async fn the_api_needs_a_valid_token() {
+    let app = TestApp::new().await;
+    for token in [None, Some("garbage")] {
+        let r = app.get("/compute/v2.1/flavors", token).await;
+        assert_identity_error(&r, 401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Keystone uri=\"http://onebox.test/identity\"")
+        );
+    }
+}
+
+#[tokio::test]
+async fn version_headers_are_negotiated() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let max = api::microversion::MAX_VERSION.to_string();
+    let cases: &[(&str, &str, &str)] = &[
+        ("x-openstack-nova-api-version", "2.1", "2.1"),
+        ("x-openstack-nova-api-version", "latest", &max),
+        ("openstack-api-version", "compute 2.1", "2.1"),
+        ("openstack-api-version", "compute latest", &max),
+        ("openstack-api-version", "volume 3.0", "2.1"),
+    ];
+    for (name, value, expect) in cases {
+        let r = app
+            .call(
+                Method::GET,
+                "/compute/v2.1/",
+                &[("x-auth-token", &t), (name, value)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {value}");
+        assert_eq!(r.header("x-openstack-nova-api-version"), Some(*expect));
+        assert_eq!(
+            r.header("openstack-api-version"),
+            Some(format!("compute {expect}").as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_version_headers_are_refused_without_version_headers() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let cases = [
+        ("x-openstack-nova-api-version", "2.a", 400, "badRequest"),
+        ("x-openstack-nova-api-version", "abc", 400, "badRequest"),
+        ("x-openstack-nova-api-version", "2.01", 400, "badRequest"),
+        ("openstack-api-version", "compute 2.x", 400, "badRequest"),
+        ("x-openstack-nova-api-version", "3.0", 406, "computeFault"),
+        ("x-openstack-nova-api-version", "2.999", 406, "computeFault"),
+        ("x-openstack-nova-api-version", "1.1", 406, "computeFault"),
+        (
+            "openstack-api-version",
+            "compute 2.999",
+            406,
+            "computeFault",
+        ),
+    ];
+    for (name, value, status, fault) in cases {
+        for uri in ["/compute/v2.1/", "/compute/v2.1/flavors"] {
+            let r = app
+                .call(
+                    Method::GET,
+                    uri,
+                    &[("x-auth-token", &t), (name, value)],
+                    None,
+                )
+                .await;
+            assert_compute_fault(&r, status, fault);
+            assert!(
+                r.header("x-openstack-nova-api-version").is_none(),
+                "{value}"
+            );
+            assert!(r.header("openstack-api-version").is_none(), "{value}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_legacy_v2_endpoint_ignores_version_headers() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let r = app
+        .call(
+            Method::GET,
+            "/compute/v2/nothing-here",
+            &[
+                ("x-auth-token", &t),
+                ("x-openstack-nova-api-version", "2.999"),
+            ],
+            None,
+        )
+        .await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    assert!(r.header("x-openstack-nova-api-version").is_none());
+}
+
+#[tokio::test]
+async fn the_project_in_the_url_must_be_the_tokens() {
+    let app = TestApp::new().await;
+    let demo = app.demo().await;
+    let (_, a_project, _) = app.user_with_role("alice", "member").await;
+    // Demo's token on alice's project URL.
+    let r = app
+        .get(&format!("/compute/v2.1/{a_project}/"), Some(&demo))
+        .await;
+    assert_compute_fault(&r, 400, "badRequest");
+    assert!(
+        r.body["badRequest"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("doesn't match Context's project_id")
+    );
+    // Faults after negotiation carry the version headers.
+    assert_eq!(r.header("x-openstack-nova-api-version"), Some("2.1"));
+    // Even an admin may not use another project's URL.
+    let admin = app.admin().await;
+    let r = app
+        .get(&format!("/compute/v2.1/{a_project}/"), Some(&admin))
+        .await;
+    assert_compute_fault(&r, 400, "badRequest");
+    // Its own project works, with and without a trailing slash.
+    let demo_project = app
+        .identity
+        .validate(&demo)
+        .await
+        .expect("validate")
+        .expect("live")
+        .project
+        .expect("scoped")
+        .0
+        .id;
+    for suffix in ["", "/"] {
+        let r = app
+            .get(
+                &format!("/compute/v2.1/{demo_project}{suffix}"),
+                Some(&demo),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["version"]["id"], "v2.1");
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_are_nova_404s() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    for uri in ["/compute/v2.1/nonexistent", "/compute/v2.1/servers-ish/x"] {
+        let r = app.get(uri, Some(&t)).await;
+        assert_compute_fault(&r, 404, "itemNotFound");
+        assert_eq!(r.header("x-openstack-nova-api-version"), Some("2.1"));
+    }
+    // A method the route does not serve is a 404 too, as Nova's router answers it.
+    let r = app
+        .call(
+            Method::PATCH,
+            "/compute/v2.1/",
+            &[("x-auth-token", &t)],
+            None,
+        )
+        .await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    // Outside every service: onebox's own JSON 404.
+    let r = app.get("/nowhere", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["error"]["code"], 404);
+}
