@@ -242,7 +242,8 @@ impl Identity {
     ) -> Result<Issued> {
         let token = secret::new_token();
         let hash = secret::token_hash(&token);
-        let now = Utc::now();
+        // Keystone reports token times to the second (microseconds zeroed).
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
         let ttl = chrono::Duration::from_std(self.cfg.token_ttl)
             .unwrap_or_else(|_| chrono::Duration::hours(1));
         let mut audit_ids = vec![secret::new_audit_id()];

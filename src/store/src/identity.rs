@@ -584,7 +584,7 @@ mod tests {
             },
         )
         .expect("grant");
-        let now = Utc::now();
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
         let tok = TokenRecord {
             user_id: u.id.clone(),
             project_id: Some(p.id.clone()),
