@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds onebox and runs it in the foreground with its embedded
+# defaults: listening on 127.0.0.1:8774, state in /var/lib/onebox (root) or ./.onebox.
+# The first start creates the admin and demo accounts and writes clouds.yaml into the state
+# directory. Extra arguments go to `onebox serve` (e.g. --listen 0.0.0.0:8774).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+cargo build --release --locked
+exec ./target/release/onebox serve "$@"

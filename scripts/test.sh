@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up what is missing and runs every check and test of onebox: formatting, lints, the
+# Rust test suites, and the real OpenStack clients (python-openstackclient, openstacksdk)
+# against a running onebox.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh --with-tests
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --locked --workspace
+cargo build --locked
+
+echo "== client tests"
+venv=.venv-test
+req=tests/clients/requirements.txt
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/pytest" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+fi
+ONEBOX_BIN="$PWD/target/debug/onebox" "$venv/bin/pytest" -q tests/clients
