@@ -188,15 +188,14 @@ impl Identity {
             )));
         }
         // Verify on a blocking thread: argon2 costs tens of milliseconds by design.
-        let ok = tokio::task::spawn_blocking(move || match hash {
+        let ok = argon2_gate(move || match hash {
             Some(h) => secret::verify_password(&password, &h),
             None => {
                 secret::verify_password(&password, secret::decoy_hash());
                 false
             }
         })
-        .await
-        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+        .await?;
         let user = match (user, ok) {
             (Some(u), true) => u,
             (u, _) => {
@@ -591,11 +590,8 @@ impl Identity {
             .store
             .read(move |c| sql::password_hash(c, &id2))
             .await?;
-        let ok = tokio::task::spawn_blocking(move || {
-            hash.is_some_and(|h| secret::verify_password(&original, &h))
-        })
-        .await
-        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+        let ok = argon2_gate(move || hash.is_some_and(|h| secret::verify_password(&original, &h)))
+            .await?;
         if !ok {
             return Err(invalid_credentials());
         }
@@ -824,10 +820,58 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-async fn hash_blocking(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || secret::hash_password(&password))
+/// Runs password hashing work on onebox's own hashing threads, one per CPU.
+///
+/// Each argon2 computation takes tens of milliseconds and 19 MiB of memory by design. On the
+/// shared blocking pool a burst of logins would touch many threads, and the allocator keeps
+/// the memory of every thread that ever hashed (hundreds of MiB after a burst); a few
+/// dedicated threads bound both the CPU and the memory that hashing can take.
+async fn argon2_gate<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        // The receiver is shared by the workers; each holds the lock only to take one job.
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for i in 0..n {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (done, result) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(f());
+    });
+    pool.lock()
+        .map_err(|_| Error::Store(store::Error::Poisoned))?
+        .send(job)
+        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+    result
         .await
-        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?
+        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))
+}
+
+async fn hash_blocking(password: String) -> Result<String> {
+    argon2_gate(move || secret::hash_password(&password)).await?
 }
 
 fn resolve_domain(c: &store::Connection, d: &DomainRef) -> store::Result<Option<Domain>> {
