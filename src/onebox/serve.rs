@@ -79,6 +79,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "onebox listening");
     // Scripts and tests that bind port 0 learn the port from this line on stdout.
     println!("listening on {addr}");
+    // Under systemd (Type=notify) the unit becomes active only now, when clients can connect.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
 
     tokio::spawn(upkeep(identity));
     axum::serve(listener, api::app(state))

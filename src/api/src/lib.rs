@@ -96,7 +96,14 @@ pub fn app(state: AppState) -> Router {
         .layer(from_fn(|req, next| {
             fault::render(Service::Plain, req, next)
         }))
+        // A panic in a handler is a bug; the client gets a plain 500 and the process lives on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(from_fn(request_id::layer))
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let fault = Fault::internal(&"a request handler panicked");
+    fault::render_fault(Service::Plain, &fault)
 }
 
 /// Keystone ignores a trailing slash (`/v3/projects/` is `/v3/projects`); so does onebox's
@@ -118,4 +125,59 @@ fn normalize_identity_path(mut req: axum::extract::Request) -> axum::extract::Re
 
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    async fn body(r: axum::response::Response) -> serde_json::Value {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        serde_json::from_slice(&b).expect("json")
+    }
+
+    #[tokio::test]
+    async fn internal_errors_leak_nothing() {
+        let f = Fault::internal(&"disk /var/lib/secret exploded");
+        let r = fault::render_fault(Service::Compute, &f);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let b = body(r).await;
+        let msg = b["computeFault"]["message"].as_str().expect("message");
+        assert!(!msg.contains("secret") && msg.starts_with("Unexpected API Error"));
+        assert_eq!(b["computeFault"]["code"], 500);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500() {
+        let r = on_panic(Box::new("index out of bounds at src/x.rs"));
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let b = body(r).await;
+        assert!(!b.to_string().contains("src/x.rs"));
+    }
+
+    #[test]
+    fn fault_names_follow_nova() {
+        for (code, name) in [
+            (400, "badRequest"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "itemNotFound"),
+            (405, "badMethod"),
+            (406, "computeFault"),
+            (409, "conflictingRequest"),
+            (410, "computeFault"),
+            (413, "overLimit"),
+            (415, "badMediaType"),
+            (429, "overLimit"),
+            (500, "computeFault"),
+            (501, "notImplemented"),
+            (503, "serviceUnavailable"),
+        ] {
+            let s = StatusCode::from_u16(code).expect("status");
+            assert_eq!(fault::compute_fault_name(s), name, "{code}");
+        }
+    }
 }
