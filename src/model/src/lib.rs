@@ -4,6 +4,8 @@
 //! JSON each service speaks. Ids are newtypes so that a project id can never be passed where a
 //! user id is expected.
 
+pub mod compute;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};

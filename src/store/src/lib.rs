@@ -8,6 +8,7 @@
 //! rusqlite is blocking, so [`Store::read`] and [`Store::write`] run their closures on tokio's
 //! blocking threads and never on the async executor.
 
+pub mod compute;
 pub mod identity;
 mod migrations;
 
@@ -32,6 +33,15 @@ pub enum Error {
     Join(String),
     #[error("database lock poisoned")]
     Poisoned,
+    /// A caller's own error, raised inside a transaction to roll it back (see [`abort`]).
+    #[error("transaction aborted")]
+    Abort(Box<dyn std::any::Any + Send + Sync>),
+}
+
+/// Rolls back the transaction being written and hands `e` back to the caller of
+/// [`Store::write`], which gets it out with `Error::Abort` and a downcast.
+pub fn abort<E: Send + Sync + 'static>(e: E) -> Error {
+    Error::Abort(Box::new(e))
 }
 
 impl Error {

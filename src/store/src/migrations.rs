@@ -67,6 +67,143 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tokens_expires_at ON tokens (expires_at);
     CREATE INDEX tokens_user ON tokens (user_id);",
+    // 2: compute: flavors, keypairs, quotas, servers, networks, instance actions.
+    "CREATE TABLE flavors (
+        flavorid TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        vcpus INTEGER NOT NULL,
+        ram_mb INTEGER NOT NULL,
+        disk_gb INTEGER NOT NULL,
+        ephemeral_gb INTEGER NOT NULL DEFAULT 0,
+        swap_mb INTEGER NOT NULL DEFAULT 0,
+        rxtx_factor REAL NOT NULL DEFAULT 1.0,
+        is_public INTEGER NOT NULL DEFAULT 1,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        description TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE flavor_extra_specs (
+        flavorid TEXT NOT NULL REFERENCES flavors(flavorid) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (flavorid, key)
+    );
+    CREATE TABLE flavor_projects (
+        flavorid TEXT NOT NULL REFERENCES flavors(flavorid) ON DELETE CASCADE,
+        project_id TEXT NOT NULL,
+        PRIMARY KEY (flavorid, project_id)
+    );
+    CREATE TABLE keypairs (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, name)
+    );
+    CREATE TABLE quotas (
+        project_id TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        hard_limit INTEGER NOT NULL,
+        PRIMARY KEY (project_id, resource)
+    );
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        project_id TEXT,
+        cidr TEXT NOT NULL UNIQUE,
+        gateway TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE servers (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        flavor TEXT NOT NULL,
+        flavorid TEXT NOT NULL,
+        vcpus INTEGER NOT NULL,
+        ram_mb INTEGER NOT NULL,
+        image_id TEXT,
+        vm_state TEXT NOT NULL,
+        task_state TEXT,
+        power_state INTEGER NOT NULL DEFAULT 0,
+        backend TEXT NOT NULL,
+        availability_zone TEXT NOT NULL,
+        key_name TEXT,
+        key_data TEXT,
+        user_data TEXT,
+        config_drive INTEGER NOT NULL DEFAULT 0,
+        description TEXT,
+        hostname TEXT NOT NULL,
+        access_ipv4 TEXT,
+        access_ipv6 TEXT,
+        locked_by TEXT,
+        locked_reason TEXT,
+        reservation_id TEXT NOT NULL,
+        launch_index INTEGER NOT NULL DEFAULT 0,
+        progress INTEGER NOT NULL DEFAULT 0,
+        host TEXT NOT NULL,
+        scheduler_hints TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        launched_at TEXT,
+        terminated_at TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX servers_project ON servers (project_id, deleted, created_at);
+    CREATE INDEX servers_updated ON servers (updated_at);
+    CREATE TABLE server_metadata (
+        server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (server_id, key)
+    );
+    CREATE TABLE server_tags (
+        server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (server_id, tag)
+    );
+    CREATE TABLE server_faults (
+        server_id TEXT PRIMARY KEY REFERENCES servers(id) ON DELETE CASCADE,
+        code INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE ports (
+        server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        address TEXT NOT NULL,
+        mac TEXT NOT NULL UNIQUE,
+        position INTEGER NOT NULL,
+        UNIQUE (network_id, address)
+    );
+    CREATE TABLE instance_actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        server_id TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        start_time TEXT NOT NULL,
+        finish_time TEXT,
+        message TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX instance_actions_server ON instance_actions (server_id, start_time);
+    CREATE TABLE instance_action_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        action_id INTEGER NOT NULL REFERENCES instance_actions(id) ON DELETE CASCADE,
+        event TEXT NOT NULL,
+        start_time TEXT NOT NULL,
+        finish_time TEXT,
+        result TEXT,
+        details TEXT,
+        host TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build of onebox writes.

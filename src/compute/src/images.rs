@@ -1,0 +1,39 @@
+//! How the compute service finds images: through the image service, behind a trait so that
+//! the compute service does not depend on its storage.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use identity::Context;
+
+/// What the compute service needs to know of an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: String,
+    pub min_disk_gb: u64,
+    pub min_ram_mb: u64,
+    pub size_bytes: u64,
+    pub properties: Vec<(String, String)>,
+}
+
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = Option<ImageInfo>> + Send + 'a>>;
+
+pub trait ImageCatalog: Send + Sync {
+    /// The image `id` if the caller may boot it (visibility and membership respected) and it
+    /// is active.
+    fn find<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Lookup<'a>;
+}
+
+/// A fixed list of images, until the image service answers for itself.
+#[derive(Clone, Debug, Default)]
+pub struct StandinImages {
+    pub images: Vec<ImageInfo>,
+}
+
+impl ImageCatalog for StandinImages {
+    fn find<'a>(&'a self, _ctx: &'a Context, id: &'a str) -> Lookup<'a> {
+        let found = self.images.iter().find(|i| i.id == id).cloned();
+        Box::pin(async move { found })
+    }
+}

@@ -1,0 +1,129 @@
+//! The compute service: what a server is, what may happen to it and when, and the background
+//! tasks that make it so through a [`driver::ComputeDriver`].
+//!
+//! The API layer validates requests and renders responses; everything between (policy on
+//! resources, quotas, the state machine, the task runner, instance actions) is here. Every
+//! state change goes through the store in one transaction, and a server's `task_state` is the
+//! lock that keeps one task per server: a task moves a server only from the state it expects.
+
+pub mod flavors;
+pub mod images;
+pub mod keypairs;
+mod network;
+pub mod quotas;
+pub mod reconcile;
+pub mod servers;
+mod tasks;
+
+use std::sync::Arc;
+
+use driver::ComputeDriver;
+use store::Store;
+
+pub use images::{ImageCatalog, ImageInfo, StandinImages};
+pub use servers::{CreateRequest, NetworkRequest, ServerQuery, SortKey};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A quota would be exceeded (Nova answers 403).
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The backend cannot do this (Nova answers 501 for driver gaps).
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error(transparent)]
+    Store(store::Error),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::Conflict(m) => Error::Conflict(m),
+            store::Error::Abort(inner) => match inner.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(_) => Error::Task("transaction aborted".into()),
+            },
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// Rolls back the current store transaction with a compute error.
+pub(crate) fn abort(e: Error) -> store::Error {
+    store::abort(e)
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    /// The name of this box as Nova's `host` (and hypervisor hostname).
+    pub host: String,
+    /// The one availability zone of the box.
+    pub availability_zone: String,
+    /// How many server tasks may run at once.
+    pub task_concurrency: usize,
+    /// Nova's `[api] max_limit`: the most items one page holds.
+    pub max_limit: usize,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            host: "onebox".into(),
+            availability_zone: "nova".into(),
+            task_concurrency: 8,
+            max_limit: 1000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Compute {
+    store: Store,
+    driver: Arc<dyn ComputeDriver>,
+    images: Arc<dyn ImageCatalog>,
+    cfg: Arc<ComputeConfig>,
+    tasks: Arc<tasks::Runner>,
+}
+
+impl Compute {
+    pub fn new(
+        store: Store,
+        driver: Arc<dyn ComputeDriver>,
+        images: Arc<dyn ImageCatalog>,
+        cfg: ComputeConfig,
+    ) -> Self {
+        let tasks = Arc::new(tasks::Runner::new(cfg.task_concurrency));
+        Self {
+            store,
+            driver,
+            images,
+            cfg: Arc::new(cfg),
+            tasks,
+        }
+    }
+
+    pub fn config(&self) -> &ComputeConfig {
+        &self.cfg
+    }
+
+    pub fn driver(&self) -> &Arc<dyn ComputeDriver> {
+        &self.driver
+    }
+
+    /// Waits until no server task is running (for tests and orderly shutdown).
+    pub async fn idle(&self) {
+        self.tasks.idle().await;
+    }
+}

@@ -1,0 +1,799 @@
+//! Servers: create, list, show, update, delete, and their metadata and tags.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use model::compute::{
+    Backend, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerId, TaskState, VmState,
+};
+use model::{Persona, ProjectId};
+use regex::Regex;
+use store::compute::{self as sql, Cond};
+
+use identity::Context;
+
+use crate::network;
+use crate::tasks::Job;
+use crate::{Compute, Error, Result};
+
+/// The networks a create request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkRequest {
+    /// The project's default network.
+    Auto,
+    None,
+    /// Networks by id, in order.
+    List(Vec<String>),
+}
+
+/// A validated `POST /servers`.
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub name: String,
+    pub image_ref: Option<String>,
+    pub flavor_ref: FlavorId,
+    pub networks: NetworkRequest,
+    pub metadata: BTreeMap<String, String>,
+    pub user_data: Option<String>,
+    pub key_name: Option<String>,
+    pub availability_zone: Option<String>,
+    pub config_drive: bool,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub hostname: Option<String>,
+    pub access_ipv4: Option<String>,
+    pub access_ipv6: Option<String>,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub admin_pass: Option<String>,
+    pub scheduler_hints: BTreeMap<String, Vec<String>>,
+}
+
+/// What a create made.
+pub struct Created {
+    pub servers: Vec<Server>,
+    pub reservation_id: String,
+    pub admin_pass: String,
+}
+
+/// The fields `PUT /servers/{id}` may change; `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct ServerPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub hostname: Option<String>,
+    pub access_ipv4: Option<Option<String>>,
+    pub access_ipv6: Option<Option<String>>,
+}
+
+/// A sort key Nova accepts for servers, mapped to a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortKey(pub &'static str);
+
+impl SortKey {
+    /// Nova's sort key name → column; `None` for keys onebox does not sort on.
+    pub fn parse(key: &str) -> Option<Self> {
+        let col = match key {
+            "access_ip_v4" => "access_ipv4",
+            "access_ip_v6" => "access_ipv6",
+            "availability_zone" => "availability_zone",
+            "config_drive" => "config_drive",
+            "created_at" => "created_at",
+            "display_description" => "description",
+            "display_name" => "name",
+            "host" | "node" => "host",
+            "hostname" => "hostname",
+            "image_ref" => "image_id",
+            "instance_type_id" => "flavorid",
+            "key_name" => "key_name",
+            "launch_index" => "launch_index",
+            "launched_at" => "launched_at",
+            "locked" | "locked_by" => "locked_by",
+            "power_state" => "power_state",
+            "progress" => "progress",
+            "project_id" => "project_id",
+            "task_state" => "task_state",
+            "terminated_at" => "terminated_at",
+            "updated_at" => "updated_at",
+            "user_id" => "user_id",
+            "uuid" => "id",
+            "vm_state" => "vm_state",
+            "kernel_id" | "ramdisk_id" | "root_device_name" | "auto_disk_config" => "seq",
+            _ => return None,
+        };
+        Some(SortKey(col))
+    }
+}
+
+/// A validated server listing.
+#[derive(Clone, Debug, Default)]
+pub struct ServerQuery {
+    /// Admin: list every project's servers (optionally one, `project`).
+    pub all_projects: bool,
+    pub project: Option<ProjectId>,
+    /// `None`: live servers, or also deleted ones when `changes_since/before` is given.
+    pub deleted: Option<bool>,
+    /// Resolved status filters: (vm states, task states or `None` for any).
+    pub statuses: Vec<model::compute::StatusStates>,
+    pub changes_since: Option<DateTime<Utc>>,
+    pub changes_before: Option<DateTime<Utc>>,
+    pub name: Option<Regex>,
+    pub hostname: Option<Regex>,
+    pub ip: Option<Regex>,
+    pub key_name: Option<Regex>,
+    /// Exact matches on columns the API chose.
+    pub exact: Vec<(&'static str, store::compute::SqlValue)>,
+    pub tags: Vec<String>,
+    pub tags_any: Vec<String>,
+    pub not_tags: Vec<String>,
+    pub not_tags_any: Vec<String>,
+    pub sort: Vec<(SortKey, bool)>,
+    pub marker: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Nova's hostname from a display name: lower case, letters, digits and hyphens, at most 63.
+pub fn sanitize_hostname(name: &str) -> String {
+    let mut out = String::new();
+    for ch in name.to_lowercase().chars() {
+        if ch.is_ascii_alphanumeric() || ch == '-' {
+            out.push(ch);
+        } else if (ch == ' ' || ch == '_' || ch == '.') && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_matches('-').chars().take(63).collect::<String>();
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() { "server".into() } else { out }
+}
+
+fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("the OS random number generator failed");
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn reservation_id() -> String {
+    let mut b = [0u8; 4];
+    getrandom::fill(&mut b).expect("the OS random number generator failed");
+    let n = u32::from_le_bytes(b);
+    // r-xxxxxxxx with base-36 digits, as Nova's look.
+    let mut s = String::new();
+    let mut v = n as u64 | (1 << 40);
+    while s.len() < 8 {
+        let d = (v % 36) as u32;
+        s.push(std::char::from_digit(d, 36).unwrap_or('0'));
+        v /= 36;
+    }
+    format!("r-{s}")
+}
+
+pub(crate) fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("Instance {id} could not be found."))
+}
+
+fn policy(rule: &str) -> Error {
+    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
+}
+
+impl Compute {
+    fn backend(&self) -> Backend {
+        if self.driver.name() == "fake" {
+            Backend::Fake
+        } else {
+            Backend::Vm
+        }
+    }
+
+    pub async fn create_servers(
+        &self,
+        ctx: &Context,
+        req: CreateRequest,
+        request_id: &str,
+    ) -> Result<Created> {
+        let project = ctx
+            .project_id
+            .clone()
+            .ok_or_else(|| policy("os_compute_api:servers:create"))?;
+        if !ctx.has(Persona::Member) {
+            return Err(policy("os_compute_api:servers:create"));
+        }
+        let flavor = self.get_flavor(ctx, &req.flavor_ref).await.map_err(|_| {
+            Error::BadRequest(format!("Flavor {} could not be found.", req.flavor_ref))
+        })?;
+        if flavor.disabled {
+            return Err(Error::BadRequest("Flavor is disabled.".into()));
+        }
+        if let Some(image_ref) = &req.image_ref {
+            let image = self.images.find(ctx, image_ref).await.ok_or_else(|| {
+                Error::BadRequest(format!("Image {image_ref} could not be found."))
+            })?;
+            if flavor.ram_mb < image.min_ram_mb {
+                return Err(Error::BadRequest(
+                    "Flavor's memory is too small for requested image.".into(),
+                ));
+            }
+            if flavor.disk_gb > 0
+                && (flavor.disk_gb < image.min_disk_gb
+                    || image.size_bytes > flavor.disk_gb * 1024 * 1024 * 1024)
+            {
+                return Err(Error::BadRequest(
+                    "Flavor's disk is too small for requested image.".into(),
+                ));
+            }
+        }
+        let key_data = match &req.key_name {
+            Some(k) => Some(
+                self.get_keypair(ctx.user_id.clone(), k)
+                    .await
+                    .map_err(|_| Error::BadRequest("Invalid key_name provided.".into()))?
+                    .public_key,
+            ),
+            None => None,
+        };
+        if let Some(az) = &req.availability_zone {
+            // `az:host` and `az::node` forms name the box too.
+            let zone = az.split(':').next().unwrap_or_default();
+            if zone != self.cfg.availability_zone {
+                return Err(Error::BadRequest(
+                    "The requested availability zone is not available".into(),
+                ));
+            }
+        }
+        let meta_limit = {
+            let p = project.clone();
+            self.store
+                .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
+                .await?
+        };
+        if meta_limit >= 0 && req.metadata.len() as i64 > meta_limit {
+            return Err(Error::QuotaExceeded(format!(
+                "Quota exceeded for metadata_items: Requested {}, but already used 0 of {meta_limit} metadata_items",
+                req.metadata.len()
+            )));
+        }
+
+        let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
+        let reservation = reservation_id();
+        let backend = self.backend();
+        let host = self.cfg.host.clone();
+        let az = self.cfg.availability_zone.clone();
+        let user = ctx.user_id.clone();
+        let request_id = request_id.to_owned();
+        let reservation_out = reservation.clone();
+        let servers = self
+            .store
+            .write(move |tx| {
+                // Quota and insert share this transaction on the single writer: concurrent
+                // creates cannot both see the same free room.
+                let limits = crate::quotas::limits_of(tx, &project)?;
+                let usage = sql::usage(tx, &project)?;
+                let mut allowed = req.max_count as i64;
+                let mut worst: Option<(&str, i64, i64, i64)> = None;
+                for (res, per, used) in [
+                    ("instances", 1i64, usage.instances),
+                    ("cores", i64::from(flavor.vcpus), usage.cores),
+                    ("ram", flavor.ram_mb as i64, usage.ram),
+                ] {
+                    let limit = limits.get(res).copied().unwrap_or(-1);
+                    if limit < 0 || per == 0 {
+                        continue;
+                    }
+                    let room = ((limit - used) / per).max(0);
+                    if room < allowed {
+                        allowed = room;
+                        worst = Some((res, per, used, limit));
+                    }
+                }
+                if allowed < i64::from(req.min_count) {
+                    let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
+                    return Err(crate::abort(Error::QuotaExceeded(format!(
+                        "Quota exceeded for {res}: Requested {}, but already used {used} of {limit} {res}",
+                        per * i64::from(req.min_count)
+                    ))));
+                }
+                let count = allowed.min(i64::from(req.max_count)) as u32;
+                let networks = match &req.networks {
+                    NetworkRequest::None => Vec::new(),
+                    NetworkRequest::Auto => vec![network::default_network(tx, &project)?],
+                    NetworkRequest::List(ids) => {
+                        let mut v = Vec::new();
+                        for id in ids {
+                            match network::find_network(tx, &project, id)? {
+                                Some(n) => v.push(n),
+                                None => {
+                                    return Err(crate::abort(Error::BadRequest(format!(
+                                        "Network {id} could not be found."
+                                    ))));
+                                }
+                            }
+                        }
+                        v
+                    }
+                };
+                let now = Utc::now();
+                let mut made = Vec::new();
+                for i in 0..count {
+                    let (name, hostname) = if count > 1 {
+                        let base_host = req
+                            .hostname
+                            .clone()
+                            .unwrap_or_else(|| sanitize_hostname(&req.name));
+                        (format!("{}-{}", req.name, i + 1), format!("{base_host}-{}", i + 1))
+                    } else {
+                        (
+                            req.name.clone(),
+                            req.hostname
+                                .clone()
+                                .unwrap_or_else(|| sanitize_hostname(&req.name)),
+                        )
+                    };
+                    let id = ServerId::generate();
+                    let mut s = Server {
+                        id: id.clone(),
+                        name,
+                        project_id: project.clone(),
+                        user_id: user.clone(),
+                        flavor: flavor.clone(),
+                        image_id: req.image_ref.clone(),
+                        vm_state: VmState::Building,
+                        task_state: Some(TaskState::Scheduling),
+                        power_state: PowerState::NoState,
+                        backend,
+                        availability_zone: az.clone(),
+                        key_name: req.key_name.clone(),
+                        key_data: key_data.clone(),
+                        user_data: req.user_data.clone(),
+                        config_drive: req.config_drive,
+                        description: req.description.clone(),
+                        hostname,
+                        access_ipv4: req.access_ipv4.clone(),
+                        access_ipv6: req.access_ipv6.clone(),
+                        locked_by: None,
+                        locked_reason: None,
+                        metadata: req.metadata.clone(),
+                        tags: req.tags.clone(),
+                        reservation_id: reservation.clone(),
+                        launch_index: i,
+                        progress: 0,
+                        host: host.clone(),
+                        addresses: Vec::new(),
+                        scheduler_hints: req.scheduler_hints.clone(),
+                        created_at: now,
+                        updated_at: now,
+                        launched_at: None,
+                        terminated_at: None,
+                        deleted: false,
+                        fault: None,
+                    };
+                    sql::insert_server(tx, &s)?;
+                    for (pos, net) in networks.iter().enumerate() {
+                        s.addresses.push(network::allocate(tx, net, &id, pos as u32)?);
+                    }
+                    let action = sql::start_action(tx, &id, &request_id, "create", &project, &user)?;
+                    made.push((s, action));
+                }
+                Ok(made)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(servers.len());
+        for (s, action) in servers {
+            tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
+            self.run(Job::Build {
+                server: Box::new(s.clone()),
+                action,
+            });
+            out.push(s);
+        }
+        Ok(Created {
+            servers: out,
+            reservation_id: reservation_out,
+            admin_pass,
+        })
+    }
+
+    /// A server the caller may see. Others' servers, unknown ids and deleted servers are all
+    /// the same 404, so existence never leaks.
+    pub async fn get_server(&self, ctx: &Context, id: &str) -> Result<Server> {
+        let sid = ServerId::parse(id).ok_or_else(|| not_found(id))?;
+        let s = self
+            .store
+            .read(move |c| sql::get_server(c, &sid))
+            .await?
+            .filter(|s| !s.deleted)
+            .ok_or_else(|| not_found(id))?;
+        if !ctx.can_read(&s.project_id) {
+            return Err(not_found(id));
+        }
+        Ok(s)
+    }
+
+    /// A server the caller may change: a reader of its project gets 403, a stranger 404.
+    async fn server_for_write(&self, ctx: &Context, id: &str, rule: &str) -> Result<Server> {
+        let s = self.get_server(ctx, id).await?;
+        if !ctx.can_write(&s.project_id) {
+            return Err(policy(rule));
+        }
+        Ok(s)
+    }
+
+    pub async fn list_servers(&self, ctx: &Context, q: ServerQuery) -> Result<Vec<Server>> {
+        let mut conds = Vec::new();
+        if q.all_projects {
+            if !ctx.is_admin() {
+                return Err(policy("os_compute_api:servers:index:get_all_tenants"));
+            }
+            if let Some(p) = &q.project {
+                conds.push(Cond::Project(p.clone()));
+            }
+        } else {
+            let p = ctx
+                .project_id
+                .clone()
+                .ok_or_else(|| policy("os_compute_api:servers:index"))?;
+            if !ctx.can_read(&p) {
+                return Err(policy("os_compute_api:servers:index"));
+            }
+            conds.push(Cond::Project(p));
+        }
+        let deleted = q
+            .deleted
+            .or_else(|| (q.changes_since.is_none() && q.changes_before.is_none()).then_some(false));
+        if let Some(d) = deleted {
+            conds.push(Cond::Deleted(d));
+        }
+        if !q.statuses.is_empty() {
+            let mut vms = Vec::new();
+            let mut tasks: Option<Vec<Option<TaskState>>> = Some(Vec::new());
+            for (v, t) in &q.statuses {
+                vms.extend(v.iter().copied());
+                match (t, &mut tasks) {
+                    (None, _) => tasks = None,
+                    (Some(ts), Some(acc)) => acc.extend(ts.iter().copied()),
+                    (Some(_), None) => {}
+                }
+            }
+            conds.push(Cond::VmStates(vms));
+            if let Some(t) = tasks {
+                conds.push(Cond::TaskStates(t));
+            }
+        }
+        if let Some(t) = q.changes_since {
+            conds.push(Cond::ChangedSince(t));
+        }
+        if let Some(t) = q.changes_before {
+            conds.push(Cond::ChangedBefore(t));
+        }
+        for (col, v) in &q.exact {
+            conds.push(Cond::Eq(col, v.clone()));
+        }
+        if !q.tags.is_empty() {
+            conds.push(Cond::AllTags(q.tags.clone()));
+        }
+        if !q.tags_any.is_empty() {
+            conds.push(Cond::AnyTags(q.tags_any.clone()));
+        }
+        if !q.not_tags.is_empty() {
+            conds.push(Cond::NotAllTags(q.not_tags.clone()));
+        }
+        if !q.not_tags_any.is_empty() {
+            conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
+        }
+        let order: Vec<(&'static str, bool)> = if q.sort.is_empty() {
+            vec![("created_at", false)]
+        } else {
+            q.sort.iter().map(|(k, asc)| (k.0, *asc)).collect()
+        };
+        let with_addresses = q.ip.is_some();
+        let keys = self
+            .store
+            .read(move |c| sql::server_keys(c, &conds, &order, with_addresses))
+            .await?;
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| q.name.as_ref().is_none_or(|r| r.is_match(&k.name)))
+            .filter(|k| q.hostname.as_ref().is_none_or(|r| r.is_match(&k.hostname)))
+            .filter(|k| {
+                q.key_name
+                    .as_ref()
+                    .is_none_or(|r| k.key_name.as_deref().is_some_and(|n| r.is_match(n)))
+            })
+            .filter(|k| {
+                q.ip.as_ref()
+                    .is_none_or(|r| k.addresses.iter().any(|a| r.is_match(a)))
+            })
+            .collect();
+        let start = match &q.marker {
+            Some(m) => {
+                keys.iter()
+                    .position(|k| &k.id == m)
+                    .ok_or_else(|| Error::BadRequest(format!("marker [{m}] not found")))?
+                    + 1
+            }
+            None => 0,
+        };
+        let limit = q
+            .limit
+            .unwrap_or(self.cfg.max_limit)
+            .min(self.cfg.max_limit);
+        let ids: Vec<String> = keys
+            .into_iter()
+            .skip(start)
+            .take(limit)
+            .map(|k| k.id)
+            .collect();
+        Ok(self.store.read(move |c| sql::load_servers(c, &ids)).await?)
+    }
+
+    pub async fn update_server(
+        &self,
+        ctx: &Context,
+        id: &str,
+        patch: ServerPatch,
+    ) -> Result<Server> {
+        let mut s = self
+            .server_for_write(ctx, id, "os_compute_api:servers:update")
+            .await?;
+        if let Some(n) = patch.name {
+            s.name = n;
+        }
+        if let Some(d) = patch.description {
+            s.description = d;
+        }
+        if let Some(h) = patch.hostname {
+            s.hostname = h;
+        }
+        if let Some(a) = patch.access_ipv4 {
+            s.access_ipv4 = a;
+        }
+        if let Some(a) = patch.access_ipv6 {
+            s.access_ipv6 = a;
+        }
+        let s2 = s.clone();
+        self.store
+            .write(move |tx| sql::update_server_fields(tx, &s2))
+            .await?;
+        self.get_server(ctx, id).await
+    }
+
+    /// Fails with 409 when a non-admin acts on a locked server.
+    fn check_lock(ctx: &Context, s: &Server) -> Result<()> {
+        if s.locked() && !ctx.is_admin() {
+            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_server(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        let s = self
+            .server_for_write(ctx, id, "os_compute_api:servers:delete")
+            .await?;
+        Self::check_lock(ctx, &s)?;
+        let (sid, rid, project, user) = (
+            s.id.clone(),
+            request_id.to_owned(),
+            s.project_id.clone(),
+            ctx.user_id.clone(),
+        );
+        // Delete is legal in any state: it takes the task state whatever it was, and a task
+        // already running finds the server no longer in the state it expects and stops.
+        let action = self
+            .store
+            .write(move |tx| {
+                sql::mark_deleting(tx, &sid)?;
+                sql::start_action(tx, &sid, &rid, "delete", &project, &user)
+            })
+            .await?;
+        self.run(Job::Delete {
+            server: s.id.clone(),
+            action,
+        });
+        Ok(())
+    }
+
+    // ---- metadata ------------------------------------------------------------------------
+
+    /// Checks that metadata may change now (Nova: active, paused, suspended or stopped, with
+    /// no task running) and the caller may change it.
+    async fn server_for_metadata(&self, ctx: &Context, id: &str, action: &str) -> Result<Server> {
+        let s = self
+            .server_for_write(ctx, id, "os_compute_api:server-metadata:update")
+            .await?;
+        Self::check_lock(ctx, &s)?;
+        let ok_vm = matches!(
+            s.vm_state,
+            VmState::Active | VmState::Paused | VmState::Suspended | VmState::Stopped
+        );
+        if !ok_vm || s.task_state.is_some() {
+            let (attr, state) = match s.task_state {
+                Some(t) if ok_vm => ("task_state", t.as_str()),
+                _ => ("vm_state", s.vm_state.as_str()),
+            };
+            return Err(Error::Conflict(format!(
+                "Cannot '{action}' instance {} while it is in {attr} {state}",
+                s.id
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Replaces (`replace`) or merges metadata; returns the resulting metadata.
+    pub async fn set_metadata(
+        &self,
+        ctx: &Context,
+        id: &str,
+        items: BTreeMap<String, String>,
+        replace: bool,
+    ) -> Result<BTreeMap<String, String>> {
+        let s = self.server_for_metadata(ctx, id, "update_metadata").await?;
+        let mut merged = if replace {
+            BTreeMap::new()
+        } else {
+            s.metadata.clone()
+        };
+        merged.extend(items);
+        self.check_metadata_quota(&s.project_id, merged.len())
+            .await?;
+        let sid = s.id.clone();
+        let m2 = merged.clone();
+        self.store
+            .write(move |tx| {
+                sql::clear_metadata(tx, &sid)?;
+                for (k, v) in &m2 {
+                    sql::set_metadata_item(tx, &sid, k, v)?;
+                }
+                sql::touch_server(tx, &sid)
+            })
+            .await?;
+        Ok(merged)
+    }
+
+    async fn check_metadata_quota(&self, project: &ProjectId, count: usize) -> Result<()> {
+        let p = project.clone();
+        let limit = self
+            .store
+            .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
+            .await?;
+        if limit >= 0 && count as i64 > limit {
+            return Err(Error::QuotaExceeded(format!(
+                "Quota exceeded for metadata_items: Requested {count}, but already used 0 of {limit} metadata_items"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_metadata_item(&self, ctx: &Context, id: &str, key: &str) -> Result<()> {
+        let s = self.server_for_metadata(ctx, id, "delete_metadata").await?;
+        if !s.metadata.contains_key(key) {
+            return Err(Error::NotFound("Metadata item was not found".into()));
+        }
+        let (sid, k) = (s.id.clone(), key.to_owned());
+        self.store
+            .write(move |tx| {
+                sql::delete_metadata_item(tx, &sid, &k)?;
+                sql::touch_server(tx, &sid)
+            })
+            .await?;
+        Ok(())
+    }
+
+    // ---- tags ----------------------------------------------------------------------------
+
+    async fn server_for_tags(&self, ctx: &Context, id: &str) -> Result<Server> {
+        let s = self
+            .server_for_write(ctx, id, "os_compute_api:os-server-tags:update")
+            .await?;
+        let ok_vm = matches!(
+            s.vm_state,
+            VmState::Active
+                | VmState::Paused
+                | VmState::Suspended
+                | VmState::Stopped
+                | VmState::Shelved
+                | VmState::ShelvedOffloaded
+        );
+        if !ok_vm || s.task_state.is_some() {
+            return Err(Error::Conflict(format!(
+                "Cannot 'update tags' instance {} while it is in vm_state {}",
+                s.id,
+                s.vm_state.as_str()
+            )));
+        }
+        Ok(s)
+    }
+
+    /// Replaces all tags (`PUT /tags`), or clears them when `tags` is empty.
+    pub async fn set_tags(
+        &self,
+        ctx: &Context,
+        id: &str,
+        tags: Vec<String>,
+    ) -> Result<Vec<String>> {
+        let s = self.server_for_tags(ctx, id).await?;
+        let sid = s.id.clone();
+        let mut t2 = tags.clone();
+        t2.sort();
+        t2.dedup();
+        let out = t2.clone();
+        self.store
+            .write(move |tx| {
+                sql::clear_tags(tx, &sid)?;
+                for t in &t2 {
+                    sql::add_tag(tx, &sid, t)?;
+                }
+                sql::touch_server(tx, &sid)
+            })
+            .await?;
+        Ok(out)
+    }
+
+    /// Adds one tag; true when it was new.
+    pub async fn add_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<bool> {
+        let s = self.server_for_tags(ctx, id).await?;
+        if !s.tags.iter().any(|t| t == tag) && s.tags.len() >= 50 {
+            return Err(Error::BadRequest(
+                "The number of tags exceeded the per-server limit 50".into(),
+            ));
+        }
+        let (sid, t) = (s.id.clone(), tag.to_owned());
+        Ok(self
+            .store
+            .write(move |tx| {
+                let added = sql::add_tag(tx, &sid, &t)?;
+                sql::touch_server(tx, &sid)?;
+                Ok(added)
+            })
+            .await?)
+    }
+
+    pub async fn delete_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<()> {
+        let s = self.server_for_tags(ctx, id).await?;
+        let (sid, t) = (s.id.clone(), tag.to_owned());
+        if !self
+            .store
+            .write(move |tx| {
+                let removed = sql::delete_tag(tx, &sid, &t)?;
+                sql::touch_server(tx, &sid)?;
+                Ok(removed)
+            })
+            .await?
+        {
+            return Err(Error::NotFound(format!(
+                "Tag '{tag}' could not be found for instance {}.",
+                s.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The usage and limits behind `GET /limits`.
+    pub async fn absolute_limits(
+        &self,
+        ctx: &Context,
+        project: &ProjectId,
+    ) -> Result<crate::quotas::QuotaReport> {
+        self.quotas(ctx, project).await
+    }
+}
+
+/// The quota resources a `PUT /os-quota-sets` may name.
+pub fn quota_resource(name: &str) -> Option<&'static str> {
+    QUOTA_DEFAULTS.iter().map(|(r, _)| *r).find(|r| *r == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_from_names() {
+        assert_eq!(sanitize_hostname("My Server_1"), "my-server-1");
+        assert_eq!(sanitize_hostname("ÄÖ!!"), "server");
+        assert_eq!(sanitize_hostname(&"a".repeat(80)).len(), 63);
+        assert!(reservation_id().starts_with("r-"));
+        assert_eq!(random_password().len(), 12);
+    }
+}

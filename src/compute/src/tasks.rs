@@ -1,0 +1,288 @@
+//! The task runner: background work on servers, detached from the request that asked for it.
+//!
+//! Every task runs on the tokio runtime under two guards: a semaphore bounding how many run at
+//! once, and a per-server mutex so that two tasks never drive the same server's backend at the
+//! same time (a delete waits for a build to finish its driver call, then destroys what it
+//! made). Driver calls run on blocking threads. A task records its progress as an instance
+//! action event and moves the server only from the state it expects (see
+//! `store::compute::transition`), so a task that finds the server changed under it stops.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use driver::{ComputeDriver, InstanceSpec};
+use model::compute::{PowerState, Server, ServerFault, ServerId, TaskState, VmState};
+use store::compute as sql;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::Compute;
+
+/// Work the runner can do.
+pub(crate) enum Job {
+    Build { server: Box<Server>, action: i64 },
+    Delete { server: ServerId, action: i64 },
+}
+
+pub(crate) struct Runner {
+    slots: Arc<Semaphore>,
+    /// One mutex per server with a task queued or running. The std mutex guards the map only
+    /// for an insert or lookup, never across an `.await`.
+    locks: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl Runner {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            locks: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+
+    fn lock_of(&self, id: &ServerId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.clone()).or_default().clone()
+    }
+
+    fn forget(&self, id: &ServerId) {
+        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = map.get(id) {
+            // Only the map and the finishing task hold it: nobody is waiting.
+            if Arc::strong_count(l) <= 2 {
+                map.remove(id);
+            }
+        }
+    }
+
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Compute {
+    /// Starts a job in the background. It outlives the request that started it.
+    pub(crate) fn run(&self, job: Job) {
+        let this = self.clone();
+        let id = match &job {
+            Job::Build { server, .. } => server.id.clone(),
+            Job::Delete { server, .. } => server.clone(),
+        };
+        self.tasks.running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let lock = this.tasks.lock_of(&id);
+            {
+                let _permit = this.tasks.slots.clone().acquire_owned().await;
+                let _guard = lock.lock().await;
+                match job {
+                    Job::Build { server, action } => this.build(*server, action).await,
+                    Job::Delete { server, action } => this.destroy(server, action).await,
+                }
+            }
+            drop(lock);
+            this.tasks.forget(&id);
+            if this.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                this.tasks.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ComputeDriver) -> driver::Result<T> + Send + 'static,
+    ) -> driver::Result<T> {
+        let d = self.driver.clone();
+        tokio::task::spawn_blocking(move || f(d.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(driver::DriverError::Failed(format!("driver task: {e}"))))
+    }
+
+    /// Moves a server between task states; false (logged) if it was no longer in `from`.
+    async fn step(
+        &self,
+        id: &ServerId,
+        from: Option<TaskState>,
+        vm: VmState,
+        task: Option<TaskState>,
+        power: Option<PowerState>,
+    ) -> bool {
+        let id2 = id.clone();
+        match self
+            .store
+            .write(move |tx| sql::transition(tx, &id2, from, vm, task, power))
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(server_id = %id, "server changed under its task; task stops");
+                false
+            }
+            Err(e) => {
+                tracing::error!(server_id = %id, error = %e, "state change failed");
+                false
+            }
+        }
+    }
+
+    async fn event(&self, action: i64, name: &'static str) -> Option<i64> {
+        let host = self.cfg.host.clone();
+        self.store
+            .write(move |tx| sql::start_event(tx, action, name, &host))
+            .await
+            .map_err(|e| tracing::error!(error = %e, "recording an instance action event"))
+            .ok()
+    }
+
+    async fn finish(&self, event: Option<i64>, ok: bool, details: Option<String>) {
+        if let Some(ev) = event
+            && let Err(e) = self
+                .store
+                .write(move |tx| sql::finish_event(tx, ev, ok, details.as_deref()))
+                .await
+        {
+            tracing::error!(error = %e, "finishing an instance action event");
+        }
+    }
+
+    async fn build(&self, server: Server, action: i64) {
+        use TaskState as T;
+        let id = server.id.clone();
+        let event = self
+            .event(action, "compute__do_build_and_run_instance")
+            .await;
+        for (from, to) in [
+            (T::Scheduling, T::Networking),
+            (T::Networking, T::BlockDeviceMapping),
+            (T::BlockDeviceMapping, T::Spawning),
+        ] {
+            if !self
+                .step(&id, Some(from), VmState::Building, Some(to), None)
+                .await
+            {
+                self.finish(
+                    event,
+                    false,
+                    Some("the server was deleted while it was being built".into()),
+                )
+                .await;
+                return;
+            }
+        }
+        let spec = InstanceSpec {
+            id: id.clone(),
+            name: server.name.clone(),
+            hostname: server.hostname.clone(),
+            vcpus: server.flavor.vcpus,
+            ram_mb: server.flavor.ram_mb,
+            disk_gb: server.flavor.disk_gb,
+            image_id: server.image_id.clone(),
+            user_data: server.user_data.clone(),
+            key_data: server.key_data.clone(),
+            addresses: server.addresses.clone(),
+        };
+        match self.blocking(move |d| d.spawn(&spec)).await {
+            Ok(()) => {
+                if self
+                    .step(
+                        &id,
+                        Some(T::Spawning),
+                        VmState::Active,
+                        None,
+                        Some(PowerState::Running),
+                    )
+                    .await
+                {
+                    let id2 = id.clone();
+                    let _ = self
+                        .store
+                        .write(move |tx| sql::set_launched(tx, &id2, Utc::now()))
+                        .await;
+                    tracing::info!(server_id = %id, "server active");
+                    self.finish(event, true, None).await;
+                } else {
+                    // Deleted while spawning: the delete task, waiting on this server's
+                    // lock, destroys what was just made.
+                    self.finish(event, true, None).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(server_id = %id, error = %e, "build failed");
+                let message = format!("Build of instance {id} aborted: {e}");
+                if self
+                    .step(
+                        &id,
+                        Some(T::Spawning),
+                        VmState::Error,
+                        None,
+                        Some(PowerState::NoState),
+                    )
+                    .await
+                {
+                    let (id2, m2) = (id.clone(), message.clone());
+                    let _ = self
+                        .store
+                        .write(move |tx| {
+                            sql::set_fault(
+                                tx,
+                                &id2,
+                                &ServerFault {
+                                    code: 500,
+                                    message: m2,
+                                    details: None,
+                                    created_at: Utc::now(),
+                                },
+                            )
+                        })
+                        .await;
+                }
+                self.finish(event, false, Some(message)).await;
+            }
+        }
+    }
+
+    async fn destroy(&self, id: ServerId, action: i64) {
+        let event = self.event(action, "compute_terminate_instance").await;
+        let id2 = id.clone();
+        match self.blocking(move |d| d.destroy(&id2)).await {
+            Ok(()) => {
+                let id2 = id.clone();
+                match self
+                    .store
+                    .write(move |tx| sql::mark_deleted(tx, &id2))
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(server_id = %id, "server deleted");
+                        self.finish(event, true, None).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(server_id = %id, error = %e, "marking deleted");
+                        self.finish(event, false, Some(e.to_string())).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(server_id = %id, error = %e, "delete failed");
+                let _ = self
+                    .step(&id, Some(TaskState::Deleting), VmState::Error, None, None)
+                    .await;
+                self.finish(event, false, Some(e.to_string())).await;
+            }
+        }
+    }
+
+    /// Re-runs a delete that a restart interrupted.
+    pub(crate) fn resume_delete(&self, id: ServerId, action: i64) {
+        self.run(Job::Delete { server: id, action });
+    }
+}
