@@ -17,7 +17,12 @@ pub struct InitOptions {
 
 /// Creates what is missing. Never changes an existing account or overwrites credentials
 /// files for accounts this run did not create.
-pub async fn run(cfg: &Config, identity: &identity::Identity, opts: InitOptions) -> Result<()> {
+pub async fn run(
+    cfg: &Config,
+    identity: &identity::Identity,
+    compute: &compute::Compute,
+    opts: InitOptions,
+) -> Result<()> {
     let accounts = [
         Account {
             name: "admin".into(),
@@ -31,6 +36,10 @@ pub async fn run(cfg: &Config, identity: &identity::Identity, opts: InitOptions)
         },
     ];
     let outcomes = bootstrap(identity, &accounts).await?;
+    let flavors = compute.ensure_default_flavors().await?;
+    if flavors > 0 {
+        println!("created {flavors} default flavors");
+    }
     write_credentials(cfg, &outcomes)?;
     Ok(())
 }

@@ -94,10 +94,11 @@ fn main() -> Result<()> {
             }
             serve::init_tracing(&cfg)?;
             runtime()?.block_on(async {
-                let identity = serve::open_identity(&cfg)?;
+                let services = serve::open_services(&cfg)?;
                 init::run(
                     &cfg,
-                    &identity,
+                    &services.identity,
+                    &services.compute,
                     init::InitOptions {
                         admin_password,
                         demo_password,

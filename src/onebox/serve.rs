@@ -22,8 +22,19 @@ pub fn init_tracing(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700.
-pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
+/// The services of a box, over one store.
+pub struct Services {
+    pub identity: identity::Identity,
+    pub compute: compute::Compute,
+}
+
+/// The id of the stand-in image the fake driver boots, until the image service serves real
+/// images.
+pub const STANDIN_IMAGE_ID: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
+
+/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700, and
+/// builds the services on it.
+pub fn open_services(cfg: &Config) -> Result<Services> {
     use std::os::unix::fs::DirBuilderExt;
     if !cfg.data_dir.exists() {
         std::fs::DirBuilder::new()
@@ -42,11 +53,43 @@ pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
             max_backoff: Duration::from_secs(cfg.identity.lockout_max_secs),
         },
     };
-    Ok(identity::Identity::new(store, icfg))
+    let identity = identity::Identity::new(store.clone(), icfg);
+    let driver: Arc<dyn driver::ComputeDriver> = if cfg.fake_driver {
+        Arc::new(driver::fake::FakeDriver::new())
+    } else {
+        Arc::new(driver::unavailable::Unavailable {
+            reason: "no compute backend is available on this host yet; run onebox with --fake-driver for a demo".into(),
+        })
+    };
+    let images = Arc::new(compute::StandinImages {
+        images: vec![compute::ImageInfo {
+            id: STANDIN_IMAGE_ID.into(),
+            name: "onebox-standin".into(),
+            min_disk_gb: 0,
+            min_ram_mb: 0,
+            size_bytes: 0,
+            properties: Vec::new(),
+        }],
+    });
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "onebox".into());
+    let compute = compute::Compute::new(
+        store,
+        driver,
+        images,
+        compute::ComputeConfig {
+            host,
+            ..Default::default()
+        },
+    );
+    Ok(Services { identity, compute })
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
-    let identity = open_identity(&cfg)?;
+    let Services { identity, compute } = open_services(&cfg)?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
     let fresh = identity
@@ -58,6 +101,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         crate::init::run(
             &cfg,
             &identity,
+            &compute,
             crate::init::InitOptions {
                 admin_password: None,
                 demo_password: None,
@@ -65,8 +109,13 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
+    let report = compute
+        .reconcile(compute::reconcile::OrphanPolicy::Report)
+        .await?;
+    tracing::info!(?report, "reconciled with the backend");
     let state = api::AppState {
         identity: identity.clone(),
+        compute: compute.clone(),
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

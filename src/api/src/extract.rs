@@ -137,6 +137,48 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Path parameters of a route inside a service whose outer route captured the rest of the
+/// path: like axum's `Path`, but the outer capture (`rest`) is ignored.
+pub struct Path<T>(pub T);
+
+pub trait FromParams: Sized {
+    fn from_params(values: Vec<String>) -> Option<Self>;
+}
+
+impl FromParams for String {
+    fn from_params(mut v: Vec<String>) -> Option<Self> {
+        (v.len() == 1).then(|| v.remove(0))
+    }
+}
+
+impl FromParams for (String, String) {
+    fn from_params(v: Vec<String>) -> Option<Self> {
+        let mut it = v.into_iter();
+        match (it.next(), it.next(), it.next()) {
+            (Some(a), Some(b), None) => Some((a, b)),
+            _ => None,
+        }
+    }
+}
+
+impl<S: Send + Sync, T: FromParams> FromRequestParts<S> for Path<T> {
+    type Rejection = Fault;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Fault> {
+        let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| Fault::not_found("The resource could not be found."))?;
+        let values: Vec<String> = raw
+            .iter()
+            .filter(|(k, _)| *k != "rest")
+            .map(|(_, v)| v.to_owned())
+            .collect();
+        T::from_params(values)
+            .map(Path)
+            .ok_or_else(|| Fault::internal(&"route parameters do not match the handler"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

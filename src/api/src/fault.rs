@@ -103,6 +103,21 @@ impl From<identity::Error> for Fault {
     }
 }
 
+impl From<compute::Error> for Fault {
+    fn from(e: compute::Error) -> Self {
+        use compute::Error as E;
+        match e {
+            E::BadRequest(m) => Fault::bad_request(m),
+            E::Forbidden(m) | E::QuotaExceeded(m) => Fault::forbidden(m),
+            E::NotFound(m) => Fault::not_found(m),
+            E::Conflict(m) => Fault::conflict(m),
+            E::NotImplemented(m) => Fault::new(StatusCode::NOT_IMPLEMENTED, m),
+            E::Store(s) => Fault::internal(&s),
+            E::Task(t) => Fault::internal(&t),
+        }
+    }
+}
+
 impl From<store::Error> for Fault {
     fn from(e: store::Error) -> Self {
         match e {

@@ -54,6 +54,7 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub identity: ::identity::Identity,
+    pub compute: ::compute::Compute,
     pub cfg: Arc<ApiConfig>,
 }
 

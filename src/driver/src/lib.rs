@@ -13,6 +13,7 @@
 
 pub mod conformance;
 pub mod fake;
+pub mod unavailable;
 
 use model::compute::{Address, PowerState, ServerId};
 

@@ -15,7 +15,13 @@
 //! (400/406), the project id in the URL (400 when it is not the token's), then the route table
 //! of [`api_routes`] (404 for what does not exist at the requested version).
 
+mod flavors;
+mod keypairs;
+mod quotas;
+mod servers;
+pub mod validate;
 mod versions;
+pub mod views;
 
 use axum::Router;
 use axum::extract::Request;
@@ -33,10 +39,166 @@ use crate::{AppState, Fault, Service, auth, fault};
 #[derive(Clone, Debug)]
 pub struct UrlPrefix(pub String);
 
+/// Builds the links of a response: `self` (versioned, as the request was addressed) and
+/// `bookmark` (the same without the version segment).
+#[derive(Clone, Debug)]
+pub struct Links {
+    versioned: String,
+    bookmark: String,
+}
+
+impl Links {
+    pub fn new(base: &str, prefix: &str) -> Self {
+        let versioned = format!("{base}{prefix}");
+        // /compute/v2.1/pid → /compute/pid ; /compute/v2/pid → /compute/pid
+        let unversioned = prefix.replacen("/v2.1", "", 1).replacen("/v2", "", 1);
+        Self {
+            versioned,
+            bookmark: format!("{base}{unversioned}"),
+        }
+    }
+
+    pub fn href(&self, path: &str) -> String {
+        format!("{}/{path}", self.versioned)
+    }
+
+    pub fn bookmark(&self, collection: &str, id: &str) -> serde_json::Value {
+        serde_json::json!({"rel": "bookmark", "href": format!("{}/{collection}/{id}", self.bookmark)})
+    }
+
+    pub fn pair(&self, collection: &str, id: &str) -> serde_json::Value {
+        serde_json::json!([
+            {"rel": "self", "href": format!("{}/{collection}/{id}", self.versioned)},
+            self.bookmark(collection, id),
+        ])
+    }
+
+    /// The `next` link of a page: the same query with `marker` set to the last item.
+    pub fn next(&self, path: &str, query: &[(String, String)], marker: &str) -> serde_json::Value {
+        let mut q: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .cloned()
+            .collect();
+        q.push(("marker".into(), marker.into()));
+        q.sort();
+        let qs = q
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        serde_json::json!([{"rel": "next", "href": format!("{}/{path}?{qs}", self.versioned)}])
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl axum::extract::FromRequestParts<AppState> for Links {
+    type Rejection = Fault;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Fault> {
+        let prefix = parts
+            .extensions
+            .get::<UrlPrefix>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "/compute/v2.1".into());
+        Ok(Links::new(&state.base_url(&parts.headers), &prefix))
+    }
+}
+
+/// The request id of the request being served, for instance actions.
+pub fn request_id(parts_ext: &axum::http::Extensions) -> String {
+    parts_ext
+        .get::<crate::request_id::RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()))
+}
+
 /// The API's route table. Paths are relative to `/compute/v2.1[/{project_id}]`.
 fn api_routes(state: AppState) -> Router {
+    use axum::routing::post;
     Router::new()
         .route("/", get(versions::v21_doc))
+        .route("/flavors", get(flavors::list).post(flavors::create))
+        .route("/flavors/detail", get(flavors::detail))
+        .route(
+            "/flavors/{id}",
+            get(flavors::show)
+                .put(flavors::update)
+                .delete(flavors::delete),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs",
+            get(flavors::list_specs).post(flavors::create_specs),
+        )
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::show_spec)
+                .put(flavors::update_spec)
+                .delete(flavors::delete_spec),
+        )
+        .route("/flavors/{id}/os-flavor-access", get(flavors::access))
+        .route("/flavors/{id}/action", post(flavors::action))
+        .route("/os-keypairs", get(keypairs::list).post(keypairs::create))
+        .route(
+            "/os-keypairs/{name}",
+            get(keypairs::show).delete(keypairs::delete),
+        )
+        .route("/servers", get(servers::list).post(servers::create))
+        .route("/servers/detail", get(servers::detail))
+        .route(
+            "/servers/{id}",
+            get(servers::show)
+                .put(servers::update)
+                .delete(servers::delete),
+        )
+        .route(
+            "/servers/{id}/metadata",
+            get(servers::metadata_list)
+                .post(servers::metadata_merge)
+                .put(servers::metadata_replace),
+        )
+        .route(
+            "/servers/{id}/metadata/{key}",
+            get(servers::metadata_show)
+                .put(servers::metadata_set)
+                .delete(servers::metadata_delete),
+        )
+        .route(
+            "/servers/{id}/tags",
+            get(servers::tags_list)
+                .put(servers::tags_replace)
+                .delete(servers::tags_clear),
+        )
+        .route(
+            "/servers/{id}/tags/{tag}",
+            get(servers::tag_check)
+                .put(servers::tag_add)
+                .delete(servers::tag_delete),
+        )
+        .route("/servers/{id}/ips", get(servers::ips))
+        .route("/servers/{id}/ips/{network}", get(servers::ips_network))
+        .route(
+            "/os-quota-sets/{project}",
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
+        .route("/os-quota-sets/{project}/defaults", get(quotas::defaults))
+        .route("/os-quota-sets/{project}/detail", get(quotas::detail))
+        .route("/limits", get(quotas::limits))
+        .route("/{gone}", axum::routing::any(versions::gone))
+        .route("/{gone}/{*rest}", axum::routing::any(versions::gone))
         .fallback(fault::unknown_route)
         .with_state(state)
 }

@@ -116,3 +116,29 @@ pub async fn choices(
         Json(json!({"choices": choices})),
     )
 }
+
+/// APIs Nova removed: 410 Gone at every microversion, as Nova answers them. Anything else
+/// unknown is 404.
+pub async fn gone(
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+) -> crate::Fault {
+    const REMOVED: &[&str] = &[
+        "os-agents",
+        "os-cells",
+        "os-certificates",
+        "os-cloudpipe",
+        "os-fping",
+        "os-fixed-ips",
+        "os-floating-ip-dns",
+        "os-floating-ips-bulk",
+        "os-security-group-default-rules",
+        "os-consoles",
+    ];
+    match params.get("gone") {
+        Some(g) if REMOVED.contains(&g.as_str()) => crate::Fault::new(
+            StatusCode::GONE,
+            "This resource is no longer available. No forwarding address is given.",
+        ),
+        _ => crate::Fault::not_found("The resource could not be found."),
+    }
+}

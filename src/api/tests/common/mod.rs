@@ -22,7 +22,12 @@ pub const DEMO_PW: &str = "demo-secret";
 pub struct TestApp {
     pub app: Router,
     pub identity: Identity,
+    pub compute: compute::Compute,
+    pub driver: Arc<driver::fake::FakeDriver>,
 }
+
+/// The one image the test box can boot.
+pub const IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
 
 pub struct Resp {
     pub status: StatusCode,
@@ -55,7 +60,27 @@ impl TestApp {
 
     pub async fn with_config(cfg: IdentityConfig) -> Self {
         let store = store::Store::open_in_memory().expect("store");
-        let identity = Identity::new(store, cfg);
+        let identity = Identity::new(store.clone(), cfg);
+        let driver = Arc::new(driver::fake::FakeDriver::new());
+        let compute = compute::Compute::new(
+            store,
+            driver.clone(),
+            Arc::new(compute::StandinImages {
+                images: vec![compute::ImageInfo {
+                    id: IMAGE.into(),
+                    name: "cirros".into(),
+                    min_disk_gb: 0,
+                    min_ram_mb: 0,
+                    size_bytes: 0,
+                    properties: Vec::new(),
+                }],
+            }),
+            compute::ComputeConfig {
+                host: "box".into(),
+                ..Default::default()
+            },
+        );
+        compute.ensure_default_flavors().await.expect("flavors");
         bootstrap(
             &identity,
             &[
@@ -75,6 +100,7 @@ impl TestApp {
         .expect("bootstrap");
         let state = AppState {
             identity: identity.clone(),
+            compute: compute.clone(),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
@@ -83,6 +109,8 @@ impl TestApp {
         Self {
             app: api::app(state),
             identity,
+            compute,
+            driver,
         }
     }
 

@@ -1,0 +1,304 @@
+//! Request validation with Nova's wording.
+//!
+//! Nova validates bodies against JSON schemas and reports the first failure as
+//! `Invalid input for field/attribute <field>. Value: <value>. <reason>`, printing values as
+//! Python would. These helpers check the same rules and produce the same messages, so clients
+//! and scripts that match on them keep working.
+
+use serde_json::{Map, Value};
+
+use crate::Fault;
+
+/// A value as Python's `repr` prints it (`'text'`, `None`, `True`, `{'a': 1}`).
+pub fn py_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+pub fn invalid(field: &str, value: &Value, reason: &str) -> Fault {
+    Fault::bad_request(format!(
+        "Invalid input for field/attribute {field}. Value: {}. {reason}",
+        py_repr(value)
+    ))
+}
+
+fn not_type(field: &str, v: &Value, ty: &str) -> Fault {
+    invalid(field, v, &format!("{} is not of type '{ty}'", py_repr(v)))
+}
+
+/// The body's root object; Nova's message names the value (`None is not of type 'object'`).
+pub fn root(v: &Value) -> Result<&Map<String, Value>, Fault> {
+    v.as_object()
+        .ok_or_else(|| Fault::bad_request(format!("{} is not of type 'object'", py_repr(v))))
+}
+
+/// A required key of the root object.
+pub fn required<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a Value, Fault> {
+    obj.get(key)
+        .ok_or_else(|| Fault::bad_request(format!("'{key}' is a required property")))
+}
+
+/// A required key of a nested object (`field` names the object in the message).
+pub fn required_in<'a>(
+    field: &str,
+    obj_value: &Value,
+    obj: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a Value, Fault> {
+    obj.get(key)
+        .ok_or_else(|| invalid(field, obj_value, &format!("'{key}' is a required property")))
+}
+
+pub fn object<'a>(field: &str, v: &'a Value) -> Result<&'a Map<String, Value>, Fault> {
+    v.as_object().ok_or_else(|| not_type(field, v, "object"))
+}
+
+/// Refuses keys outside `allowed`, as `additionalProperties: false` does.
+pub fn only(field: &str, v: &Value, allowed: &[&str]) -> Result<(), Fault> {
+    let Some(o) = v.as_object() else {
+        return Err(not_type(field, v, "object"));
+    };
+    let mut extra: Vec<&String> = o
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    extra.sort();
+    let list = extra
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if extra.len() == 1 { "was" } else { "were" };
+    if field.is_empty() {
+        return Err(Fault::bad_request(format!(
+            "Additional properties are not allowed ({list} {verb} unexpected)"
+        )));
+    }
+    Err(invalid(
+        field,
+        v,
+        &format!("Additional properties are not allowed ({list} {verb} unexpected)"),
+    ))
+}
+
+pub fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, Fault> {
+    let s = v.as_str().ok_or_else(|| not_type(field, v, "string"))?;
+    let n = s.chars().count();
+    if n < min {
+        return Err(invalid(field, v, &format!("{} is too short", py_repr(v))));
+    }
+    if n > max {
+        return Err(invalid(field, v, &format!("{} is too long", py_repr(v))));
+    }
+    Ok(s.to_owned())
+}
+
+pub fn opt_string(
+    field: &str,
+    v: Option<&Value>,
+    min: usize,
+    max: usize,
+) -> Result<Option<String>, Fault> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => string(field, v, min, max).map(Some),
+    }
+}
+
+/// Nova's resource names: 1 to 255 printable characters without leading or trailing
+/// whitespace.
+pub fn name(field: &str, v: &Value) -> Result<String, Fault> {
+    let s = string(field, v, 1, 255)?;
+    if s.trim() != s || s.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            v,
+            &format!(
+                "{} does not match the name format: no leading or trailing whitespace, printable characters only",
+                py_repr(v)
+            ),
+        ));
+    }
+    Ok(s)
+}
+
+/// An integer, given as a number or a string of digits, within bounds.
+pub fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, Fault> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        invalid(
+            field,
+            v,
+            &format!("{} is not of type 'integer', 'string'", py_repr(v)),
+        )
+    })?;
+    if n < min {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{} is less than the minimum of {min}", py_repr(v)),
+        ));
+    }
+    if n > max {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{} is greater than the maximum of {max}", py_repr(v)),
+        ));
+    }
+    Ok(n)
+}
+
+/// Nova's boolean: JSON booleans and the strings it recognises.
+pub fn boolean(field: &str, v: &Value) -> Result<bool, Fault> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.as_str() {
+            "True" | "TRUE" | "true" | "1" | "ON" | "On" | "on" | "YES" | "Yes" | "yes" => Ok(true),
+            "False" | "FALSE" | "false" | "0" | "OFF" | "Off" | "off" | "NO" | "No" | "no" => {
+                Ok(false)
+            }
+            _ => Err(invalid(
+                field,
+                v,
+                &format!("{} is not one of the allowed booleans", py_repr(v)),
+            )),
+        },
+        _ => Err(invalid(
+            field,
+            v,
+            &format!("{} is not of type 'boolean', 'string'", py_repr(v)),
+        )),
+    }
+}
+
+/// A query-string boolean as Nova reads it (`strutils.bool_from_string`).
+pub fn query_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
+        "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// A metadata object: string keys of 1..=255 and string values of 0..=255.
+pub fn metadata(
+    field: &str,
+    v: &Value,
+) -> Result<std::collections::BTreeMap<String, String>, Fault> {
+    let o = object(field, v)?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, val) in o {
+        if k.is_empty() || k.chars().count() > 255 {
+            return Err(invalid(
+                field,
+                v,
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
+            ));
+        }
+        let s = val.as_str().ok_or_else(|| not_type(field, val, "string"))?;
+        if s.chars().count() > 255 {
+            return Err(invalid(
+                field,
+                val,
+                &format!("{} is too long", py_repr(val)),
+            ));
+        }
+        out.insert(k.clone(), s.to_owned());
+    }
+    Ok(out)
+}
+
+/// Refuses query parameters outside `allowed` (Nova's strict query schemas).
+pub fn query_only(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fault> {
+    let mut extra: Vec<&str> = pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    extra.sort();
+    extra.dedup();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let list = extra
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let verb = if extra.len() == 1 { "was" } else { "were" };
+    Err(Fault::bad_request(format!(
+        "Invalid input for query parameters {}. Value: {}. Additional properties are not allowed ({list} {verb} unexpected)",
+        extra[0],
+        pairs
+            .iter()
+            .find(|(k, _)| k == extra[0])
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    )))
+}
+
+/// `limit` and `marker` of a paged listing.
+pub fn paging(q: &crate::extract::QueryPairs) -> Result<(Option<usize>, Option<String>), Fault> {
+    let limit = match q.get("limit") {
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            Fault::bad_request(format!(
+                "Invalid input for query parameters limit. Value: {l}. '{l}' does not match '^[0-9]*$'"
+            ))
+        })?),
+        None => None,
+    };
+    Ok((limit, q.get("marker").map(str::to_owned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_read_like_novas() {
+        let v = json!({"name": "k", "foo": 1});
+        let e = only("keypair", &v, &["name", "public_key", "type", "user_id"]).expect_err("extra");
+        assert_eq!(
+            e.message,
+            "Invalid input for field/attribute keypair. Value: {'foo': 1, 'name': 'k'}. Additional properties are not allowed ('foo' was unexpected)"
+        );
+        let e = string("name", &json!(1), 1, 255).expect_err("type");
+        assert_eq!(
+            e.message,
+            "Invalid input for field/attribute name. Value: 1. 1 is not of type 'string'"
+        );
+        assert_eq!(
+            root(&Value::Null).expect_err("null").message,
+            "None is not of type 'object'"
+        );
+        assert_eq!(
+            required(&Map::new(), "keypair").expect_err("req").message,
+            "'keypair' is a required property"
+        );
+        assert!(name("name", &json!(" x")).is_err());
+        assert_eq!(integer("min_count", &json!("3"), 1, 100).expect("int"), 3);
+        assert!(boolean("b", &json!("yes")).expect("bool"));
+    }
+}

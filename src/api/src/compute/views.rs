@@ -1,0 +1,264 @@
+//! Nova's JSON shapes, microversion by microversion.
+
+use chrono::{DateTime, Utc};
+use model::compute::{Flavor, Keypair, Server};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha224};
+
+use super::Links;
+use crate::microversion::ApiVersion;
+
+/// `2013-09-03T04:01:32Z`: Nova's resource timestamps.
+pub fn nova_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `2013-09-23T13:37:00.880302`: Nova's naive timestamps (usage fields, keypairs).
+pub fn naive_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+pub fn flavor_brief(l: &Links, v: ApiVersion, f: &Flavor) -> Value {
+    let mut o = json!({
+        "id": f.id.0,
+        "name": f.name,
+        "links": l.pair("flavors", &f.id.0),
+    });
+    if v.at_least(55) {
+        o["description"] = json!(f.description);
+    }
+    o
+}
+
+pub fn flavor(l: &Links, v: ApiVersion, f: &Flavor) -> Value {
+    let mut o = flavor_brief(l, v, f);
+    o["ram"] = json!(f.ram_mb);
+    o["vcpus"] = json!(f.vcpus);
+    o["disk"] = json!(f.disk_gb);
+    o["OS-FLV-EXT-DATA:ephemeral"] = json!(f.ephemeral_gb);
+    // Before 2.75 a flavor without swap shows `""`, as Nova's database default did.
+    o["swap"] = if f.swap_mb == 0 && !v.at_least(75) {
+        json!("")
+    } else {
+        json!(f.swap_mb)
+    };
+    o["rxtx_factor"] = json!(f.rxtx_factor);
+    o["os-flavor-access:is_public"] = json!(f.is_public);
+    o["OS-FLV-DISABLED:disabled"] = json!(f.disabled);
+    if v.at_least(61) {
+        o["extra_specs"] = json!(f.extra_specs);
+    }
+    o
+}
+
+pub fn keypair_brief(v: ApiVersion, k: &Keypair) -> Value {
+    let mut o = json!({
+        "name": k.name,
+        "public_key": k.public_key,
+        "fingerprint": k.fingerprint,
+    });
+    if v.at_least(2) {
+        o["type"] = json!(k.kind.as_str());
+    }
+    o
+}
+
+pub fn keypair_full(v: ApiVersion, k: &Keypair, id: i64) -> Value {
+    let mut o = keypair_brief(v, k);
+    o["user_id"] = json!(k.user_id.as_str());
+    o["deleted"] = json!(false);
+    o["created_at"] = json!(naive_time(k.created_at));
+    o["updated_at"] = Value::Null;
+    o["deleted_at"] = Value::Null;
+    o["id"] = json!(id);
+    o
+}
+
+/// Nova's `hostId`: a hash of the project and host, so that a project can tell whether two
+/// of its servers share a host without learning the host.
+pub fn host_id(s: &Server) -> String {
+    let mut h = Sha224::new();
+    h.update(s.project_id.as_str().as_bytes());
+    h.update(s.host.as_bytes());
+    hex_lower(&h.finalize())
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn addresses(s: &Server, extended: bool) -> Value {
+    let mut m = serde_json::Map::new();
+    for a in &s.addresses {
+        let list = m
+            .entry(a.network.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(v) = list {
+            let mut entry = json!({"addr": a.addr, "version": a.version});
+            if extended {
+                entry["OS-EXT-IPS:type"] = json!("fixed");
+                entry["OS-EXT-IPS-MAC:mac_addr"] = json!(a.mac);
+            }
+            v.push(entry);
+        }
+    }
+    Value::Object(m)
+}
+
+pub fn addresses_of(s: &Server) -> Value {
+    addresses(s, true)
+}
+
+/// Which server view Nova's view builder makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ViewKind {
+    Show,
+    /// One entry of `GET /servers/detail`.
+    Detail,
+    /// The answer to `PUT /servers/{id}` (reduced before 2.75).
+    Update,
+}
+
+/// Which parts of a server view to include.
+#[derive(Clone, Copy)]
+pub struct ServerView {
+    pub version: ApiVersion,
+    pub admin: bool,
+    pub kind: ViewKind,
+}
+
+pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
+    let v = view.version;
+    // Before 2.75 `PUT` answers a reduced view; from 2.75 the full one.
+    let full = view.kind != ViewKind::Update || v.at_least(75);
+    let status = s.status();
+    let image = match &s.image_id {
+        Some(id) => {
+            let mut i = json!({"id": id, "links": [l.bookmark("images", id)]});
+            if v.at_least(98) {
+                i["properties"] = json!({});
+            }
+            i
+        }
+        None => json!(""),
+    };
+    let flavor = if v.at_least(47) {
+        json!({
+            "vcpus": s.flavor.vcpus,
+            "ram": s.flavor.ram_mb,
+            "disk": s.flavor.disk_gb,
+            "ephemeral": s.flavor.ephemeral_gb,
+            "swap": s.flavor.swap_mb,
+            "original_name": s.flavor.name,
+            "extra_specs": s.flavor.extra_specs,
+        })
+    } else {
+        json!({"id": s.flavor.id.0, "links": [l.bookmark("flavors", &s.flavor.id.0)]})
+    };
+    let mut o = json!({
+        "id": s.id.as_str(),
+        "name": s.name,
+        "status": status,
+        "tenant_id": s.project_id.as_str(),
+        "user_id": s.user_id.as_str(),
+        "metadata": s.metadata,
+        "hostId": host_id(s),
+        "image": image,
+        "flavor": flavor,
+        "created": nova_time(s.created_at),
+        "updated": nova_time(s.updated_at),
+        "addresses": addresses(s, full),
+        "accessIPv4": s.access_ipv4.clone().unwrap_or_default(),
+        "accessIPv6": s.access_ipv6.clone().unwrap_or_default(),
+        "links": l.pair("servers", s.id.as_str()),
+        "OS-DCF:diskConfig": "MANUAL",
+    });
+    if matches!(
+        status,
+        "ACTIVE" | "BUILD" | "REBUILD" | "RESIZE" | "VERIFY_RESIZE" | "MIGRATING"
+    ) {
+        o["progress"] = json!(s.progress);
+    }
+    if v.at_least(9) {
+        o["locked"] = json!(s.locked());
+    }
+    if v.at_least(19) {
+        o["description"] = json!(s.description);
+    }
+    if v.at_least(26) {
+        o["tags"] = json!(s.tags);
+    }
+    if v.at_least(63) {
+        o["trusted_image_certificates"] = Value::Null;
+    }
+    if v.at_least(73) {
+        o["locked_reason"] = json!(s.locked_reason);
+    }
+    if v.at_least(90) {
+        o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
+    }
+    if v.at_least(96) {
+        o["pinned_availability_zone"] = Value::Null;
+    }
+    if v.at_least(100) {
+        o["scheduler_hints"] = json!(s.scheduler_hints);
+    }
+    // Show, update and rebuild name the server's groups; list entries do not.
+    if v.at_least(71) && view.kind != ViewKind::Detail {
+        o["server_groups"] = json!([]);
+    }
+    if !full {
+        return o;
+    }
+    o["OS-EXT-AZ:availability_zone"] = json!(s.availability_zone);
+    o["config_drive"] = json!(if s.config_drive { "True" } else { "" });
+    o["key_name"] = json!(s.key_name);
+    o["OS-SRV-USG:launched_at"] = json!(s.launched_at.map(naive_time));
+    o["OS-SRV-USG:terminated_at"] = json!(s.terminated_at.map(naive_time));
+    o["security_groups"] = json!([{"name": "default"}]);
+    o["OS-EXT-STS:task_state"] = json!(s.task_state.map(|t| t.as_str()));
+    o["OS-EXT-STS:vm_state"] = json!(s.vm_state.as_str());
+    o["OS-EXT-STS:power_state"] = json!(s.power_state.code());
+    o["os-extended-volumes:volumes_attached"] = json!([]);
+    if view.admin {
+        o["OS-EXT-SRV-ATTR:host"] = json!(s.host);
+        o["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.host);
+        o["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &s.id.as_str()[..8]));
+        if v.at_least(3) {
+            o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
+            o["OS-EXT-SRV-ATTR:reservation_id"] = json!(s.reservation_id);
+            o["OS-EXT-SRV-ATTR:launch_index"] = json!(s.launch_index);
+            o["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+            o["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+            o["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
+            o["OS-EXT-SRV-ATTR:user_data"] = json!(s.user_data);
+        }
+        if v.at_least(16) {
+            o["host_status"] = json!("UP");
+        }
+    }
+    if matches!(status, "ERROR" | "DELETED")
+        && let Some(f) = &s.fault
+    {
+        let mut fault = json!({
+            "code": f.code,
+            "created": nova_time(f.created_at),
+            "message": f.message,
+        });
+        if (view.admin || f.code != 500)
+            && let Some(d) = &f.details
+        {
+            fault["details"] = json!(d);
+        }
+        o["fault"] = fault;
+    }
+    o
+}
+
+pub fn server_brief(l: &Links, s: &Server) -> Value {
+    json!({
+        "id": s.id.as_str(),
+        "name": s.name,
+        "links": l.pair("servers", s.id.as_str()),
+    })
+}
