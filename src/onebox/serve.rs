@@ -22,8 +22,8 @@ pub fn init_tracing(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700.
-pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
+/// Creates the data dir with mode 0700 when it does not exist.
+pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !cfg.data_dir.exists() {
         std::fs::DirBuilder::new()
@@ -32,6 +32,12 @@ pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
             .create(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     }
+    Ok(())
+}
+
+/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700.
+pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
+    ensure_data_dir(cfg)?;
     let store = store::Store::open(&cfg.db_path())
         .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let icfg = identity::IdentityConfig {
@@ -46,6 +52,13 @@ pub fn open_identity(cfg: &Config) -> Result<identity::Identity> {
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
+    ensure_data_dir(&cfg)?;
+    // Held while onebox serves: a second `onebox serve` and `onebox restore` refuse to use the
+    // data directory meanwhile.
+    let _lock = crate::lock::acquire(
+        &cfg.data_dir,
+        "another onebox is already serving this data directory",
+    )?;
     let identity = open_identity(&cfg)?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.

@@ -10,6 +10,7 @@
 
 pub mod identity;
 mod migrations;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -155,6 +156,16 @@ impl Store {
         let conn = self.inner.writer.lock().map_err(|_| Error::Poisoned)?;
         conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
         Ok(())
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `"ok"`, or the problems it found, one per line.
+    pub fn integrity_check(&self) -> Result<String> {
+        let conn = self.inner.writer.lock().map_err(|_| Error::Poisoned)?;
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(lines.join("\n"))
     }
 }
 
