@@ -92,8 +92,11 @@ enum Generate {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// The man page, onebox(1)
-    Man,
+    /// The man pages, onebox(1) and one per subcommand, into DIR
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,7 +190,7 @@ fn generate(what: &Generate) -> Result<()> {
         Generate::Completions { shell } => {
             clap_complete::generate(*shell, &mut cmd, "onebox", &mut out);
         }
-        Generate::Man => clap_mangen::Man::new(cmd).render(&mut out)?,
+        Generate::Man { out_dir } => clap_mangen::generate_to(cmd, out_dir)?,
     }
     Ok(())
 }

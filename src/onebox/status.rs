@@ -79,10 +79,20 @@ fn libvirt() -> Backend {
 
 fn kvm() -> Backend {
     let mut facts = Vec::new();
-    let module = ["kvm_intel", "kvm_amd"]
+    // The vendor module says which hardware virtualisation the kernel drives; other kvm_*
+    // modules (e.g. a paravirtual one inside a VM) are reported as they are.
+    let vendor = ["kvm_intel", "kvm_amd"]
         .into_iter()
-        .find(|m| Path::new("/sys/module").join(m).exists());
-    match module {
+        .map(str::to_owned)
+        .find(|m| Path::new("/sys/module").join(m).exists())
+        .or_else(|| {
+            std::fs::read_dir("/sys/module")
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .find(|n| n.starts_with("kvm_"))
+        });
+    match &vendor {
         Some(m) => facts.push(format!("module {m} loaded")),
         None => facts.push(
             "neither kvm_intel nor kvm_amd is loaded (no hardware virtualisation, or it is \
@@ -106,7 +116,7 @@ fn kvm() -> Backend {
     };
     Backend {
         name: "kvm",
-        available: usable && module.is_some(),
+        available: usable,
         facts,
     }
 }
