@@ -193,7 +193,8 @@ sed 's/^/  /' "$tmp/status"
 check "onebox status counts projects" grep -qE '^  projects +[0-9]+' "$tmp/status"
 token_issued() { os token issue -f value -c id | grep -q .; }
 check "openstack token issue with the installed clouds.yaml" token_issued
-check "openstack project create" os project create --description "kept across upgrades" pkgtest -f value -c id
+project_created() { os project create --description "kept across upgrades" pkgtest -f value -c id >/dev/null; }
+check "openstack project create" project_created
 check "onebox backup while onebox serves" onebox backup --to "$tmp/backup.tar"
 check "the backup has mode 600" [ "$(mode_of "$tmp/backup.tar")" = 600 ]
 check "the backup holds the database and the credentials" \
@@ -237,6 +238,8 @@ dpkg --purge onebox > "$tmp/purge.log" 2>&1
 check "dpkg --purge" [ $? = 0 ]
 for p in /var/lib/onebox /etc/onebox /usr/bin/onebox "$unit" \
     /etc/systemd/system/multi-user.target.wants/onebox.service \
+    /var/lib/systemd/deb-systemd-helper-enabled/onebox.service.dsh-also \
+    /var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/onebox.service \
     /usr/share/onebox /usr/share/man/man1/onebox.1.gz; do
     check "purge leaves no $p" [ ! -e "$p" ]
 done
