@@ -62,7 +62,7 @@ if [ -e /usr/bin/onebox ]; then
     exit 1
 fi
 trap 'cleanup; exit $((failed > 0))' EXIT
-trap 'exit 1' INT TERM
+trap 'fail "interrupted"; exit 1' INT TERM
 for d in /var/lib/onebox /etc/onebox; do
     if [ -e "$d" ]; then
         echo "moving the existing $d aside for the test"
