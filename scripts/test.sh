@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what is missing and runs every check and test of onebox: formatting, lints, the
 # Rust test suites, and the real OpenStack clients (python-openstackclient, openstacksdk)
-# against a running onebox.
+# against a running onebox, and the Debian package installed, upgraded and purged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh --with-tests
@@ -26,3 +26,12 @@ if [ ! -x "$venv/bin/pytest" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "$want" > "$stamp"
 fi
 ONEBOX_BIN="$PWD/target/debug/onebox" "$venv/bin/pytest" -q tests/clients
+
+echo "== package test"
+# Builds, lints, installs, upgrades and purges the .deb on this machine (root only; it puts
+# back whatever it moved aside). Its last line is "N passed, M failed".
+if [ "$(id -u)" = 0 ]; then
+    tests/package/test_deb.sh
+else
+    echo "skipped: the package test installs a .deb and needs root"
+fi

@@ -154,6 +154,10 @@ mod tests {
     #[test]
     fn the_shipped_example_parses() {
         let text = include_str!("../../packaging/onebox.toml");
-        toml::from_str::<Config>(text).expect("packaging/onebox.toml");
+        let c = toml::from_str::<Config>(text).expect("packaging/onebox.toml");
+        // The package's service listens on every address and keeps its state where the unit
+        // lets it write.
+        assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8774)));
+        assert_eq!(c.data_dir, Path::new("/var/lib/onebox"));
     }
 }

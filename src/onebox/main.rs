@@ -1,13 +1,17 @@
 //! `onebox`: the OpenStack compute stack in one binary on one host.
 
+mod backup;
 mod config;
 mod init;
+mod lock;
 mod serve;
+mod status;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use config::Config;
 
@@ -56,18 +60,66 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Report whether the API answers, which backends this host can run, and what the
+    /// database holds; exits with 3 when the API does not answer
+    Status,
+    /// Write a backup (a tar file, mode 0600) of the database and the credentials files;
+    /// safe while onebox runs
+    Backup {
+        /// The backup file to create; it must not exist yet
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Replace the database and the credentials files with those of a backup; refused while
+    /// onebox runs
+    Restore {
+        /// A file written by `onebox backup`
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Write shell completions or the man page to stdout (used to build the package)
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// Completions for SHELL
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man pages, onebox(1) and one per subcommand, into DIR
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum DbCommand {
     /// Apply pending schema migrations, after a backup of the database
-    Migrate,
+    Migrate {
+        /// Back up the database even when no migration is pending (package upgrades do)
+        #[arg(long)]
+        backup: bool,
+    },
     /// Print the schema version
     Version,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Generate { what } = &cli.command {
+        return generate(what);
+    }
+    let config_file = cli
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from(config::DEFAULT_CONFIG)).filter(|p| p.exists()));
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(d) = cli.data_dir {
         cfg.data_dir = d;
@@ -108,7 +160,40 @@ fn main() -> Result<()> {
             })
         }
         Command::Db { command } => db(&cfg, command),
+        Command::Status => {
+            if !status::run(&cfg, config_file.as_deref()) {
+                std::process::exit(3);
+            }
+            Ok(())
+        }
+        Command::Backup { to } => {
+            let s = backup::create(&cfg, &to)?;
+            println!("backed up {} to {}", s.files.join(", "), to.display());
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let s = backup::restore(&cfg, &from)?;
+            println!(
+                "restored {} into {}",
+                s.files.join(", "),
+                cfg.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Generate { .. } => Ok(()),
     }
+}
+
+fn generate(what: &Generate) -> Result<()> {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    match what {
+        Generate::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "onebox", &mut out);
+        }
+        Generate::Man { out_dir } => clap_mangen::generate_to(cmd, out_dir)?,
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -129,7 +214,7 @@ fn db(cfg: &Config, command: DbCommand) -> Result<()> {
         DbCommand::Version => {
             println!("{version} (this onebox writes {})", store::LATEST_VERSION);
         }
-        DbCommand::Migrate => {
+        DbCommand::Migrate { backup } => {
             let pending = store::LATEST_VERSION - version;
             if pending < 0 {
                 anyhow::bail!(
@@ -137,17 +222,19 @@ fn db(cfg: &Config, command: DbCommand) -> Result<()> {
                     store::LATEST_VERSION
                 );
             }
+            if existed && version > 0 && (pending > 0 || backup) {
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+                let file = cfg
+                    .data_dir
+                    .join(format!("onebox.db.v{version}-{stamp}.bak"));
+                store.backup_to(&file)?;
+                // It holds password and token hashes, like the database itself.
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+                println!("backed up the database to {}", file.display());
+            }
             if pending == 0 {
                 println!("schema is at version {version}; nothing to do");
                 return Ok(());
-            }
-            if existed && version > 0 {
-                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-                let backup = cfg
-                    .data_dir
-                    .join(format!("onebox.db.v{version}-{stamp}.bak"));
-                store.backup_to(&backup)?;
-                println!("backed up the database to {}", backup.display());
             }
             let ran = store.migrate()?;
             println!(

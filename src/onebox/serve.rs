@@ -32,9 +32,8 @@ pub struct Services {
 /// images.
 pub const STANDIN_IMAGE_ID: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
 
-/// Opens (and migrates) the database under the data dir, creating the dir with mode 0700, and
-/// builds the services on it.
-pub fn open_services(cfg: &Config) -> Result<Services> {
+/// Creates the data dir with mode 0700 when it does not exist.
+pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if !cfg.data_dir.exists() {
         std::fs::DirBuilder::new()
@@ -43,6 +42,12 @@ pub fn open_services(cfg: &Config) -> Result<Services> {
             .create(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     }
+    Ok(())
+}
+
+/// Opens (and migrates) the database under the data dir and builds the services on it.
+pub fn open_services(cfg: &Config) -> Result<Services> {
+    ensure_data_dir(cfg)?;
     let store = store::Store::open(&cfg.db_path())
         .with_context(|| format!("opening {}", cfg.db_path().display()))?;
     let icfg = identity::IdentityConfig {
@@ -89,6 +94,13 @@ pub fn open_services(cfg: &Config) -> Result<Services> {
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
+    ensure_data_dir(&cfg)?;
+    // Held while onebox serves: a second `onebox serve` and `onebox restore` refuse to use the
+    // data directory meanwhile.
+    let _lock = crate::lock::acquire(
+        &cfg.data_dir,
+        "another onebox is already serving this data directory",
+    )?;
     let Services { identity, compute } = open_services(&cfg)?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.

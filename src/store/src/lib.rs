@@ -11,6 +11,7 @@
 pub mod compute;
 pub mod identity;
 mod migrations;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -165,6 +166,16 @@ impl Store {
         let conn = self.inner.writer.lock().map_err(|_| Error::Poisoned)?;
         conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
         Ok(())
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: `"ok"`, or the problems it found, one per line.
+    pub fn integrity_check(&self) -> Result<String> {
+        let conn = self.inner.writer.lock().map_err(|_| Error::Poisoned)?;
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(lines.join("\n"))
     }
 }
 
