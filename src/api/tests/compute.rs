@@ -1,0 +1,620 @@
+//! The Compute API on the fake driver: server lifecycle, project isolation, quotas under
+//! concurrency, and a table of malformed bodies that must never reach a 500 or write anything.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::{IMAGE, TestApp, assert_compute_fault};
+use serde_json::{Value, json};
+
+struct Api<'a> {
+    app: &'a TestApp,
+    token: String,
+    version: &'static str,
+}
+
+impl Api<'_> {
+    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
+        self.app
+            .call(
+                m,
+                &format!("/compute/v2.1{path}"),
+                &[
+                    ("x-auth-token", &self.token),
+                    (
+                        "openstack-api-version",
+                        &format!("compute {}", self.version),
+                    ),
+                ],
+                body,
+            )
+            .await
+    }
+
+    async fn raw(&self, m: Method, path: &str, body: &[u8]) -> common::Resp {
+        self.app
+            .call_raw(
+                m,
+                &format!("/compute/v2.1{path}"),
+                &[
+                    ("x-auth-token", &self.token),
+                    (
+                        "openstack-api-version",
+                        &format!("compute {}", self.version),
+                    ),
+                ],
+                Some(body.to_vec()),
+            )
+            .await
+    }
+
+    async fn create(&self, name: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/servers",
+                Some(json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        r.body["server"]["id"].as_str().expect("id").to_owned()
+    }
+}
+
+async fn api<'a>(app: &'a TestApp, token: String) -> Api<'a> {
+    Api {
+        app,
+        token,
+        version: "2.100",
+    }
+}
+
+#[tokio::test]
+async fn a_server_goes_from_build_to_active_and_is_deleted() {
+    let app = TestApp::new().await;
+    app.driver.set_delay(Duration::from_millis(300));
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("web").await;
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(r.body["server"]["status"], "BUILD");
+    assert_eq!(r.body["server"]["OS-EXT-STS:vm_state"], "building");
+    app.compute.idle().await;
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    let s = &r.body["server"];
+    assert_eq!(s["status"], "ACTIVE", "{}", r.text);
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    assert_eq!(s["addresses"]["private"][0]["addr"], "10.0.1.10");
+    assert_eq!(s["addresses"]["private"][0]["OS-EXT-IPS:type"], "fixed");
+    assert!(s["OS-SRV-USG:launched_at"].is_string());
+    // The backend really holds it.
+    let known = driver::ComputeDriver::list_instances(app.driver.as_ref()).expect("list");
+    assert_eq!(known.len(), 1);
+    // A second server gets the next address.
+    let id2 = a.create("db").await;
+    app.compute.idle().await;
+    let r = a
+        .call(Method::GET, &format!("/servers/{id2}/ips/private"), None)
+        .await;
+    assert_eq!(r.body["private"][0]["addr"], "10.0.1.11");
+
+    let r = a
+        .call(Method::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.compute.idle().await;
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    assert_eq!(
+        driver::ComputeDriver::list_instances(app.driver.as_ref())
+            .expect("list")
+            .len(),
+        1
+    );
+    // Deleted servers show up again through changes-since, as DELETED.
+    let r = a
+        .call(
+            Method::GET,
+            "/servers/detail?changes-since=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    let statuses: Vec<&str> = r.body["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["status"].as_str().expect("status"))
+        .collect();
+    assert!(
+        statuses.contains(&"DELETED") && statuses.contains(&"ACTIVE"),
+        "{statuses:?}"
+    );
+    // Its address is free again.
+    let id3 = a.create("cache").await;
+    app.compute.idle().await;
+    let r = a
+        .call(Method::GET, &format!("/servers/{id3}/ips"), None)
+        .await;
+    assert_eq!(r.body["addresses"]["private"][0]["addr"], "10.0.1.10");
+}
+
+#[tokio::test]
+async fn a_failed_build_ends_in_error_with_a_fault() {
+    let app = TestApp::new().await;
+    app.driver.set_failing(driver::Operation::Spawn, true);
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("doomed").await;
+    app.compute.idle().await;
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    let s = &r.body["server"];
+    assert_eq!(s["status"], "ERROR");
+    assert_eq!(s["fault"]["code"], 500);
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("Build of instance")
+    );
+    // A server in ERROR can still be deleted.
+    let r = a
+        .call(Method::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.compute.idle().await;
+    assert_compute_fault(
+        &a.call(Method::GET, &format!("/servers/{id}"), None).await,
+        404,
+        "itemNotFound",
+    );
+}
+
+#[tokio::test]
+async fn deleting_while_building_leaves_nothing_behind() {
+    let app = TestApp::new().await;
+    app.driver.set_delay(Duration::from_millis(200));
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("short-lived").await;
+    let r = a
+        .call(Method::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.compute.idle().await;
+    assert!(
+        driver::ComputeDriver::list_instances(app.driver.as_ref())
+            .expect("list")
+            .is_empty()
+    );
+    assert_compute_fault(
+        &a.call(Method::GET, &format!("/servers/{id}"), None).await,
+        404,
+        "itemNotFound",
+    );
+}
+
+#[tokio::test]
+async fn projects_are_isolated() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("secret").await;
+    let kp = a
+        .call(
+            Method::POST,
+            "/os-keypairs",
+            Some(json!({"keypair": {"name": "mine", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGf7Wq3ad5G3+1dEnTHy1RdQjpLSFajmyRzkd5HMIbhW test"}})),
+        )
+        .await;
+    assert_eq!(kp.status, StatusCode::CREATED, "{}", kp.text);
+    let (_, _, other) = app.user_with_role("bob", "member").await;
+    let b = api(&app, other).await;
+    app.compute.idle().await;
+    // Bob cannot see, touch or guess demo's server.
+    for (m, path, body) in [
+        (Method::GET, format!("/servers/{id}"), None),
+        (
+            Method::PUT,
+            format!("/servers/{id}"),
+            Some(json!({"server": {"name": "x"}})),
+        ),
+        (Method::DELETE, format!("/servers/{id}"), None),
+        (Method::GET, format!("/servers/{id}/metadata"), None),
+        (Method::PUT, format!("/servers/{id}/tags/x"), None),
+        (Method::GET, format!("/servers/{id}/ips"), None),
+    ] {
+        let r = b.call(m, &path, body).await;
+        assert_compute_fault(&r, 404, "itemNotFound");
+    }
+    let list = b.call(Method::GET, "/servers", None).await;
+    assert_eq!(list.body["servers"], json!([]));
+    // Keypairs are per user.
+    assert_compute_fault(
+        &b.call(Method::GET, "/os-keypairs/mine", None).await,
+        404,
+        "itemNotFound",
+    );
+    let r = b
+        .call(Method::GET, "/os-keypairs?user_id=someone-else", None)
+        .await;
+    assert_compute_fault(&r, 403, "forbidden");
+    // A private flavor shared with no one is invisible to him.
+    let admin = api(&app, app.admin().await).await;
+    let r = admin
+        .call(
+            Method::POST,
+            "/flavors",
+            Some(json!({"flavor": {"name": "hidden", "ram": 64, "vcpus": 1, "disk": 1, "id": "hid", "os-flavor-access:is_public": false}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_compute_fault(
+        &b.call(Method::GET, "/flavors/hid", None).await,
+        404,
+        "itemNotFound",
+    );
+    let names: Vec<Value> = b.call(Method::GET, "/flavors", None).await.body["flavors"]
+        .as_array()
+        .expect("flavors")
+        .iter()
+        .map(|f| f["name"].clone())
+        .collect();
+    assert!(!names.contains(&json!("hidden")));
+    // Non-admins cannot list every project.
+    assert_compute_fault(
+        &b.call(Method::GET, "/servers?all_tenants=1", None).await,
+        403,
+        "forbidden",
+    );
+    // The admin can.
+    let all = admin
+        .call(Method::GET, "/servers?all_tenants=1", None)
+        .await;
+    assert_eq!(all.body["servers"].as_array().map(Vec::len), Some(1));
+    // Demo's server is untouched.
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(r.body["server"]["name"], "secret");
+}
+
+#[tokio::test]
+async fn readers_cannot_write() {
+    let app = TestApp::new().await;
+    let (_, project, reader) = app.user_with_role("rita", "reader").await;
+    let (member_uid, _, _) = app.user_with_role("rita-member", "member").await;
+    let _ = (project, member_uid);
+    let r = api(&app, reader).await;
+    let cases = [
+        (
+            Method::POST,
+            "/servers",
+            json!({"server": {"name": "x", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}}),
+        ),
+        (
+            Method::POST,
+            "/flavors",
+            json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 1}}),
+        ),
+    ];
+    for (m, path, body) in cases {
+        let resp = r.call(m, path, Some(body)).await;
+        assert_compute_fault(&resp, 403, "forbidden");
+    }
+    let list = r.call(Method::GET, "/servers", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["servers"], json!([]));
+}
+
+#[tokio::test]
+async fn concurrent_creates_respect_the_quota_exactly() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let body = json!({"server": {"name": "burst", "imageRef": IMAGE, "flavorRef": "42", "networks": "auto"}});
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (h, b, t) = (app.app.clone(), body.clone(), a.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/compute/v2.1/servers")
+                .header("x-auth-token", t)
+                .header("content-type", "application/json")
+                .header("openstack-api-version", "compute 2.100")
+                .body(axum::body::Body::from(b.to_string()))
+                .expect("request");
+            tower::ServiceExt::oneshot(h, req)
+                .await
+                .expect("call")
+                .status()
+        }));
+    }
+    let mut created = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            StatusCode::ACCEPTED => created += 1,
+            StatusCode::FORBIDDEN => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((created, refused), (10, 40));
+    app.compute.idle().await;
+    let r = a.call(Method::GET, "/servers", None).await;
+    assert_eq!(r.body["servers"].as_array().map(Vec::len), Some(10));
+    let l = a.call(Method::GET, "/limits", None).await;
+    assert_eq!(l.body["limits"]["absolute"]["totalInstancesUsed"], 10);
+    // One more is refused with Nova's message.
+    let r = a.call(Method::POST, "/servers", Some(body)).await;
+    assert_compute_fault(&r, 403, "forbidden");
+    assert!(
+        r.text.contains("Quota exceeded for instances"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn quota_updates_are_admin_only_and_checked_against_usage() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    a.create("one").await;
+    a.create("two").await;
+    app.compute.idle().await;
+    let demo_project = app
+        .identity
+        .validate(&a.token)
+        .await
+        .expect("validate")
+        .expect("live")
+        .project
+        .expect("project")
+        .0
+        .id;
+    let path = format!("/os-quota-sets/{demo_project}");
+    let r = a
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"quota_set": {"instances": 50}})),
+        )
+        .await;
+    assert_compute_fault(&r, 403, "forbidden");
+    let r = admin
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"quota_set": {"instances": 1}})),
+        )
+        .await;
+    assert_compute_fault(&r, 400, "badRequest");
+    let r = admin
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"quota_set": {"instances": 1, "force": true}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["quota_set"]["instances"], 1);
+    let d = a.call(Method::GET, &format!("{path}/detail"), None).await;
+    assert_eq!(
+        d.body["quota_set"]["instances"],
+        json!({"in_use": 2, "limit": 1, "reserved": 0})
+    );
+    let r = a.call(Method::POST, "/servers", Some(json!({"server": {"name": "x", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}}))).await;
+    assert_compute_fault(&r, 403, "forbidden");
+    assert_eq!(
+        admin.call(Method::DELETE, &path, None).await.status,
+        StatusCode::ACCEPTED
+    );
+    let s = a.call(Method::GET, &path, None).await;
+    assert_eq!(s.body["quota_set"]["instances"], 10);
+}
+
+#[tokio::test]
+async fn listing_filters_sorts_and_pages() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    for n in ["alpha", "beta", "gamma", "alphabet"] {
+        a.create(n).await;
+    }
+    app.compute.idle().await;
+    let names = |r: &common::Resp| -> Vec<String> {
+        r.body["servers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .map(|s| s["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // Nova's name filter is an unanchored regex.
+    let r = a
+        .call(
+            Method::GET,
+            "/servers?name=alph&sort_key=display_name&sort_dir=asc",
+            None,
+        )
+        .await;
+    assert_eq!(names(&r), ["alpha", "alphabet"]);
+    let r = a.call(Method::GET, "/servers?name=^b", None).await;
+    assert_eq!(names(&r), ["beta"]);
+    // Paging with a next link that carries the query.
+    let r = a
+        .call(
+            Method::GET,
+            "/servers?limit=2&sort_key=display_name&sort_dir=asc",
+            None,
+        )
+        .await;
+    assert_eq!(names(&r), ["alpha", "alphabet"]);
+    let next = r.body["servers_links"][0]["href"]
+        .as_str()
+        .expect("next")
+        .to_owned();
+    assert!(
+        next.contains("limit=2") && next.contains("marker="),
+        "{next}"
+    );
+    let path = next.split("/compute/v2.1").nth(1).expect("path").to_owned();
+    let r2 = a.call(Method::GET, &path, None).await;
+    assert_eq!(names(&r2), ["beta", "gamma"]);
+    assert_compute_fault(
+        &a.call(Method::GET, "/servers?marker=nope", None).await,
+        400,
+        "badRequest",
+    );
+    // Status filters: ACTIVE matches, a bogus one is refused from 2.38.
+    let r = a.call(Method::GET, "/servers?status=ACTIVE", None).await;
+    assert_eq!(names(&r).len(), 4);
+    assert_compute_fault(
+        &a.call(Method::GET, "/servers?status=BOGUS", None).await,
+        400,
+        "badRequest",
+    );
+    // Unknown query parameters are refused from 2.75.
+    assert_compute_fault(
+        &a.call(Method::GET, "/servers?foo=1", None).await,
+        400,
+        "badRequest",
+    );
+    // Tags.
+    let ids: Vec<String> = a
+        .call(Method::GET, "/servers?name=^gamma$", None)
+        .await
+        .body["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect();
+    let r = a
+        .call(Method::PUT, &format!("/servers/{}/tags/blue", ids[0]), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = a.call(Method::GET, "/servers?tags=blue", None).await;
+    assert_eq!(names(&r), ["gamma"]);
+    let r = a.call(Method::GET, "/servers?not-tags=blue", None).await;
+    assert_eq!(names(&r).len(), 3);
+    // A name lookup by path is a 404, as clients expect before they search.
+    assert_compute_fault(
+        &a.call(Method::GET, "/servers/alpha", None).await,
+        404,
+        "itemNotFound",
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_never_500_and_write_nothing() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    let server = a.create("target").await;
+    app.compute.idle().await;
+    let s = format!("/servers/{server}");
+    let bodies: Vec<(&Api, Method, String, &[u8])> = vec![
+        (&a, Method::POST, "/servers".into(), b"{\"server\":"),
+        (&a, Method::POST, "/servers".into(), b"[]"),
+        (&a, Method::POST, "/servers".into(), b""),
+        (&a, Method::POST, "/servers".into(), b"{}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": 1, \"flavorRef\": \"1\", \"imageRef\": \"x\", \"networks\": \"auto\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"x\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"999\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"00000000-0000-0000-0000-000000000000\", \"networks\": \"auto\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"sideways\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"bogus\": 1}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"min_count\": 3, \"max_count\": 2}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"user_data\": \"%%%\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"key_name\": \"missing\"}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": [{\"uuid\": \"not-a-uuid\"}]}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"metadata\": {\"k\": 1}}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"tags\": [\"a/b\"]}}"),
+        (&a, Method::POST, "/servers".into(), b"{\"server\": {\"name\": \"x\", \"flavorRef\": \"1\", \"imageRef\": \"70a599e0-31e7-49b7-b260-868f441e862b\", \"networks\": \"auto\", \"availability_zone\": \"mars\"}}"),
+        (&a, Method::PUT, s.clone(), b"{\"server\": {\"name\": \"\"}}"),
+        (&a, Method::PUT, s.clone(), b"{\"server\": {\"flavorRef\": \"2\"}}"),
+        (&a, Method::PUT, s.clone(), b"{\"server\": {\"accessIPv4\": \"999.1.1.1\"}}"),
+        (&a, Method::PUT, format!("{s}/metadata"), b"{\"metadata\": [1]}"),
+        (&a, Method::POST, format!("{s}/metadata"), b"{\"meta\": {}}"),
+        (&a, Method::PUT, format!("{s}/metadata/k"), b"{\"meta\": {\"other\": \"v\"}}"),
+        (&a, Method::PUT, format!("{s}/tags"), b"{\"tags\": \"notalist\"}"),
+        (&a, Method::POST, "/os-keypairs".into(), b"{\"keypair\": {\"name\": 1}}"),
+        (&a, Method::POST, "/os-keypairs".into(), b"{\"keypair\": {\"name\": \"k\", \"public_key\": \"ssh-rsa garbage\"}}"),
+        (&a, Method::POST, "/os-keypairs".into(), b"{\"keypair\": {\"name\": \"k\", \"type\": \"pgp\"}}"),
+        (&a, Method::POST, "/os-keypairs".into(), b"{\"keypair\": {\"name\": \"bad/name\"}}"),
+        (&admin, Method::POST, "/flavors".into(), b"{\"flavor\": {\"name\": \"f\", \"ram\": -1, \"vcpus\": 1, \"disk\": 1}}"),
+        (&admin, Method::POST, "/flavors".into(), b"{\"flavor\": {\"name\": \"f\", \"ram\": \"lots\", \"vcpus\": 1, \"disk\": 1}}"),
+        (&admin, Method::POST, "/flavors".into(), b"{\"flavor\": {\"name\": \"f\", \"vcpus\": 1, \"disk\": 1}}"),
+        (&admin, Method::POST, "/flavors".into(), b"{\"flavor\": {\"name\": \"m1.tiny\", \"ram\": 1, \"vcpus\": 1, \"disk\": 1}}"),
+        (&admin, Method::POST, "/flavors/1/os-extra_specs".into(), b"{\"extra_specs\": {\"k\": [1]}}"),
+        (&admin, Method::POST, "/flavors/1/action".into(), b"{\"addTenantAccess\": {}}"),
+        (&admin, Method::POST, "/flavors/1/action".into(), b"{\"frobnicate\": {}}"),
+        (&admin, Method::PUT, "/os-quota-sets/x".into(), b"{\"quota_set\": {\"instances\": \"many\"}}"),
+        (&admin, Method::PUT, "/os-quota-sets/x".into(), b"{\"quota_set\": {\"bogus\": 1}}"),
+    ];
+    for (who, m, path, body) in bodies {
+        let r = who.raw(m.clone(), &path, body).await;
+        assert!(
+            r.status.is_client_error(),
+            "{m} {path} {} -> {} {}",
+            String::from_utf8_lossy(body),
+            r.status,
+            r.text
+        );
+        let name = api::fault::compute_fault_name(r.status);
+        assert!(r.body.get(name).is_some(), "{m} {path}: {}", r.text);
+    }
+    app.compute.idle().await;
+    // Nothing was written: one server, its name and metadata unchanged, no keypairs, the
+    // flavors as they were.
+    let list = a.call(Method::GET, "/servers/detail", None).await;
+    let servers = list.body["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0]["name"], "target");
+    assert_eq!(servers[0]["metadata"], json!({}));
+    assert_eq!(servers[0]["tags"], json!([]));
+    assert_eq!(
+        a.call(Method::GET, "/os-keypairs", None).await.body["keypairs"],
+        json!([])
+    );
+    let flavors = admin
+        .call(Method::GET, "/flavors?is_public=none", None)
+        .await;
+    assert_eq!(flavors.body["flavors"].as_array().map(Vec::len), Some(7));
+    let specs = admin
+        .call(Method::GET, "/flavors/1/os-extra_specs", None)
+        .await;
+    assert_eq!(specs.body["extra_specs"], json!({}));
+}
+
+#[tokio::test]
+async fn removed_apis_are_gone_and_unknown_ones_missing() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    assert_compute_fault(
+        &a.call(Method::GET, "/os-cells", None).await,
+        410,
+        "computeFault",
+    );
+    assert_compute_fault(
+        &a.call(Method::GET, "/os-fping", None).await,
+        410,
+        "computeFault",
+    );
+    assert_compute_fault(
+        &a.call(Method::GET, "/os-nothing", None).await,
+        404,
+        "itemNotFound",
+    );
+    // Tags did not exist before 2.26.
+    let old = Api {
+        app: &app,
+        token: a.token.clone(),
+        version: "2.25",
+    };
+    let id = a.create("t").await;
+    app.compute.idle().await;
+    assert_compute_fault(
+        &old.call(Method::GET, &format!("/servers/{id}/tags"), None)
+            .await,
+        404,
+        "itemNotFound",
+    );
+}
