@@ -1,7 +1,8 @@
 """A real onebox process for the client tests, and helpers to drive the real clients.
 
 Each test session starts the `onebox` binary (ONEBOX_BIN) on a free loopback port with its own
-data directory, initialised with `onebox init`, and stops it by its PID at the end.
+data directory, initialised with `onebox init`, with every server on the fake driver, and stops
+it by its PID at the end.
 """
 
 import json
@@ -48,7 +49,7 @@ class Onebox:
         self.log = open(os.path.join(self.data_dir, "onebox.log"), "wb")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}"],
+             "--listen", f"127.0.0.1:{self.port}", "--fake-driver"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30
