@@ -66,6 +66,10 @@ fn free_port() -> Result<u16> {
 }
 
 async fn start() -> Result<Daemon> {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[&str]) -> Result<Daemon> {
     let bin = onebox_bin()?;
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
@@ -82,6 +86,7 @@ async fn start() -> Result<Daemon> {
     }
     let child = Command::new(&bin)
         .args(["serve", "--data-dir", &data, "--listen", &listen])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -254,11 +259,148 @@ async fn identity() -> Result<()> {
     Ok(())
 }
 
+/// A project-scoped admin token and the ids of the admin and demo projects.
+async fn admin_session(base: &str) -> Result<(String, String)> {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/identity/v3/auth/tokens"))
+        .json(&auth_body(true))
+        .send()
+        .await?;
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .context("token")?
+        .to_str()?
+        .to_owned();
+    let body: serde_json::Value = r.json().await?;
+    let project = body["token"]["project"]["id"]
+        .as_str()
+        .context("project")?
+        .to_owned();
+    Ok((token, project))
+}
+
+/// Creates `count` servers in batches of `batch` (multi-create) and waits until all are ACTIVE.
+async fn fill(base: &str, token: &str, count: usize, batch: usize) -> Result<Duration> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut made = 0;
+    while made < count {
+        let n = batch.min(count - made);
+        let r = client
+            .post(format!("{base}/compute/v2.1/servers"))
+            .header("x-auth-token", token)
+            .header("openstack-api-version", "compute 2.100")
+            .json(&serde_json::json!({"server": {
+                "name": "bench", "imageRef": STANDIN_IMAGE, "flavorRef": "42",
+                "networks": "none", "min_count": n, "max_count": n}}))
+            .send()
+            .await?;
+        if r.status().as_u16() != 202 {
+            bail!("create failed: {}", r.text().await?);
+        }
+        made += n;
+    }
+    // Poll until every server is ACTIVE.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let r: serde_json::Value = client
+            .get(format!("{base}/compute/v2.1/servers?status=BUILD&limit=1"))
+            .header("x-auth-token", token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if r["servers"].as_array().is_some_and(Vec::is_empty) {
+            return Ok(started.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!("servers did not become ACTIVE in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const STANDIN_IMAGE: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
+
+async fn servers() -> Result<()> {
+    let d = start_with(&["--fake-driver"]).await?;
+    let pid = d.child.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "idle RSS after start                   {:>9} KiB",
+        rss_kib(pid)?
+    );
+    let base = d.base.clone();
+    let (token, project) = admin_session(&base).await?;
+    let client = reqwest::Client::new();
+    let r = client
+        .put(format!("{base}/compute/v2.1/os-quota-sets/{project}"))
+        .header("x-auth-token", &token)
+        .json(&serde_json::json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("quota update failed: {}", r.text().await?);
+    }
+
+    // Create rate: one server per request, 8 clients, until all 500 are ACTIVE.
+    let url = format!("{base}/compute/v2.1/servers");
+    let t = token.clone();
+    let body = serde_json::json!({"server": {"name": "rate", "imageRef": STANDIN_IMAGE, "flavorRef": "42", "networks": "auto"}});
+    let started = Instant::now();
+    let mut s = load(500, 8, 202, move |c| {
+        c.post(&url)
+            .header("x-auth-token", &t)
+            .header("openstack-api-version", "compute 2.100")
+            .json(&body)
+    })
+    .await?;
+    s.print("server create requests (fake driver)");
+    fill(&base, &token, 0, 1).await?;
+    let all_active = started.elapsed();
+    println!(
+        "servers created to ACTIVE                {:>9.1} servers/s   (500 in {:.2} s)",
+        500.0 / all_active.as_secs_f64(),
+        all_active.as_secs_f64()
+    );
+
+    for (target, label) in [(1_000usize, "1,000"), (10_000, "10,000")] {
+        let have: usize = if target == 1_000 { 500 } else { 1_000 };
+        fill(&base, &token, target - have, 500).await?;
+        let url = format!("{base}/compute/v2.1/servers/detail");
+        let t = token.clone();
+        let mut s = load(40, 4, 200, move |c| {
+            c.get(&url)
+                .header("x-auth-token", &t)
+                .header("openstack-api-version", "compute 2.100")
+        })
+        .await?;
+        s.print(&format!("GET /servers/detail ({label} in DB, 1000/page)"));
+        let url = format!("{base}/compute/v2.1/servers/detail?limit=50");
+        let t = token.clone();
+        let mut s = load(400, 8, 200, move |c| {
+            c.get(&url)
+                .header("x-auth-token", &t)
+                .header("openstack-api-version", "compute 2.100")
+        })
+        .await?;
+        s.print(&format!("GET /servers/detail?limit=50 ({label})"));
+        println!(
+            "RSS with {label} servers             {:>9} KiB",
+            rss_kib(pid)?
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_default();
     match which.as_str() {
         "identity" => identity().await,
-        _ => bail!("usage: bench identity"),
+        "servers" => servers().await,
+        _ => bail!("usage: bench identity|servers"),
     }
 }

@@ -86,7 +86,7 @@ def test_server_lifecycle(onebox, demo):
 
     rows = onebox.osc_json("server", "list", cloud="onebox-demo")
     row = [r for r in rows if r["Name"] == name][0]
-    assert row["Status"] == "ACTIVE" and "10.0." in str(row["Networks"])
+    assert row["Status"] == "ACTIVE" and "10.1.0." in str(row["Networks"])
     assert row["Flavor"] == "m1.tiny"
     long_rows = onebox.osc_json("server", "list", "--long", cloud="onebox-demo")
     assert [r for r in long_rows if r["Name"] == name][0]["Power State"] in (1, "Running")

@@ -85,7 +85,7 @@ async fn a_server_goes_from_build_to_active_and_is_deleted() {
     let s = &r.body["server"];
     assert_eq!(s["status"], "ACTIVE", "{}", r.text);
     assert_eq!(s["OS-EXT-STS:power_state"], 1);
-    assert_eq!(s["addresses"]["private"][0]["addr"], "10.0.1.10");
+    assert_eq!(s["addresses"]["private"][0]["addr"], "10.1.0.10");
     assert_eq!(s["addresses"]["private"][0]["OS-EXT-IPS:type"], "fixed");
     assert!(s["OS-SRV-USG:launched_at"].is_string());
     // The backend really holds it.
@@ -97,7 +97,7 @@ async fn a_server_goes_from_build_to_active_and_is_deleted() {
     let r = a
         .call(Method::GET, &format!("/servers/{id2}/ips/private"), None)
         .await;
-    assert_eq!(r.body["private"][0]["addr"], "10.0.1.11");
+    assert_eq!(r.body["private"][0]["addr"], "10.1.0.11");
 
     let r = a
         .call(Method::DELETE, &format!("/servers/{id}"), None)
@@ -136,7 +136,7 @@ async fn a_server_goes_from_build_to_active_and_is_deleted() {
     let r = a
         .call(Method::GET, &format!("/servers/{id3}/ips"), None)
         .await;
-    assert_eq!(r.body["addresses"]["private"][0]["addr"], "10.0.1.10");
+    assert_eq!(r.body["addresses"]["private"][0]["addr"], "10.1.0.10");
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Address allocation on project networks, kept in SQLite.
 //!
 //! Each project gets a network named `private` the first time one of its servers needs one:
-//! a /24 out of 10.0.0.0/8 (10.0.1.0/24 first), its gateway at .1, and guest addresses handed
-//! out from .10 upward. MAC addresses use OpenStack's `fa:16:3e` prefix. The bridges, DHCP and
+//! a /16 out of 10.0.0.0/8 (10.1.0.0/16 first, so up to 255 projects with networks), its
+//! gateway at .0.1, and guest addresses handed out from .0.10 upward (65,000 per project). MAC addresses use OpenStack's `fa:16:3e` prefix. The bridges, DHCP and
 //! metadata service that give these addresses to real guests belong to the backends.
 
 use std::net::Ipv4Addr;
@@ -26,21 +26,21 @@ pub(crate) fn default_network(c: &store::Connection, project: &ProjectId) -> Res
         return Ok(n);
     }
     let taken = sql::network_cidrs(c)?;
-    let cidr = (1..=255u32 * 256)
-        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+    let cidr = (1..=255u32)
+        .map(|i| format!("10.{i}.0.0/16"))
         .find(|c| !taken.contains(c))
         .ok_or_else(|| {
             abort(Error::Conflict(
                 "No address space is left for a new network.".into(),
             ))
         })?;
-    let base = cidr.trim_end_matches(".0/24");
+    let base = cidr.trim_end_matches(".0.0/16");
     let n = Network {
         id: uuid::Uuid::new_v4().hyphenated().to_string(),
         name: DEFAULT_NETWORK.into(),
         project_id: Some(project.clone()),
         cidr: cidr.clone(),
-        gateway: format!("{base}.1"),
+        gateway: format!("{base}.0.1"),
     };
     sql::insert_network(c, &n)?;
     tracing::info!(project_id = %project, %cidr, "project network created");
@@ -71,17 +71,29 @@ pub(crate) fn allocate(
     server: &ServerId,
     position: u32,
 ) -> Result<Address> {
-    let base: Ipv4Addr = net.cidr.trim_end_matches("/24").parse().map_err(|_| {
-        abort(Error::Conflict(format!(
-            "network {} has a bad CIDR",
-            net.id
-        )))
-    })?;
-    let used = sql::used_addresses(c, &net.id)?;
-    let o = base.octets();
-    let addr = (10..=254u8)
-        .map(|h| Ipv4Addr::new(o[0], o[1], o[2], h).to_string())
+    let (base, prefix) = net
+        .cidr
+        .split_once('/')
+        .and_then(|(a, p)| Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u32>().ok()?)))
+        .filter(|(_, p)| *p <= 30)
+        .ok_or_else(|| {
+            abort(Error::Conflict(format!(
+                "network {} has a bad CIDR",
+                net.id
+            )))
+        })?;
+    let used: std::collections::HashSet<u32> = sql::used_addresses(c, &net.id)?
+        .iter()
+        .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+        .map(u32::from)
+        .collect();
+    let first = u32::from(base);
+    let size = 1u32 << (32 - prefix);
+    // .1 is the gateway; guests start at .10 and stop before the broadcast address.
+    let addr = (10..size - 1)
+        .map(|i| first + i)
         .find(|a| !used.contains(a))
+        .map(|a| Ipv4Addr::from(a).to_string())
         .ok_or_else(|| {
             abort(Error::Conflict(format!(
                 "No more IP addresses available on network {}.",
