@@ -337,6 +337,136 @@ mod tests {
         }
     }
 
+    /// Servers are made through the compute service (one transaction per create: row,
+    /// address and instance action together) while backups are taken. Every restored
+    /// database must hold whole servers only: each with its address and its create action,
+    /// and usage that counts exactly them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_taken_while_servers_are_created_restores_consistently() {
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut cfg = cfg_for(src.path());
+        cfg.fake_driver = true;
+        let services = crate::serve::open_services(&cfg).expect("services");
+        crate::init::run(
+            &cfg,
+            &services.identity,
+            &services.compute,
+            crate::init::InitOptions {
+                admin_password: Some("a".into()),
+                demo_password: Some("d".into()),
+            },
+        )
+        .await
+        .expect("init");
+        let issued = services
+            .identity
+            .authenticate_password(
+                identity::UserRef::Name {
+                    name: "demo".into(),
+                    domain: identity::DomainRef::Name("Default".into()),
+                },
+                "d".into(),
+                identity::Scope::Project(identity::ProjectRef::Name {
+                    name: "demo".into(),
+                    domain: identity::DomainRef::Name("Default".into()),
+                }),
+            )
+            .await
+            .expect("login");
+        let ctx = issued.info.context();
+        let project = ctx.project_id.clone().expect("project");
+        let compute = services.compute.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let creator = {
+            let (compute, stop, ctx) = (compute.clone(), stop.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let mut made = 0;
+                while !stop.load(Ordering::Relaxed) || made < 8 {
+                    if made == 10 {
+                        break;
+                    }
+                    let req = compute::CreateRequest {
+                        name: format!("s{made}"),
+                        image_ref: Some(crate::serve::STANDIN_IMAGE_ID.into()),
+                        flavor_ref: model::compute::FlavorId("42".into()),
+                        networks: compute::NetworkRequest::Auto,
+                        metadata: Default::default(),
+                        user_data: None,
+                        key_name: None,
+                        availability_zone: None,
+                        config_drive: false,
+                        description: None,
+                        tags: vec!["t".into()],
+                        hostname: None,
+                        access_ipv4: None,
+                        access_ipv6: None,
+                        min_count: 1,
+                        max_count: 1,
+                        admin_pass: None,
+                        scheduler_hints: Default::default(),
+                    };
+                    compute
+                        .create_servers(&ctx, req, &format!("req-{made}"))
+                        .await
+                        .expect("create");
+                    made += 1;
+                }
+                made
+            })
+        };
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut backups = Vec::new();
+        for n in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let file = out.path().join(format!("s{n}.tar"));
+            let (c2, f2) = (cfg.clone(), file.clone());
+            tokio::task::spawn_blocking(move || create(&c2, &f2))
+                .await
+                .expect("join")
+                .expect("backup");
+            backups.push(file);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let made = creator.await.expect("creator");
+        compute.idle().await;
+        assert!(made >= 8);
+
+        let mut seen = 0;
+        for file in &backups {
+            let dest = tempfile::tempdir().expect("tempdir");
+            let dcfg = cfg_for(dest.path());
+            restore(&dcfg, file).expect("restore");
+            let restored = store::Store::open(&dcfg.db_path()).expect("open");
+            assert_eq!(restored.integrity_check().expect("check"), "ok");
+            let p = project.clone();
+            let (servers, usage) = restored
+                .read_blocking(move |c| {
+                    let ids = store::compute::live_server_ids(c)?;
+                    let servers = store::compute::load_servers(c, &ids)?;
+                    let usage = store::compute::usage(c, &p)?;
+                    let mut with_actions = Vec::new();
+                    for s in servers {
+                        let actions = store::compute::list_actions(c, &s.id)?;
+                        with_actions.push((s, actions));
+                    }
+                    Ok((with_actions, usage))
+                })
+                .expect("read");
+            assert_eq!(usage.instances as usize, servers.len());
+            seen += servers.len();
+            for (s, actions) in &servers {
+                assert_eq!(s.addresses.len(), 1, "{} has its address", s.name);
+                assert_eq!(s.tags, ["t"], "{} has its tags", s.name);
+                assert!(
+                    actions.iter().any(|a| a.action == "create"),
+                    "{} has its create action",
+                    s.name
+                );
+            }
+        }
+        assert!(seen > 0, "the backups caught servers being created");
+    }
+
     #[test]
     fn restore_replaces_the_database_and_keeps_the_old_one() {
         let src = tempfile::tempdir().expect("tempdir");

@@ -21,10 +21,43 @@ pub fn inventory(c: &Connection) -> Result<Vec<Count>> {
     for (what, sql) in [
         ("projects", "SELECT count(*) FROM projects"),
         ("users", "SELECT count(*) FROM users"),
+        ("flavors", "SELECT count(*) FROM flavors"),
+        ("keypairs", "SELECT count(*) FROM keypairs"),
+        ("servers", "SELECT count(*) FROM servers WHERE deleted = 0"),
     ] {
         let n = c.query_row(sql, [], |r| r.get(0))?;
         out.push(Count {
             what: what.into(),
+            n,
+        });
+    }
+    // Live servers by their public status, as `openstack server list` shows it.
+    let mut by_status: std::collections::BTreeMap<&'static str, i64> = Default::default();
+    let mut st = c.prepare(
+        "SELECT vm_state, task_state, count(*) FROM servers WHERE deleted = 0
+         GROUP BY vm_state, task_state",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (vm, task, n) = row?;
+        let status = match model::compute::VmState::parse(&vm) {
+            Some(v) => model::compute::status(
+                v,
+                task.as_deref().and_then(model::compute::TaskState::parse),
+            ),
+            None => "UNKNOWN",
+        };
+        *by_status.entry(status).or_default() += n;
+    }
+    for (status, n) in by_status {
+        out.push(Count {
+            what: format!("servers {status}"),
             n,
         });
     }
@@ -67,17 +100,41 @@ mod tests {
             .expect("write");
         let (version, counts) = inventory_at(&path).expect("inventory");
         assert_eq!(version, crate::LATEST_VERSION);
+        let got: Vec<(&str, i64)> = counts.iter().map(|c| (c.what.as_str(), c.n)).collect();
         assert_eq!(
-            counts,
-            vec![
-                Count {
-                    what: "projects".into(),
-                    n: 2
-                },
-                Count {
-                    what: "users".into(),
-                    n: 0
-                }
+            got,
+            [
+                ("projects", 2),
+                ("users", 0),
+                ("flavors", 0),
+                ("keypairs", 0),
+                ("servers", 0)
+            ]
+        );
+        // Live servers are counted by their public status.
+        store
+            .write_blocking(|tx| {
+                tx.execute_batch(
+                    "INSERT INTO servers (id, name, project_id, user_id, flavor, flavorid, vcpus,
+                         ram_mb, vm_state, task_state, backend, availability_zone, hostname,
+                         reservation_id, host, created_at, updated_at, deleted)
+                     VALUES ('s1', 'a', 'p1', 'u', '{}', '1', 1, 1, 'active', NULL, 'fake', 'nova', 'a', 'r', 'h', 'x', 'x', 0),
+                            ('s2', 'b', 'p1', 'u', '{}', '1', 1, 1, 'active', 'rebooting', 'fake', 'nova', 'b', 'r', 'h', 'x', 'x', 0),
+                            ('s3', 'c', 'p1', 'u', '{}', '1', 1, 1, 'stopped', NULL, 'fake', 'nova', 'c', 'r', 'h', 'x', 'x', 0),
+                            ('s4', 'd', 'p1', 'u', '{}', '1', 1, 1, 'deleted', NULL, 'fake', 'nova', 'd', 'r', 'h', 'x', 'x', 1);",
+                )?;
+                Ok(())
+            })
+            .expect("servers");
+        let (_, counts) = inventory_at(&path).expect("inventory");
+        let got: Vec<(&str, i64)> = counts.iter().map(|c| (c.what.as_str(), c.n)).collect();
+        assert_eq!(
+            &got[4..],
+            [
+                ("servers", 3),
+                ("servers ACTIVE", 1),
+                ("servers REBOOT", 1),
+                ("servers SHUTOFF", 1)
             ]
         );
     }
