@@ -618,3 +618,165 @@ async fn removed_apis_are_gone_and_unknown_ones_missing() {
         "itemNotFound",
     );
 }
+
+#[tokio::test]
+async fn power_actions_follow_novas_state_table_and_are_recorded() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("act").await;
+    let act = |body: Value| {
+        let a = &a;
+        let id = id.clone();
+        async move {
+            a.call(Method::POST, &format!("/servers/{id}/action"), Some(body))
+                .await
+        }
+    };
+    // Not booted yet: nothing but delete and hard reboot rules apply; stop is refused.
+    app.driver.set_delay(Duration::from_millis(200));
+    let r = act(json!({"os-stop": null})).await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
+    app.compute.idle().await;
+    app.driver.set_delay(Duration::from_millis(0));
+    assert_eq!(
+        act(json!({"os-stop": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(status_of(&a, &id).await, "SHUTOFF");
+    // Stopping a stopped server is out of place, in Nova's words.
+    let r = act(json!({"os-stop": null})).await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
+    assert!(
+        r.text.contains("while it is in vm_state stopped"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        act(json!({"os-start": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(status_of(&a, &id).await, "ACTIVE");
+    assert_eq!(
+        act(json!({"reboot": {"type": "HARD"}})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(
+        act(json!({"pause": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(status_of(&a, &id).await, "PAUSED");
+    assert_compute_fault(
+        &act(json!({"suspend": null})).await,
+        409,
+        "conflictingRequest",
+    );
+    assert_eq!(
+        act(json!({"unpause": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(
+        act(json!({"suspend": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    assert_eq!(status_of(&a, &id).await, "SUSPENDED");
+    assert_eq!(
+        act(json!({"resume": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    app.compute.idle().await;
+    // The backend agrees.
+    let sid = model::compute::ServerId::parse(&id).expect("id");
+    assert_eq!(
+        driver::ComputeDriver::get_info(app.driver.as_ref(), &sid)
+            .expect("info")
+            .power_state,
+        model::compute::PowerState::Running
+    );
+    // Locked by its owner: the owner's actions stop, with a reason shown from 2.73.
+    assert_eq!(
+        act(json!({"lock": {"locked_reason": "maintenance"}}))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(r.body["server"]["locked"], true);
+    assert_eq!(r.body["server"]["locked_reason"], "maintenance");
+    assert_compute_fault(
+        &act(json!({"os-stop": null})).await,
+        409,
+        "conflictingRequest",
+    );
+    assert_compute_fault(
+        &a.call(Method::DELETE, &format!("/servers/{id}"), None)
+            .await,
+        409,
+        "conflictingRequest",
+    );
+    assert_eq!(
+        act(json!({"unlock": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    // Bad actions.
+    assert_compute_fault(&act(json!({"explode": null})).await, 400, "badRequest");
+    assert_compute_fault(
+        &act(json!({"reboot": {"type": "GENTLE"}})).await,
+        400,
+        "badRequest",
+    );
+    assert_compute_fault(
+        &act(json!({"pause": null, "unpause": null})).await,
+        400,
+        "badRequest",
+    );
+    // Every action is recorded, newest first, with its events.
+    let r = a
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    let names: Vec<&str> = r.body["instanceActions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|x| x["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "unlock", "lock", "resume", "suspend", "unpause", "pause", "reboot", "start", "stop",
+            "create"
+        ]
+    );
+    let rid = r.body["instanceActions"][8]["request_id"]
+        .as_str()
+        .expect("rid")
+        .to_owned();
+    let one = a
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions/{rid}"),
+            None,
+        )
+        .await;
+    let ev = &one.body["instanceAction"]["events"][0];
+    assert_eq!(ev["event"], "compute_stop_instance");
+    assert_eq!(ev["result"], "Success");
+    assert!(ev.get("traceback").is_none(), "traceback is admin-only");
+}
+
+async fn status_of(a: &Api<'_>, id: &str) -> String {
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    r.body["server"]["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}

@@ -6,6 +6,7 @@
 //! state change goes through the store in one transaction, and a server's `task_state` is the
 //! lock that keeps one task per server: a task moves a server only from the state it expects.
 
+pub mod actions;
 pub mod flavors;
 pub mod images;
 pub mod keypairs;

@@ -21,8 +21,20 @@ use crate::Compute;
 
 /// Work the runner can do.
 pub(crate) enum Job {
-    Build { server: Box<Server>, action: i64 },
-    Delete { server: ServerId, action: i64 },
+    Build {
+        server: Box<Server>,
+        action: i64,
+    },
+    Delete {
+        server: ServerId,
+        action: i64,
+    },
+    Power {
+        server: ServerId,
+        action: crate::actions::PowerAction,
+        action_id: i64,
+        from_vm: VmState,
+    },
 }
 
 pub(crate) struct Runner {
@@ -76,7 +88,7 @@ impl Compute {
         let this = self.clone();
         let id = match &job {
             Job::Build { server, .. } => server.id.clone(),
-            Job::Delete { server, .. } => server.clone(),
+            Job::Delete { server, .. } | Job::Power { server, .. } => server.clone(),
         };
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -87,6 +99,12 @@ impl Compute {
                 match job {
                     Job::Build { server, action } => this.build(*server, action).await,
                     Job::Delete { server, action } => this.destroy(server, action).await,
+                    Job::Power {
+                        server,
+                        action,
+                        action_id,
+                        from_vm,
+                    } => this.run_power(server, action, action_id, from_vm).await,
                 }
             }
             drop(lock);
@@ -97,7 +115,7 @@ impl Compute {
         });
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn ComputeDriver) -> driver::Result<T> + Send + 'static,
     ) -> driver::Result<T> {
@@ -108,7 +126,7 @@ impl Compute {
     }
 
     /// Moves a server between task states; false (logged) if it was no longer in `from`.
-    async fn step(
+    pub(crate) async fn step(
         &self,
         id: &ServerId,
         from: Option<TaskState>,
@@ -134,7 +152,7 @@ impl Compute {
         }
     }
 
-    async fn event(&self, action: i64, name: &'static str) -> Option<i64> {
+    pub(crate) async fn event(&self, action: i64, name: &'static str) -> Option<i64> {
         let host = self.cfg.host.clone();
         self.store
             .write(move |tx| sql::start_event(tx, action, name, &host))
@@ -143,7 +161,7 @@ impl Compute {
             .ok()
     }
 
-    async fn finish(&self, event: Option<i64>, ok: bool, details: Option<String>) {
+    pub(crate) async fn finish(&self, event: Option<i64>, ok: bool, details: Option<String>) {
         if let Some(ev) = event
             && let Err(e) = self
                 .store

@@ -18,6 +18,7 @@
 mod flavors;
 mod keypairs;
 mod quotas;
+mod server_actions;
 mod servers;
 pub mod validate;
 mod versions;
@@ -187,6 +188,15 @@ fn api_routes(state: AppState) -> Router {
             get(servers::tag_check)
                 .put(servers::tag_add)
                 .delete(servers::tag_delete),
+        )
+        .route("/servers/{id}/action", post(server_actions::action))
+        .route(
+            "/servers/{id}/os-instance-actions",
+            get(server_actions::list),
+        )
+        .route(
+            "/servers/{id}/os-instance-actions/{request_id}",
+            get(server_actions::show),
         )
         .route("/servers/{id}/ips", get(servers::ips))
         .route("/servers/{id}/ips/{network}", get(servers::ips_network))

@@ -450,7 +450,7 @@ pub async fn create(
 
 // ---- list ----------------------------------------------------------------------------------
 
-fn parse_time(name: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>, Fault> {
+pub(crate) fn parse_time(name: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>, Fault> {
     let bad = || {
         Fault::bad_request(format!(
             "Invalid input for query parameters {name}. Value: {s}. '{s}' is not a 'date-time'"

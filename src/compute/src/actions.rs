@@ -1,0 +1,371 @@
+//! Server actions: which is legal when, and carrying them out through the driver.
+//!
+//! [`check`] is the one place that decides whether an action may start, from the server's
+//! vm state, task state and whether it ever booted, following Nova's table
+//! (`compute/api.py`'s `check_instance_state` decorators). It alone produces the 409 Nova
+//! gives for an action out of place.
+
+use chrono::Utc;
+use model::Persona;
+use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
+use store::compute::{self as sql, ActionEvent, InstanceAction};
+
+use identity::Context;
+
+use crate::tasks::Job;
+use crate::{Compute, Error, Result};
+
+/// An action that runs on the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    RebootSoft,
+    RebootHard,
+    Stop,
+    Start,
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
+}
+
+impl PowerAction {
+    /// The name Nova's messages use (`Cannot 'stop' instance …`).
+    pub fn nova_name(self) -> &'static str {
+        match self {
+            PowerAction::RebootSoft | PowerAction::RebootHard => "reboot",
+            PowerAction::Stop => "stop",
+            PowerAction::Start => "start",
+            PowerAction::Pause => "pause",
+            PowerAction::Unpause => "unpause",
+            PowerAction::Suspend => "suspend",
+            PowerAction::Resume => "resume",
+        }
+    }
+
+    /// The instance action's event name, as Nova's compute manager records it.
+    pub fn event(self) -> &'static str {
+        match self {
+            PowerAction::RebootSoft | PowerAction::RebootHard => "compute_reboot_instance",
+            PowerAction::Stop => "compute_stop_instance",
+            PowerAction::Start => "compute_start_instance",
+            PowerAction::Pause => "compute_pause_instance",
+            PowerAction::Unpause => "compute_unpause_instance",
+            PowerAction::Suspend => "compute_suspend_instance",
+            PowerAction::Resume => "compute_resume_instance",
+        }
+    }
+
+    /// The task state the server is in while the action runs.
+    pub fn task(self) -> TaskState {
+        match self {
+            PowerAction::RebootSoft => TaskState::Rebooting,
+            PowerAction::RebootHard => TaskState::RebootingHard,
+            PowerAction::Stop => TaskState::PoweringOff,
+            PowerAction::Start => TaskState::PoweringOn,
+            PowerAction::Pause => TaskState::Pausing,
+            PowerAction::Unpause => TaskState::Unpausing,
+            PowerAction::Suspend => TaskState::Suspending,
+            PowerAction::Resume => TaskState::Resuming,
+        }
+    }
+
+    /// Where the server ends when the action succeeds.
+    pub fn end(self) -> (VmState, PowerState) {
+        match self {
+            PowerAction::RebootSoft
+            | PowerAction::RebootHard
+            | PowerAction::Start
+            | PowerAction::Unpause
+            | PowerAction::Resume => (VmState::Active, PowerState::Running),
+            PowerAction::Stop => (VmState::Stopped, PowerState::Shutdown),
+            PowerAction::Pause => (VmState::Paused, PowerState::Paused),
+            PowerAction::Suspend => (VmState::Suspended, PowerState::Suspended),
+        }
+    }
+}
+
+/// Nova's rule: may `action` start on a server in this state? Exhaustive over actions; the
+/// table is `reference/nova/states.md` §5.
+pub fn check(action: PowerAction, s: &Server) -> Result<()> {
+    use PowerAction as A;
+    use TaskState as T;
+    use VmState as V;
+    let vm = s.vm_state;
+    let task = s.task_state;
+    let (vm_ok, task_ok) = match action {
+        A::RebootSoft => (vm == V::Active, task.is_none()),
+        A::RebootHard => (
+            matches!(
+                vm,
+                V::Active | V::Stopped | V::Paused | V::Suspended | V::Error
+            ),
+            matches!(
+                task,
+                None | Some(
+                    T::Rebooting
+                        | T::RebootPending
+                        | T::RebootStarted
+                        | T::RebootingHard
+                        | T::Resuming
+                        | T::Unpausing
+                        | T::Pausing
+                        | T::Suspending
+                )
+            ),
+        ),
+        A::Stop => (matches!(vm, V::Active | V::Error), task.is_none()),
+        A::Start => (vm == V::Stopped, task.is_none()),
+        A::Pause => (vm == V::Active, task.is_none()),
+        A::Unpause => (vm == V::Paused, task.is_none()),
+        A::Suspend => (vm == V::Active, task.is_none()),
+        A::Resume => (vm == V::Suspended, task.is_none()),
+    };
+    let refuse = |attr: &str, state: &str| {
+        Err(Error::Conflict(format!(
+            "Cannot '{}' instance {} while it is in {attr} {state}",
+            action.nova_name(),
+            s.id
+        )))
+    };
+    if !vm_ok {
+        return refuse("vm_state", vm.as_str());
+    }
+    if !task_ok {
+        return refuse("task_state", task.map_or("None", TaskState::as_str));
+    }
+    if s.launched_at.is_none() {
+        return Err(Error::Conflict(format!("Instance {} is not ready", s.id)));
+    }
+    Ok(())
+}
+
+/// Lock or unlock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockChange {
+    Lock { reason: Option<String> },
+    Unlock,
+}
+
+impl Compute {
+    /// Starts a power action: checks lock and legality, takes the task state, records the
+    /// instance action, and runs the driver call in the background.
+    pub async fn power_action(
+        &self,
+        ctx: &Context,
+        id: &str,
+        action: PowerAction,
+        request_id: &str,
+    ) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        if !ctx.can_write(&s.project_id) {
+            return Err(Error::Forbidden(format!(
+                "Policy doesn't allow os_compute_api:servers:{} to be performed.",
+                action.nova_name()
+            )));
+        }
+        if s.locked() && !ctx.is_admin() {
+            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
+        }
+        check(action, &s)?;
+        let caps = self.driver.capabilities();
+        let supported = match action {
+            PowerAction::Pause | PowerAction::Unpause => caps.pause,
+            PowerAction::Suspend | PowerAction::Resume => caps.suspend,
+            _ => true,
+        };
+        if !supported {
+            return Err(Error::BadRequest(format!(
+                "{} is not supported by the backend of instance {}.",
+                action.nova_name(),
+                s.id
+            )));
+        }
+        let (sid, rid, project, user) = (
+            s.id.clone(),
+            request_id.to_owned(),
+            s.project_id.clone(),
+            ctx.user_id.clone(),
+        );
+        let (vm, from) = (s.vm_state, s.task_state);
+        let action_id = self
+            .store
+            .write(move |tx| {
+                if !sql::set_task_state(tx, &sid, vm, from, Some(action.task()))? {
+                    return Err(crate::abort(Error::Conflict(format!(
+                        "Cannot '{}' instance {sid} while it is in task_state changing",
+                        action.nova_name()
+                    ))));
+                }
+                sql::start_action(tx, &sid, &rid, action.nova_name(), &project, &user)
+            })
+            .await?;
+        self.run(Job::Power {
+            server: s.id.clone(),
+            action,
+            action_id,
+            from_vm: s.vm_state,
+        });
+        Ok(())
+    }
+
+    /// Locks or unlocks a server. An admin's lock on another project's server can be undone
+    /// only by an admin.
+    pub async fn set_lock(
+        &self,
+        ctx: &Context,
+        id: &str,
+        change: LockChange,
+        request_id: &str,
+    ) -> Result<()> {
+        let mut s = self.get_server(ctx, id).await?;
+        if !ctx.can_write(&s.project_id) {
+            return Err(Error::Forbidden(
+                "Policy doesn't allow os_compute_api:os-lock-server:lock to be performed.".into(),
+            ));
+        }
+        let name = match &change {
+            LockChange::Lock { reason } => {
+                s.locked_by = Some(if ctx.in_project(&s.project_id) {
+                    model::compute::LockedBy::Owner
+                } else {
+                    model::compute::LockedBy::Admin
+                });
+                s.locked_reason = reason.clone();
+                "lock"
+            }
+            LockChange::Unlock => {
+                if s.locked_by == Some(model::compute::LockedBy::Admin) && !ctx.is_admin() {
+                    return Err(Error::Forbidden(
+                        "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed."
+                            .into(),
+                    ));
+                }
+                s.locked_by = None;
+                s.locked_reason = None;
+                "unlock"
+            }
+        };
+        let (rid, project, user) = (
+            request_id.to_owned(),
+            s.project_id.clone(),
+            ctx.user_id.clone(),
+        );
+        let host = self.cfg.host.clone();
+        self.store
+            .write(move |tx| {
+                sql::update_server_fields(tx, &s)?;
+                let a = sql::start_action(tx, &s.id, &rid, name, &project, &user)?;
+                let ev = sql::start_event(tx, a, &format!("api_{name}"), &host)?;
+                sql::finish_event(tx, ev, true, None)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A server's instance actions, newest first; readable after the server is deleted.
+    pub async fn instance_actions(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<(Server, Vec<InstanceAction>)> {
+        let s = self.server_any_state(ctx, id).await?;
+        let sid = s.id.clone();
+        let actions = self.store.read(move |c| sql::list_actions(c, &sid)).await?;
+        Ok((s, actions))
+    }
+
+    pub async fn instance_action(
+        &self,
+        ctx: &Context,
+        id: &str,
+        request_id: &str,
+    ) -> Result<(Server, InstanceAction, Vec<ActionEvent>)> {
+        let s = self.server_any_state(ctx, id).await?;
+        let (sid, rid) = (s.id.clone(), request_id.to_owned());
+        let (a, events) = self
+            .store
+            .read(move |c| sql::get_action(c, &sid, &rid))
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "Action {request_id} on instance {id} could not be found."
+                ))
+            })?;
+        Ok((s, a, events))
+    }
+
+    /// A server the caller may read, deleted ones included (instance actions outlive
+    /// servers).
+    async fn server_any_state(&self, ctx: &Context, id: &str) -> Result<Server> {
+        let sid = ServerId::parse(id).ok_or_else(|| crate::servers::not_found(id))?;
+        let s = self
+            .store
+            .read(move |c| sql::get_server(c, &sid))
+            .await?
+            .ok_or_else(|| crate::servers::not_found(id))?;
+        if !ctx.can_read(&s.project_id) || !ctx.has(Persona::Reader) && !ctx.is_admin() {
+            return Err(crate::servers::not_found(id));
+        }
+        Ok(s)
+    }
+
+    pub(crate) async fn run_power(
+        &self,
+        id: ServerId,
+        action: PowerAction,
+        action_id: i64,
+        from_vm: VmState,
+    ) {
+        let event = self.event(action_id, action.event()).await;
+        let id2 = id.clone();
+        let result = self
+            .blocking(move |d| match action {
+                PowerAction::RebootSoft => d.reboot(&id2, driver::RebootKind::Soft),
+                PowerAction::RebootHard => d.reboot(&id2, driver::RebootKind::Hard),
+                PowerAction::Stop => d.power_off(&id2),
+                PowerAction::Start => d.power_on(&id2),
+                PowerAction::Pause => d.pause(&id2),
+                PowerAction::Unpause => d.unpause(&id2),
+                PowerAction::Suspend => d.suspend(&id2),
+                PowerAction::Resume => d.resume(&id2),
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                let (vm, power) = action.end();
+                self.step(&id, Some(action.task()), vm, None, Some(power))
+                    .await;
+                self.finish(event, true, None).await;
+            }
+            Err(e) => {
+                tracing::warn!(server_id = %id, error = %e, action = action.nova_name(), "action failed");
+                // A failed reboot leaves the guest in doubt: ERROR, as Nova does. Other
+                // actions roll back to where they started.
+                let vm = if matches!(action, PowerAction::RebootSoft | PowerAction::RebootHard) {
+                    VmState::Error
+                } else {
+                    from_vm
+                };
+                self.step(&id, Some(action.task()), vm, None, None).await;
+                let id2 = id.clone();
+                let msg = e.to_string();
+                let _ = self
+                    .store
+                    .write(move |tx| {
+                        sql::set_fault(
+                            tx,
+                            &id2,
+                            &model::compute::ServerFault {
+                                code: 500,
+                                message: msg,
+                                details: None,
+                                created_at: Utc::now(),
+                            },
+                        )
+                    })
+                    .await;
+                self.finish(event, false, Some(e.to_string())).await;
+            }
+        }
+    }
+}
