@@ -65,8 +65,19 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
+    let images = image::Images::open(
+        identity.store().clone(),
+        image::ImageConfig {
+            dir: cfg.images_dir(),
+            quota_bytes: cfg.image.quota_bytes,
+            qemu_img: cfg.image.qemu_img.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("opening the image store {}", cfg.images_dir().display()))?;
     let state = api::AppState {
         identity: identity.clone(),
+        images,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

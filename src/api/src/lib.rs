@@ -54,6 +54,7 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub identity: ::identity::Identity,
+    pub images: ::image::Images,
     pub cfg: Arc<ApiConfig>,
 }
 

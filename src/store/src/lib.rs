@@ -9,6 +9,7 @@
 //! blocking threads and never on the async executor.
 
 pub mod identity;
+pub mod image;
 mod migrations;
 
 use std::path::{Path, PathBuf};

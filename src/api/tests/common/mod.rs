@@ -22,6 +22,9 @@ pub const DEMO_PW: &str = "demo-secret";
 pub struct TestApp {
     pub app: Router,
     pub identity: Identity,
+    pub images: image::Images,
+    /// The data dir; the image store is `images/` in it. Removed when the app is dropped.
+    pub data_dir: tempfile::TempDir,
 }
 
 pub struct Resp {
@@ -54,7 +57,27 @@ impl TestApp {
     }
 
     pub async fn with_config(cfg: IdentityConfig) -> Self {
+        Self::build(cfg, image::DEFAULT_QUOTA_BYTES).await
+    }
+
+    /// An app whose projects may each store `quota_bytes` of image data.
+    pub async fn with_image_quota(quota_bytes: u64) -> Self {
+        Self::build(fast_config(), quota_bytes).await
+    }
+
+    async fn build(cfg: IdentityConfig, quota_bytes: u64) -> Self {
         let store = store::Store::open_in_memory().expect("store");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let images = image::Images::open(
+            store.clone(),
+            image::ImageConfig {
+                dir: data_dir.path().join("images"),
+                quota_bytes,
+                qemu_img: "qemu-img".into(),
+            },
+        )
+        .await
+        .expect("image store");
         let identity = Identity::new(store, cfg);
         bootstrap(
             &identity,
@@ -75,6 +98,7 @@ impl TestApp {
         .expect("bootstrap");
         let state = AppState {
             identity: identity.clone(),
+            images: images.clone(),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
@@ -83,6 +107,8 @@ impl TestApp {
         Self {
             app: api::app(state),
             identity,
+            images,
+            data_dir,
         }
     }
 
@@ -118,6 +144,25 @@ impl TestApp {
         let req = b
             .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .expect("request");
+        self.send(req).await
+    }
+
+    /// Sends a request with any body (a stream, for instance).
+    pub async fn call_body(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(body).expect("request")).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -1,0 +1,657 @@
+//! The image service: image records, their sharing, and the content store that holds their
+//! data under `<data_dir>/images/`.
+//!
+//! Records live in SQLite (through `store`); data lives in one file per image, named by the
+//! image id. An upload is streamed into a temporary file in the same directory while its MD5
+//! and SHA-512 are computed, probed with `qemu-img`, synced and then renamed into place, so a
+//! file under its final name is always complete and checked. An upload that fails for any
+//! reason leaves no file behind and the image `killed`, as Glance does. See [`content`].
+//!
+//! Policy follows Glance's defaults under secure RBAC, decided with [`identity::Context`]:
+//! anyone in a project reads what it may see (own images, public and community ones, and those
+//! shared with it); members of the owning project change them; only the cloud administrator
+//! makes an image public or gives it to another project. An image the caller may not see is
+//! reported as missing (404), never as forbidden, so its existence does not leak.
+
+pub mod content;
+pub mod list;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use identity::Context;
+use model::image::{
+    ContainerFormat, DiskFormat, Image, ImageId, ImageMember, ImageStatus, MemberStatus, Visibility,
+};
+use model::{Persona, ProjectId};
+use store::Store;
+use store::image as sql;
+
+pub use content::{ByteRange, Content};
+pub use list::{ListQuery, MemberFilter, Page, SortDir, SortKey, VisibilityFilter};
+
+/// Glance's default limits (`image_property_quota`, `image_tag_quota`, `image_member_quota`).
+pub const MAX_PROPERTIES: usize = 128;
+pub const MAX_TAGS: usize = 128;
+pub const MAX_MEMBERS: u64 = 128;
+/// Longest name, tag or property key Glance's schema allows.
+pub const MAX_STRING: usize = 255;
+/// Longest property value Glance stores.
+pub const MAX_VALUE: usize = 65_535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A quota (bytes, properties, tags, members) would be exceeded.
+    #[error("{0}")]
+    OverLimit(String),
+    /// A `Range` the data cannot satisfy; carries the data's size.
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable(u64),
+    /// The request body failed midway (the client went away or sent a broken stream).
+    #[error("upload interrupted: {0}")]
+    Interrupted(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("content store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("image probe failed: {0}")]
+    Probe(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn not_found(id: &ImageId) -> Error {
+    Error::NotFound(format!("No image found with ID {id}"))
+}
+
+fn forbidden() -> Error {
+    Error::Forbidden("You are not authorized to complete this action.".into())
+}
+
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    /// The content store: `<data_dir>/images`.
+    pub dir: PathBuf,
+    /// Total bytes of image data each project may store.
+    pub quota_bytes: u64,
+    /// The `qemu-img` used to probe uploads.
+    pub qemu_img: PathBuf,
+}
+
+/// Default per-project quota: 100 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 100 << 30;
+
+#[derive(Clone)]
+pub struct Images {
+    store: Store,
+    cfg: Arc<ImageConfig>,
+    /// Bytes received so far by uploads in progress, per owning project. They count against
+    /// the quota together with the stored images, so parallel uploads cannot overrun it.
+    in_flight: Arc<Mutex<HashMap<ProjectId, u64>>>,
+}
+
+/// What a caller gives to create an image.
+#[derive(Clone, Debug, Default)]
+pub struct NewImage {
+    pub id: Option<ImageId>,
+    pub name: Option<String>,
+    pub owner: Option<ProjectId>,
+    pub visibility: Option<Visibility>,
+    pub protected: bool,
+    pub os_hidden: bool,
+    pub disk_format: Option<DiskFormat>,
+    pub container_format: Option<ContainerFormat>,
+    pub min_disk: u64,
+    pub min_ram: u64,
+    pub tags: Vec<String>,
+    pub properties: Vec<(String, String)>,
+}
+
+/// One change of an update (a JSON-patch operation once the API has read it).
+#[derive(Clone, Debug)]
+pub enum Change {
+    Name(Option<String>),
+    Visibility(Visibility),
+    Protected(bool),
+    OsHidden(bool),
+    MinDisk(u64),
+    MinRam(u64),
+    DiskFormat(Option<DiskFormat>),
+    ContainerFormat(Option<ContainerFormat>),
+    Tags(Vec<String>),
+    Owner(ProjectId),
+    /// Sets a custom property; with `must_exist` (a JSON-patch `replace`) a missing one is a
+    /// conflict.
+    SetProperty {
+        key: String,
+        value: String,
+        must_exist: bool,
+    },
+    RemoveProperty(String),
+}
+
+impl Images {
+    /// Opens the content store, creating its directory, and reconciles it with the database:
+    /// temporary files of interrupted uploads and files of images that hold no data are
+    /// removed, and images left `saving` by a crash become `killed`.
+    pub async fn open(store: Store, cfg: ImageConfig) -> Result<Self> {
+        let images = Self {
+            store,
+            cfg: Arc::new(cfg),
+            in_flight: Arc::default(),
+        };
+        let keep = images
+            .store
+            .write(|tx| {
+                let n = sql::kill_interrupted_uploads(tx, Utc::now())?;
+                if n > 0 {
+                    tracing::warn!(images = n, "uploads interrupted by a restart marked killed");
+                }
+                sql::ids_with_data(tx)
+            })
+            .await?;
+        let dir = images.cfg.dir.clone();
+        tokio::task::spawn_blocking(move || content::reconcile(&dir, &keep))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        Ok(images)
+    }
+
+    pub fn config(&self) -> &ImageConfig {
+        &self.cfg
+    }
+
+    // ---- records ------------------------------------------------------------------------
+
+    pub async fn create(&self, ctx: &Context, new: NewImage) -> Result<Image> {
+        let Some(project) = ctx.project_id.clone() else {
+            return Err(forbidden());
+        };
+        if !ctx.has(Persona::Member) {
+            return Err(forbidden());
+        }
+        let owner = match new.owner {
+            Some(o) if o != project && !ctx.is_admin() => {
+                return Err(Error::Forbidden(
+                    "You are not permitted to create images owned by another project.".into(),
+                ));
+            }
+            Some(o) => o,
+            None => project,
+        };
+        // Glance's default visibility since Ocata: shareable, but shared with nobody yet.
+        let visibility = new.visibility.unwrap_or(Visibility::Shared);
+        check_visibility(ctx, visibility)?;
+        let now = Utc::now();
+        let mut img = Image {
+            id: new.id.unwrap_or_else(ImageId::generate),
+            name: new.name,
+            owner,
+            status: ImageStatus::Queued,
+            visibility,
+            protected: new.protected,
+            os_hidden: new.os_hidden,
+            disk_format: new.disk_format,
+            container_format: new.container_format,
+            min_disk: new.min_disk,
+            min_ram: new.min_ram,
+            size: None,
+            virtual_size: None,
+            checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
+            created_at: now,
+            updated_at: now,
+            tags: Vec::new(),
+            properties: new.properties.into_iter().collect(),
+        };
+        img.tags = normalize_tags(new.tags)?;
+        validate(&img)?;
+        let id = img.id.clone();
+        let out = img.clone();
+        self.store
+            .write(move |tx| sql::insert_image(tx, &img))
+            .await
+            .map_err(|e| match e {
+                store::Error::Conflict(_) => {
+                    Error::Conflict(format!("Image with identifier {id} already exists!"))
+                }
+                e => e.into(),
+            })?;
+        Ok(out)
+    }
+
+    /// The image and the caller's membership in it, if the caller may see it.
+    async fn visible(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        let (iid, project) = (id.clone(), ctx.project_id.clone());
+        let (img, member) = self
+            .store
+            .read(move |c| {
+                let img = sql::get_image(c, &iid)?;
+                let member = match &project {
+                    Some(p) => sql::get_member(c, &iid, p)?.map(|m| m.status),
+                    None => None,
+                };
+                Ok((img, member))
+            })
+            .await?;
+        match img {
+            Some(img) if can_see(ctx, &img, member) => Ok(img),
+            _ => Err(not_found(id)),
+        }
+    }
+
+    pub async fn get(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        self.visible(ctx, id).await
+    }
+
+    /// Reads the image, lets `f` decide on it, and writes what `f` returns, all in one write
+    /// transaction, so no concurrent change is lost between the check and the write.
+    async fn modify<F>(&self, ctx: &Context, id: &ImageId, f: F) -> Result<Image>
+    where
+        F: FnOnce(&Context, Image) -> Result<Image> + Send + 'static,
+    {
+        let ctx = ctx.clone();
+        let iid = id.clone();
+        self.store
+            .write(move |tx| {
+                let project = ctx.project_id.clone();
+                let Some(img) = sql::get_image(tx, &iid)? else {
+                    return Ok(Err(not_found(&iid)));
+                };
+                let member = match &project {
+                    Some(p) => sql::get_member(tx, &iid, p)?.map(|m| m.status),
+                    None => None,
+                };
+                if !can_see(&ctx, &img, member) {
+                    return Ok(Err(not_found(&iid)));
+                }
+                if !ctx.can_write(&img.owner) {
+                    return Ok(Err(forbidden()));
+                }
+                match f(&ctx, img) {
+                    Ok(mut new) => {
+                        new.updated_at = Utc::now();
+                        sql::update_image(tx, &new)?;
+                        Ok(Ok(new))
+                    }
+                    Err(e) => Ok(Err(e)),
+                }
+            })
+            .await?
+    }
+
+    pub async fn update(&self, ctx: &Context, id: &ImageId, changes: Vec<Change>) -> Result<Image> {
+        self.modify(ctx, id, move |ctx, mut img| {
+            for ch in changes {
+                apply(ctx, &mut img, ch)?;
+            }
+            validate(&img)?;
+            Ok(img)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, ctx: &Context, id: &ImageId) -> Result<()> {
+        let c = ctx.clone();
+        let iid = id.clone();
+        self.store
+            .write(move |tx| {
+                let Some(img) = sql::get_image(tx, &iid)? else {
+                    return Ok(Err(not_found(&iid)));
+                };
+                let member = match &c.project_id {
+                    Some(p) => sql::get_member(tx, &iid, p)?.map(|m| m.status),
+                    None => None,
+                };
+                if !can_see(&c, &img, member) {
+                    return Ok(Err(not_found(&iid)));
+                }
+                if !c.can_write(&img.owner) {
+                    return Ok(Err(forbidden()));
+                }
+                if img.protected {
+                    return Ok(Err(Error::Forbidden(format!(
+                        "Image {iid} is protected and cannot be deleted."
+                    ))));
+                }
+                sql::delete_image(tx, &iid)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        // The record is gone first, so no reader can be sent to a half-deleted file. An upload
+        // still running for this image notices the missing record and discards its data.
+        let path = content::data_path(&self.cfg.dir, id);
+        tokio::task::spawn_blocking(move || content::remove_quietly(&path))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        Ok(())
+    }
+
+    pub async fn deactivate(&self, ctx: &Context, id: &ImageId) -> Result<()> {
+        self.modify(ctx, id, |_, mut img| match img.status {
+            ImageStatus::Active | ImageStatus::Deactivated => {
+                img.status = ImageStatus::Deactivated;
+                Ok(img)
+            }
+            s => Err(Error::Forbidden(format!(
+                "Not allowed to deactivate image in status '{s}'"
+            ))),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn reactivate(&self, ctx: &Context, id: &ImageId) -> Result<()> {
+        self.modify(ctx, id, |_, mut img| match img.status {
+            ImageStatus::Active | ImageStatus::Deactivated => {
+                img.status = ImageStatus::Active;
+                Ok(img)
+            }
+            s => Err(Error::Forbidden(format!(
+                "Not allowed to reactivate image in status '{s}'"
+            ))),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn add_tag(&self, ctx: &Context, id: &ImageId, tag: String) -> Result<()> {
+        self.modify(ctx, id, move |_, mut img| {
+            if !img.tags.contains(&tag) {
+                img.tags.push(tag);
+            }
+            img.tags = normalize_tags(std::mem::take(&mut img.tags))?;
+            Ok(img)
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn remove_tag(&self, ctx: &Context, id: &ImageId, tag: String) -> Result<()> {
+        self.modify(ctx, id, move |_, mut img| {
+            let before = img.tags.len();
+            img.tags.retain(|t| *t != tag);
+            if img.tags.len() == before {
+                return Err(Error::NotFound(format!("Tag {tag} not found")));
+            }
+            Ok(img)
+        })
+        .await
+        .map(drop)
+    }
+
+    // ---- members ------------------------------------------------------------------------
+
+    /// The image, if the caller may see it and it is shared (the only kind with members).
+    async fn shared(&self, ctx: &Context, id: &ImageId) -> Result<Image> {
+        let img = self.visible(ctx, id).await?;
+        if img.visibility != Visibility::Shared {
+            return Err(Error::Forbidden("Only shared images have members.".into()));
+        }
+        Ok(img)
+    }
+
+    pub async fn add_member(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: ProjectId,
+    ) -> Result<ImageMember> {
+        let img = self.shared(ctx, id).await?;
+        if !ctx.can_write(&img.owner) {
+            return Err(forbidden());
+        }
+        let now = Utc::now();
+        let m = ImageMember {
+            image_id: id.clone(),
+            member,
+            status: MemberStatus::Pending,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = m.clone();
+        self.store
+            .write(move |tx| {
+                if sql::get_member(tx, &row.image_id, &row.member)?.is_some() {
+                    return Ok(Err(Error::Conflict(format!(
+                        "Member {} already exists for image {}.",
+                        row.member, row.image_id
+                    ))));
+                }
+                if sql::count_members(tx, &row.image_id)? >= MAX_MEMBERS {
+                    return Ok(Err(Error::OverLimit(format!(
+                        "Maximum number of members ({MAX_MEMBERS}) reached for this image."
+                    ))));
+                }
+                sql::insert_member(tx, &row)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        Ok(m)
+    }
+
+    /// The owner sees every member; a member sees only itself.
+    pub async fn list_members(&self, ctx: &Context, id: &ImageId) -> Result<Vec<ImageMember>> {
+        let img = self.shared(ctx, id).await?;
+        let iid = id.clone();
+        let all = self.store.read(move |c| sql::list_members(c, &iid)).await?;
+        if ctx.can_read(&img.owner) {
+            return Ok(all);
+        }
+        Ok(all
+            .into_iter()
+            .filter(|m| ctx.project_id.as_ref() == Some(&m.member))
+            .collect())
+    }
+
+    pub async fn get_member(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &ProjectId,
+    ) -> Result<ImageMember> {
+        let img = self.shared(ctx, id).await?;
+        let missing = || Error::NotFound(format!("Member {member} not found for image {id}."));
+        if !ctx.can_read(&img.owner) && ctx.project_id.as_ref() != Some(member) {
+            return Err(missing());
+        }
+        let (iid, mid) = (id.clone(), member.clone());
+        self.store
+            .read(move |c| sql::get_member(c, &iid, &mid))
+            .await?
+            .ok_or_else(missing)
+    }
+
+    /// Accepting or rejecting is the member project's own decision, not the owner's.
+    pub async fn update_member(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &ProjectId,
+        status: MemberStatus,
+    ) -> Result<ImageMember> {
+        let mut m = self.get_member(ctx, id, member).await?;
+        let is_member = ctx.project_id.as_ref() == Some(member) && ctx.has(Persona::Member);
+        if !is_member && !ctx.is_admin() {
+            return Err(Error::Forbidden(
+                "Only the member project may change its membership status.".into(),
+            ));
+        }
+        m.status = status;
+        m.updated_at = Utc::now();
+        let row = m.clone();
+        self.store
+            .write(move |tx| sql::update_member(tx, &row))
+            .await?;
+        Ok(m)
+    }
+
+    pub async fn remove_member(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        member: &ProjectId,
+    ) -> Result<()> {
+        let img = self.shared(ctx, id).await?;
+        if !ctx.can_write(&img.owner) {
+            return Err(forbidden());
+        }
+        let (iid, mid) = (id.clone(), member.clone());
+        let gone = self
+            .store
+            .write(move |tx| sql::delete_member(tx, &iid, &mid))
+            .await?;
+        if !gone {
+            return Err(Error::NotFound(format!(
+                "Member {member} not found for image {id}."
+            )));
+        }
+        Ok(())
+    }
+
+    // ---- quota bookkeeping --------------------------------------------------------------
+
+    fn in_flight(&self, owner: &ProjectId) -> u64 {
+        self.in_flight
+            .lock()
+            .map(|m| m.get(owner).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// May the caller see this image? `member` is the caller's membership status, if any.
+fn can_see(ctx: &Context, img: &Image, member: Option<MemberStatus>) -> bool {
+    if ctx.is_admin() {
+        return true;
+    }
+    if ctx.project_id.is_none() || !ctx.has(Persona::Reader) {
+        return false;
+    }
+    ctx.can_read(&img.owner)
+        || matches!(img.visibility, Visibility::Public | Visibility::Community)
+        || (img.visibility == Visibility::Shared && member.is_some())
+}
+
+/// Only the cloud administrator publishes images to everyone (Glance's `publicize_image`).
+fn check_visibility(ctx: &Context, v: Visibility) -> Result<()> {
+    if v == Visibility::Public && !ctx.is_admin() {
+        return Err(Error::Forbidden(
+            "You are not authorized to complete publicize_image action.".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn apply(ctx: &Context, img: &mut Image, ch: Change) -> Result<()> {
+    // Formats describe the data; once data is stored they are fixed, as in Glance.
+    let formats_fixed = img.status != ImageStatus::Queued;
+    match ch {
+        Change::Name(n) => img.name = n,
+        Change::Visibility(v) => {
+            if v != img.visibility {
+                check_visibility(ctx, v)?;
+            }
+            img.visibility = v;
+        }
+        Change::Protected(p) => img.protected = p,
+        Change::OsHidden(h) => img.os_hidden = h,
+        Change::MinDisk(v) => img.min_disk = v,
+        Change::MinRam(v) => img.min_ram = v,
+        Change::DiskFormat(f) => {
+            if f != img.disk_format && formats_fixed {
+                return Err(Error::Forbidden(
+                    "Attribute disk_format can be only replaced for a queued image.".into(),
+                ));
+            }
+            img.disk_format = f;
+        }
+        Change::ContainerFormat(f) => {
+            if f != img.container_format && formats_fixed {
+                return Err(Error::Forbidden(
+                    "Attribute container_format can be only replaced for a queued image.".into(),
+                ));
+            }
+            img.container_format = f;
+        }
+        Change::Tags(t) => img.tags = normalize_tags(t)?,
+        Change::Owner(o) => {
+            if o != img.owner && !ctx.is_admin() {
+                return Err(Error::Forbidden(
+                    "Only the cloud administrator may change an image's owner.".into(),
+                ));
+            }
+            img.owner = o;
+        }
+        Change::SetProperty {
+            key,
+            value,
+            must_exist,
+        } => {
+            if must_exist && !img.properties.contains_key(&key) {
+                return Err(Error::Conflict(format!("Property {key} does not exist.")));
+            }
+            img.properties.insert(key, value);
+        }
+        Change::RemoveProperty(key) => {
+            if img.properties.remove(&key).is_none() {
+                return Err(Error::Conflict(format!("Property {key} does not exist.")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tags are a set: duplicates collapse, order is kept.
+fn normalize_tags(tags: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        if t.is_empty() || t.chars().count() > MAX_STRING {
+            return Err(Error::BadRequest(format!(
+                "Invalid tag {t:?}: a tag is 1 to {MAX_STRING} characters."
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(Error::OverLimit(format!(
+            "Maximum number of tags exceeded. Attempted: {}, Maximum: {MAX_TAGS}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+fn validate(img: &Image) -> Result<()> {
+    if let Some(n) = &img.name
+        && n.chars().count() > MAX_STRING
+    {
+        return Err(Error::BadRequest(format!(
+            "Invalid name: longer than {MAX_STRING} characters."
+        )));
+    }
+    if img.properties.len() > MAX_PROPERTIES {
+        return Err(Error::OverLimit(format!(
+            "Maximum number of properties exceeded. Attempted: {}, Maximum: {MAX_PROPERTIES}",
+            img.properties.len()
+        )));
+    }
+    for (k, v) in &img.properties {
+        if k.is_empty() || k.chars().count() > MAX_STRING || v.len() > MAX_VALUE {
+            return Err(Error::BadRequest(format!("Invalid property {k:?}.")));
+        }
+    }
+    Ok(())
+}
