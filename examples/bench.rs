@@ -3,11 +3,16 @@
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/examples/bench identity
+//! target/release/examples/bench image
 //! ```
 //!
 //! `identity`: idle RSS of the daemon, password token issue rate, token validation rate
 //! (`GET /v3/auth/tokens`) and authenticated compute request rate, with p50/p99 latencies,
 //! then RSS after the load. Every loop is bounded in count; traffic stays on 127.0.0.1.
+//!
+//! `image`: upload and download throughput of a 1 GiB raw image through the daemon, against a
+//! plain sequential write (with fsync) and read of 1 GiB on the same file system, and the
+//! daemon's RSS during and after.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +26,7 @@ const ADMIN_PW: &str = "bench-admin-pw";
 struct Daemon {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -90,7 +95,7 @@ async fn start() -> Result<Daemon> {
     let d = Daemon {
         child,
         base: base.clone(),
-        _dir: dir,
+        dir,
     };
     let client = reqwest::Client::new();
     for _ in 0..300 {
@@ -254,11 +259,203 @@ async fn identity() -> Result<()> {
     Ok(())
 }
 
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 1 << 20;
+
+/// One MiB of pseudo-random bytes (xorshift), sent 1024 times: the data must not be all
+/// zeroes, but generating it must not be what is measured.
+fn pattern() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = Vec::with_capacity(CHUNK);
+    while buf.len() < CHUNK {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// Reads an HTTP/1.1 response head from `s`; returns the status and the Content-Length.
+async fn response_head(s: &mut tokio::net::TcpStream) -> Result<(u16, Option<u64>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await? == 0 {
+            bail!("connection closed in the response head");
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status")?;
+    let len = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    });
+    Ok((status, len))
+}
+
+/// The plain-disk baseline: 1 GiB written sequentially and fsynced, then read back.
+fn disk_baseline(dir: &Path, data: &[u8]) -> Result<(Duration, Duration)> {
+    use std::io::{Read, Write};
+    let path = dir.join("baseline.bin");
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    for _ in 0..(GIB / CHUNK as u64) {
+        f.write_all(data)?;
+    }
+    f.sync_all()?;
+    drop(f);
+    let write = t.elapsed();
+    let t = Instant::now();
+    let mut f = std::fs::File::open(&path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let read = t.elapsed();
+    std::fs::remove_file(&path)?;
+    if total != GIB {
+        bail!("baseline read {total} bytes");
+    }
+    Ok((write, read))
+}
+
+async fn image() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = start().await?;
+    let pid = d.child.id();
+    let data = pattern();
+
+    let (bw, br) = disk_baseline(d.dir.path(), &data)?;
+
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/identity/v3/auth/tokens", d.base))
+        .json(&auth_body(true))
+        .send()
+        .await?;
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .context("token")?
+        .to_str()?
+        .to_owned();
+    let r: serde_json::Value = client
+        .post(format!("{}/image/v2/images", d.base))
+        .header("x-auth-token", &token)
+        .json(
+            &serde_json::json!({"name": "bench", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = r["id"].as_str().context("image id")?.to_owned();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+
+    // Upload: one PUT with a Content-Length, written in 1 MiB pieces on a raw socket, so the
+    // client costs as little as possible.
+    let t = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "PUT /image/v2/images/{id}/file HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let mut peak_rss = 0;
+    for i in 0..(GIB / CHUNK as u64) {
+        s.write_all(&data).await?;
+        if i % 128 == 0 {
+            peak_rss = peak_rss.max(rss_kib(pid)?);
+        }
+    }
+    let (status, _) = response_head(&mut s).await?;
+    let up = t.elapsed();
+    if status != 204 {
+        bail!("upload answered {status}");
+    }
+
+    // Download: read the whole body and count it.
+    let t = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "GET /image/v2/images/{id}/file HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let (status, len) = response_head(&mut s).await?;
+    if status != 200 || len != Some(GIB) {
+        bail!("download answered {status} with length {len:?}");
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total % (128 * CHUNK as u64) < n as u64 {
+            peak_rss = peak_rss.max(rss_kib(pid)?);
+        }
+    }
+    let down = t.elapsed();
+    if total != GIB {
+        bail!("downloaded {total} bytes");
+    }
+
+    println!("1 GiB, same file system, 1 MiB writes");
+    println!(
+        "plain write + fsync                    {:>8.0} MiB/s  ({:.2} s)",
+        mib_s(GIB, bw),
+        bw.as_secs_f64()
+    );
+    println!(
+        "image upload (PUT …/file, md5+sha512, qemu-img, fsync, rename)  {:>8.0} MiB/s  ({:.2} s)  ratio {:.2}",
+        mib_s(GIB, up),
+        up.as_secs_f64(),
+        bw.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "plain read                             {:>8.0} MiB/s  ({:.2} s)",
+        mib_s(GIB, br),
+        br.as_secs_f64()
+    );
+    println!(
+        "image download (GET …/file)            {:>8.0} MiB/s  ({:.2} s)  ratio {:.2}",
+        mib_s(GIB, down),
+        down.as_secs_f64(),
+        br.as_secs_f64() / down.as_secs_f64()
+    );
+    println!("daemon peak RSS during transfers       {peak_rss:>8} KiB");
+    println!(
+        "daemon RSS after                       {:>8} KiB",
+        rss_kib(pid)?
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_default();
     match which.as_str() {
         "identity" => identity().await,
-        _ => bail!("usage: bench identity"),
+        "image" => image().await,
+        _ => bail!("usage: bench identity|image"),
     }
 }

@@ -655,3 +655,148 @@ fn validate(img: &Image) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::image::ImageStatus;
+
+    fn ctx(project: &str, persona: Persona) -> Context {
+        Context {
+            user_id: model::UserId::new("u"),
+            user_name: "u".into(),
+            user_domain_id: model::DomainId::default_domain(),
+            project_id: Some(ProjectId::new(project)),
+            roles: vec![],
+            persona: Some(persona),
+        }
+    }
+
+    async fn images(dir: &std::path::Path, store: Store) -> Images {
+        Images::open(
+            store,
+            ImageConfig {
+                dir: dir.join("images"),
+                quota_bytes: 1 << 20,
+                qemu_img: "qemu-img".into(),
+            },
+        )
+        .await
+        .expect("open")
+    }
+
+    fn chunks(
+        n: usize,
+        size: usize,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+        futures_util::stream::iter((0..n).map(move |i| Ok(bytes::Bytes::from(vec![i as u8; size]))))
+    }
+
+    #[tokio::test]
+    async fn a_restart_kills_interrupted_uploads_and_removes_stray_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("db")).expect("db");
+        let imgs = images(dir.path(), store.clone()).await;
+        let c = ctx("p", Persona::Member);
+        let new = || NewImage {
+            name: Some("x".into()),
+            disk_format: Some(DiskFormat::Raw),
+            container_format: Some(ContainerFormat::Bare),
+            ..Default::default()
+        };
+        let kept = imgs.create(&c, new()).await.expect("create");
+        imgs.upload(&c, &kept.id, None, chunks(4, 1000))
+            .await
+            .expect("upload");
+        // What a crash mid-upload leaves: an image `saving`, a temporary file, and the file of
+        // an image that never became active.
+        let cut = imgs.create(&c, new()).await.expect("create");
+        let cut_id = cut.id.clone();
+        store
+            .write(move |tx| {
+                let mut img = sql::get_image(tx, &cut_id)?.expect("image");
+                img.status = ImageStatus::Saving;
+                sql::update_image(tx, &img).map(drop)
+            })
+            .await
+            .expect("saving");
+        let images_dir = dir.path().join("images");
+        std::fs::write(images_dir.join(format!(".tmp-{}-x", cut.id)), b"half").expect("tmp");
+        std::fs::write(images_dir.join(cut.id.as_str()), b"orphan").expect("orphan");
+
+        let imgs = images(dir.path(), store).await;
+        assert_eq!(
+            imgs.get(&c, &cut.id).await.expect("get").status,
+            ImageStatus::Killed
+        );
+        let mut files: Vec<_> = std::fs::read_dir(&images_dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, vec![kept.id.to_string()]);
+        let got = imgs.get(&c, &kept.id).await.expect("kept");
+        assert_eq!((got.status, got.size), (ImageStatus::Active, Some(4000)));
+    }
+
+    #[tokio::test]
+    async fn parallel_uploads_share_the_quota() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let imgs = images(dir.path(), Store::open_in_memory().expect("db")).await;
+        let c = ctx("p", Persona::Member);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let img = imgs
+                .create(
+                    &c,
+                    NewImage {
+                        disk_format: Some(DiskFormat::Raw),
+                        container_format: Some(ContainerFormat::Bare),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("create");
+            ids.push(img.id);
+        }
+        // Two uploads of 640 KiB each against a 1 MiB quota: they cannot both succeed.
+        let (a, b) = tokio::join!(
+            imgs.upload(&c, &ids[0], None, chunks(10, 64 * 1024)),
+            imgs.upload(&c, &ids[1], None, chunks(10, 64 * 1024)),
+        );
+        assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+        assert!(matches!(a.err().or(b.err()), Some(Error::OverLimit(_))));
+        assert!(imgs.in_flight.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn readers_read_and_strangers_see_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let imgs = images(dir.path(), Store::open_in_memory().expect("db")).await;
+        let owner = ctx("p", Persona::Member);
+        let img = imgs
+            .create(&owner, NewImage::default())
+            .await
+            .expect("create");
+        let reader = ctx("p", Persona::Reader);
+        assert!(imgs.get(&reader, &img.id).await.is_ok());
+        assert!(matches!(
+            imgs.update(&reader, &img.id, vec![Change::Name(None)])
+                .await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            imgs.create(&reader, NewImage::default()).await,
+            Err(Error::Forbidden(_))
+        ));
+        let stranger = ctx("q", Persona::Member);
+        assert!(matches!(
+            imgs.get(&stranger, &img.id).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            imgs.delete(&stranger, &img.id).await,
+            Err(Error::NotFound(_))
+        ));
+    }
+}
