@@ -276,6 +276,18 @@ fn pattern() -> Vec<u8> {
     buf
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
+    // USER_HZ is 100 on every Linux onebox supports.
+    Ok(ticks / 100.0)
+}
+
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
@@ -372,6 +384,7 @@ async fn image() -> Result<()> {
 
     // Upload: one PUT with a Content-Length, written in 1 MiB pieces on a raw socket, so the
     // client costs as little as possible.
+    let cpu0 = cpu_secs(pid)?;
     let t = Instant::now();
     let mut s = tokio::net::TcpStream::connect(&addr).await?;
     let head = format!(
@@ -390,8 +403,10 @@ async fn image() -> Result<()> {
     if status != 204 {
         bail!("upload answered {status}");
     }
+    let up_cpu = cpu_secs(pid)? - cpu0;
 
     // Download: read the whole body and count it.
+    let cpu0 = cpu_secs(pid)?;
     let t = Instant::now();
     let mut s = tokio::net::TcpStream::connect(&addr).await?;
     let head = format!(
@@ -415,6 +430,7 @@ async fn image() -> Result<()> {
         }
     }
     let down = t.elapsed();
+    let down_cpu = cpu_secs(pid)? - cpu0;
     if total != GIB {
         bail!("downloaded {total} bytes");
     }
@@ -442,6 +458,7 @@ async fn image() -> Result<()> {
         down.as_secs_f64(),
         br.as_secs_f64() / down.as_secs_f64()
     );
+    println!("daemon CPU time: upload {up_cpu:.2} s, download {down_cpu:.2} s (2 cores)");
     println!("daemon peak RSS during transfers       {peak_rss:>8} KiB");
     println!(
         "daemon RSS after                       {:>8} KiB",

@@ -4,9 +4,9 @@
 //! - A file under an image's id is complete, synced and checked. Uploads write to
 //!   `.tmp-<id>-<random>` in the same directory (so the final rename is atomic), fsync it,
 //!   probe it with `qemu-img`, rename it, and fsync the directory.
-//! - Data is never held whole in memory: the request body is streamed in chunks through a
-//!   bounded channel to a blocking writer thread, which hashes (MD5 and SHA-512, the latter on
-//!   a second thread so both cores work) and writes as the bytes arrive.
+//! - Data is never held whole in memory: the request body is streamed in blocks through a
+//!   bounded channel to a blocking writer thread, which writes them as they arrive while two
+//!   more threads compute MD5 and SHA-512 of the same blocks.
 //! - Any failure (a cut body, the quota, a bad or dangerous image, a full disk) removes the
 //!   temporary file and marks the image `killed`. Nothing becomes `active` without its data.
 //! - Downloads are streamed from the file in chunks by a blocking reader thread.
@@ -31,8 +31,11 @@ use crate::{Error, Images, Result, forbidden, not_found};
 
 /// Chunk size of downloads.
 const READ_CHUNK: usize = 256 * 1024;
-/// Chunks queued between the request body and the writer thread: bounds memory per upload.
-const QUEUE: usize = 16;
+/// Blocks queued between the request body and the writer thread. With BLOCK, this bounds the
+/// memory one upload holds to a few MiB.
+const QUEUE: usize = 4;
+/// Size of the blocks handed to the writer thread.
+const BLOCK: usize = 1 << 20;
 /// How long `qemu-img info` may take on one image.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 const TMP_PREFIX: &str = ".tmp-";
@@ -314,25 +317,43 @@ impl Images {
         let writer = tokio::task::spawn_blocking(move || write_file(&path, rx));
         let mut body = std::pin::pin!(body);
         let mut failure = None;
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
+        // The body arrives in socket-sized pieces (often 8-64 KiB). They are gathered into
+        // blocks of up to BLOCK bytes before crossing to the writer thread, so the per-chunk
+        // cost of the channels and thread wake-ups is paid a few times per MiB, not dozens.
+        let mut block = bytes::BytesMut::new();
+        let mut ended = false;
+        while !ended {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let in_flight = reservation.add(chunk.len() as u64);
+                    if used.saturating_add(in_flight) > quota {
+                        failure = Some(self.quota_error());
+                        break;
+                    }
+                    if block.is_empty() && chunk.len() >= BLOCK {
+                        block = chunk.into();
+                    } else {
+                        block.extend_from_slice(&chunk);
+                    }
+                    if block.len() < BLOCK {
+                        continue;
+                    }
+                }
+                Some(Err(e)) => {
                     failure = Some(Error::Interrupted(e.to_string()));
                     break;
                 }
-            };
-            if chunk.is_empty() {
-                continue;
+                None => ended = true,
             }
-            let in_flight = reservation.add(chunk.len() as u64);
-            if used.saturating_add(in_flight) > quota {
-                failure = Some(self.quota_error());
-                break;
-            }
-            if tx.send(Msg::Chunk(chunk)).await.is_err() {
-                // The writer stopped: its own error says why.
-                break;
+            if !block.is_empty() {
+                let full = std::mem::take(&mut block).freeze();
+                if tx.send(Msg::Chunk(full)).await.is_err() {
+                    // The writer stopped: its own error says why.
+                    break;
+                }
             }
         }
         if failure.is_none() {
@@ -489,39 +510,45 @@ fn read_stream(mut file: File, len: u64) -> impl Stream<Item = io::Result<Bytes>
     }))
 }
 
-/// The writer thread: writes and hashes each chunk as it arrives, then fsyncs. Returns an
-/// error (leaving the file to the caller's guard) if the channel closes without `Finish`.
+/// Feeds every block it receives to a hash and returns the hex digest once the sender is gone.
+fn hash_blocks<D: Digest>(rx: std::sync::mpsc::Receiver<Bytes>) -> String {
+    let mut h = D::new();
+    for b in rx {
+        h.update(&b);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The writer thread: writes each block as it arrives while two more threads compute MD5 and
+/// SHA-512 of the same blocks (shared, not copied), then fsyncs. Three stages in parallel
+/// keep the upload bound by the slowest of them instead of by their sum. Returns an error
+/// (leaving the file to the caller's guard) if the channel closes without `Finish`.
 fn write_file(path: &Path, mut rx: mpsc::Receiver<Msg>) -> Result<Written> {
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file);
-    let mut md5 = Md5::new();
+    let mut out = io::BufWriter::with_capacity(BLOCK, file);
     let mut head = Vec::with_capacity(16);
-    let (size, sha512) = std::thread::scope(|s| -> Result<(u64, String)> {
-        let (htx, hrx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
-        let hasher = s.spawn(move || {
-            let mut h = Sha512::new();
-            for b in hrx {
-                h.update(&b);
-            }
-            hex::encode(h.finalize())
-        });
-        // `htx` moves into the pump and is dropped when it returns, so the hasher thread
-        // always ends and the scope can join it, whatever the outcome.
-        let pumped = pump(&mut rx, &mut out, &mut md5, &mut head, htx);
-        let sha = hasher
-            .join()
-            .map_err(|_| Error::Io(io::Error::other("hash thread panicked")))?;
-        Ok((pumped?, sha))
+    let (size, md5, sha512) = std::thread::scope(|s| -> Result<(u64, String, String)> {
+        let (md5_tx, md5_rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
+        let (sha_tx, sha_rx) = std::sync::mpsc::sync_channel::<Bytes>(QUEUE);
+        let md5 = s.spawn(move || hash_blocks::<Md5>(md5_rx));
+        let sha = s.spawn(move || hash_blocks::<Sha512>(sha_rx));
+        // The senders move into the pump and are dropped when it returns, so the hash threads
+        // always end and the scope can join them, whatever the outcome.
+        let pumped = pump(&mut rx, &mut out, &mut head, [md5_tx, sha_tx]);
+        let panicked = |_| Error::Io(io::Error::other("hash thread panicked"));
+        let md5 = md5.join().map_err(panicked)?;
+        let sha = sha.join().map_err(panicked)?;
+        Ok((pumped?, md5, sha))
     })?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(Written {
         size,
-        md5: hex::encode(md5.finalize()),
+        md5,
         sha512,
         head,
     })
@@ -530,9 +557,8 @@ fn write_file(path: &Path, mut rx: mpsc::Receiver<Msg>) -> Result<Written> {
 fn pump(
     rx: &mut mpsc::Receiver<Msg>,
     out: &mut impl Write,
-    md5: &mut Md5,
     head: &mut Vec<u8>,
-    hash_tx: std::sync::mpsc::SyncSender<Bytes>,
+    hashers: [std::sync::mpsc::SyncSender<Bytes>; 2],
 ) -> Result<u64> {
     let mut size = 0u64;
     loop {
@@ -542,12 +568,13 @@ fn pump(
                     let take = (16 - head.len()).min(b.len());
                     head.extend_from_slice(&b[..take]);
                 }
-                md5.update(&b);
+                for h in &hashers {
+                    if h.send(b.clone()).is_err() {
+                        return Err(Error::Io(io::Error::other("hash thread stopped")));
+                    }
+                }
                 out.write_all(&b)?;
                 size += b.len() as u64;
-                if hash_tx.send(b).is_err() {
-                    return Err(Error::Io(io::Error::other("hash thread stopped")));
-                }
             }
             Some(Msg::Finish) => {
                 out.flush()?;
