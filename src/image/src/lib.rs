@@ -164,6 +164,21 @@ impl Images {
         tokio::task::spawn_blocking(move || content::reconcile(&dir, &keep))
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))??;
+        // Without qemu-img every disk image upload fails; say so at start, not at the first
+        // upload.
+        let probe = tokio::process::Command::new(&images.cfg.qemu_img)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+        if !probe.is_ok_and(|s| s.success()) {
+            tracing::warn!(
+                qemu_img = %images.cfg.qemu_img.display(),
+                "qemu-img not found: image uploads will fail (install qemu-utils)"
+            );
+        }
         Ok(images)
     }
 
