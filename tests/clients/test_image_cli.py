@@ -142,3 +142,57 @@ def test_sdk_create_and_download(onebox, conn, qcow2):
     assert found == [image.id]
     conn.image.delete_image(image)
     assert conn.image.find_image(name) is None
+
+
+def test_a_client_that_disconnects_midway_leaves_a_killed_image(onebox):
+    import socket
+    import time
+
+    import json
+    import urllib.request
+
+    # Created through the API: the CLI, run without a terminal, would upload its empty stdin.
+    token = onebox.osc("token", "issue", "-f", "value", "-c", "id").stdout.strip()
+    req = urllib.request.Request(
+        f"{onebox.base}/image/v2/images", method="POST",
+        data=json.dumps({"name": f"cut-{uuid.uuid4().hex[:8]}", "disk_format": "raw",
+                         "container_format": "bare"}).encode(),
+        headers={"X-Auth-Token": token, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as r:
+        img = json.load(r)
+    assert img["status"] == "queued"
+    with socket.create_connection(("127.0.0.1", onebox.port)) as s:
+        s.sendall(
+            (f"PUT /image/v2/images/{img['id']}/file HTTP/1.1\r\n"
+             f"Host: 127.0.0.1:{onebox.port}\r\nX-Auth-Token: {token}\r\n"
+             "Content-Type: application/octet-stream\r\n"
+             f"Content-Length: {10 << 20}\r\n\r\n").encode()
+        )
+        s.sendall(os.urandom(1 << 20))
+    # The connection is gone with 9 MiB unsent: the upload fails and cleans up by itself.
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline:
+        status = onebox.osc_json("image", "show", img["id"])["status"]
+        if status == "killed":
+            break
+        time.sleep(0.2)
+    assert status == "killed"
+    assert not [f for f in os.listdir(os.path.join(onebox.data_dir, "images")) if img["id"] in f]
+    onebox.osc("image", "delete", img["id"])
+
+
+def test_deactivate_and_reactivate(onebox, qcow2):
+    name = f"deact-{uuid.uuid4().hex[:8]}"
+    onebox.osc("image", "create", "--file", qcow2, "--disk-format", "qcow2",
+               "--container-format", "bare", name)
+    onebox.osc("image", "set", "--deactivate", name)
+    assert onebox.osc_json("image", "show", name)["status"] == "deactivated"
+    onebox.osc("image", "set", "--activate", name)
+    assert onebox.osc_json("image", "show", name)["status"] == "active"
+    onebox.osc("image", "set", "--protected", name)
+    denied = onebox.osc("image", "delete", name, check=False)
+    assert denied.returncode != 0
+    onebox.osc("image", "set", "--unprotected", name)
+    onebox.osc("image", "delete", name)
