@@ -203,4 +203,43 @@ mod tests {
         assert!(ImageId::parse("../../etc/passwd").is_none());
         assert!(ImageId::parse(ImageId::generate().as_str()).is_some());
     }
+
+    #[test]
+    fn backends_follow_formats_and_the_rootfs_property() {
+        let mut img = Image {
+            id: ImageId::generate(),
+            name: None,
+            owner: ProjectId::new("p"),
+            status: ImageStatus::Queued,
+            visibility: Visibility::Shared,
+            protected: false,
+            os_hidden: false,
+            disk_format: Some(DiskFormat::Qcow2),
+            container_format: Some(ContainerFormat::Bare),
+            min_disk: 0,
+            min_ram: 0,
+            size: None,
+            virtual_size: None,
+            checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            tags: vec![],
+            properties: BTreeMap::new(),
+        };
+        assert_eq!(img.backend(), Some(Backend::Vm));
+        img.disk_format = Some(DiskFormat::Raw);
+        assert_eq!(img.backend(), Some(Backend::Vm));
+        img.properties.insert(ROOTFS_PROPERTY.into(), "True".into());
+        assert_eq!(img.backend(), Some(Backend::Container));
+        // A qcow2 is a disk whatever its properties say.
+        img.disk_format = Some(DiskFormat::Qcow2);
+        assert_eq!(img.backend(), Some(Backend::Vm));
+        img.disk_format = Some(DiskFormat::Iso);
+        assert_eq!(img.backend(), None);
+        img.disk_format = Some(DiskFormat::Raw);
+        img.container_format = Some(ContainerFormat::Docker);
+        assert_eq!(img.backend(), None);
+    }
 }
