@@ -336,6 +336,16 @@ async fn list_filters_sorting_and_paging() {
         names(&app.get(&q("size_min=1"), Some(&t)).await),
         Vec::<String>::new()
     );
+    let r = app
+        .get(&q("created_at=gte:2000-01-01T00:00:00Z"), Some(&t))
+        .await;
+    assert_eq!(names(&r).len(), 5, "{}", r.text);
+    let r = app
+        .get(&q("created_at=lt:2000-01-01T00:00:00Z"), Some(&t))
+        .await;
+    assert_eq!(names(&r).len(), 0);
+    let r = app.get(&q("updated_at=gt:yesterday"), Some(&t)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         app.get(&q("visibility=bogus"), Some(&t)).await.status,
         StatusCode::BAD_REQUEST

@@ -30,7 +30,7 @@ use store::Store;
 use store::image as sql;
 
 pub use content::{ByteRange, Content};
-pub use list::{ListQuery, MemberFilter, Page, SortDir, SortKey, VisibilityFilter};
+pub use list::{ListQuery, MemberFilter, Page, SortDir, SortKey, TimeOp, VisibilityFilter};
 
 /// Glance's default limits (`image_property_quota`, `image_tag_quota`, `image_member_quota`).
 pub const MAX_PROPERTIES: usize = 128;

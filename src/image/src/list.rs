@@ -6,6 +6,8 @@
 
 use std::cmp::Ordering;
 
+use chrono::{DateTime, Utc};
+
 use identity::Context;
 use model::ProjectId;
 use model::image::{
@@ -95,6 +97,42 @@ impl SortKey {
     }
 }
 
+/// A comparison of Glance's time filters (`created_at=gt:2026-01-01T00:00:00Z`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeOp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Eq,
+    Neq,
+}
+
+impl TimeOp {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "gt" => Self::Gt,
+            "gte" => Self::Gte,
+            "lt" => Self::Lt,
+            "lte" => Self::Lte,
+            "eq" => Self::Eq,
+            "neq" => Self::Neq,
+            _ => return None,
+        })
+    }
+
+    fn holds(self, value: DateTime<Utc>, against: DateTime<Utc>) -> bool {
+        match self {
+            Self::Gt => value > against,
+            Self::Gte => value >= against,
+            Self::Lt => value < against,
+            Self::Lte => value <= against,
+            Self::Eq => value == against,
+            Self::Neq => value != against,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortDir {
     Asc,
@@ -120,6 +158,9 @@ pub struct ListQuery {
     pub os_hidden: Option<bool>,
     /// Custom property filters: exact matches.
     pub properties: Vec<(String, String)>,
+    /// Time filters; every one must hold.
+    pub created_at: Vec<(TimeOp, DateTime<Utc>)>,
+    pub updated_at: Vec<(TimeOp, DateTime<Utc>)>,
     pub sort: Vec<(SortKey, SortDir)>,
     pub limit: usize,
     pub marker: Option<ImageId>,
@@ -142,6 +183,8 @@ impl Default for ListQuery {
             protected: None,
             os_hidden: Some(false),
             properties: Vec::new(),
+            created_at: Vec::new(),
+            updated_at: Vec::new(),
             sort: Vec::new(),
             limit: DEFAULT_LIMIT,
             marker: None,
@@ -299,4 +342,17 @@ fn matches(
         && q.properties
             .iter()
             .all(|(k, v)| img.properties.get(k) == Some(v))
+        // Glance's timestamps have whole seconds, and so do the clients' filters.
+        && q
+            .created_at
+            .iter()
+            .all(|(op, t)| op.holds(trunc(img.created_at), *t))
+        && q
+            .updated_at
+            .iter()
+            .all(|(op, t)| op.holds(trunc(img.updated_at), *t))
+}
+
+fn trunc(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

@@ -1,7 +1,9 @@
 //! `/v2/images` and `/v2/images/{id}`: create, list, show, JSON-patch update, delete,
 //! (de)activation and tags.
 
-use ::image::{Change, ListQuery, MemberFilter, NewImage, SortDir, SortKey, VisibilityFilter};
+use ::image::{
+    Change, ListQuery, MemberFilter, NewImage, SortDir, SortKey, TimeOp, VisibilityFilter,
+};
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -369,6 +371,19 @@ fn query_u64(key: &str, v: &str) -> Result<u64, Fault> {
         .map_err(|_| Fault::bad_request(format!("Invalid {key} value: {v}")))
 }
 
+/// `gt:2026-01-01T00:00:00Z` and the like; a bare time means `eq`.
+fn time_filter(key: &str, v: &str) -> Result<(TimeOp, chrono::DateTime<chrono::Utc>), Fault> {
+    let bad = || Fault::bad_request(format!("Invalid {key} value: {v}"));
+    let (op, t) = match v.split_once(':') {
+        Some((op, t)) if TimeOp::parse(op).is_some() => (TimeOp::parse(op).ok_or_else(bad)?, t),
+        _ => (TimeOp::Eq, v),
+    };
+    let t = chrono::DateTime::parse_from_rfc3339(t)
+        .map_err(|_| bad())?
+        .with_timezone(&chrono::Utc);
+    Ok((op, t))
+}
+
 fn sort_dir(v: &str) -> Result<SortDir, Fault> {
     match v {
         "asc" => Ok(SortDir::Asc),
@@ -426,12 +441,8 @@ fn list_query(q: &QueryPairs) -> Result<ListQuery, Fault> {
             "size_max" => out.size_max = Some(query_u64(k, v)?),
             "protected" => out.protected = Some(query_bool(k, v)?),
             "os_hidden" => out.os_hidden = Some(query_bool(k, v)?),
-            // The SDK and the CLI send these for features onebox does not have.
-            "created_at" | "updated_at" => {
-                return Err(Fault::bad_request(format!(
-                    "Filtering on {k} is not supported by onebox."
-                )));
-            }
+            "created_at" => out.created_at.push(time_filter(k, v)?),
+            "updated_at" => out.updated_at.push(time_filter(k, v)?),
             _ => out.properties.push((k.clone(), v.clone())),
         }
     }
