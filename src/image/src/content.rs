@@ -365,7 +365,7 @@ impl Images {
         if let Some(f) = failure {
             return Err(f);
         }
-        let written = written?;
+        let written = written.map_err(disk_full)?;
         let virtual_size = probe(&self.cfg.qemu_img, &tmp, img.disk_format, &written.head).await?;
         let final_path = data_path(&self.cfg.dir, &img.id);
         let dir = self.cfg.dir.clone();
@@ -582,6 +582,17 @@ fn pump(
             }
             None => return Err(Error::Interrupted("upload abandoned".into())),
         }
+    }
+}
+
+/// A full disk is the client's concern as much as a quota is (Glance answers 413 "Image
+/// storage media is full"); any other IO error stays internal.
+fn disk_full(e: Error) -> Error {
+    match e {
+        Error::Io(io) if io.kind() == io::ErrorKind::StorageFull => {
+            Error::OverLimit("Image storage media is full.".into())
+        }
+        other => other,
     }
 }
 

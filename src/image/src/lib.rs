@@ -785,6 +785,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_an_image_during_its_upload_discards_the_data() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let imgs = images(dir.path(), Store::open_in_memory().expect("db")).await;
+        let c = ctx("p", Persona::Member);
+        let img = imgs
+            .create(
+                &c,
+                NewImage {
+                    disk_format: Some(DiskFormat::Raw),
+                    container_format: Some(ContainerFormat::Bare),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create");
+        // A body the test feeds by hand, so the delete lands mid-upload.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let up = {
+            let (imgs, c, id) = (imgs.clone(), c.clone(), img.id.clone());
+            tokio::spawn(async move { imgs.upload(&c, &id, None, body).await })
+        };
+        tx.send(Ok(bytes::Bytes::from(vec![1u8; 1000])))
+            .await
+            .expect("send");
+        // Wait until the upload has begun (the image is `saving`).
+        for _ in 0..100 {
+            if imgs.get(&c, &img.id).await.expect("get").status == ImageStatus::Saving {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        imgs.delete(&c, &img.id).await.expect("delete");
+        drop(tx);
+        let r = up.await.expect("join");
+        assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");
+        let left = std::fs::read_dir(dir.path().join("images"))
+            .expect("dir")
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
     async fn readers_read_and_strangers_see_nothing() {
         let dir = tempfile::tempdir().expect("tmp");
         let imgs = images(dir.path(), Store::open_in_memory().expect("db")).await;
