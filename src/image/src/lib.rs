@@ -100,6 +100,14 @@ pub struct Images {
     in_flight: Arc<Mutex<HashMap<ProjectId, u64>>>,
 }
 
+/// An active image ready to boot; see [`Images::bootable`].
+#[derive(Clone, Debug)]
+pub struct Bootable {
+    pub image: Image,
+    pub backend: model::image::Backend,
+    pub path: PathBuf,
+}
+
 /// What a caller gives to create an image.
 #[derive(Clone, Debug, Default)]
 pub struct NewImage {
@@ -404,6 +412,31 @@ impl Images {
         })
         .await
         .map(drop)
+    }
+
+    /// What a compute driver needs to boot from an image: the record, which backend it suits
+    /// and the path of its checked data. Only an active image the caller may see qualifies.
+    /// The file must be read with the image's declared format passed explicitly (never
+    /// probed), the rule the upload check relies on.
+    pub async fn bootable(&self, ctx: &Context, id: &ImageId) -> Result<Bootable> {
+        let image = self.visible(ctx, id).await?;
+        if image.status != ImageStatus::Active {
+            return Err(Error::BadRequest(format!("Image {id} is not active.")));
+        }
+        let Some(backend) = image.backend() else {
+            return Err(Error::BadRequest(format!(
+                "Image {id} ({}/{}) suits no backend of this box.",
+                image.disk_format.map_or("none", DiskFormat::as_str),
+                image
+                    .container_format
+                    .map_or("none", ContainerFormat::as_str),
+            )));
+        };
+        Ok(Bootable {
+            path: content::data_path(&self.cfg.dir, id),
+            backend,
+            image,
+        })
     }
 
     // ---- members ------------------------------------------------------------------------
@@ -752,6 +785,13 @@ mod tests {
         assert_eq!(files, vec![kept.id.to_string()]);
         let got = imgs.get(&c, &kept.id).await.expect("kept");
         assert_eq!((got.status, got.size), (ImageStatus::Active, Some(4000)));
+        let boot = imgs.bootable(&c, &kept.id).await.expect("bootable");
+        assert_eq!(boot.backend, model::image::Backend::Vm);
+        assert_eq!(std::fs::metadata(&boot.path).expect("data").len(), 4000);
+        assert!(matches!(
+            imgs.bootable(&c, &cut.id).await,
+            Err(Error::BadRequest(_))
+        ));
     }
 
     #[tokio::test]
