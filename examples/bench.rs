@@ -3,11 +3,20 @@
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/examples/bench identity
+//! target/release/examples/bench servers
+//! target/release/examples/bench image
 //! ```
 //!
 //! `identity`: idle RSS of the daemon, password token issue rate, token validation rate
 //! (`GET /v3/auth/tokens`) and authenticated compute request rate, with p50/p99 latencies,
 //! then RSS after the load. Every loop is bounded in count; traffic stays on 127.0.0.1.
+//!
+//! `servers`: on the fake driver, the server create rate to ACTIVE and `GET /servers/detail`
+//! with 1,000 and 10,000 servers in the database.
+//!
+//! `image`: upload and download throughput of a 1 GiB raw image through the daemon, against a
+//! plain sequential write (with fsync) and read of 1 GiB on the same file system, and the
+//! daemon's RSS during and after.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +30,7 @@ const ADMIN_PW: &str = "bench-admin-pw";
 struct Daemon {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Daemon {
@@ -95,7 +104,7 @@ async fn start_with(extra: &[&str]) -> Result<Daemon> {
     let d = Daemon {
         child,
         base: base.clone(),
-        _dir: dir,
+        dir,
     };
     let client = reqwest::Client::new();
     for _ in 0..300 {
@@ -282,7 +291,13 @@ async fn admin_session(base: &str) -> Result<(String, String)> {
 }
 
 /// Creates `count` servers in batches of `batch` (multi-create) and waits until all are ACTIVE.
-async fn fill(base: &str, token: &str, count: usize, batch: usize) -> Result<Duration> {
+async fn fill(
+    base: &str,
+    token: &str,
+    image: &str,
+    count: usize,
+    batch: usize,
+) -> Result<Duration> {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let mut made = 0;
@@ -293,7 +308,7 @@ async fn fill(base: &str, token: &str, count: usize, batch: usize) -> Result<Dur
             .header("x-auth-token", token)
             .header("openstack-api-version", "compute 2.100")
             .json(&serde_json::json!({"server": {
-                "name": "bench", "imageRef": STANDIN_IMAGE, "flavorRef": "42",
+                "name": "bench", "imageRef": image, "flavorRef": "42",
                 "networks": "none", "min_count": n, "max_count": n}}))
             .send()
             .await?;
@@ -322,7 +337,32 @@ async fn fill(base: &str, token: &str, count: usize, batch: usize) -> Result<Dur
     }
 }
 
-const STANDIN_IMAGE: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
+/// Uploads a small raw image for the fake driver to boot; returns its id.
+async fn boot_image(base: &str, token: &str) -> Result<String> {
+    let client = reqwest::Client::new();
+    let r: serde_json::Value = client
+        .post(format!("{base}/image/v2/images"))
+        .header("x-auth-token", token)
+        .json(
+            &serde_json::json!({"name": "bench", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = r["id"].as_str().context("image id")?.to_owned();
+    let up = client
+        .put(format!("{base}/image/v2/images/{id}/file"))
+        .header("x-auth-token", token)
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 1 << 20])
+        .send()
+        .await?;
+    if !up.status().is_success() {
+        bail!("image upload failed: {}", up.text().await?);
+    }
+    Ok(id)
+}
 
 async fn servers() -> Result<()> {
     let d = start_with(&["--fake-driver"]).await?;
@@ -334,6 +374,7 @@ async fn servers() -> Result<()> {
     );
     let base = d.base.clone();
     let (token, project) = admin_session(&base).await?;
+    let image = boot_image(&base, &token).await?;
     let client = reqwest::Client::new();
     let r = client
         .put(format!("{base}/compute/v2.1/os-quota-sets/{project}"))
@@ -348,7 +389,7 @@ async fn servers() -> Result<()> {
     // Create rate: one server per request, 8 clients, until all 500 are ACTIVE.
     let url = format!("{base}/compute/v2.1/servers");
     let t = token.clone();
-    let body = serde_json::json!({"server": {"name": "rate", "imageRef": STANDIN_IMAGE, "flavorRef": "42", "networks": "auto"}});
+    let body = serde_json::json!({"server": {"name": "rate", "imageRef": image, "flavorRef": "42", "networks": "auto"}});
     let started = Instant::now();
     let mut s = load(500, 8, 202, move |c| {
         c.post(&url)
@@ -358,7 +399,7 @@ async fn servers() -> Result<()> {
     })
     .await?;
     s.print("server create requests (fake driver)");
-    fill(&base, &token, 0, 1).await?;
+    fill(&base, &token, &image, 0, 1).await?;
     let all_active = started.elapsed();
     println!(
         "servers created to ACTIVE                {:>9.1} servers/s   (500 in {:.2} s)",
@@ -368,7 +409,7 @@ async fn servers() -> Result<()> {
 
     for (target, label) in [(1_000usize, "1,000"), (10_000, "10,000")] {
         let have: usize = if target == 1_000 { 500 } else { 1_000 };
-        fill(&base, &token, target - have, 500).await?;
+        fill(&base, &token, &image, target - have, 500).await?;
         let url = format!("{base}/compute/v2.1/servers/detail");
         let t = token.clone();
         let mut s = load(40, 4, 200, move |c| {
@@ -395,12 +436,221 @@ async fn servers() -> Result<()> {
     Ok(())
 }
 
+const GIB: u64 = 1 << 30;
+const CHUNK: usize = 1 << 20;
+
+/// One MiB of pseudo-random bytes (xorshift), sent 1024 times: the data must not be all
+/// zeroes, but generating it must not be what is measured.
+fn pattern() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut buf = Vec::with_capacity(CHUNK);
+    while buf.len() < CHUNK {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).context("utime")?.parse::<f64>()? + f.get(12).context("stime")?.parse::<f64>()?;
+    // USER_HZ is 100 on every Linux onebox supports.
+    Ok(ticks / 100.0)
+}
+
+fn mib_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// Reads an HTTP/1.1 response head from `s`; returns the status and the Content-Length.
+async fn response_head(s: &mut tokio::net::TcpStream) -> Result<(u16, Option<u64>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await? == 0 {
+            bail!("connection closed in the response head");
+        }
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("status")?;
+    let len = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())
+            .flatten()
+    });
+    Ok((status, len))
+}
+
+/// The plain-disk baseline: 1 GiB written sequentially and fsynced, then read back.
+fn disk_baseline(dir: &Path, data: &[u8]) -> Result<(Duration, Duration)> {
+    use std::io::{Read, Write};
+    let path = dir.join("baseline.bin");
+    let t = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    for _ in 0..(GIB / CHUNK as u64) {
+        f.write_all(data)?;
+    }
+    f.sync_all()?;
+    drop(f);
+    let write = t.elapsed();
+    let t = Instant::now();
+    let mut f = std::fs::File::open(&path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    let read = t.elapsed();
+    std::fs::remove_file(&path)?;
+    if total != GIB {
+        bail!("baseline read {total} bytes");
+    }
+    Ok((write, read))
+}
+
+async fn image() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = start().await?;
+    let pid = d.child.id();
+    let data = pattern();
+
+    let (bw, br) = disk_baseline(d.dir.path(), &data)?;
+
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/identity/v3/auth/tokens", d.base))
+        .json(&auth_body(true))
+        .send()
+        .await?;
+    let token = r
+        .headers()
+        .get("x-subject-token")
+        .context("token")?
+        .to_str()?
+        .to_owned();
+    let r: serde_json::Value = client
+        .post(format!("{}/image/v2/images", d.base))
+        .header("x-auth-token", &token)
+        .json(
+            &serde_json::json!({"name": "bench", "disk_format": "raw", "container_format": "bare"}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = r["id"].as_str().context("image id")?.to_owned();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+
+    // Upload: one PUT with a Content-Length, written in 1 MiB pieces on a raw socket, so the
+    // client costs as little as possible.
+    let cpu0 = cpu_secs(pid)?;
+    let t = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "PUT /image/v2/images/{id}/file HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {GIB}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let mut peak_rss = 0;
+    for i in 0..(GIB / CHUNK as u64) {
+        s.write_all(&data).await?;
+        if i % 128 == 0 {
+            peak_rss = peak_rss.max(rss_kib(pid)?);
+        }
+    }
+    let (status, _) = response_head(&mut s).await?;
+    let up = t.elapsed();
+    if status != 204 {
+        bail!("upload answered {status}");
+    }
+    let up_cpu = cpu_secs(pid)? - cpu0;
+
+    // Download: read the whole body and count it.
+    let cpu0 = cpu_secs(pid)?;
+    let t = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "GET /image/v2/images/{id}/file HTTP/1.1\r\nHost: {addr}\r\nX-Auth-Token: {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let (status, len) = response_head(&mut s).await?;
+    if status != 200 || len != Some(GIB) {
+        bail!("download answered {status} with length {len:?}");
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total % (128 * CHUNK as u64) < n as u64 {
+            peak_rss = peak_rss.max(rss_kib(pid)?);
+        }
+    }
+    let down = t.elapsed();
+    let down_cpu = cpu_secs(pid)? - cpu0;
+    if total != GIB {
+        bail!("downloaded {total} bytes");
+    }
+
+    println!("1 GiB, same file system, 1 MiB writes");
+    println!(
+        "plain write + fsync                    {:>8.0} MiB/s  ({:.2} s)",
+        mib_s(GIB, bw),
+        bw.as_secs_f64()
+    );
+    println!(
+        "image upload (PUT …/file, md5+sha512, qemu-img, fsync, rename)  {:>8.0} MiB/s  ({:.2} s)  ratio {:.2}",
+        mib_s(GIB, up),
+        up.as_secs_f64(),
+        bw.as_secs_f64() / up.as_secs_f64()
+    );
+    println!(
+        "plain read                             {:>8.0} MiB/s  ({:.2} s)",
+        mib_s(GIB, br),
+        br.as_secs_f64()
+    );
+    println!(
+        "image download (GET …/file)            {:>8.0} MiB/s  ({:.2} s)  ratio {:.2}",
+        mib_s(GIB, down),
+        down.as_secs_f64(),
+        br.as_secs_f64() / down.as_secs_f64()
+    );
+    println!("daemon CPU time: upload {up_cpu:.2} s, download {down_cpu:.2} s (2 cores)");
+    println!("daemon peak RSS during transfers       {peak_rss:>8} KiB");
+    println!(
+        "daemon RSS after                       {:>8} KiB",
+        rss_kib(pid)?
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let which = std::env::args().nth(1).unwrap_or_default();
     match which.as_str() {
         "identity" => identity().await,
         "servers" => servers().await,
-        _ => bail!("usage: bench identity|servers"),
+        "image" => image().await,
+        _ => bail!("usage: bench identity|servers|image"),
     }
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building (and, with --with-tests, testing) onebox needs on Debian 12 or
-# Ubuntu, only where it is missing: a C compiler for the bundled SQLite, Rust, and Python's
-# venv for the client tests. Safe to run again; a ready machine runs no apt at all.
+# Ubuntu, only where it is missing: a C compiler for the bundled SQLite, qemu-img for image
+# checks, Rust, and Python's venv for the client tests. Safe to run again; a ready machine
+# runs no apt at all.
 # Sourced by run.sh and test.sh, so it leaves cargo on PATH.
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+# qemu-img checks every uploaded image (and the image tests make qcow2 files with it).
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 if [ "${1:-}" = "--with-tests" ]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv python3-pip)

@@ -337,6 +337,8 @@ mod tests {
         }
     }
 
+    const IMAGE: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
+
     /// Servers are made through the compute service (one transaction per create: row,
     /// address and instance action together) while backups are taken. Every restored
     /// database must hold whole servers only: each with its address and its create action,
@@ -346,7 +348,7 @@ mod tests {
         let src = tempfile::tempdir().expect("tempdir");
         let mut cfg = cfg_for(src.path());
         cfg.fake_driver = true;
-        let services = crate::serve::open_services(&cfg).expect("services");
+        let services = crate::serve::open_services(&cfg).await.expect("services");
         crate::init::run(
             &cfg,
             &services.identity,
@@ -375,7 +377,22 @@ mod tests {
             .expect("login");
         let ctx = issued.info.context();
         let project = ctx.project_id.clone().expect("project");
-        let compute = services.compute.clone();
+        // The same store, with one image the fake driver can boot.
+        let compute = compute::Compute::new(
+            services.identity.store().clone(),
+            Arc::new(driver::fake::FakeDriver::new()),
+            Arc::new(compute::StandinImages {
+                images: vec![compute::ImageInfo {
+                    id: IMAGE.into(),
+                    name: "img".into(),
+                    min_disk_gb: 0,
+                    min_ram_mb: 0,
+                    size_bytes: 0,
+                    properties: Vec::new(),
+                }],
+            }),
+            compute::ComputeConfig::default(),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let creator = {
             let (compute, stop, ctx) = (compute.clone(), stop.clone(), ctx.clone());
@@ -387,7 +404,7 @@ mod tests {
                     }
                     let req = compute::CreateRequest {
                         name: format!("s{made}"),
-                        image_ref: Some(crate::serve::STANDIN_IMAGE_ID.into()),
+                        image_ref: Some(IMAGE.into()),
                         flavor_ref: model::compute::FlavorId("42".into()),
                         networks: compute::NetworkRequest::Auto,
                         metadata: Default::default(),

@@ -26,6 +26,7 @@ pub struct Config {
     pub fake_driver: bool,
     pub log: LogConfig,
     pub identity: IdentitySection,
+    pub image: ImageSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -57,6 +58,24 @@ pub struct IdentitySection {
     pub lockout_max_secs: u64,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageSection {
+    /// Total bytes of image data each project may store (uploads past it get 413).
+    pub quota_bytes: u64,
+    /// The `qemu-img` that checks uploaded images.
+    pub qemu_img: PathBuf,
+}
+
+impl Default for ImageSection {
+    fn default() -> Self {
+        Self {
+            quota_bytes: image::DEFAULT_QUOTA_BYTES,
+            qemu_img: PathBuf::from("qemu-img"),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -67,6 +86,7 @@ impl Default for Config {
             fake_driver: false,
             log: LogConfig::default(),
             identity: IdentitySection::default(),
+            image: ImageSection::default(),
         }
     }
 }
@@ -117,6 +137,11 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// The content store of images.
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("onebox.db")
     }
@@ -147,6 +172,7 @@ mod tests {
                 .expect("partial");
         assert_eq!(c.identity.token_ttl_secs, 60);
         assert_eq!(c.identity.lockout_threshold, 5);
+        assert_eq!(c.image.quota_bytes, 100 << 30);
         assert_eq!(c.client_base_url(), "http://127.0.0.1:9000");
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
     }

@@ -146,7 +146,7 @@ fn main() -> Result<()> {
             }
             serve::init_tracing(&cfg)?;
             runtime()?.block_on(async {
-                let services = serve::open_services(&cfg)?;
+                let services = serve::open_services(&cfg).await?;
                 init::run(
                     &cfg,
                     &services.identity,

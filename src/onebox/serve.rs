@@ -26,11 +26,8 @@ pub fn init_tracing(cfg: &Config) -> Result<()> {
 pub struct Services {
     pub identity: identity::Identity,
     pub compute: compute::Compute,
+    pub images: image::Images,
 }
-
-/// The id of the stand-in image the fake driver boots, until the image service serves real
-/// images.
-pub const STANDIN_IMAGE_ID: &str = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f";
 
 /// Creates the data dir with mode 0700 when it does not exist.
 pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
@@ -46,7 +43,7 @@ pub fn ensure_data_dir(cfg: &Config) -> Result<()> {
 }
 
 /// Opens (and migrates) the database under the data dir and builds the services on it.
-pub fn open_services(cfg: &Config) -> Result<Services> {
+pub async fn open_services(cfg: &Config) -> Result<Services> {
     ensure_data_dir(cfg)?;
     let store = store::Store::open(&cfg.db_path())
         .with_context(|| format!("opening {}", cfg.db_path().display()))?;
@@ -66,16 +63,16 @@ pub fn open_services(cfg: &Config) -> Result<Services> {
             reason: "no compute backend is available on this host yet; run onebox with --fake-driver for a demo".into(),
         })
     };
-    let images = Arc::new(compute::StandinImages {
-        images: vec![compute::ImageInfo {
-            id: STANDIN_IMAGE_ID.into(),
-            name: "onebox-standin".into(),
-            min_disk_gb: 0,
-            min_ram_mb: 0,
-            size_bytes: 0,
-            properties: Vec::new(),
-        }],
-    });
+    let images = image::Images::open(
+        store.clone(),
+        image::ImageConfig {
+            dir: cfg.images_dir(),
+            quota_bytes: cfg.image.quota_bytes,
+            qemu_img: cfg.image.qemu_img.clone(),
+        },
+    )
+    .await
+    .with_context(|| format!("opening the image store {}", cfg.images_dir().display()))?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()
@@ -84,13 +81,17 @@ pub fn open_services(cfg: &Config) -> Result<Services> {
     let compute = compute::Compute::new(
         store,
         driver,
-        images,
+        Arc::new(images.clone()),
         compute::ComputeConfig {
             host,
             ..Default::default()
         },
     );
-    Ok(Services { identity, compute })
+    Ok(Services {
+        identity,
+        compute,
+        images,
+    })
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -101,7 +102,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         &cfg.data_dir,
         "another onebox is already serving this data directory",
     )?;
-    let Services { identity, compute } = open_services(&cfg)?;
+    let Services {
+        identity,
+        compute,
+        images,
+    } = open_services(&cfg).await?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
     let fresh = identity
@@ -128,6 +133,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let state = api::AppState {
         identity: identity.clone(),
         compute: compute.clone(),
+        images,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

@@ -151,8 +151,18 @@ fn reason(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
+/// Marks a response whose error body is final.
+#[derive(Clone, Copy, Debug)]
+struct Rendered;
+
 /// Renders a fault in the format of `service`.
 pub fn render_fault(service: Service, fault: &Fault) -> Response {
+    let mut r = render_body(service, fault);
+    r.extensions_mut().insert(Rendered);
+    r
+}
+
+fn render_body(service: Service, fault: &Fault) -> Response {
     let status = fault.status;
     // A 401 comes from the token check in front of every service (keystonemiddleware in an
     // OpenStack cloud), which answers in Keystone's format whatever the service.
@@ -213,6 +223,11 @@ pub async fn render(
     next: axum::middleware::Next,
 ) -> Response {
     let mut resp = next.run(req).await;
+    // An inner service's layer has already written this error in its own format (Glance's
+    // HTML is not JSON, and would otherwise look like a framework error to the outer layer).
+    if resp.extensions().get::<Rendered>().is_some() {
+        return resp;
+    }
     if let Some(fault) = resp.extensions_mut().remove::<Fault>() {
         let mut out = render_fault(service, &fault);
         carry_headers(&resp, &mut out);

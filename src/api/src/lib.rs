@@ -55,6 +55,7 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub identity: ::identity::Identity,
     pub compute: ::compute::Compute,
+    pub images: ::image::Images,
     pub cfg: Arc<ApiConfig>,
 }
 

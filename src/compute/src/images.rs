@@ -37,3 +37,21 @@ impl ImageCatalog for StandinImages {
         Box::pin(async move { found })
     }
 }
+
+/// The image service answers for the images a server may boot.
+impl ImageCatalog for image::Images {
+    fn find<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Lookup<'a> {
+        Box::pin(async move {
+            let id = model::image::ImageId::parse(id)?;
+            let b = self.bootable(ctx, &id).await.ok()?;
+            Some(ImageInfo {
+                id: b.image.id.to_string(),
+                name: b.image.name.clone().unwrap_or_default(),
+                min_disk_gb: b.image.min_disk,
+                min_ram_mb: b.image.min_ram,
+                size_bytes: b.image.size.unwrap_or(0),
+                properties: b.image.properties.into_iter().collect(),
+            })
+        })
+    }
+}

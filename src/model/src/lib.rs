@@ -183,3 +183,5 @@ pub struct TokenRecord {
     /// The audit id of this token followed by the one of the token it was rescoped from.
     pub audit_ids: Vec<String>,
 }
+
+pub mod image;

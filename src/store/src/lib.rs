@@ -10,6 +10,7 @@
 
 pub mod compute;
 pub mod identity;
+pub mod image;
 mod migrations;
 pub mod stats;
 

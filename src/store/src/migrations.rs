@@ -204,6 +204,49 @@ const MIGRATIONS: &[&str] = &[
         details TEXT,
         host TEXT NOT NULL
     );",
+    // 3: images. `owner` is deliberately not a foreign key: as in Glance, an image outlives
+    // the project that owns it, and only an admin can then clean it up.
+    "CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        visibility TEXT NOT NULL,
+        protected INTEGER NOT NULL DEFAULT 0,
+        os_hidden INTEGER NOT NULL DEFAULT 0,
+        disk_format TEXT,
+        container_format TEXT,
+        min_disk INTEGER NOT NULL DEFAULT 0,
+        min_ram INTEGER NOT NULL DEFAULT 0,
+        size INTEGER,
+        virtual_size INTEGER,
+        checksum TEXT,
+        os_hash_algo TEXT,
+        os_hash_value TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX images_owner ON images (owner);
+    CREATE TABLE image_properties (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (image_id, name)
+    );
+    CREATE TABLE image_tags (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (image_id, tag)
+    );
+    CREATE TABLE image_members (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        member TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (image_id, member)
+    );
+    CREATE INDEX image_members_member ON image_members (member);",
 ];
 
 /// The schema version this build of onebox writes.

@@ -24,6 +24,9 @@ pub struct TestApp {
     pub identity: Identity,
     pub compute: compute::Compute,
     pub driver: Arc<driver::fake::FakeDriver>,
+    pub images: image::Images,
+    /// The data dir; the image store is `images/` in it. Removed when the app is dropped.
+    pub data_dir: tempfile::TempDir,
 }
 
 /// The one image the test box can boot.
@@ -59,7 +62,27 @@ impl TestApp {
     }
 
     pub async fn with_config(cfg: IdentityConfig) -> Self {
+        Self::build(cfg, image::DEFAULT_QUOTA_BYTES).await
+    }
+
+    /// An app whose projects may each store `quota_bytes` of image data.
+    pub async fn with_image_quota(quota_bytes: u64) -> Self {
+        Self::build(fast_config(), quota_bytes).await
+    }
+
+    async fn build(cfg: IdentityConfig, quota_bytes: u64) -> Self {
         let store = store::Store::open_in_memory().expect("store");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let images = image::Images::open(
+            store.clone(),
+            image::ImageConfig {
+                dir: data_dir.path().join("images"),
+                quota_bytes,
+                qemu_img: "qemu-img".into(),
+            },
+        )
+        .await
+        .expect("image store");
         let identity = Identity::new(store.clone(), cfg);
         let driver = Arc::new(driver::fake::FakeDriver::new());
         let compute = compute::Compute::new(
@@ -101,6 +124,7 @@ impl TestApp {
         let state = AppState {
             identity: identity.clone(),
             compute: compute.clone(),
+            images: images.clone(),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
@@ -111,6 +135,8 @@ impl TestApp {
             identity,
             compute,
             driver,
+            images,
+            data_dir,
         }
     }
 
@@ -146,6 +172,25 @@ impl TestApp {
         let req = b
             .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .expect("request");
+        self.send(req).await
+    }
+
+    /// Sends a request with any body (a stream, for instance).
+    pub async fn call_body(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(body).expect("request")).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
