@@ -8,8 +8,18 @@ import uuid
 import openstack
 import pytest
 
-# The stand-in image `onebox serve` offers until the image service serves real ones.
-STANDIN_IMAGE = "0b0e1c1d-5f6a-4b7c-8d9e-0a1b2c3d4e5f"
+
+@pytest.fixture(scope="module")
+def image(onebox):
+    """A small qcow2 image in the demo project, uploaded with the CLI."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "tiny.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, "64M"], check=True)
+        name = f"img-{uuid.uuid4().hex[:6]}"
+        img = onebox.osc_json("image", "create", "--file", path, "--disk-format", "qcow2",
+                              "--container-format", "bare", name, cloud="onebox-demo")
+        assert img["status"] == "active"
+        yield img
 
 
 @pytest.fixture
@@ -74,25 +84,36 @@ def write_key(path):
         f.write("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGf7Wq3ad5G3+1dEnTHy1RdQjpLSFajmyRzkd5HMIbhW test\n")
 
 
-def test_server_lifecycle(onebox, demo):
-    # openstacksdk creates (the CLI's `server create` also looks the image up in the image
-    # service); the CLI does the rest.
-    name = f"s-{uuid.uuid4().hex[:6]}"
-    server = demo.compute.create_server(name=name, image_id=STANDIN_IMAGE, flavor_id="1",
+def test_sdk_creates_and_deletes_a_server(onebox, demo, image):
+    name = f"sdk-{uuid.uuid4().hex[:6]}"
+    server = demo.compute.create_server(name=name, image_id=image["id"], flavor_id="1",
                                         networks="auto", metadata={"role": "web"})
     server = demo.compute.wait_for_server(server, wait=60, interval=1)
     assert server.status == "ACTIVE"
     assert server.addresses["private"][0]["addr"].startswith("10.")
+    assert server.image.id == image["id"]
+    demo.compute.delete_server(server)
+    demo.compute.wait_for_delete(server, interval=1, wait=60)
+
+
+def test_server_lifecycle(onebox, image):
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    created = onebox.osc_json("server", "create", "--image", image["name"], "--flavor", "m1.tiny",
+                              "--property", "role=web", "--wait", name, cloud="onebox-demo")
+    assert created["status"] == "ACTIVE"
+    assert "10.1.0." in str(created["addresses"])
+    server_id = created["id"]
 
     rows = onebox.osc_json("server", "list", cloud="onebox-demo")
     row = [r for r in rows if r["Name"] == name][0]
     assert row["Status"] == "ACTIVE" and "10.1.0." in str(row["Networks"])
     assert row["Flavor"] == "m1.tiny"
+    assert row["Image"] == image["name"]
     long_rows = onebox.osc_json("server", "list", "--long", cloud="onebox-demo")
     assert [r for r in long_rows if r["Name"] == name][0]["Power State"] in (1, "Running")
 
     shown = onebox.osc_json("server", "show", name, cloud="onebox-demo")
-    assert shown["status"] == "ACTIVE" and shown["id"] == server.id
+    assert shown["status"] == "ACTIVE" and shown["id"] == server_id
     assert "role" in str(shown["properties"])
 
     new = name + "-renamed"
