@@ -24,6 +24,9 @@ pub struct Config {
     pub region: String,
     /// Put every server on the fake driver (tests and demos).
     pub fake_driver: bool,
+    /// How long each fake-driver operation takes, in milliseconds (to watch servers in BUILD
+    /// and in transition in demos and tests).
+    pub fake_driver_delay_ms: u64,
     pub log: LogConfig,
     pub identity: IdentitySection,
     pub image: ImageSection,
@@ -84,6 +87,7 @@ impl Default for Config {
             public_url: None,
             region: "RegionOne".into(),
             fake_driver: false,
+            fake_driver_delay_ms: 0,
             log: LogConfig::default(),
             identity: IdentitySection::default(),
             image: ImageSection::default(),

@@ -57,7 +57,9 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
     };
     let identity = identity::Identity::new(store.clone(), icfg);
     let driver: Arc<dyn driver::ComputeDriver> = if cfg.fake_driver {
-        Arc::new(driver::fake::FakeDriver::new())
+        let fake = driver::fake::FakeDriver::new();
+        fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
+        Arc::new(fake)
     } else {
         Arc::new(driver::unavailable::Unavailable {
             reason: "no compute backend is available on this host yet; run onebox with --fake-driver for a demo".into(),
