@@ -493,6 +493,37 @@ async fn listing_filters_sorts_and_pages() {
     assert_eq!(names(&r), ["gamma"]);
     let r = a.call(Method::GET, "/servers?not-tags=blue", None).await;
     assert_eq!(names(&r).len(), 3);
+    // The default order (newest first) pages in SQL; it must agree with the same order asked
+    // for explicitly, and its marker must be a server.
+    let fast = a.call(Method::GET, "/servers", None).await;
+    let slow = a
+        .call(
+            Method::GET,
+            "/servers?sort_key=created_at&sort_dir=desc",
+            None,
+        )
+        .await;
+    assert_eq!(names(&fast), names(&slow));
+    let first = a.call(Method::GET, "/servers?limit=3", None).await;
+    let next = first.body["servers_links"][0]["href"]
+        .as_str()
+        .expect("next")
+        .to_owned();
+    let path = next.split("/compute/v2.1").nth(1).expect("path").to_owned();
+    let rest = a.call(Method::GET, &path, None).await;
+    let mut paged = names(&first);
+    paged.extend(names(&rest));
+    assert_eq!(paged, names(&fast));
+    assert_compute_fault(
+        &a.call(
+            Method::GET,
+            "/servers?marker=00000000-0000-0000-0000-000000000000",
+            None,
+        )
+        .await,
+        400,
+        "badRequest",
+    );
     // A name lookup by path is a 404, as clients expect before they search.
     assert_compute_fault(
         &a.call(Method::GET, "/servers/alpha", None).await,

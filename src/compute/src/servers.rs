@@ -482,6 +482,28 @@ impl Compute {
         if !q.not_tags_any.is_empty() {
             conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
         }
+        let limit = q
+            .limit
+            .unwrap_or(self.cfg.max_limit)
+            .min(self.cfg.max_limit);
+        // The common listing (default order, no regex filters) is paged in SQL by keyset, so
+        // a small page costs the same however many servers the database holds.
+        let regex_free =
+            q.name.is_none() && q.hostname.is_none() && q.key_name.is_none() && q.ip.is_none();
+        if q.sort.is_empty() && regex_free {
+            let marker = q.marker.clone();
+            let ids = self
+                .store
+                .read(move |c| sql::server_page_newest_first(c, &conds, marker.as_deref(), limit))
+                .await?;
+            let Some(ids) = ids else {
+                return Err(Error::BadRequest(format!(
+                    "marker [{}] not found",
+                    q.marker.unwrap_or_default()
+                )));
+            };
+            return Ok(self.store.read(move |c| sql::load_servers(c, &ids)).await?);
+        }
         let order: Vec<(&'static str, bool)> = if q.sort.is_empty() {
             vec![("created_at", false)]
         } else {

@@ -698,15 +698,9 @@ pub struct ServerKey {
     pub addresses: Vec<String>,
 }
 
-/// Candidates for a listing, in the requested order. `order` pairs are (column, ascending);
-/// columns come from a fixed list in the caller, never from the client.
-pub fn server_keys(
-    c: &Connection,
-    conds: &[Cond],
-    order: &[(&'static str, bool)],
-    with_addresses: bool,
-) -> Result<Vec<ServerKey>> {
-    let mut sql = String::from("SELECT id, name, hostname, key_name FROM servers s WHERE 1 = 1");
+/// The WHERE clause of a listing and its bound values. Values are bound, never spliced.
+fn where_clause(conds: &[Cond]) -> (String, Vec<Value>) {
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     let push = |args: &mut Vec<Value>, v: Value| {
         args.push(v);
@@ -792,6 +786,19 @@ pub fn server_keys(
             }
         }
     }
+    (sql, args)
+}
+
+/// Candidates for a listing, in the requested order. `order` pairs are (column, ascending);
+/// columns come from a fixed list in the caller, never from the client.
+pub fn server_keys(
+    c: &Connection,
+    conds: &[Cond],
+    order: &[(&'static str, bool)],
+    with_addresses: bool,
+) -> Result<Vec<ServerKey>> {
+    let (where_sql, args) = where_clause(conds);
+    let mut sql = format!("SELECT id, name, hostname, key_name FROM servers s{where_sql}");
     let mut order_sql: Vec<String> = order
         .iter()
         .map(|(col, asc)| format!("{col} {}", if *asc { "ASC" } else { "DESC" }))
@@ -822,6 +829,46 @@ pub fn server_keys(
         }
     }
     Ok(keys)
+}
+
+/// One page of a listing in the default order (newest first), found by keyset in SQL:
+/// the servers after `marker` that match `conds`, at most `limit`. `None` when the marker is
+/// not a server.
+pub fn server_page_newest_first(
+    c: &Connection,
+    conds: &[Cond],
+    marker: Option<&str>,
+    limit: usize,
+) -> Result<Option<Vec<String>>> {
+    let (where_sql, mut args) = where_clause(conds);
+    let mut sql = format!("SELECT id FROM servers s{where_sql}");
+    if let Some(m) = marker {
+        let Some((created, seq)) = c
+            .query_row(
+                "SELECT created_at, seq FROM servers WHERE id = ?1",
+                [m],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        args.push(Value::Text(created));
+        let ci = args.len();
+        args.push(Value::Integer(seq));
+        let si = args.len();
+        sql.push_str(&format!(
+            " AND (created_at < ?{ci} OR (created_at = ?{ci} AND seq < ?{si}))"
+        ));
+    }
+    args.push(Value::Integer(limit as i64));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, seq DESC LIMIT ?{}",
+        args.len()
+    ));
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(params_from_iter(args.iter()), |r| r.get(0))?;
+    Ok(Some(rows.collect::<rusqlite::Result<_>>()?))
 }
 
 /// Moves a server from one task state to another, only if it is still in `from`: the task
