@@ -125,6 +125,20 @@ def test_server_lifecycle(onebox, image):
     shown = onebox.osc_json("server", "show", new, cloud="onebox-demo")
     assert "tier" not in str(shown["properties"]) and "blue" not in str(shown["tags"])
 
+    # Actions, their log, and the console.
+    onebox.osc("server", "stop", new, cloud="onebox-demo")
+    onebox.osc("server", "start", new, cloud="onebox-demo")
+    onebox.osc("server", "reboot", "--hard", "--wait", new, cloud="onebox-demo")
+    events = onebox.osc_json("server", "event", "list", new, cloud="onebox-demo")
+    assert [e["Action"] for e in events][:4] == ["reboot", "start", "stop", "create"] or \
+        {"reboot", "start", "stop", "create"} <= {e["Action"] for e in events}
+    log = onebox.osc("console", "log", "show", new, cloud="onebox-demo")
+    assert "login:" in log.stdout
+    onebox.osc("server", "lock", "--reason", "testing", new, cloud="onebox-demo")
+    locked = onebox.osc("server", "stop", new, cloud="onebox-demo", check=False)
+    assert locked.returncode != 0 and "409" in locked.stderr
+    onebox.osc("server", "unlock", new, cloud="onebox-demo")
+
     onebox.osc("server", "delete", "--wait", new, cloud="onebox-demo")
     assert new not in {r["Name"] for r in onebox.osc_json("server", "list", cloud="onebox-demo")}
 

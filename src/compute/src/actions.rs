@@ -262,6 +262,36 @@ impl Compute {
         Ok(())
     }
 
+    /// The last `lines` lines of a server's console (all of it when `None`).
+    pub async fn console_output(
+        &self,
+        ctx: &Context,
+        id: &str,
+        lines: Option<usize>,
+    ) -> Result<String> {
+        let s = self.get_server(ctx, id).await?;
+        if !ctx.can_write(&s.project_id) {
+            return Err(Error::Forbidden(
+                "Policy doesn't allow os_compute_api:os-console-output to be performed.".into(),
+            ));
+        }
+        if s.vm_state == VmState::Building || s.launched_at.is_none() {
+            return Err(Error::Conflict(format!("Instance {} is not ready", s.id)));
+        }
+        let sid = s.id.clone();
+        match self.blocking(move |d| d.console_output(&sid, lines)).await {
+            Ok(out) => Ok(out),
+            Err(driver::DriverError::NotSupported(_)) => Err(Error::NotImplemented(
+                "Unable to get console log, functionality not implemented".into(),
+            )),
+            Err(driver::DriverError::NotFound(_)) => Err(Error::Conflict(format!(
+                "Instance {} is not running on its backend",
+                s.id
+            ))),
+            Err(e) => Err(Error::Task(e.to_string())),
+        }
+    }
+
     /// A server's instance actions, newest first; readable after the server is deleted.
     pub async fn instance_actions(
         &self,

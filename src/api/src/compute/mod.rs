@@ -15,6 +15,7 @@
 //! (400/406), the project id in the URL (400 when it is not the token's), then the route table
 //! of [`api_routes`] (404 for what does not exist at the requested version).
 
+mod availability_zones;
 mod flavors;
 mod keypairs;
 mod quotas;
@@ -207,6 +208,11 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-quota-sets/{project}/defaults", get(quotas::defaults))
         .route("/os-quota-sets/{project}/detail", get(quotas::detail))
         .route("/limits", get(quotas::limits))
+        .route("/os-availability-zone", get(availability_zones::list))
+        .route(
+            "/os-availability-zone/detail",
+            get(availability_zones::detail),
+        )
         .route("/{gone}", axum::routing::any(versions::gone))
         .route("/{gone}/{*rest}", axum::routing::any(versions::gone))
         .fallback(fault::unknown_route)

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Extensions, StatusCode};
+use axum::response::{IntoResponse, Response};
 use compute::actions::{LockChange, PowerAction};
 use serde_json::{Value, json};
 
@@ -20,7 +21,7 @@ pub async fn action(
     ext: Extensions,
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
-) -> Result<StatusCode, Fault> {
+) -> Result<Response, Fault> {
     let root = v::root(&body)?;
     if root.len() != 1 {
         return Err(Fault::bad_request(
@@ -72,6 +73,19 @@ pub async fn action(
                 .await?;
             None
         }
+        "os-getConsoleOutput" => {
+            v::only("os-getConsoleOutput", arg, &["length"])?;
+            let o = v::object("os-getConsoleOutput", arg)?;
+            let lines = match o.get("length") {
+                None | Some(Value::Null) => None,
+                Some(l) => {
+                    let n = v::integer("length", l, -1, i64::from(i32::MAX))?;
+                    (n >= 0).then_some(n as usize)
+                }
+            };
+            let output = s.compute.console_output(&c, &id, lines).await?;
+            return Ok(Json(json!({ "output": output })).into_response());
+        }
         "unlock" => {
             s.compute
                 .set_lock(&c, &id, LockChange::Unlock, &rid)
@@ -87,7 +101,7 @@ pub async fn action(
     if let Some(a) = act {
         s.compute.power_action(&c, &id, a, &rid).await?;
     }
-    Ok(StatusCode::ACCEPTED)
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 fn action_view(ver: ApiVersion, a: &store::compute::InstanceAction) -> Value {
