@@ -111,9 +111,15 @@ check "nothing Python in the dependencies" \
     sh -c "! grep -E '^ (Pre-)?Depends:.*python' '$tmp/info'"
 
 echo "== lintian"
-if ! command -v lintian >/dev/null 2>&1; then
-    echo "installing lintian"
-    apt-get update -qq && apt-get install -y -qq lintian >/dev/null
+# The checking tools this test needs, installed when missing: lintian, systemd-analyze (the
+# systemd package; it verifies units without systemd running) and man.
+need=()
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v man >/dev/null 2>&1 || need+=(man-db)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}"
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 lintian --fail-on error --info "$deb" > "$tmp/lintian" 2>&1
 lintian_rc=$?
