@@ -193,6 +193,32 @@ fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
     Ok(h)
 }
 
+/// An access IP (`accessIPv4`/`accessIPv6`): null or empty clears it, anything else must be
+/// an address of that family.
+fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>, Fault> {
+    match x {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        x => {
+            let s = v::string(k, x, 1, 64)?;
+            let ok = if six {
+                s.parse::<std::net::Ipv6Addr>().is_ok()
+            } else {
+                s.parse::<std::net::Ipv4Addr>().is_ok()
+            };
+            if !ok {
+                let family = if six { "ipv6" } else { "ipv4" };
+                return Err(v::invalid(
+                    k,
+                    x,
+                    &format!("{} is not a '{family}'", v::py_repr(x)),
+                ));
+            }
+            Ok(Some(s))
+        }
+    }
+}
+
 fn parse_create(
     ver: ApiVersion,
     c: &identity::Context,
@@ -287,31 +313,9 @@ fn parse_create(
         Some(h) => Some(hostname(ver, h)?),
         None => None,
     };
-    let ip = |k: &str, six: bool| -> Result<Option<String>, Fault> {
-        match o.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(x) => {
-                let s = v::string(k, x, 1, 64)?;
-                let ok = if six {
-                    s.parse::<std::net::Ipv6Addr>().is_ok()
-                } else {
-                    s.parse::<std::net::Ipv4Addr>().is_ok()
-                };
-                if !ok {
-                    return Err(v::invalid(
-                        k,
-                        x,
-                        &format!(
-                            "{} is not a '{}'",
-                            v::py_repr(x),
-                            if six { "ipv6" } else { "ipv4" }
-                        ),
-                    ));
-                }
-                Ok(Some(s))
-            }
-        }
+    let ip = |k: &str, six: bool| match o.get(k) {
+        Some(x) => access_ip(k, x, six),
+        None => Ok(None),
     };
     let access_ipv4 = ip("accessIPv4", false)?;
     let access_ipv6 = ip("accessIPv6", true)?;
@@ -876,30 +880,11 @@ pub async fn update(
     if let Some(h) = o.get("hostname") {
         patch.hostname = Some(hostname(ver, h)?);
     }
-    for (k, six) in [("accessIPv4", false), ("accessIPv6", true)] {
-        if let Some(x) = o.get(k) {
-            let val = match x {
-                Value::Null => None,
-                Value::String(s) if s.is_empty() => None,
-                x => {
-                    let s = v::string(k, x, 1, 64)?;
-                    let ok = if six {
-                        s.parse::<std::net::Ipv6Addr>().is_ok()
-                    } else {
-                        s.parse::<std::net::Ipv4Addr>().is_ok()
-                    };
-                    if !ok {
-                        return Err(v::invalid(k, x, "is not a valid IP address"));
-                    }
-                    Some(s)
-                }
-            };
-            if six {
-                patch.access_ipv6 = Some(val);
-            } else {
-                patch.access_ipv4 = Some(val);
-            }
-        }
+    if let Some(x) = o.get("accessIPv4") {
+        patch.access_ipv4 = Some(access_ip("accessIPv4", x, false)?);
+    }
+    if let Some(x) = o.get("accessIPv6") {
+        patch.access_ipv6 = Some(access_ip("accessIPv6", x, true)?);
     }
     let sv = s.compute.update_server(&c, &id, patch).await?;
     Ok(Json(
