@@ -8,8 +8,10 @@
 
 pub mod actions;
 pub mod flavors;
+pub mod groups;
 pub mod images;
 pub mod keypairs;
+pub mod operator;
 mod network;
 pub mod quotas;
 pub mod reconcile;

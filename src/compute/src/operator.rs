@@ -1,0 +1,198 @@
+//! What an operator reads of the box: its one hypervisor, its services and usage per
+//! project. Every figure is computed on demand from the driver and the server rows.
+
+use chrono::{DateTime, Utc};
+use identity::Context;
+use model::compute::Server;
+use store::compute as csql;
+use store::operator::{self as sql, ServiceRow};
+
+use crate::{Compute, Error, Result};
+
+fn policy(rule: &str) -> Error {
+    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
+}
+
+/// The box as its one hypervisor (Nova's compute node).
+#[derive(Clone, Debug)]
+pub struct Hypervisor {
+    /// The compute node's UUID (the id from 2.53).
+    pub node_id: String,
+    /// The hypervisor hostname, which is also the service host.
+    pub host: String,
+    pub host_ip: String,
+    pub service: ServiceRow,
+    pub resources: driver::Resources,
+    pub vcpus_used: u64,
+    pub memory_mb_used: u64,
+    pub local_gb_used: u64,
+    pub running_vms: u64,
+    /// Servers with a task under way.
+    pub current_workload: u64,
+    /// Live servers on the host: (uuid, name).
+    pub servers: Vec<(String, String)>,
+}
+
+/// The services of the box, creating their rows on first use.
+async fn service_rows(c: &Compute) -> Result<Vec<ServiceRow>> {
+    Ok(c.store
+        .write(|tx| {
+            sql::ensure_services(tx)?;
+            sql::list_services(tx)
+        })
+        .await?)
+}
+
+/// What `uptime` prints: ` 08:32:11 up 93 days, 18:25,  0 users,  load average: 0.20, 0.12, 0.14`.
+pub fn uptime_line() -> Option<String> {
+    let up = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs = up.split_whitespace().next()?.parse::<f64>().ok()? as u64;
+    let load = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let l: Vec<&str> = load.split_whitespace().take(3).collect();
+    if l.len() < 3 {
+        return None;
+    }
+    let now = Utc::now().format("%H:%M:%S");
+    let (days, hours, mins) = (secs / 86400, secs % 86400 / 3600, secs % 3600 / 60);
+    let span = match days {
+        0 => format!("{hours:2}:{mins:02}"),
+        1 => format!("1 day, {hours:2}:{mins:02}"),
+        d => format!("{d} days, {hours:2}:{mins:02}"),
+    };
+    Some(format!(
+        " {now} up {span},  0 users,  load average: {}, {}, {}",
+        l[0], l[1], l[2]
+    ))
+}
+
+/// The address other hosts would reach the box at: the source address of the default route
+/// (a UDP `connect` sends nothing), or loopback when there is none.
+fn host_ip() -> String {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+impl Compute {
+    /// The box's hypervisor (admin only).
+    pub async fn hypervisor(&self, ctx: &Context, rule: &str) -> Result<Hypervisor> {
+        if !ctx.is_admin() {
+            return Err(policy(rule));
+        }
+        let services = service_rows(self).await?;
+        let service = services
+            .into_iter()
+            .find(|s| s.binary == "nova-compute")
+            .ok_or_else(|| Error::Task("the compute service has no record".into()))?;
+        let resources = self
+            .blocking(|d| d.available_resources())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        let servers = self
+            .store
+            .read(|c| {
+                let ids = csql::live_server_ids(c)?;
+                csql::load_servers(c, &ids)
+            })
+            .await?;
+        let mut h = Hypervisor {
+            node_id: service.node_id.clone(),
+            host: self.cfg.host.clone(),
+            host_ip: host_ip(),
+            service,
+            resources,
+            vcpus_used: 0,
+            memory_mb_used: 0,
+            local_gb_used: 0,
+            running_vms: 0,
+            current_workload: 0,
+            servers: Vec::new(),
+        };
+        for s in servers.iter().filter(|s| s.host == self.cfg.host) {
+            // An offloaded shelved server holds nothing on the host.
+            if s.vm_state == model::compute::VmState::ShelvedOffloaded {
+                continue;
+            }
+            h.vcpus_used += u64::from(s.flavor.vcpus);
+            h.memory_mb_used += s.flavor.ram_mb;
+            h.local_gb_used += s.flavor.disk_gb;
+            h.running_vms += 1;
+            if s.task_state.is_some() {
+                h.current_workload += 1;
+            }
+            h.servers.push((s.id.to_string(), s.name.clone()));
+        }
+        Ok(h)
+    }
+
+    /// The services of the box (admin only).
+    pub async fn services(&self, ctx: &Context) -> Result<Vec<ServiceRow>> {
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:os-services:list"));
+        }
+        service_rows(self).await
+    }
+
+    /// Changes a service's status (admin only); returns it as it is now.
+    pub async fn update_service(
+        &self,
+        ctx: &Context,
+        binary: &str,
+        disabled: Option<bool>,
+        reason: Option<Option<String>>,
+        forced_down: Option<bool>,
+    ) -> Result<ServiceRow> {
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:os-services:update"));
+        }
+        let b = binary.to_owned();
+        let row = self
+            .store
+            .write(move |tx| {
+                sql::ensure_services(tx)?;
+                sql::update_service(tx, &b, disabled, reason.as_ref().map(|r| r.as_deref()), forced_down)?;
+                Ok(sql::list_services(tx)?.into_iter().find(|s| s.binary == b))
+            })
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Service {binary} could not be found.")))?;
+        tracing::info!(
+            binary,
+            disabled = row.disabled,
+            forced_down = row.forced_down,
+            "service status changed"
+        );
+        Ok(row)
+    }
+
+    /// Servers that ran during `[start, end)`, deleted ones included, of one project or
+    /// (admin, `None`) every project, ordered by project then id.
+    pub async fn usage_servers(
+        &self,
+        ctx: &Context,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        project: Option<&model::ProjectId>,
+    ) -> Result<Vec<Server>> {
+        match project {
+            None if !ctx.is_admin() => {
+                return Err(policy("os_compute_api:os-simple-tenant-usage:list"));
+            }
+            Some(p) if !ctx.can_read(p) => {
+                return Err(policy("os_compute_api:os-simple-tenant-usage:show"));
+            }
+            _ => {}
+        }
+        let p = project.map(|p| p.to_string());
+        Ok(self
+            .store
+            .read(move |c| {
+                let ids = sql::servers_active_in(c, start, end, p.as_deref())?;
+                csql::load_servers(c, &ids)
+            })
+            .await?)
+    }
+}
