@@ -13,7 +13,7 @@ struct Api<'a> {
     version: String,
 }
 
-impl Api<'_> {
+impl<'a> Api<'a> {
     async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
         self.app
             .call(
@@ -31,7 +31,7 @@ impl Api<'_> {
             .await
     }
 
-    fn at(&self, version: &str) -> Api<'_> {
+    fn at(&self, version: &str) -> Api<'a> {
         Api {
             app: self.app,
             token: self.token.clone(),
@@ -764,4 +764,116 @@ async fn a_server_names_its_group_from_2_71() {
     app.compute.idle().await;
     assert_eq!(a.server(&id).await["server_groups"], json!([g]));
     assert!(a.at("2.70").server(&id).await.get("server_groups").is_none());
+}
+
+/// An active raw image in the image service, owned by the token's project.
+async fn glance_image(app: &TestApp, token: &str, name: &str) -> String {
+    let r = app
+        .call(
+            Method::POST,
+            "/image/v2/images",
+            &[("x-auth-token", token)],
+            Some(json!({"name": name, "disk_format": "raw", "container_format": "bare",
+                        "min_ram": 64, "auto_disk_config": "True"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let r = app
+        .call_raw(
+            Method::PUT,
+            &format!("/image/v2/images/{id}/file"),
+            &[
+                ("x-auth-token", token),
+                ("content-type", "application/octet-stream"),
+            ],
+            Some(vec![0u8; 4096]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    id
+}
+
+#[tokio::test]
+async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).at("2.35");
+    let id = glance_image(&app, &a.token, "cirros").await;
+    let queued = app
+        .call(
+            Method::POST,
+            "/image/v2/images",
+            &[("x-auth-token", &a.token)],
+            Some(json!({"name": "empty"})),
+        )
+        .await;
+    let queued = queued.body["id"].as_str().expect("id").to_owned();
+
+    let r = a.call(Method::GET, "/images", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["images"].as_array().expect("images").len(), 2);
+    let r = a.call(Method::GET, &format!("/images/{id}"), None).await;
+    let i = &r.body["image"];
+    assert_eq!(i["status"], "ACTIVE");
+    assert_eq!(i["progress"], 100);
+    assert_eq!(i["minRam"], 64);
+    assert_eq!(i["OS-EXT-IMG-SIZE:size"], 4096);
+    assert_eq!(i["OS-DCF:diskConfig"], "AUTO");
+    assert_eq!(i["metadata"]["auto_disk_config"], "True");
+    assert_eq!(i["links"][2]["rel"], "alternate");
+    let r = a.call(Method::GET, &format!("/images/{queued}"), None).await;
+    assert_eq!(r.body["image"]["status"], "SAVING");
+    let r = a.call(Method::GET, "/images/detail?status=ACTIVE", None).await;
+    let list = r.body["images"].as_array().expect("images");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    let r = a.call(Method::GET, "/images?limit=1", None).await;
+    assert!(r.body["images_links"][0]["href"].is_string(), "{}", r.text);
+
+    // Metadata (up to 2.38): merge, replace, one key, delete.
+    let m = format!("/images/{id}/metadata");
+    let r = a
+        .call(Method::POST, &m, Some(json!({"metadata": {"os_distro": "cirros"}})))
+        .await;
+    assert_eq!(r.body["metadata"]["os_distro"], "cirros", "{}", r.text);
+    assert_eq!(r.body["metadata"]["auto_disk_config"], "True");
+    let r = a
+        .call(Method::PUT, &m, Some(json!({"metadata": {"a": "1"}})))
+        .await;
+    assert_eq!(r.body["metadata"], json!({"a": "1"}), "{}", r.text);
+    let r = a
+        .call(Method::PUT, &format!("{m}/b"), Some(json!({"meta": {"b": "2"}})))
+        .await;
+    assert_eq!(r.body, json!({"meta": {"b": "2"}}));
+    let r = a
+        .call(Method::PUT, &format!("{m}/b"), Some(json!({"meta": {"c": "2"}})))
+        .await;
+    assert_compute_fault(&r, 400, "badRequest");
+    let r = a.call(Method::GET, &format!("{m}/b"), None).await;
+    assert_eq!(r.body, json!({"meta": {"b": "2"}}));
+    let r = a.call(Method::DELETE, &format!("{m}/b"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = a.call(Method::GET, &format!("{m}/b"), None).await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    let r = a.at("2.38").call(Method::GET, &m, None).await;
+    assert_eq!(r.body["metadata"], json!({"a": "1"}));
+    let r = a.at("2.39").call(Method::GET, &m, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Another project's private image is not found; 2.36 has no proxy at all.
+    let (_, _, other) = app.user_with_role("other", "member").await;
+    let o = api(&app, other).at("2.35");
+    let r = o.call(Method::GET, &format!("/images/{id}"), None).await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    let r = o.call(Method::DELETE, &format!("/images/{id}"), None).await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    let r = a.at("2.36").call(Method::GET, "/images", None).await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+    // Delete through the proxy removes it from the image service.
+    let r = a.call(Method::DELETE, &format!("/images/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = app
+        .get(&format!("/image/v2/images/{id}"), Some(&a.token))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

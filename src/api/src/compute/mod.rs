@@ -18,6 +18,7 @@
 mod availability_zones;
 mod flavors;
 mod hypervisors;
+mod images;
 mod keypairs;
 mod migrations;
 mod quotas;
@@ -242,6 +243,21 @@ fn api_routes(state: AppState) -> Router {
         .route(
             "/servers/{id}/migrations/{migration}",
             get(migrations::server_show),
+        )
+        .route("/images", get(images::list))
+        .route("/images/detail", get(images::detail_list))
+        .route("/images/{id}", get(images::show).delete(images::delete))
+        .route(
+            "/images/{id}/metadata",
+            get(images::metadata_list)
+                .post(images::metadata_merge)
+                .put(images::metadata_replace),
+        )
+        .route(
+            "/images/{id}/metadata/{key}",
+            get(images::metadata_show)
+                .put(images::metadata_set)
+                .delete(images::metadata_delete),
         )
         .route("/{gone}", axum::routing::any(versions::gone))
         .route("/{gone}/{*rest}", axum::routing::any(versions::gone))
