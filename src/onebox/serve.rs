@@ -56,15 +56,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         },
     };
     let identity = identity::Identity::new(store.clone(), icfg);
-    let driver: Arc<dyn driver::ComputeDriver> = if cfg.fake_driver {
-        let fake = driver::fake::FakeDriver::new();
-        fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
-        Arc::new(fake)
-    } else {
-        Arc::new(driver::unavailable::Unavailable {
-            reason: "no compute backend is available on this host yet; run onebox with --fake-driver for a demo".into(),
-        })
-    };
+    let backends = backends(cfg);
     let images = image::Images::open(
         store.clone(),
         image::ImageConfig {
@@ -80,9 +72,9 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "onebox".into());
-    let compute = compute::Compute::new(
+    let compute = compute::Compute::with_backends(
         store,
-        driver,
+        backends,
         Arc::new(images.clone()),
         compute::ComputeConfig {
             host,
@@ -94,6 +86,17 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         compute,
         images,
     })
+}
+
+/// The compute backends of this box: the fake driver alone when configured, else each real
+/// backend the host can run (a kind with none refuses its servers with a fault saying why).
+fn backends(cfg: &Config) -> driver::Backends {
+    if cfg.fake_driver {
+        let fake = driver::fake::FakeDriver::new();
+        fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
+        return driver::Backends::single(Arc::new(fake));
+    }
+    driver::Backends::none()
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -128,10 +131,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
-    let report = compute
-        .reconcile(compute::reconcile::OrphanPolicy::Report)
-        .await?;
+    let policy = match cfg.compute.orphans {
+        crate::config::OrphanSetting::Report => compute::reconcile::OrphanPolicy::Report,
+        crate::config::OrphanSetting::Destroy => compute::reconcile::OrphanPolicy::Destroy,
+    };
+    let report = compute.reconcile(policy).await?;
     tracing::info!(?report, "reconciled with the backend");
+    let _power_sync = compute.spawn_power_sync(Duration::from_secs(
+        cfg.compute.power_sync_interval_secs.max(1),
+    ));
     let state = api::AppState {
         identity: identity.clone(),
         compute: compute.clone(),
