@@ -78,6 +78,35 @@ fn host_ip() -> String {
 }
 
 impl Compute {
+    /// The capacity of the host. Every backend of the box describes the same machine, so the
+    /// virtual machine backend answers when there is one, else the first backend present; a
+    /// box without backends reports nothing.
+    async fn host_resources(&self) -> driver::Resources {
+        let present = self.backends.present();
+        let pick = present
+            .iter()
+            .find(|(kinds, _)| kinds.contains(&model::compute::Backend::Vm))
+            .or_else(|| present.first())
+            .map(|(_, d)| d.clone());
+        let Some(d) = pick else {
+            return driver::Resources {
+                hypervisor_type: "none".into(),
+                ..Default::default()
+            };
+        };
+        match tokio::task::spawn_blocking(move || d.available_resources()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the backend did not report its resources");
+                driver::Resources::default()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the backend's resources");
+                driver::Resources::default()
+            }
+        }
+    }
+
     /// The box's hypervisor (admin only).
     pub async fn hypervisor(&self, ctx: &Context, rule: &str) -> Result<Hypervisor> {
         if !ctx.is_admin() {
@@ -88,10 +117,7 @@ impl Compute {
             .into_iter()
             .find(|s| s.binary == "nova-compute")
             .ok_or_else(|| Error::Task("the compute service has no record".into()))?;
-        let resources = self
-            .blocking(|d| d.available_resources())
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?;
+        let resources = self.host_resources().await;
         let servers = self
             .store
             .read(|c| {
