@@ -877,3 +877,49 @@ async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn diagnostics_come_from_the_backend_in_both_shapes() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await);
+    let a = api(&app, app.admin().await);
+    let id = id_of(&demo.create("diag", None).await);
+    app.compute.idle().await;
+    let path = format!("/servers/{id}/diagnostics");
+    let r = demo.call(Method::GET, &path, None).await;
+    assert_compute_fault(&r, 403, "forbidden");
+    let r = a.call(Method::GET, &path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let d = &r.body;
+    assert_eq!(d["state"], "running");
+    assert_eq!(d["driver"], "fake");
+    assert_eq!(d["num_cpus"], 1);
+    assert_eq!(d["memory_details"]["maximum"], 512);
+    assert_eq!(d["num_nics"], 1);
+    assert_eq!(d["nic_details"].as_array().expect("nics").len(), 1);
+    assert!(d["nic_details"][0]["mac_address"].is_string());
+    let r = a.at("2.47").call(Method::GET, &path, None).await;
+    assert_eq!(r.body["memory"], 512 * 1024, "{}", r.text);
+    assert!(r.body.get("cpu0_time").is_some());
+    assert!(r.body.get("vnet0_rx").is_some());
+    // Stopped servers still answer; an unknown server is 404.
+    let r = a
+        .call(
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            Some(json!({"os-stop": null})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    app.compute.idle().await;
+    let r = a.call(Method::GET, &path, None).await;
+    assert_eq!(r.body["state"], "shutdown", "{}", r.text);
+    let r = a
+        .call(
+            Method::GET,
+            "/servers/9a4b6a24-8f2a-4a4f-9d52-7f1e8a0c1b11/diagnostics",
+            None,
+        )
+        .await;
+    assert_compute_fault(&r, 404, "itemNotFound");
+}

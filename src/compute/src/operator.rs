@@ -222,3 +222,45 @@ impl Compute {
             .await?)
     }
 }
+
+/// What `GET /servers/{id}/diagnostics` reports: the backend's figures and its driver.
+#[derive(Clone, Debug)]
+pub struct ServerDiagnostics {
+    pub server: Server,
+    /// Nova's name for the driver (`libvirt`, `ironic`, `fake`).
+    pub driver: String,
+    pub diagnostics: driver::Diagnostics,
+}
+
+impl Compute {
+    /// A server's diagnostics from its backend (admin only). A backend that cannot tell is
+    /// Nova's 501; a server the backend does not hold (still building, failed) is a 409.
+    pub async fn diagnostics(&self, ctx: &Context, id: &str) -> Result<ServerDiagnostics> {
+        let s = self.get_server(ctx, id).await?;
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:os-server-diagnostics"));
+        }
+        let name = self.backends.get(s.backend).name();
+        let driver = match name {
+            "QEMU" | "qemu" | "kvm" | "lxc" => "libvirt".to_owned(),
+            other => other.to_ascii_lowercase(),
+        };
+        let sid = s.id.clone();
+        match self.blocking(&s.id, move |d| d.diagnostics(&sid)).await {
+            Ok(diagnostics) => Ok(ServerDiagnostics {
+                server: s,
+                driver,
+                diagnostics,
+            }),
+            Err(driver::DriverError::NotSupported(_)) => Err(Error::NotImplemented(
+                "Unable to get diagnostics, functionality not implemented".into(),
+            )),
+            Err(driver::DriverError::NotFound(_)) => Err(Error::Conflict(format!(
+                "Cannot 'get_diagnostics' instance {} while it is in vm_state {}",
+                s.id,
+                s.vm_state.as_str()
+            ))),
+            Err(e) => Err(Error::Task(e.to_string())),
+        }
+    }
+}

@@ -16,6 +16,7 @@
 //! of [`api_routes`] (404 for what does not exist at the requested version).
 
 mod availability_zones;
+mod diagnostics;
 mod flavors;
 mod hypervisors;
 mod images;
@@ -239,6 +240,7 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
         .route("/os-migrations", get(migrations::list))
+        .route("/servers/{id}/diagnostics", get(diagnostics::show))
         .route("/servers/{id}/migrations", get(migrations::server_list))
         .route(
             "/servers/{id}/migrations/{migration}",
