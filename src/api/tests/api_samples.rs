@@ -226,6 +226,7 @@ async fn responses_match_novas_samples() {
         "server-migrations",
         "os-server-diagnostics",
         "images",
+        "os-aggregates",
     ];
     let mut checked = Vec::new();
     let mut skipped = Vec::new();
@@ -736,6 +737,7 @@ const LENIENT_NAMES: &[&str] = &[
 
 /// Areas whose operations only the admin may call.
 const ADMIN_AREAS: &[&str] = &[
+    "os-aggregates",
     "os-hypervisors",
     "os-services",
     "os-simple-tenant-usage",
@@ -754,6 +756,7 @@ const OPERATOR_AREAS: &[&str] = &[
     "server-migrations",
     "os-server-diagnostics",
     "images",
+    "os-aggregates",
 ];
 
 /// An active image in the image service, with the property Nova's sample images carry.
@@ -1043,6 +1046,10 @@ async fn operator_sample(
                 _ => return Err("no mapping"),
             }
         }
+        ("os-aggregates", "aggregates-list-get-resp.json") => {
+            ctx.call(Method::GET, "/os-aggregates", None).await
+        }
+        ("os-aggregates", _) => return Err("host aggregates: one box has none"),
         _ => return Err("no mapping"),
     })
 }

@@ -15,6 +15,7 @@
 //! (400/406), the project id in the URL (400 when it is not the token's), then the route table
 //! of [`api_routes`] (404 for what does not exist at the requested version).
 
+mod aggregates;
 mod availability_zones;
 mod diagnostics;
 mod flavors;
@@ -239,6 +240,7 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-services/{id}", axum::routing::put(services::update))
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
+        .route("/os-aggregates", get(aggregates::list))
         .route("/os-migrations", get(migrations::list))
         .route("/servers/{id}/diagnostics", get(diagnostics::show))
         .route("/servers/{id}/migrations", get(migrations::server_list))
