@@ -923,3 +923,32 @@ async fn diagnostics_come_from_the_backend_in_both_shapes() {
         .await;
     assert_compute_fault(&r, 404, "itemNotFound");
 }
+
+#[tokio::test]
+async fn availability_zones_follow_the_compute_service() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await);
+    let a = api(&app, app.admin().await);
+    let r = demo.call(Method::GET, "/os-availability-zone", None).await;
+    assert_eq!(r.body["availabilityZoneInfo"][0]["zoneState"]["available"], true);
+    let r = a.call(Method::GET, "/os-availability-zone/detail", None).await;
+    let zones = r.body["availabilityZoneInfo"].as_array().expect("zones");
+    assert_eq!(zones[0]["hosts"]["box"]["nova-scheduler"]["active"], true);
+    assert_eq!(zones[1]["hosts"]["box"]["nova-compute"]["active"], true);
+    let r = a.call(Method::GET, "/os-services?binary=nova-compute", None).await;
+    let cid = r.body["services"][0]["id"].as_str().expect("id").to_owned();
+    let r = a
+        .call(
+            Method::PUT,
+            &format!("/os-services/{cid}"),
+            Some(json!({"status": "disabled"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = demo.call(Method::GET, "/os-availability-zone", None).await;
+    assert_eq!(r.body["availabilityZoneInfo"][0]["zoneState"]["available"], false);
+    let r = a.call(Method::GET, "/os-availability-zone/detail", None).await;
+    let zones = r.body["availabilityZoneInfo"].as_array().expect("zones");
+    assert_eq!(zones[1]["zoneState"]["available"], false);
+    assert_eq!(zones[1]["hosts"]["box"]["nova-compute"]["active"], false);
+}
