@@ -682,11 +682,7 @@ async fn responses_match_novas_samples() {
                     // So is the free-form body of diagnostics before 2.48.
                     let free_root = name == "flavor-extra-specs-get-resp.json"
                         || (area == "os-server-diagnostics" && min < 48);
-                    let root = if free_root {
-                        "$.meta"
-                    } else {
-                        "$"
-                    };
+                    let root = if free_root { "$.meta" } else { "$" };
                     compare(root, &resp.body, &sample, &mut errors);
                 }
                 if errors.is_empty() {
@@ -769,12 +765,7 @@ async fn glance_image(ctx: &Ctx, auto_disk_config: bool) -> String {
     }
     let r = ctx
         .app
-        .call(
-            Method::POST,
-            "/image/v2/images",
-            &h,
-            Some(body),
-        )
+        .call(Method::POST, "/image/v2/images", &h, Some(body))
         .await;
     assert_eq!(r.status.as_u16(), 201, "{}", r.text);
     let id = r.body["id"].as_str().expect("id").to_owned();
@@ -852,7 +843,10 @@ async fn operator_sample(
             if n == "server-groups-post-resp.json" {
                 return Ok(c);
             }
-            let gid = c.body["server_group"]["id"].as_str().unwrap_or("x").to_owned();
+            let gid = c.body["server_group"]["id"]
+                .as_str()
+                .unwrap_or("x")
+                .to_owned();
             if n == "server-groups-get-resp.json" {
                 ctx.call(Method::GET, &format!("/os-server-groups/{gid}"), None)
                     .await
@@ -865,7 +859,11 @@ async fn operator_sample(
                 ctx.server(false).await;
             }
             let hid = hypervisor_id(ctx).await;
-            let limit = if paged("hypervisors_links") { "?limit=1" } else { "" };
+            let limit = if paged("hypervisors_links") {
+                "?limit=1"
+            } else {
+                ""
+            };
             match n {
                 "hypervisors-list-resp.json" => {
                     ctx.call(Method::GET, &format!("/os-hypervisors{limit}"), None)
@@ -876,8 +874,12 @@ async fn operator_sample(
                         .await
                 }
                 "hypervisors-detail-with-servers-resp.json" => {
-                    ctx.call(Method::GET, "/os-hypervisors/detail?with_servers=true", None)
-                        .await
+                    ctx.call(
+                        Method::GET,
+                        "/os-hypervisors/detail?with_servers=true",
+                        None,
+                    )
+                    .await
                 }
                 "hypervisors-show-resp.json" => {
                     ctx.call(Method::GET, &format!("/os-hypervisors/{hid}"), None)
@@ -922,7 +924,10 @@ async fn operator_sample(
                     )
                     .await
                 }
-                _ => ctx.call(Method::GET, "/os-hypervisors/box/servers", None).await,
+                _ => {
+                    ctx.call(Method::GET, "/os-hypervisors/box/servers", None)
+                        .await
+                }
             }
         }
         ("os-services", "services-list-get-resp.json") if min == 69 => {
@@ -935,8 +940,13 @@ async fn operator_sample(
             let req_name = n.replace("-resp.json", "-req.json");
             let body = on_this_host(req(&req_name));
             if min >= 53 {
-                let list = ctx.call(Method::GET, "/os-services?binary=nova-compute", None).await;
-                let id = list.body["services"][0]["id"].as_str().unwrap_or("x").to_owned();
+                let list = ctx
+                    .call(Method::GET, "/os-services?binary=nova-compute", None)
+                    .await;
+                let id = list.body["services"][0]["id"]
+                    .as_str()
+                    .unwrap_or("x")
+                    .to_owned();
                 ctx.call(Method::PUT, &format!("/os-services/{id}"), body)
                     .await
             } else {
@@ -1016,7 +1026,9 @@ async fn operator_sample(
             let id = glance_image(ctx, n != "images-details-get-resp.json").await;
             let m = format!("/images/{id}/metadata");
             match n {
-                "image-get-resp.json" => ctx.call(Method::GET, &format!("/images/{id}"), None).await,
+                "image-get-resp.json" => {
+                    ctx.call(Method::GET, &format!("/images/{id}"), None).await
+                }
                 "images-list-get-resp.json" => ctx.call(Method::GET, "/images", None).await,
                 "images-details-get-resp.json" => {
                     ctx.call(Method::GET, "/images/detail", None).await

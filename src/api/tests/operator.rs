@@ -48,7 +48,9 @@ impl<'a> Api<'a> {
     }
 
     async fn server(&self, id: &str) -> Value {
-        let r = self.call(Method::GET, &format!("/servers/{id}"), None).await;
+        let r = self
+            .call(Method::GET, &format!("/servers/{id}"), None)
+            .await;
         r.body["server"].clone()
     }
 }
@@ -303,7 +305,10 @@ async fn server_group_requests_are_checked_and_quotas_hold() {
         .await;
     assert_compute_fault(&r, 403, "forbidden");
     let limits = a.call(Method::GET, "/limits", None).await;
-    assert_eq!(limits.body["limits"]["absolute"]["totalServerGroupsUsed"], 2);
+    assert_eq!(
+        limits.body["limits"]["absolute"]["totalServerGroupsUsed"],
+        2
+    );
     id_of(&a.create("m1", Some(&g2)).await);
     let r = a.create("m2", Some(&g2)).await;
     assert_compute_fault(&r, 403, "forbidden");
@@ -360,7 +365,12 @@ async fn the_box_is_one_hypervisor_in_every_shape() {
         .await;
     let h = &r.body["hypervisor"];
     assert!(h.get("vcpus").is_none(), "{h}");
-    assert!(h["uptime"].as_str().expect("uptime").contains("load average"));
+    assert!(
+        h["uptime"]
+            .as_str()
+            .expect("uptime")
+            .contains("load average")
+    );
     assert_eq!(h["service"]["host"], "box");
     // Figures before 2.88: the fake's capacity and the flavor of the one server.
     let r = a
@@ -375,10 +385,15 @@ async fn the_box_is_one_hypervisor_in_every_shape() {
     assert_eq!(h["running_vms"], 1);
     assert_eq!(h["free_ram_mb"], 256 * 1024 - 512);
     assert!(h["cpu_info"].is_object());
-    let r = a.at("2.87").call(Method::GET, "/os-hypervisors/statistics", None).await;
+    let r = a
+        .at("2.87")
+        .call(Method::GET, "/os-hypervisors/statistics", None)
+        .await;
     assert_eq!(r.body["hypervisor_statistics"]["count"], 1);
     assert_eq!(r.body["hypervisor_statistics"]["running_vms"], 1);
-    let r = a.call(Method::GET, "/os-hypervisors/statistics", None).await;
+    let r = a
+        .call(Method::GET, "/os-hypervisors/statistics", None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     let r = a
         .call(Method::GET, &format!("/os-hypervisors/{hid}/uptime"), None)
@@ -405,20 +420,30 @@ async fn the_box_is_one_hypervisor_in_every_shape() {
     let h = &r.body["hypervisors"][0];
     assert_eq!(h["id"], 1);
     assert!(h["cpu_info"].is_string());
-    let r = old.call(Method::GET, "/os-hypervisors/box/search", None).await;
+    let r = old
+        .call(Method::GET, "/os-hypervisors/box/search", None)
+        .await;
     assert_eq!(r.body["hypervisors"][0]["id"], 1);
-    let r = old.call(Method::GET, "/os-hypervisors/nope/search", None).await;
+    let r = old
+        .call(Method::GET, "/os-hypervisors/nope/search", None)
+        .await;
     assert_compute_fault(&r, 404, "itemNotFound");
-    let r = old.call(Method::GET, "/os-hypervisors/bo/servers", None).await;
+    let r = old
+        .call(Method::GET, "/os-hypervisors/bo/servers", None)
+        .await;
     assert_eq!(r.body["hypervisors"][0]["servers"][0]["uuid"], id.as_str());
-    let r = a.call(Method::GET, "/os-hypervisors/box/search", None).await;
+    let r = a
+        .call(Method::GET, "/os-hypervisors/box/search", None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Paging: a limit of one links to the next page, which is empty.
     let r = a.call(Method::GET, "/os-hypervisors?limit=1", None).await;
-    assert!(r.body["hypervisors_links"][0]["href"]
-        .as_str()
-        .expect("next")
-        .contains(&format!("marker={hid}")));
+    assert!(
+        r.body["hypervisors_links"][0]["href"]
+            .as_str()
+            .expect("next")
+            .contains(&format!("marker={hid}"))
+    );
     let r = a
         .call(Method::GET, &format!("/os-hypervisors?marker={hid}"), None)
         .await;
@@ -446,7 +471,10 @@ async fn a_disabled_compute_service_takes_no_new_servers() {
         .iter()
         .map(|s| s["binary"].as_str().expect("binary"))
         .collect();
-    assert_eq!(binaries, ["nova-scheduler", "nova-conductor", "nova-compute"]);
+    assert_eq!(
+        binaries,
+        ["nova-scheduler", "nova-conductor", "nova-compute"]
+    );
     let compute = services[2].clone();
     assert_eq!(compute["zone"], "nova");
     assert_eq!(compute["host"], "box");
@@ -507,7 +535,9 @@ async fn a_disabled_compute_service_takes_no_new_servers() {
         r.body,
         json!({"service": {"host": "box", "binary": "nova-compute", "status": "enabled"}})
     );
-    let r = old.call(Method::GET, "/os-services?binary=nova-compute", None).await;
+    let r = old
+        .call(Method::GET, "/os-services?binary=nova-compute", None)
+        .await;
     assert_eq!(r.body["services"][0]["id"], 3);
     assert_eq!(r.body["services"][0]["disabled_reason"], Value::Null);
     let id = id_of(&demo.create("again", None).await);
@@ -623,7 +653,11 @@ async fn usage_counts_hours_of_live_and_deleted_servers() {
             None,
         )
         .await;
-    assert!(r.body["tenant_usages_links"][0]["href"].is_string(), "{}", r.text);
+    assert!(
+        r.body["tenant_usages_links"][0]["href"].is_string(),
+        "{}",
+        r.text
+    );
     // A period before anything ran is empty; a reversed one is refused.
     let r = a
         .call(
@@ -651,7 +685,10 @@ async fn migrations_are_an_empty_list_with_checked_parameters() {
     assert_eq!(r.body, json!({"migrations": []}));
     let r = a.call(Method::GET, "/os-migrations?foo=1", None).await;
     assert_compute_fault(&r, 400, "badRequest");
-    let r = a.at("2.58").call(Method::GET, "/os-migrations?foo=1", None).await;
+    let r = a
+        .at("2.58")
+        .call(Method::GET, "/os-migrations?foo=1", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = a
         .call(Method::GET, "/os-migrations?changes-since=yesterday", None)
@@ -702,15 +739,19 @@ async fn instance_actions_page_and_filter_by_time() {
     let acts = r.body["instanceActions"].as_array().expect("actions");
     assert_eq!(acts.len(), 2);
     let marker = acts[1]["request_id"].as_str().expect("rid").to_owned();
-    assert!(r.body["links"][0]["href"]
-        .as_str()
-        .expect("next")
-        .contains(&marker));
+    assert!(
+        r.body["links"][0]["href"]
+            .as_str()
+            .expect("next")
+            .contains(&marker)
+    );
     let r = a
         .call(Method::GET, &format!("{path}?marker={marker}"), None)
         .await;
     assert_eq!(r.body["instanceActions"][0]["action"], "create");
-    let r = a.call(Method::GET, &format!("{path}?marker=req-nope"), None).await;
+    let r = a
+        .call(Method::GET, &format!("{path}?marker=req-nope"), None)
+        .await;
     assert_compute_fault(&r, 400, "badRequest");
     let future = "2999-01-01T00:00:00Z";
     let r = a
@@ -718,7 +759,11 @@ async fn instance_actions_page_and_filter_by_time() {
         .await;
     assert_eq!(r.body["instanceActions"], json!([]));
     let r = a
-        .call(Method::GET, &format!("{path}?changes-before={future}"), None)
+        .call(
+            Method::GET,
+            &format!("{path}?changes-before={future}"),
+            None,
+        )
         .await;
     assert_eq!(r.body["instanceActions"].as_array().expect("a").len(), 3);
     let r = a
@@ -732,26 +777,41 @@ async fn instance_actions_page_and_filter_by_time() {
     // changes-before arrives in 2.66, paging in 2.58.
     let r = a
         .at("2.65")
-        .call(Method::GET, &format!("{path}?changes-before={future}"), None)
+        .call(
+            Method::GET,
+            &format!("{path}?changes-before={future}"),
+            None,
+        )
         .await;
     assert_compute_fault(&r, 400, "badRequest");
-    let r = a.at("2.57").call(Method::GET, &format!("{path}?limit=1"), None).await;
+    let r = a
+        .at("2.57")
+        .call(Method::GET, &format!("{path}?limit=1"), None)
+        .await;
     assert_eq!(r.body["instanceActions"].as_array().expect("a").len(), 3);
     // Events: no traceback or host for a member; hostId from 2.62.
     let rid = marker;
     let r = a.call(Method::GET, &format!("{path}/{rid}"), None).await;
     let ev = &r.body["instanceAction"]["events"][0];
-    assert!(ev.get("traceback").is_none() && ev.get("host").is_none(), "{ev}");
+    assert!(
+        ev.get("traceback").is_none() && ev.get("host").is_none(),
+        "{ev}"
+    );
     assert!(ev["hostId"].is_string());
     assert!(ev.get("details").is_none());
     let admin = api(&app, app.admin().await);
-    let r = admin.call(Method::GET, &format!("{path}/{rid}"), None).await;
+    let r = admin
+        .call(Method::GET, &format!("{path}/{rid}"), None)
+        .await;
     let ev = &r.body["instanceAction"]["events"][0];
     assert_eq!(ev["host"], "box");
     assert!(ev.as_object().expect("event").contains_key("traceback"));
     assert!(ev.as_object().expect("event").contains_key("details"));
     // Before 2.51 a member sees no events at all.
-    let r = a.at("2.50").call(Method::GET, &format!("{path}/{rid}"), None).await;
+    let r = a
+        .at("2.50")
+        .call(Method::GET, &format!("{path}/{rid}"), None)
+        .await;
     assert!(r.body["instanceAction"].get("events").is_none());
 }
 
@@ -763,7 +823,13 @@ async fn a_server_names_its_group_from_2_71() {
     let id = id_of(&a.create("member", Some(&g)).await);
     app.compute.idle().await;
     assert_eq!(a.server(&id).await["server_groups"], json!([g]));
-    assert!(a.at("2.70").server(&id).await.get("server_groups").is_none());
+    assert!(
+        a.at("2.70")
+            .server(&id)
+            .await
+            .get("server_groups")
+            .is_none()
+    );
 }
 
 /// An active raw image in the image service, owned by the token's project.
@@ -773,8 +839,10 @@ async fn glance_image(app: &TestApp, token: &str, name: &str) -> String {
             Method::POST,
             "/image/v2/images",
             &[("x-auth-token", token)],
-            Some(json!({"name": name, "disk_format": "raw", "container_format": "bare",
-                        "min_ram": 64, "auto_disk_config": "True"})),
+            Some(
+                json!({"name": name, "disk_format": "raw", "container_format": "bare",
+                        "min_ram": 64, "auto_disk_config": "True"}),
+            ),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -821,9 +889,13 @@ async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
     assert_eq!(i["OS-DCF:diskConfig"], "AUTO");
     assert_eq!(i["metadata"]["auto_disk_config"], "True");
     assert_eq!(i["links"][2]["rel"], "alternate");
-    let r = a.call(Method::GET, &format!("/images/{queued}"), None).await;
+    let r = a
+        .call(Method::GET, &format!("/images/{queued}"), None)
+        .await;
     assert_eq!(r.body["image"]["status"], "SAVING");
-    let r = a.call(Method::GET, "/images/detail?status=ACTIVE", None).await;
+    let r = a
+        .call(Method::GET, "/images/detail?status=ACTIVE", None)
+        .await;
     let list = r.body["images"].as_array().expect("images");
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
@@ -833,7 +905,11 @@ async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
     // Metadata (up to 2.38): merge, replace, one key, delete.
     let m = format!("/images/{id}/metadata");
     let r = a
-        .call(Method::POST, &m, Some(json!({"metadata": {"os_distro": "cirros"}})))
+        .call(
+            Method::POST,
+            &m,
+            Some(json!({"metadata": {"os_distro": "cirros"}})),
+        )
         .await;
     assert_eq!(r.body["metadata"]["os_distro"], "cirros", "{}", r.text);
     assert_eq!(r.body["metadata"]["auto_disk_config"], "True");
@@ -842,11 +918,19 @@ async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
         .await;
     assert_eq!(r.body["metadata"], json!({"a": "1"}), "{}", r.text);
     let r = a
-        .call(Method::PUT, &format!("{m}/b"), Some(json!({"meta": {"b": "2"}})))
+        .call(
+            Method::PUT,
+            &format!("{m}/b"),
+            Some(json!({"meta": {"b": "2"}})),
+        )
         .await;
     assert_eq!(r.body, json!({"meta": {"b": "2"}}));
     let r = a
-        .call(Method::PUT, &format!("{m}/b"), Some(json!({"meta": {"c": "2"}})))
+        .call(
+            Method::PUT,
+            &format!("{m}/b"),
+            Some(json!({"meta": {"c": "2"}})),
+        )
         .await;
     assert_compute_fault(&r, 400, "badRequest");
     let r = a.call(Method::GET, &format!("{m}/b"), None).await;
@@ -930,12 +1014,19 @@ async fn availability_zones_follow_the_compute_service() {
     let demo = api(&app, app.demo().await);
     let a = api(&app, app.admin().await);
     let r = demo.call(Method::GET, "/os-availability-zone", None).await;
-    assert_eq!(r.body["availabilityZoneInfo"][0]["zoneState"]["available"], true);
-    let r = a.call(Method::GET, "/os-availability-zone/detail", None).await;
+    assert_eq!(
+        r.body["availabilityZoneInfo"][0]["zoneState"]["available"],
+        true
+    );
+    let r = a
+        .call(Method::GET, "/os-availability-zone/detail", None)
+        .await;
     let zones = r.body["availabilityZoneInfo"].as_array().expect("zones");
     assert_eq!(zones[0]["hosts"]["box"]["nova-scheduler"]["active"], true);
     assert_eq!(zones[1]["hosts"]["box"]["nova-compute"]["active"], true);
-    let r = a.call(Method::GET, "/os-services?binary=nova-compute", None).await;
+    let r = a
+        .call(Method::GET, "/os-services?binary=nova-compute", None)
+        .await;
     let cid = r.body["services"][0]["id"].as_str().expect("id").to_owned();
     let r = a
         .call(
@@ -946,8 +1037,13 @@ async fn availability_zones_follow_the_compute_service() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = demo.call(Method::GET, "/os-availability-zone", None).await;
-    assert_eq!(r.body["availabilityZoneInfo"][0]["zoneState"]["available"], false);
-    let r = a.call(Method::GET, "/os-availability-zone/detail", None).await;
+    assert_eq!(
+        r.body["availabilityZoneInfo"][0]["zoneState"]["available"],
+        false
+    );
+    let r = a
+        .call(Method::GET, "/os-availability-zone/detail", None)
+        .await;
     let zones = r.body["availabilityZoneInfo"].as_array().expect("zones");
     assert_eq!(zones[1]["zoneState"]["available"], false);
     assert_eq!(zones[1]["hosts"]["box"]["nova-compute"]["active"], false);

@@ -186,7 +186,13 @@ impl Compute {
             .store
             .write(move |tx| {
                 sql::ensure_services(tx)?;
-                sql::update_service(tx, &b, disabled, reason.as_ref().map(|r| r.as_deref()), forced_down)?;
+                sql::update_service(
+                    tx,
+                    &b,
+                    disabled,
+                    reason.as_ref().map(|r| r.as_deref()),
+                    forced_down,
+                )?;
                 Ok(sql::list_services(tx)?.into_iter().find(|s| s.binary == b))
             })
             .await?

@@ -308,7 +308,13 @@ mod tests {
             add_member(tx, "g1", "s1")?;
             ensure_services(tx)?;
             ensure_services(tx)?;
-            update_service(tx, "nova-compute", Some(true), Some(Some("maintenance")), None)?;
+            update_service(
+                tx,
+                "nova-compute",
+                Some(true),
+                Some(Some("maintenance")),
+                None,
+            )?;
             Ok(())
         })
         .expect("write");

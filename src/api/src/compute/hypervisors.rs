@@ -136,8 +136,7 @@ async fn listing(
         (None, None)
     };
     let with = ver.at_least(53)
-        && q
-            .get("with_servers")
+        && q.get("with_servers")
             .is_some_and(|w| v::query_bool(w).unwrap_or(false));
     let pattern = if ver.at_least(53) {
         q.get("hypervisor_hostname_pattern")
@@ -294,8 +293,7 @@ pub async fn show(
     let h = by_id(&s, &c, ver, &id, SHOW).await?;
     let mut o = detail(ver, &h);
     if ver.at_least(53)
-        && q
-            .get("with_servers")
+        && q.get("with_servers")
             .is_some_and(|w| v::query_bool(w).unwrap_or(false))
     {
         with_servers(ver, &mut o, &h);
@@ -365,7 +363,9 @@ async fn search_pattern(
     }
     let h = s.compute.hypervisor(c, rule).await?;
     if !h.host.contains(pattern) {
-        return Err(Fault::not_found("No hypervisor matching '".to_owned() + pattern + "' could be found."));
+        return Err(Fault::not_found(
+            "No hypervisor matching '".to_owned() + pattern + "' could be found.",
+        ));
     }
     Ok(h)
 }
@@ -376,7 +376,14 @@ pub async fn search(
     ver: ApiVersion,
     Path(pattern): Path<String>,
 ) -> Result<Json<Value>, Fault> {
-    let h = search_pattern(&s, &c, ver, &pattern, "os_compute_api:os-hypervisors:search").await?;
+    let h = search_pattern(
+        &s,
+        &c,
+        ver,
+        &pattern,
+        "os_compute_api:os-hypervisors:search",
+    )
+    .await?;
     Ok(Json(json!({"hypervisors": [brief(ver, &h)]})))
 }
 
@@ -386,7 +393,14 @@ pub async fn servers_of(
     ver: ApiVersion,
     Path(pattern): Path<String>,
 ) -> Result<Json<Value>, Fault> {
-    let h = search_pattern(&s, &c, ver, &pattern, "os_compute_api:os-hypervisors:servers").await?;
+    let h = search_pattern(
+        &s,
+        &c,
+        ver,
+        &pattern,
+        "os_compute_api:os-hypervisors:servers",
+    )
+    .await?;
     let mut o = brief(ver, &h);
     with_servers(ver, &mut o, &h);
     Ok(Json(json!({"hypervisors": [o]})))

@@ -23,11 +23,19 @@ fn gone() -> Fault {
 }
 
 fn proxy_allowed(ver: ApiVersion) -> Result<(), Fault> {
-    if ver.at_least(36) { Err(gone()) } else { Ok(()) }
+    if ver.at_least(36) {
+        Err(gone())
+    } else {
+        Ok(())
+    }
 }
 
 fn metadata_allowed(ver: ApiVersion) -> Result<(), Fault> {
-    if ver.at_least(39) { Err(gone()) } else { Ok(()) }
+    if ver.at_least(39) {
+        Err(gone())
+    } else {
+        Ok(())
+    }
 }
 
 /// The image service's refusals in Nova's words.
@@ -104,9 +112,10 @@ async fn listing(
     }
     let (limit, marker) = v::paging(q)?;
     if let Some(m) = marker {
-        lq.marker = Some(image_id(&m).map_err(|_| {
-            Fault::bad_request(format!("Marker {m} could not be found."))
-        })?);
+        lq.marker = Some(
+            image_id(&m)
+                .map_err(|_| Fault::bad_request(format!("Marker {m} could not be found.")))?,
+        );
     }
     let max = s.compute.config().max_limit;
     let limit = limit.map(|l| l.min(max));
@@ -124,7 +133,14 @@ async fn listing(
     Ok((images, limit))
 }
 
-fn page(l: &Links, path: &str, q: &QueryPairs, items: Vec<Value>, images: &[Image], limit: Option<usize>) -> Value {
+fn page(
+    l: &Links,
+    path: &str,
+    q: &QueryPairs,
+    items: Vec<Value>,
+    images: &[Image],
+    limit: Option<usize>,
+) -> Value {
     let mut body = json!({"images": items});
     if let (Some(lim), Some(last)) = (limit, images.last())
         && lim > 0

@@ -99,9 +99,13 @@ pub fn parse_create(ver: ApiVersion, body: &Value) -> Result<NewGroup, Fault> {
     } else {
         v::only("server_group", g, &["name", "policies"])?;
         let p = v::required_in("server_group", g, o, "policies")?;
-        let list = p
-            .as_array()
-            .ok_or_else(|| v::invalid("policies", p, &format!("{} is not of type 'array'", v::py_repr(p))))?;
+        let list = p.as_array().ok_or_else(|| {
+            v::invalid(
+                "policies",
+                p,
+                &format!("{} is not of type 'array'", v::py_repr(p)),
+            )
+        })?;
         if list.len() != 1 {
             let why = if list.is_empty() {
                 format!("{} is too short", v::py_repr(p))

@@ -94,7 +94,9 @@ fn server_usage(s: &Server, p: &Period) -> (f64, Value) {
     let to = s.terminated_at.map_or(p.end, |t| t.min(p.end));
     let hours = ((to - from).num_milliseconds().max(0) as f64) / 3_600_000.0;
     let now = Utc::now();
-    let uptime = (s.terminated_at.unwrap_or(now) - launched).num_seconds().max(0);
+    let uptime = (s.terminated_at.unwrap_or(now) - launched)
+        .num_seconds()
+        .max(0);
     let state = if s.deleted {
         "terminated"
     } else {
