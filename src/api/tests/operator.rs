@@ -521,6 +521,13 @@ async fn a_disabled_compute_service_takes_no_new_servers() {
     let s = demo.server(&id).await;
     assert_eq!(s["status"], "ERROR");
     assert_eq!(s["fault"]["message"], "No valid host was found. ");
+    // It holds nothing on the hypervisor.
+    let r = a
+        .at("2.87")
+        .call(Method::GET, "/os-hypervisors/detail", None)
+        .await;
+    assert_eq!(r.body["hypervisors"][0]["running_vms"], 0, "{}", r.text);
+    assert_eq!(r.body["hypervisors"][0]["vcpus_used"], 0);
     // Enabled again (the old action-style API), servers build.
     let old = a.at("2.52");
     let r = old

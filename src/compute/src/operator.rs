@@ -139,8 +139,10 @@ impl Compute {
             servers: Vec::new(),
         };
         for s in servers.iter().filter(|s| s.host == self.cfg.host) {
-            // An offloaded shelved server holds nothing on the host.
-            if s.vm_state == model::compute::VmState::ShelvedOffloaded {
+            // An offloaded shelved server holds nothing on the host, nor does one that failed
+            // before it ever ran (no valid host, a failed build).
+            let never_ran = s.vm_state == model::compute::VmState::Error && s.launched_at.is_none();
+            if s.vm_state == model::compute::VmState::ShelvedOffloaded || never_ran {
                 continue;
             }
             h.vcpus_used += u64::from(s.flavor.vcpus);
