@@ -211,6 +211,10 @@ async fn server_group_requests_are_checked_and_quotas_hold() {
         )
         .await;
     assert_compute_fault(&r, 400, "badRequest");
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Only anti-affinity policy supports rules."
+    );
     let r = a
         .call(
             Method::POST,
@@ -331,7 +335,13 @@ async fn server_group_requests_are_checked_and_quotas_hold() {
         .call(Method::GET, &format!("/os-server-groups/{g2}"), None)
         .await;
     assert_compute_fault(&r, 404, "itemNotFound");
-    // An unknown group in a hint is refused.
+    // A group hint that is no UUID, and an unknown group, are refused.
+    let r = a.create("bad", Some("not-a-uuid")).await;
+    assert_compute_fault(&r, 400, "badRequest");
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Invalid input for field/attribute group. Value: not-a-uuid. 'not-a-uuid' is not valid under any of the given schemas"
+    );
     let r = a
         .create("lost", Some("9a4b6a24-8f2a-4a4f-9d52-7f1e8a0c1b11"))
         .await;
@@ -577,6 +587,10 @@ async fn a_disabled_compute_service_takes_no_new_servers() {
         )
         .await;
     assert_compute_fault(&r, 404, "itemNotFound");
+    assert_eq!(
+        r.body["itemNotFound"]["message"],
+        "Host 'elsewhere' is not mapped to any cell"
+    );
     let r = a
         .call(
             Method::PUT,
@@ -682,6 +696,13 @@ async fn usage_counts_hours_of_live_and_deleted_servers() {
         )
         .await;
     assert_compute_fault(&r, 400, "badRequest");
+    let r = a
+        .call(Method::GET, "/os-simple-tenant-usage?start=yesterday", None)
+        .await;
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        "Invalid datetime string: Datetime is in invalid format"
+    );
 }
 
 #[tokio::test]

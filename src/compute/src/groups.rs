@@ -49,6 +49,11 @@ pub(crate) fn join(
     group: &str,
     servers: &[String],
 ) -> store::Result<()> {
+    if uuid::Uuid::parse_str(group).is_err() {
+        return Err(crate::abort(Error::BadRequest(format!(
+            "Invalid input for field/attribute group. Value: {group}. '{group}' is not valid under any of the given schemas"
+        ))));
+    }
     let Some(g) = sql::get_group(tx, group)? else {
         return Err(crate::abort(Error::BadRequest(format!(
             "Instance group {group} could not be found."

@@ -146,7 +146,7 @@ async fn listing(
     if let Some(p) = pattern {
         if marker.is_some() || limit.is_some() {
             return Err(Fault::bad_request(
-                "Paging over hypervisors with the hypervisor_hostname_pattern query parameter is not supported.",
+                "The server could not comply with the request since it is either malformed or otherwise incorrect.",
             ));
         }
         if !h.host.contains(p) {

@@ -80,7 +80,7 @@ pub fn parse_create(ver: ApiVersion, body: &Value) -> Result<NewGroup, Fault> {
             if let Some(m) = r.get("max_server_per_host") {
                 if policy != "anti-affinity" {
                     return Err(Fault::bad_request(
-                        "Only anti-affinity policy supports 'max_server_per_host' rule.",
+                        "Only anti-affinity policy supports rules.",
                     ));
                 }
                 max = Some(v::integer(

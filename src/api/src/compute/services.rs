@@ -82,8 +82,15 @@ pub async fn update(
     let root = v::root(&body)?;
     let host = v::string("host", v::required(root, "host")?, 1, 255)?;
     let binary = v::string("binary", v::required(root, "binary")?, 1, 255)?;
-    let known = store::operator::SERVICES.contains(&binary.as_str());
-    if host != s.compute.config().host || !known {
+    if action == "disable-log-reason" && !root.contains_key("disabled_reason") {
+        return Err(Fault::bad_request("Missing disabled reason field"));
+    }
+    if host != s.compute.config().host {
+        return Err(Fault::not_found(format!(
+            "Host '{host}' is not mapped to any cell"
+        )));
+    }
+    if !store::operator::SERVICES.contains(&binary.as_str()) {
         return Err(Fault::not_found(format!(
             "Service {binary} on host {host} could not be found."
         )));

@@ -30,9 +30,9 @@ fn parse_when(s: &str) -> Result<DateTime<Utc>, Fault> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    Err(Fault::bad_request(format!(
-        "Invalid input for query parameters. Invalid date format {s}"
-    )))
+    Err(Fault::bad_request(
+        "Invalid datetime string: Datetime is in invalid format",
+    ))
 }
 
 struct Period {
