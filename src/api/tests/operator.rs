@@ -538,6 +538,11 @@ async fn a_disabled_compute_service_takes_no_new_servers() {
         .await;
     assert_eq!(r.body["hypervisors"][0]["running_vms"], 0, "{}", r.text);
     assert_eq!(r.body["hypervisors"][0]["vcpus_used"], 0);
+    // The backend never held it: it has no diagnostics.
+    let r = a
+        .call(Method::GET, &format!("/servers/{id}/diagnostics"), None)
+        .await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
     // Enabled again (the old action-style API), servers build.
     let old = a.at("2.52");
     let r = old
