@@ -65,6 +65,12 @@ candidate_version() {
     apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2 }'
 }
 
+# A machine whose package lists were never fetched knows no package: fetch them once (root).
+if [ -z "$(candidate_version busybox-static)" ] && [ "$(id -u)" = 0 ]; then
+    note "fetching the package lists (apt-get update)"
+    apt-get update -qq || true
+fi
+
 # The Debian package name a committed input of payload $1 has under role $2 (e.g. the kernel
 # package's name changes with its ABI); with --refresh, or when nothing is committed, $3.
 input_name() {
@@ -107,7 +113,9 @@ fetch_deb() {
     fi
     deb=$(find_deb "$pkg" "$ver")
     if [ -z "$deb" ]; then
-        (cd "$DEBS" && apt-get download -q "$pkg=$ver" >/dev/null 2>"$DEBS/.download.log") || {
+        (cd "$DEBS" && apt-get download -q "$pkg=$ver" >/dev/null 2>"$DEBS/.download.log") ||
+            { [ "$(id -u)" = 0 ] && apt-get update -qq &&
+                (cd "$DEBS" && apt-get download -q "$pkg=$ver" >/dev/null 2>"$DEBS/.download.log"); } || {
             cat "$DEBS/.download.log" >&2
             die "$pkg $ver could not be downloaded; if the archive no longer has it, run with --refresh (the provenance changes)"
         }

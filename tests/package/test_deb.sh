@@ -93,7 +93,12 @@ echo "package: $deb"
 echo "== contents"
 dpkg-deb -c "$deb" | awk '{print $NF}' > "$tmp/contents"
 for f in ./usr/bin/onebox ./usr/lib/systemd/system/onebox.service ./etc/onebox/onebox.toml \
-    ./usr/share/onebox/firmware/README.md ./usr/share/bash-completion/completions/onebox \
+    ./usr/share/onebox/firmware/README.md ./usr/share/onebox/firmware/SHA256SUMS \
+    ./usr/share/onebox/firmware/onebox-tiny.vmlinux ./usr/share/onebox/firmware/onebox-tiny.initrd \
+    ./usr/share/onebox/firmware/onebox-tiny.qcow2 ./usr/share/onebox/firmware/onebox-rootfs.tar \
+    ./usr/share/onebox/firmware/provenance/onebox-tiny.txt \
+    ./usr/share/onebox/firmware/provenance/onebox-rootfs.txt \
+    ./usr/share/bash-completion/completions/onebox \
     ./usr/share/zsh/vendor-completions/_onebox ./usr/share/fish/vendor_completions.d/onebox.fish \
     ./usr/share/man/man1/onebox.1.gz ./usr/share/man/man1/onebox-status.1.gz \
     ./usr/share/doc/onebox/copyright; do
