@@ -128,7 +128,11 @@ fn read_sums(dir: &Path) -> Result<BTreeMap<String, String>> {
             ok.then(|| (name.to_owned(), hex.to_ascii_lowercase()))
         });
         let Some((name, hex)) = parsed else {
-            bail!("{}: line {} is not `<sha256>  <file>`", path.display(), n + 1);
+            bail!(
+                "{}: line {} is not `<sha256>  <file>`",
+                path.display(),
+                n + 1
+            );
         };
         sums.insert(name, hex);
     }
@@ -407,14 +411,20 @@ mod tests {
         for p in PAYLOADS {
             let path = dir.join(p.file);
             if path.exists() {
-                sums.push_str(&format!("{}  {}\n", sha256_file(&path).expect("sha"), p.file));
+                sums.push_str(&format!(
+                    "{}  {}\n",
+                    sha256_file(&path).expect("sha"),
+                    p.file
+                ));
             }
         }
         std::fs::write(dir.join(SUMS), sums).expect("sums");
     }
 
     fn by_name<'a>(all: &'a [Image], name: &str) -> Vec<&'a Image> {
-        all.iter().filter(|i| i.name.as_deref() == Some(name)).collect()
+        all.iter()
+            .filter(|i| i.name.as_deref() == Some(name))
+            .collect()
     }
 
     async fn all(images: &Images, project: &ProjectId) -> Vec<Image> {
@@ -444,7 +454,12 @@ mod tests {
         let names: Vec<&str> = first.imported.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["onebox-tiny-kernel", "onebox-tiny-ramdisk", "onebox-tiny", "onebox-rootfs"]
+            [
+                "onebox-tiny-kernel",
+                "onebox-tiny-ramdisk",
+                "onebox-tiny",
+                "onebox-rootfs"
+            ]
         );
         let listed = all(&imgs, &admin).await;
         assert_eq!(listed.len(), 4);
@@ -503,7 +518,10 @@ mod tests {
         let admin = ProjectId::new("admin-project");
         let err = import(&fw, &imgs, &admin).await.expect_err("refused");
         let msg = format!("{err:#}");
-        assert!(msg.contains("onebox-tiny.initrd") && msg.contains("does not match"), "{msg}");
+        assert!(
+            msg.contains("onebox-tiny.initrd") && msg.contains("does not match"),
+            "{msg}"
+        );
         // Nothing at all was imported, not even the files that matched.
         assert!(all(&imgs, &admin).await.is_empty());
 
