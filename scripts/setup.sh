@@ -4,7 +4,7 @@
 # checks, Rust, and Python's venv for the client tests. Safe to run again; a ready machine
 # runs no apt at all.
 # Sourced by run.sh, test.sh and package.sh (from the repository's root), so it leaves cargo on
-# PATH. Builds the firmware payloads (firmware/build) when they are missing.
+# PATH. Builds the firmware payloads (firmware/build) when they are missing or out of date.
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
@@ -35,14 +35,13 @@ if ! command -v cargo >/dev/null 2>&1; then
         | sh -s -- -y --profile minimal -c rustfmt,clippy
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
-# The payloads onebox ships and `onebox init` imports (firmware/README.md), when missing.
-if [ ! -f firmware/build/SHA256SUMS ] || [ ! -f firmware/build/onebox-tiny.vmlinux ] ||
-    [ ! -f firmware/build/onebox-rootfs.tar ]; then
-    # ONEBOX_FIRMWARE_REFRESH=1 builds from the archive's current packages when the pinned
-    # ones are gone from it (the recipes then rewrite firmware/provenance/: commit it).
-    echo "setup: building the firmware payloads into firmware/build"
-    fw_args=()
-    [ "${ONEBOX_FIRMWARE_REFRESH:-0}" = 1 ] && fw_args+=(--refresh)
-    firmware/build-guest.sh "${fw_args[@]}" && firmware/build-rootfs.sh "${fw_args[@]}" ||
-        echo "setup: the firmware payloads were not built (above: why); onebox init will import none"
-fi
+# The payloads onebox ships and `onebox init` imports (firmware/README.md): built when missing
+# or when the committed provenance changed; otherwise the recipes only check them (~1 s).
+# ONEBOX_FIRMWARE_REFRESH=1 builds from the archive's current packages when the pinned ones
+# are gone from it (the recipes then rewrite firmware/provenance/: commit it).
+fw_args=()
+[ "${ONEBOX_FIRMWARE_REFRESH:-0}" = 1 ] && fw_args+=(--refresh)
+{ firmware/build-guest.sh "${fw_args[@]}" && firmware/build-rootfs.sh "${fw_args[@]}"; } 2>&1 |
+    sed 's/^/setup: /' >&2 || true
+[ -f firmware/build/onebox-tiny.vmlinux ] && [ -f firmware/build/onebox-rootfs.tar ] ||
+    echo "setup: the firmware payloads were not built (above: why); onebox init will import none" >&2
