@@ -139,8 +139,9 @@ while [ $i -lt 15 ]; do
         source="config-drive:$dev"
         break
     fi
-    # Give late block devices (a CD-ROM's probe) a moment; stop early when there are none.
-    ls /sys/class/block 2>/dev/null | grep -q . || break
+    # A CD-ROM shows up a little after its driver loads: wait up to 3 s for one that has
+    # appeared, and 1 s for one to appear at all.
+    ls /sys/class/block 2>/dev/null | grep -q '^sr' || [ $i -lt 5 ] || break
     i=$((i + 1))
     sleep 0.2
 done
