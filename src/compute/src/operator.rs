@@ -33,8 +33,13 @@ pub struct Hypervisor {
     pub servers: Vec<(String, String)>,
 }
 
-/// The services of the box, creating their rows on first use.
+/// The services of the box, creating their rows on first use (the only time a read of them
+/// writes).
 async fn service_rows(c: &Compute) -> Result<Vec<ServiceRow>> {
+    let rows = c.store.read(sql::list_services).await?;
+    if rows.len() == sql::SERVICES.len() {
+        return Ok(rows);
+    }
     Ok(c.store
         .write(|tx| {
             sql::ensure_services(tx)?;
