@@ -42,6 +42,15 @@ pub struct ComputeSection {
     /// What start-up does with backend instances the database does not know: `report`
     /// (log them) or `destroy`.
     pub orphans: OrphanSetting,
+    /// Seconds after which a resize awaiting confirmation is confirmed automatically; 0
+    /// never (Nova's `resize_confirm_window`).
+    pub resize_confirm_window_secs: u64,
+    /// Seconds a shelved server keeps its backend instance before it is offloaded; 0 at
+    /// once, -1 never (Nova's `shelved_offload_time`).
+    pub shelved_offload_time: i64,
+    /// With a value above 0, deleting a server only soft-deletes it: it can be restored
+    /// until it is reclaimed this many seconds later (Nova's `reclaim_instance_interval`).
+    pub reclaim_instance_interval: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -56,6 +65,9 @@ impl Default for ComputeSection {
         Self {
             power_sync_interval_secs: 5,
             orphans: OrphanSetting::Report,
+            resize_confirm_window_secs: 0,
+            shelved_offload_time: 0,
+            reclaim_instance_interval: 0,
         }
     }
 }
