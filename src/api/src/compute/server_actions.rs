@@ -393,6 +393,17 @@ async fn rebuild(
     };
     let mut body = views::server(l, super::servers::view(ver, c, kind), &server);
     body["adminPass"] = json!(admin_pass);
+    // Nova's rebuild answer names the key from 2.54 and the user data from 2.57 (in place of
+    // the extended attribute).
+    if ver.at_least(54) {
+        body["key_name"] = json!(server.key_name);
+    }
+    if ver.at_least(57) {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("OS-EXT-SRV-ATTR:user_data");
+        }
+        body["user_data"] = json!(server.user_data);
+    }
     Ok((StatusCode::ACCEPTED, Json(json!({ "server": body }))).into_response())
 }
 
