@@ -230,5 +230,37 @@ mod tests {
         // lets it write.
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8774)));
         assert_eq!(c.data_dir, Path::new("/var/lib/onebox"));
+        // Every commented [compute] key, uncommented, is a key the parser knows, and its
+        // documented value is the default.
+        let compute: String = text
+            .split("[compute]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("[compute] section")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(compute.contains("resize_confirm_window_secs"), "{compute}");
+        let uncommented: Config =
+            toml::from_str(&format!("[compute]\n{compute}")).expect("[compute] keys");
+        let d = ComputeSection::default();
+        assert_eq!(
+            uncommented.compute.resize_confirm_window_secs,
+            d.resize_confirm_window_secs
+        );
+        assert_eq!(
+            uncommented.compute.shelved_offload_time,
+            d.shelved_offload_time
+        );
+        assert_eq!(
+            uncommented.compute.reclaim_instance_interval,
+            d.reclaim_instance_interval
+        );
+        assert_eq!(
+            uncommented.compute.power_sync_interval_secs,
+            d.power_sync_interval_secs
+        );
     }
 }
