@@ -844,7 +844,11 @@ async fn action_requests_of_novas_samples_are_accepted() {
             "SHELVED_OFFLOADED",
             false,
         ),
-        ("os-shelve/v2.77/os-unshelve-az.json", "SHELVED", false),
+        (
+            "os-shelve/v2.77/os-unshelve-az.json",
+            "SHELVED_OFFLOADED",
+            false,
+        ),
         ("os-shelve/v2.91/os-shelve.json", "ACTIVE", false),
         ("os-shelve/v2.91/os-unshelve.json", "SHELVED", false),
         (
@@ -854,7 +858,7 @@ async fn action_requests_of_novas_samples_are_accepted() {
         ),
         (
             "os-shelve/v2.91/os-unshelve-unpin-az.json",
-            "SHELVED",
+            "SHELVED_OFFLOADED",
             false,
         ),
         (

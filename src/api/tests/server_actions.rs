@@ -579,6 +579,14 @@ async fn shelved_servers_wait_for_the_offload_time() {
     // Unshelving a shelved (not offloaded) server powers it on again.
     let id2 = a.create("wait2").await;
     a.act_ok(&id2, json!({"shelve": null}), 202).await;
+    // A zone is for offloaded servers only.
+    assert_compute_fault(
+        &a.at("2.77")
+            .act(&id2, json!({"unshelve": {"availability_zone": "nova"}}))
+            .await,
+        409,
+        "conflictingRequest",
+    );
     a.act_ok(&id2, json!({"unshelve": null}), 202).await;
     assert_eq!(a.status(&id2).await, "ACTIVE");
     // shelveOffload does it now.

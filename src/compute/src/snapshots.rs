@@ -548,19 +548,29 @@ impl Compute {
     }
 
     /// Unshelves a server: powered on again if its backend instance is still there, else
-    /// spawned from its shelved image, which is then deleted. `availability_zone` (2.77) and
-    /// `host` (2.91, admin) may only name this box.
+    /// spawned from its shelved image, which is then deleted. `availability_zone` (2.77;
+    /// `Some(None)` unpins, 2.91) and `host` (2.91, admin) are for offloaded servers only and
+    /// may only name this box.
     pub async fn unshelve(
         &self,
         ctx: &Context,
         id: &str,
-        availability_zone: Option<String>,
+        availability_zone: Option<Option<String>>,
         host: Option<String>,
         request_id: &str,
     ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, Action::Unshelve)?;
-        if let Some(az) = &availability_zone
+        if (availability_zone.is_some() || host.is_some())
+            && s.vm_state != VmState::ShelvedOffloaded
+        {
+            return Err(Error::Conflict(format!(
+                "Specifying an availability zone or a host when unshelving server {} with status {} is not supported. The server status must be SHELVED_OFFLOADED.",
+                s.id,
+                s.status()
+            )));
+        }
+        if let Some(Some(az)) = &availability_zone
             && *az != self.cfg.availability_zone
         {
             return Err(Error::BadRequest(
@@ -573,12 +583,6 @@ impl Compute {
                     "Policy doesn't allow os_compute_api:os-shelve:unshelve_to_host to be performed."
                         .into(),
                 ));
-            }
-            if s.vm_state != VmState::ShelvedOffloaded {
-                return Err(Error::Conflict(format!(
-                    "The unshelve action failed: the server {} must be SHELVED_OFFLOADED to choose a host.",
-                    s.id
-                )));
             }
             if *h != self.cfg.host {
                 return Err(Error::BadRequest(format!(

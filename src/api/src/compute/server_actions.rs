@@ -262,7 +262,9 @@ fn image_created(ver: ApiVersion, l: &Links, image: &str) -> Response {
 
 /// unshelve's body: null, or from 2.77 `{"availability_zone": …}` and from 2.91 also
 /// `host` (an availability zone of null unpins, which changes nothing on one box).
-fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<(Option<String>, Option<String>), Fault> {
+type UnshelveArgs = (Option<Option<String>>, Option<String>);
+
+fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<UnshelveArgs, Fault> {
     if arg.is_null() {
         return Ok((None, None));
     }
@@ -286,7 +288,10 @@ fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<(Option<String>, Option
             "None is not of type 'string'",
         ));
     }
-    let az = v::opt_string("availability_zone", o.get("availability_zone"), 1, 255)?;
+    let az = match o.get("availability_zone") {
+        None => None,
+        Some(z) => Some(v::opt_string("availability_zone", Some(z), 1, 255)?),
+    };
     let host = v::opt_string("host", o.get("host"), 1, 255)?;
     Ok((az, host))
 }
