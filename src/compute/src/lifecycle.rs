@@ -542,7 +542,7 @@ impl Compute {
 
     /// Undoes what a resize request holds (the larger flavor's resources, the system
     /// metadata) when it fails or is reverted.
-    async fn drop_resize_state(&self, id: &ServerId, keep: &Flavor) {
+    pub(crate) async fn drop_resize_state(&self, id: &ServerId, keep: &Flavor) {
         let (id2, vcpus, ram) = (id.clone(), keep.vcpus, keep.ram_mb);
         if let Err(e) = self
             .store

@@ -113,6 +113,10 @@ impl Compute {
                     report.tasks_rolled_back += 1;
                 }
                 (vm, task) => {
+                    if task == Some(TaskState::ResizePrep) {
+                        // Nothing moved yet: release what the resize request held.
+                        self.drop_resize_state(&id, &s.flavor).await;
+                    }
                     let id2 = id.clone();
                     self.store
                         .write(move |tx| sql::transition(tx, &id2, task, vm, None, None))
