@@ -113,7 +113,8 @@ pub trait ImageCatalog: Send + Sync {
     }
 
     /// Where a driver writes a snapshot before it is uploaded (on the same file system as
-    /// the image store when there is one).
+    /// the image store when there is one). Scratch files are named `.tmp-snapshot-…`, which
+    /// the image store removes at start if a crash left one behind.
     fn scratch_dir(&self) -> PathBuf {
         std::env::temp_dir()
     }

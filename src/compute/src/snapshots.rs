@@ -192,9 +192,10 @@ impl Compute {
     }
 
     fn scratch_file(&self, id: &ServerId) -> PathBuf {
-        self.images
-            .scratch_dir()
-            .join(format!(".snapshot-{id}-{}", uuid::Uuid::new_v4().simple()))
+        self.images.scratch_dir().join(format!(
+            ".tmp-snapshot-{id}-{}",
+            uuid::Uuid::new_v4().simple()
+        ))
     }
 
     /// Writes the server's disk to a scratch file and uploads it into `image_id`, moving the
