@@ -8,10 +8,12 @@
 
 pub mod actions;
 pub mod flavors;
+pub mod groups;
 pub mod images;
 pub mod keypairs;
 mod lifecycle;
 mod network;
+pub mod operator;
 pub mod quotas;
 pub mod reconcile;
 pub mod servers;

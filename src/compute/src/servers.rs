@@ -424,6 +424,10 @@ impl Compute {
                     let action = sql::start_action(tx, &id, &request_id, "create", &project, &user)?;
                     made.push((s, action));
                 }
+                if let Some(group) = req.scheduler_hints.get("group").and_then(|g| g.first()) {
+                    let ids: Vec<String> = made.iter().map(|(s, _)| s.id.to_string()).collect();
+                    crate::groups::join(tx, &project, group, &ids)?;
+                }
                 Ok(made)
             })
             .await?;

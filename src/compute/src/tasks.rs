@@ -204,6 +204,10 @@ impl Compute {
     async fn build(&self, server: Server, action: i64) {
         use TaskState as T;
         let id = server.id.clone();
+        if let Err(reason) = self.schedule(&id).await {
+            self.no_valid_host(&id, action, &reason).await;
+            return;
+        }
         let event = self
             .event(action, "compute__do_build_and_run_instance")
             .await;

@@ -321,7 +321,7 @@ pub fn usage(c: &Connection, p: &ProjectId) -> Result<Usage> {
         cores,
         ram,
         key_pairs: 0,
-        server_groups: 0,
+        server_groups: crate::operator::count_groups(c, p)?,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod compute;
 pub mod identity;
 pub mod image;
 mod migrations;
+pub mod operator;
 pub mod stats;
 
 use std::path::{Path, PathBuf};

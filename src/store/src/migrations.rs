@@ -257,6 +257,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (server_id, key)
     );
     CREATE INDEX server_system_metadata_key ON server_system_metadata (key);",
+    // Server groups and the services of the box. Group members are not foreign keys to
+    // servers: a deleted server's row stays, and readers skip members whose server is gone.
+    "CREATE TABLE server_groups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        project_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        max_server_per_host INTEGER,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX server_groups_project ON server_groups (project_id, created_at);
+    CREATE TABLE server_group_members (
+        group_id TEXT NOT NULL REFERENCES server_groups(id) ON DELETE CASCADE,
+        server_id TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (group_id, server_id)
+    );
+    CREATE INDEX server_group_members_server ON server_group_members (server_id);
+    CREATE TABLE compute_services (
+        binary TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        id TEXT NOT NULL UNIQUE,
+        node_id TEXT NOT NULL UNIQUE,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        disabled_reason TEXT,
+        forced_down INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build of onebox writes.

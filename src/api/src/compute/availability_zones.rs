@@ -1,24 +1,31 @@
-//! `/os-availability-zone`: the box is one zone, holding its one compute host.
+//! `/os-availability-zone`: the box is one zone, holding its one compute host. The zone is
+//! available while its compute service is enabled, as Nova lists a zone whose every compute
+//! service is disabled among the unavailable ones.
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::views::naive_time;
 use crate::extract::Caller;
 use crate::{AppState, Fault};
 
-pub async fn list(State(s): State<AppState>, Caller(_): Caller) -> Json<Value> {
+pub async fn list(State(s): State<AppState>, Caller(_): Caller) -> Result<Json<Value>, Fault> {
     let zone = &s.compute.config().availability_zone;
-    Json(json!({"availabilityZoneInfo": [{
+    let services = s.compute.service_states().await?;
+    let available = services
+        .iter()
+        .any(|r| r.binary == "nova-compute" && !r.disabled);
+    Ok(Json(json!({"availabilityZoneInfo": [{
         "zoneName": zone,
-        "zoneState": {"available": true},
+        "zoneState": {"available": available},
         "hosts": null,
-    }]}))
+    }]})))
 }
 
 /// With the services of each zone (admin): the API-side services in `internal`, the compute
-/// service of the box in its zone, as Nova lists them.
+/// service of the box in its zone, as Nova lists them. `active` is a service's enabled flag
+/// and `available` whether it is up.
 pub async fn detail(State(s): State<AppState>, Caller(c): Caller) -> Result<Json<Value>, Fault> {
     if !c.is_admin() {
         return Err(Fault::forbidden(
@@ -27,22 +34,29 @@ pub async fn detail(State(s): State<AppState>, Caller(c): Caller) -> Result<Json
     }
     let cfg = s.compute.config();
     let now = naive_time(chrono::Utc::now());
-    let svc = json!({"active": true, "available": true, "updated_at": now});
+    let services = s.compute.service_states().await?;
+    let mut internal = Map::new();
+    let mut compute = Map::new();
+    let mut zone_available = false;
+    for r in &services {
+        let entry = json!({"active": !r.disabled, "available": !r.forced_down, "updated_at": now});
+        if r.binary == "nova-compute" {
+            zone_available |= !r.disabled;
+            compute.insert(r.binary.clone(), entry);
+        } else {
+            internal.insert(r.binary.clone(), entry);
+        }
+    }
     Ok(Json(json!({"availabilityZoneInfo": [
         {
             "zoneName": "internal",
             "zoneState": {"available": true},
-            "hosts": {
-                cfg.host.clone(): {
-                    "nova-conductor": svc.clone(),
-                    "nova-scheduler": svc.clone(),
-                }
-            },
+            "hosts": { cfg.host.clone(): internal },
         },
         {
             "zoneName": cfg.availability_zone,
-            "zoneState": {"available": true},
-            "hosts": { cfg.host.clone(): { "nova-compute": svc } },
+            "zoneState": {"available": zone_available},
+            "hosts": { cfg.host.clone(): compute },
         },
     ]})))
 }

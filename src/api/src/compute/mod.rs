@@ -15,12 +15,20 @@
 //! (400/406), the project id in the URL (400 when it is not the token's), then the route table
 //! of [`api_routes`] (404 for what does not exist at the requested version).
 
+mod aggregates;
 mod availability_zones;
+mod diagnostics;
 mod flavors;
+mod hypervisors;
+mod images;
 mod keypairs;
+mod migrations;
 mod quotas;
 mod server_actions;
+mod server_groups;
 mod servers;
+mod services;
+mod usage;
 pub mod validate;
 mod versions;
 pub mod views;
@@ -212,6 +220,48 @@ fn api_routes(state: AppState) -> Router {
         .route(
             "/os-availability-zone/detail",
             get(availability_zones::detail),
+        )
+        .route(
+            "/os-server-groups",
+            get(server_groups::list).post(server_groups::create),
+        )
+        .route(
+            "/os-server-groups/{id}",
+            get(server_groups::show).delete(server_groups::delete),
+        )
+        .route("/os-hypervisors", get(hypervisors::list))
+        .route("/os-hypervisors/detail", get(hypervisors::detail_list))
+        .route("/os-hypervisors/statistics", get(hypervisors::statistics))
+        .route("/os-hypervisors/{id}", get(hypervisors::show))
+        .route("/os-hypervisors/{id}/uptime", get(hypervisors::uptime))
+        .route("/os-hypervisors/{id}/search", get(hypervisors::search))
+        .route("/os-hypervisors/{id}/servers", get(hypervisors::servers_of))
+        .route("/os-services", get(services::list))
+        .route("/os-services/{id}", axum::routing::put(services::update))
+        .route("/os-simple-tenant-usage", get(usage::list))
+        .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
+        .route("/os-aggregates", get(aggregates::list))
+        .route("/os-migrations", get(migrations::list))
+        .route("/servers/{id}/diagnostics", get(diagnostics::show))
+        .route("/servers/{id}/migrations", get(migrations::server_list))
+        .route(
+            "/servers/{id}/migrations/{migration}",
+            get(migrations::server_show),
+        )
+        .route("/images", get(images::list))
+        .route("/images/detail", get(images::detail_list))
+        .route("/images/{id}", get(images::show).delete(images::delete))
+        .route(
+            "/images/{id}/metadata",
+            get(images::metadata_list)
+                .post(images::metadata_merge)
+                .put(images::metadata_replace),
+        )
+        .route(
+            "/images/{id}/metadata/{key}",
+            get(images::metadata_show)
+                .put(images::metadata_set)
+                .delete(images::metadata_delete),
         )
         .route("/{gone}", axum::routing::any(versions::gone))
         .route("/{gone}/{*rest}", axum::routing::any(versions::gone))

@@ -449,12 +449,25 @@ pub async fn list(
             allowed.push("changes-before");
         }
         v::query_only(&q.0, &allowed)?;
-        if let Some(t) = q.get("changes-since") {
-            let t = super::servers::parse_time("changes-since", t)?;
+        let since = q
+            .get("changes-since")
+            .map(|t| super::servers::parse_time("changes-since", t))
+            .transpose()?;
+        let before = q
+            .get("changes-before")
+            .map(|t| super::servers::parse_time("changes-before", t))
+            .transpose()?;
+        if let (Some(a), Some(b)) = (since, before)
+            && a > b
+        {
+            return Err(Fault::bad_request(
+                "The value of changes-since must be less than or equal to changes-before.",
+            ));
+        }
+        if let Some(t) = since {
             actions.retain(|a| a.updated_at >= t);
         }
-        if let Some(t) = q.get("changes-before") {
-            let t = super::servers::parse_time("changes-before", t)?;
+        if let Some(t) = before {
             actions.retain(|a| a.updated_at <= t);
         }
         let (limit, marker) = v::paging(&q)?;

@@ -204,8 +204,14 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
         o["scheduler_hints"] = json!(s.scheduler_hints);
     }
     // Show, update and rebuild name the server's groups; list entries do not.
+    // A server joins a group only through its `group` hint, at create time.
     if v.at_least(71) && view.kind != ViewKind::Detail {
-        o["server_groups"] = json!([]);
+        let groups: Vec<&String> = s
+            .scheduler_hints
+            .get("group")
+            .map(|g| g.iter().take(1).collect())
+            .unwrap_or_default();
+        o["server_groups"] = json!(groups);
     }
     if !full {
         return o;
