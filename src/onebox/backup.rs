@@ -384,16 +384,14 @@ mod tests {
         let compute = compute::Compute::new(
             services.identity.store().clone(),
             Arc::new(driver::fake::FakeDriver::new()),
-            Arc::new(compute::StandinImages {
-                images: vec![compute::ImageInfo {
-                    id: IMAGE.into(),
-                    name: "img".into(),
-                    min_disk_gb: 0,
-                    min_ram_mb: 0,
-                    size_bytes: 0,
-                    properties: Vec::new(),
-                }],
-            }),
+            Arc::new(compute::StandinImages::new(vec![compute::ImageInfo {
+                id: IMAGE.into(),
+                name: "img".into(),
+                min_disk_gb: 0,
+                min_ram_mb: 0,
+                size_bytes: 0,
+                properties: Vec::new(),
+            }])),
             compute::ComputeConfig::default(),
         );
         let stop = Arc::new(AtomicBool::new(false));

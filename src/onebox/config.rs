@@ -50,6 +50,15 @@ pub struct ComputeSection {
     /// What start-up does with backend instances the database does not know: `report`
     /// (log them) or `destroy`.
     pub orphans: OrphanSetting,
+    /// Seconds after which a resize awaiting confirmation is confirmed automatically; 0
+    /// never (Nova's `resize_confirm_window`).
+    pub resize_confirm_window_secs: u64,
+    /// Seconds a shelved server keeps its backend instance before it is offloaded; 0 at
+    /// once, -1 never (Nova's `shelved_offload_time`).
+    pub shelved_offload_time: i64,
+    /// With a value above 0, deleting a server only soft-deletes it: it can be restored
+    /// until it is reclaimed this many seconds later (Nova's `reclaim_instance_interval`).
+    pub reclaim_instance_interval: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -64,6 +73,9 @@ impl Default for ComputeSection {
         Self {
             power_sync_interval_secs: 5,
             orphans: OrphanSetting::Report,
+            resize_confirm_window_secs: 0,
+            shelved_offload_time: 0,
+            reclaim_instance_interval: 0,
         }
     }
 }
@@ -242,5 +254,37 @@ mod tests {
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8774)));
         assert_eq!(c.data_dir, Path::new("/var/lib/onebox"));
         assert_eq!(c.firmware_dir(), Path::new(PACKAGED_FIRMWARE));
+        // Every commented [compute] key, uncommented, is a key the parser knows, and its
+        // documented value is the default.
+        let compute: String = text
+            .split("[compute]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("[compute] section")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(compute.contains("resize_confirm_window_secs"), "{compute}");
+        let uncommented: Config =
+            toml::from_str(&format!("[compute]\n{compute}")).expect("[compute] keys");
+        let d = ComputeSection::default();
+        assert_eq!(
+            uncommented.compute.resize_confirm_window_secs,
+            d.resize_confirm_window_secs
+        );
+        assert_eq!(
+            uncommented.compute.shelved_offload_time,
+            d.shelved_offload_time
+        );
+        assert_eq!(
+            uncommented.compute.reclaim_instance_interval,
+            d.reclaim_instance_interval
+        );
+        assert_eq!(
+            uncommented.compute.power_sync_interval_secs,
+            d.power_sync_interval_secs
+        );
     }
 }

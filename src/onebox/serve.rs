@@ -78,6 +78,9 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         Arc::new(images.clone()),
         compute::ComputeConfig {
             host,
+            resize_confirm_window_secs: cfg.compute.resize_confirm_window_secs,
+            shelved_offload_time: cfg.compute.shelved_offload_time,
+            reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
             ..Default::default()
         },
     );

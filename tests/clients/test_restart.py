@@ -111,3 +111,42 @@ def test_kill_9_mid_delete_finishes_the_delete(box):
     conn.compute.wait_for_delete(srv, interval=1, wait=60)
     assert list(conn.compute.servers()) == []
     conn.close()
+
+
+def wait_task(conn, srv, tasks, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = conn.compute.get_server(srv)
+        if s.task_state in tasks:
+            return s
+        time.sleep(0.05)
+    raise AssertionError(f"never in {tasks}")
+
+
+def test_kill_9_mid_resize_and_mid_rebuild_leaves_error_with_a_fault(box):
+    conn = connect(box)
+    with tempfile.TemporaryDirectory() as d:
+        image = upload_image(conn, d)
+    servers = []
+    for name in ("resized", "rebuilt"):
+        srv = conn.compute.create_server(name=name, image_id=image.id, flavor_id="1",
+                                         networks="auto")
+        servers.append(conn.compute.wait_for_server(srv, wait=60, interval=1))
+    resized, rebuilt = servers
+    conn.compute.resize_server(resized, "2")
+    conn.compute.rebuild_server(rebuilt, image=image.id)
+    # Caught while the backend works (each fake operation takes a second).
+    wait_task(conn, resized, ("resize_finish",))
+    wait_task(conn, rebuilt, ("rebuild_spawning",))
+    conn.close()
+
+    crash_and_restart(box)
+
+    conn = connect(box)
+    for srv in (resized, rebuilt):
+        s = conn.compute.get_server(srv)
+        assert s.status == "ERROR" and s.task_state is None
+        assert "onebox stopped" in s.fault["message"]
+        conn.compute.delete_server(s)
+        conn.compute.wait_for_delete(s, interval=1, wait=60)
+    conn.close()

@@ -84,17 +84,95 @@ impl PowerAction {
     }
 }
 
-/// Nova's rule: may `action` start on a server in this state? Exhaustive over actions; the
-/// table is `reference/nova/states.md` §5.
+/// Every action whose legality depends on the server's state (delete, lock, unlock,
+/// os-resetState, forceDelete and console output are legal in any state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Power(PowerAction),
+    Rebuild,
+    Resize,
+    ConfirmResize,
+    RevertResize,
+    CreateImage,
+    CreateBackup,
+    Shelve,
+    ShelveOffload,
+    Unshelve,
+    Restore,
+    ChangePassword,
+    TriggerCrashDump,
+}
+
+impl Action {
+    /// Every action, for tables over all of them.
+    pub const ALL: &'static [Action] = &[
+        Action::Power(PowerAction::RebootSoft),
+        Action::Power(PowerAction::RebootHard),
+        Action::Power(PowerAction::Stop),
+        Action::Power(PowerAction::Start),
+        Action::Power(PowerAction::Pause),
+        Action::Power(PowerAction::Unpause),
+        Action::Power(PowerAction::Suspend),
+        Action::Power(PowerAction::Resume),
+        Action::Rebuild,
+        Action::Resize,
+        Action::ConfirmResize,
+        Action::RevertResize,
+        Action::CreateImage,
+        Action::CreateBackup,
+        Action::Shelve,
+        Action::ShelveOffload,
+        Action::Unshelve,
+        Action::Restore,
+        Action::ChangePassword,
+        Action::TriggerCrashDump,
+    ];
+
+    /// The name Nova's conflict messages use (the API action's name).
+    pub fn nova_name(self) -> &'static str {
+        match self {
+            Action::Power(p) => p.nova_name(),
+            Action::Rebuild => "rebuild",
+            Action::Resize => "resize",
+            Action::ConfirmResize => "confirmResize",
+            Action::RevertResize => "revertResize",
+            Action::CreateImage => "createImage",
+            Action::CreateBackup => "createBackup",
+            Action::Shelve => "shelve",
+            Action::ShelveOffload => "shelveOffload",
+            Action::Unshelve => "unshelve",
+            Action::Restore => "restore",
+            Action::ChangePassword => "changePassword",
+            Action::TriggerCrashDump => "trigger_crash_dump",
+        }
+    }
+
+    /// Whether a locked server refuses this action to a non-admin (Nova's
+    /// `check_instance_lock`; snapshots and backups are not lock-checked).
+    pub fn lock_checked(self) -> bool {
+        !matches!(self, Action::CreateImage | Action::CreateBackup)
+    }
+}
+
+/// Nova's rule for power actions; see [`check_action`].
 pub fn check(action: PowerAction, s: &Server) -> Result<()> {
-    use PowerAction as A;
+    check_action(Action::Power(action), s)
+}
+
+/// Nova's rule: may `action` start on a server in this state? Exhaustive over actions; the
+/// table is `reference/nova/states.md` §5. Every action here needs a server that booted
+/// once (`launched_at`).
+pub fn check_action(action: Action, s: &Server) -> Result<()> {
+    use Action as A;
+    use PowerAction as P;
     use TaskState as T;
     use VmState as V;
     let vm = s.vm_state;
     let task = s.task_state;
+    let idle = task.is_none();
     let (vm_ok, task_ok) = match action {
-        A::RebootSoft => (vm == V::Active, task.is_none()),
-        A::RebootHard => (
+        A::Power(P::RebootSoft) => (vm == V::Active, idle),
+        A::Power(P::RebootHard) => (
             matches!(
                 vm,
                 V::Active | V::Stopped | V::Paused | V::Suspended | V::Error
@@ -113,12 +191,30 @@ pub fn check(action: PowerAction, s: &Server) -> Result<()> {
                 )
             ),
         ),
-        A::Stop => (matches!(vm, V::Active | V::Error), task.is_none()),
-        A::Start => (vm == V::Stopped, task.is_none()),
-        A::Pause => (vm == V::Active, task.is_none()),
-        A::Unpause => (vm == V::Paused, task.is_none()),
-        A::Suspend => (vm == V::Active, task.is_none()),
-        A::Resume => (vm == V::Suspended, task.is_none()),
+        A::Power(P::Stop) => (matches!(vm, V::Active | V::Error), idle),
+        A::Power(P::Start) => (vm == V::Stopped, idle),
+        A::Power(P::Pause) => (vm == V::Active, idle),
+        A::Power(P::Unpause) => (vm == V::Paused, idle),
+        A::Power(P::Suspend) => (vm == V::Active, idle),
+        A::Power(P::Resume) => (vm == V::Suspended, idle),
+        A::Rebuild => (matches!(vm, V::Active | V::Stopped | V::Error), idle),
+        A::Resize => (matches!(vm, V::Active | V::Stopped), idle),
+        A::ConfirmResize | A::RevertResize => (vm == V::Resized, idle),
+        A::CreateImage | A::CreateBackup | A::Shelve => (
+            matches!(vm, V::Active | V::Stopped | V::Paused | V::Suspended),
+            idle,
+        ),
+        A::ShelveOffload => (vm == V::Shelved, idle),
+        A::Unshelve => (matches!(vm, V::Shelved | V::ShelvedOffloaded), idle),
+        A::Restore => (vm == V::SoftDeleted, idle),
+        A::ChangePassword => (vm == V::Active, idle),
+        A::TriggerCrashDump => (
+            matches!(
+                vm,
+                V::Active | V::Paused | V::Rescued | V::Resized | V::Error
+            ),
+            idle,
+        ),
     };
     let refuse = |attr: &str, state: &str| {
         Err(Error::Conflict(format!(

@@ -11,11 +11,13 @@ pub mod flavors;
 pub mod groups;
 pub mod images;
 pub mod keypairs;
+mod lifecycle;
 mod network;
 pub mod operator;
 pub mod quotas;
 pub mod reconcile;
 pub mod servers;
+mod snapshots;
 mod tasks;
 
 use std::sync::Arc;
@@ -23,7 +25,10 @@ use std::sync::Arc;
 use driver::ComputeDriver;
 use store::Store;
 
-pub use images::{ImageCatalog, ImageInfo, StandinImages};
+pub use images::{
+    CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
+};
+pub use lifecycle::RebuildRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery, SortKey};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +83,15 @@ pub struct ComputeConfig {
     pub task_concurrency: usize,
     /// Nova's `[api] max_limit`: the most items one page holds.
     pub max_limit: usize,
+    /// Nova's `resize_confirm_window`: seconds after which a resize awaiting confirmation
+    /// is confirmed automatically; 0 never.
+    pub resize_confirm_window_secs: u64,
+    /// Nova's `shelved_offload_time`: seconds a shelved server keeps its backend instance
+    /// before it is offloaded; 0 at once, -1 never.
+    pub shelved_offload_time: i64,
+    /// Nova's `reclaim_instance_interval`: with a value above 0, a delete only soft-deletes
+    /// (the server can be restored) and the server is reclaimed that many seconds later.
+    pub reclaim_instance_interval: u64,
 }
 
 impl Default for ComputeConfig {
@@ -87,6 +101,9 @@ impl Default for ComputeConfig {
             availability_zone: "nova".into(),
             task_concurrency: 8,
             max_limit: 1000,
+            resize_confirm_window_secs: 0,
+            shelved_offload_time: 0,
+            reclaim_instance_interval: 0,
         }
     }
 }

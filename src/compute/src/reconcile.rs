@@ -76,7 +76,47 @@ impl Compute {
                     tracing::warn!(server_id = %id, "interrupted build set to ERROR");
                     report.builds_failed += 1;
                 }
+                // A rebuild or resize cut short leaves the guest in doubt: ERROR, as Nova
+                // leaves it.
+                (
+                    _,
+                    task @ Some(
+                        TaskState::RebuildBlockDeviceMapping
+                        | TaskState::RebuildSpawning
+                        | TaskState::ResizeMigrating
+                        | TaskState::ResizeMigrated
+                        | TaskState::ResizeFinish
+                        | TaskState::ResizeReverting
+                        | TaskState::ResizeConfirming,
+                    ),
+                ) => {
+                    let id2 = id.clone();
+                    let what = task.map_or("", TaskState::as_str).to_owned();
+                    self.store
+                        .write(move |tx| {
+                            sql::transition(tx, &id2, task, VmState::Error, None, None)?;
+                            sql::set_fault(
+                                tx,
+                                &id2,
+                                &ServerFault {
+                                    code: 500,
+                                    message: format!(
+                                        "onebox stopped while the server was in task state {what}."
+                                    ),
+                                    details: None,
+                                    created_at: Utc::now(),
+                                },
+                            )
+                        })
+                        .await?;
+                    tracing::warn!(server_id = %id, "interrupted rebuild or resize set to ERROR");
+                    report.tasks_rolled_back += 1;
+                }
                 (vm, task) => {
+                    if task == Some(TaskState::ResizePrep) {
+                        // Nothing moved yet: release what the resize request held.
+                        self.drop_resize_state(&id, &s.flavor).await;
+                    }
                     let id2 = id.clone();
                     self.store
                         .write(move |tx| sql::transition(tx, &id2, task, vm, None, None))
@@ -132,7 +172,9 @@ impl Compute {
             else {
                 continue;
             };
-            if server.task_state.is_some() || server.vm_state == VmState::Error {
+            if server.task_state.is_some()
+                || matches!(server.vm_state, VmState::Error | VmState::ShelvedOffloaded)
+            {
                 continue;
             }
             let d = self.backends.get(server.backend);
@@ -186,8 +228,9 @@ impl Compute {
         Ok(changed)
     }
 
-    /// Runs [`sync_power_states`](Self::sync_power_states) every `every` until the process
-    /// ends.
+    /// Runs [`sync_power_states`](Self::sync_power_states) and then
+    /// [`run_periodic_tasks`](Self::run_periodic_tasks) (resize auto-confirm, shelved
+    /// offload, soft-delete reclaim) every `every` until the process ends.
     pub fn spawn_power_sync(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
@@ -199,6 +242,7 @@ impl Compute {
                 if let Err(e) = this.sync_power_states().await {
                     tracing::error!(error = %e, "power-state sync");
                 }
+                this.run_periodic_tasks().await;
             }
         })
     }

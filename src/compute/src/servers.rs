@@ -147,7 +147,7 @@ pub fn sanitize_hostname(name: &str) -> String {
     if out.is_empty() { "server".into() } else { out }
 }
 
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).expect("the OS random number generator failed");
@@ -641,7 +641,21 @@ impl Compute {
         Ok(())
     }
 
+    /// Deletes a server; with `reclaim_instance_interval` set, a server that booted only
+    /// becomes SOFT_DELETED (restorable until it is reclaimed).
     pub async fn delete_server(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        let s = self
+            .server_for_write(ctx, id, "os_compute_api:servers:delete")
+            .await?;
+        Self::check_lock(ctx, &s)?;
+        if self.soft_deletes(&s) {
+            return self.soft_delete(ctx, &s, request_id).await;
+        }
+        self.delete_now(ctx, id, request_id).await
+    }
+
+    /// Deletes a server now, whatever its state.
+    pub(crate) async fn delete_now(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:servers:delete")
             .await?;
@@ -652,6 +666,13 @@ impl Compute {
             s.project_id.clone(),
             ctx.user_id.clone(),
         );
+        // A shelved server's image goes with it, as in Nova.
+        if matches!(s.vm_state, VmState::Shelved | VmState::ShelvedOffloaded)
+            && let Some(image) = self.sysmeta(&s.id, crate::lifecycle::SHELVED_IMAGE).await
+            && let Err(e) = self.images.delete_image(ctx, &image).await
+        {
+            tracing::warn!(server_id = %s.id, image = %image, error = %e, "deleting a shelved server's image");
+        }
         // Delete is legal in any state: it takes the task state whatever it was, and a task
         // already running finds the server no longer in the state it expects and stops.
         let action = self

@@ -35,6 +35,12 @@ pub(crate) enum Job {
         action_id: i64,
         from_vm: VmState,
     },
+    /// Rebuild, resize, snapshots, shelving and the rest (see `lifecycle`).
+    Work {
+        server: ServerId,
+        action: i64,
+        work: Box<crate::lifecycle::Work>,
+    },
 }
 
 pub(crate) struct Runner {
@@ -88,7 +94,9 @@ impl Compute {
         let this = self.clone();
         let id = match &job {
             Job::Build { server, .. } => server.id.clone(),
-            Job::Delete { server, .. } | Job::Power { server, .. } => server.clone(),
+            Job::Delete { server, .. } | Job::Power { server, .. } | Job::Work { server, .. } => {
+                server.clone()
+            }
         };
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -105,6 +113,11 @@ impl Compute {
                         action_id,
                         from_vm,
                     } => this.run_power(server, action, action_id, from_vm).await,
+                    Job::Work {
+                        server,
+                        action,
+                        work,
+                    } => this.run_work(server, action, *work).await,
                 }
             }
             drop(lock);

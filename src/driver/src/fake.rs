@@ -35,6 +35,7 @@ pub struct FakeDriver {
 #[derive(Default)]
 struct Behaviour {
     failing: HashSet<Operation>,
+    unsupported: HashSet<Operation>,
     delay: Duration,
 }
 
@@ -61,11 +62,28 @@ impl FakeDriver {
         }
     }
 
+    /// Makes `op` answer `NotSupported`, as a backend without it does (or work again).
+    pub fn set_unsupported(&self, op: Operation, unsupported: bool) {
+        let mut b = self.behaviour.lock().unwrap_or_else(|e| e.into_inner());
+        if unsupported {
+            b.unsupported.insert(op);
+        } else {
+            b.unsupported.remove(&op);
+        }
+    }
+
     fn begin(&self, op: Operation) -> Result<()> {
-        let (delay, fail) = {
+        let (delay, fail, unsupported) = {
             let b = self.behaviour.lock().unwrap_or_else(|e| e.into_inner());
-            (b.delay, b.failing.contains(&op))
+            (
+                b.delay,
+                b.failing.contains(&op),
+                b.unsupported.contains(&op),
+            )
         };
+        if unsupported {
+            return Err(DriverError::NotSupported(op));
+        }
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }

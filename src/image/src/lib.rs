@@ -455,6 +455,47 @@ impl Images {
         Ok((image, content::data_path(&self.cfg.dir, id)))
     }
 
+    /// Stores the data of queued image `id` from a file on this host (a server snapshot),
+    /// with the same checks, hashing and quota as an upload; the file is left in place.
+    pub async fn upload_file(
+        &self,
+        ctx: &Context,
+        id: &ImageId,
+        file: &std::path::Path,
+    ) -> Result<Image> {
+        let f = tokio::fs::File::open(file).await?;
+        let len = f.metadata().await?.len();
+        let body = futures_util::stream::unfold(Some(f), |f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut f = f?;
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), Some(f)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        });
+        self.upload(ctx, id, Some(len), body).await
+    }
+
+    /// The images holding every property of `props`, oldest first, whoever owns them (for the
+    /// compute service's backup rotation).
+    pub async fn ids_with_properties(&self, props: Vec<(String, String)>) -> Result<Vec<ImageId>> {
+        Ok(self
+            .store
+            .read(move |c| {
+                let p: Vec<(&str, &str)> = props
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                sql::ids_with_properties(c, &p)
+            })
+            .await?)
+    }
+
     // ---- members ------------------------------------------------------------------------
 
     /// The image, if the caller may see it and it is shared (the only kind with members).

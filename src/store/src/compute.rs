@@ -1090,6 +1090,120 @@ pub fn clear_tags(c: &Connection, id: &ServerId) -> Result<()> {
     Ok(())
 }
 
+/// Replaces a server's flavor (a resize, or its revert). `held` is the flavor whose cores
+/// and RAM count against the quota meanwhile (the larger of both while a resize awaits
+/// confirmation).
+pub fn set_flavor(c: &Connection, id: &ServerId, f: &Flavor, held: (u32, u64)) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET flavor = ?2, flavorid = ?3, vcpus = ?4, ram_mb = ?5, updated_at = ?6
+         WHERE id = ?1",
+        params![
+            id.as_str(),
+            encode_flavor(f),
+            f.id.0,
+            held.0,
+            held.1,
+            ts(Utc::now())
+        ],
+    )?;
+    Ok(())
+}
+
+/// Sets the cores and RAM a server counts against its project's quota.
+pub fn set_held_resources(c: &Connection, id: &ServerId, vcpus: u32, ram_mb: u64) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET vcpus = ?2, ram_mb = ?3 WHERE id = ?1",
+        params![id.as_str(), vcpus, ram_mb],
+    )?;
+    Ok(())
+}
+
+/// Updates what a rebuild may change: name, image, key, user data, description, hostname,
+/// access addresses; metadata is replaced when given.
+pub fn update_rebuilt(c: &Connection, s: &Server) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET name = ?2, image_id = ?3, key_name = ?4, key_data = ?5,
+             user_data = ?6, description = ?7, hostname = ?8, access_ipv4 = ?9,
+             access_ipv6 = ?10, updated_at = ?11
+         WHERE id = ?1",
+        params![
+            s.id.as_str(),
+            s.name,
+            s.image_id,
+            s.key_name,
+            s.key_data,
+            s.user_data,
+            s.description,
+            s.hostname,
+            s.access_ipv4,
+            s.access_ipv6,
+            ts(Utc::now())
+        ],
+    )?;
+    clear_metadata(c, &s.id)?;
+    for (k, v) in &s.metadata {
+        set_metadata_item(c, &s.id, k, v)?;
+    }
+    Ok(())
+}
+
+/// Sets a live server's vm state and clears its task, whatever they were (`os-resetState`).
+pub fn reset_state(c: &Connection, id: &ServerId, vm: VmState) -> Result<bool> {
+    Ok(c.execute(
+        "UPDATE servers SET vm_state = ?2, task_state = NULL, updated_at = ?3
+         WHERE id = ?1 AND deleted = 0",
+        params![id.as_str(), vm.as_str(), ts(Utc::now())],
+    )? > 0)
+}
+
+// ---- system metadata -----------------------------------------------------------------------
+
+pub fn set_sysmeta(c: &Connection, id: &ServerId, key: &str, value: &str) -> Result<()> {
+    c.execute(
+        "INSERT INTO server_system_metadata (server_id, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (server_id, key) DO UPDATE SET value = excluded.value",
+        params![id.as_str(), key, value],
+    )?;
+    Ok(())
+}
+
+pub fn get_sysmeta(c: &Connection, id: &ServerId, key: &str) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT value FROM server_system_metadata WHERE server_id = ?1 AND key = ?2",
+        params![id.as_str(), key],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+pub fn delete_sysmeta(c: &Connection, id: &ServerId, key: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM server_system_metadata WHERE server_id = ?1 AND key = ?2",
+        params![id.as_str(), key],
+    )?;
+    Ok(())
+}
+
+/// Live servers holding system metadata `key`, with its value.
+pub fn servers_with_sysmeta(c: &Connection, key: &str) -> Result<Vec<(ServerId, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT m.server_id, m.value FROM server_system_metadata m
+         JOIN servers s ON s.id = m.server_id WHERE m.key = ?1 AND s.deleted = 0",
+    )?;
+    let rows = st.query_map([key], |r| Ok((ServerId::from_stored(r.get(0)?), r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Encodes a flavor as the servers table stores it.
+pub fn flavor_json(f: &Flavor) -> String {
+    encode_flavor(f)
+}
+
+/// Decodes a flavor stored by [`flavor_json`].
+pub fn flavor_from_json(s: &str) -> Result<Flavor> {
+    Ok(decode_flavor(s)?)
+}
+
 /// Servers in a transitional state, for the reconciler at start-up.
 pub fn servers_in_flight(c: &Connection) -> Result<Vec<String>> {
     let mut st = c.prepare(

@@ -206,6 +206,34 @@ pub fn list_visible(
     Ok(out)
 }
 
+/// Ids of the images that have every property of `props` (name, value), oldest first.
+pub fn ids_with_properties(c: &Connection, props: &[(&str, &str)]) -> Result<Vec<ImageId>> {
+    let mut sql = String::from("SELECT i.id FROM images i WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    for (k, v) in props {
+        args.push((*k).to_owned());
+        args.push((*v).to_owned());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM image_properties p WHERE p.image_id = i.id
+                 AND p.name = ?{} AND p.value = ?{})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    sql.push_str(" ORDER BY i.created_at, i.rowid");
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut out = Vec::new();
+    for id in rows {
+        if let Some(i) = ImageId::parse(&id?) {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
 /// Bytes stored for `owner`'s images: the quota counts every image that holds data.
 pub fn usage(c: &Connection, owner: &ProjectId) -> Result<u64> {
     let n: i64 = c.query_row(

@@ -18,10 +18,10 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{OpenFlags, Transaction};
+use rusqlite::OpenFlags;
 
 pub use migrations::{LATEST_VERSION, pending};
-pub use rusqlite::Connection;
+pub use rusqlite::{Connection, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

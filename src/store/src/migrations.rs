@@ -247,6 +247,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, member)
     );
     CREATE INDEX image_members_member ON image_members (member);",
+    // Server system metadata, as Nova keeps it: what an action in progress must remember
+    // (the flavor before a resize, the image a shelved server was saved to, when a server
+    // was soft-deleted).
+    "CREATE TABLE server_system_metadata (
+        server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (server_id, key)
+    );
+    CREATE INDEX server_system_metadata_key ON server_system_metadata (key);",
     // Server groups and the services of the box. Group members are not foreign keys to
     // servers: a deleted server's row stays, and readers skip members whose server is gone.
     "CREATE TABLE server_groups (

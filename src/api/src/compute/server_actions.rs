@@ -2,12 +2,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{Extensions, StatusCode};
+use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use compute::actions::{LockChange, PowerAction};
 use serde_json::{Value, json};
 
 use super::validate as v;
+use super::views::ViewKind;
 use super::{Links, request_id, views};
 use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};
 use crate::microversion::ApiVersion;
@@ -18,6 +20,7 @@ pub async fn action(
     State(s): State<AppState>,
     Caller(c): Caller,
     ver: ApiVersion,
+    l: Links,
     ext: Extensions,
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
@@ -92,6 +95,132 @@ pub async fn action(
                 .await?;
             None
         }
+        "rebuild" => return rebuild(&s, &c, ver, &l, &id, arg, &rid).await,
+        "resize" => {
+            v::only("resize", arg, &["flavorRef", "OS-DCF:diskConfig"])?;
+            let o = v::object("resize", arg)?;
+            let flavor = match v::required_in("resize", arg, o, "flavorRef")? {
+                Value::Number(n) => n.to_string(),
+                x => super::servers::id_from_ref(&v::string("flavorRef", x, 1, 255)?),
+            };
+            disk_config(o)?;
+            s.compute.resize(&c, &id, &flavor, &rid).await?;
+            None
+        }
+        "confirmResize" => {
+            s.compute.confirm_resize(&c, &id, &rid).await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        "revertResize" => {
+            s.compute.revert_resize(&c, &id, &rid).await?;
+            None
+        }
+        "createImage" => {
+            v::only("createImage", arg, &["name", "metadata"])?;
+            let o = v::object("createImage", arg)?;
+            let name = v::name("name", v::required_in("createImage", arg, o, "name")?)?;
+            let metadata = match o.get("metadata") {
+                Some(m) => v::metadata("metadata", m)?,
+                None => Default::default(),
+            };
+            let image = s
+                .compute
+                .create_image(&c, &id, name, metadata, &rid)
+                .await?;
+            return Ok(image_created(ver, &l, &image));
+        }
+        "createBackup" => {
+            v::only(
+                "createBackup",
+                arg,
+                &["name", "backup_type", "rotation", "metadata"],
+            )?;
+            let o = v::object("createBackup", arg)?;
+            let name = v::name("name", v::required_in("createBackup", arg, o, "name")?)?;
+            let backup_type = v::string(
+                "backup_type",
+                v::required_in("createBackup", arg, o, "backup_type")?,
+                0,
+                255,
+            )?;
+            let rotation = v::integer(
+                "rotation",
+                v::required_in("createBackup", arg, o, "rotation")?,
+                0,
+                i64::from(i32::MAX),
+            )? as u32;
+            let metadata = match o.get("metadata") {
+                Some(m) => v::metadata("metadata", m)?,
+                None => Default::default(),
+            };
+            let image = s
+                .compute
+                .create_backup(&c, &id, name, backup_type, rotation, metadata, &rid)
+                .await?;
+            return Ok(image_created(ver, &l, &image));
+        }
+        "shelve" => {
+            s.compute.shelve(&c, &id, &rid).await?;
+            None
+        }
+        "shelveOffload" => {
+            s.compute.shelve_offload(&c, &id, &rid).await?;
+            None
+        }
+        "unshelve" => {
+            let (az, host) = unshelve_args(ver, arg)?;
+            s.compute.unshelve(&c, &id, az, host, &rid).await?;
+            None
+        }
+        "os-resetState" => {
+            v::only("os-resetState", arg, &["state"])?;
+            let o = v::object("os-resetState", arg)?;
+            let st = v::required_in("os-resetState", arg, o, "state")?;
+            let vm = match st.as_str() {
+                Some("active") => model::compute::VmState::Active,
+                Some("error") => model::compute::VmState::Error,
+                _ => {
+                    return Err(v::invalid(
+                        "state",
+                        st,
+                        &format!("{} is not one of ['active', 'error']", v::py_repr(st)),
+                    ));
+                }
+            };
+            s.compute.reset_state(&c, &id, vm).await?;
+            None
+        }
+        "forceDelete" => {
+            s.compute.force_delete(&c, &id, &rid).await?;
+            None
+        }
+        "restore" => {
+            s.compute.restore(&c, &id, &rid).await?;
+            None
+        }
+        "trigger_crash_dump" if ver.at_least(17) => {
+            if !arg.is_null() {
+                return Err(v::invalid(
+                    "trigger_crash_dump",
+                    arg,
+                    &format!("{} is not of type 'null'", v::py_repr(arg)),
+                ));
+            }
+            s.compute.trigger_crash_dump(&c, &id, &rid).await?;
+            None
+        }
+        "changePassword" => {
+            v::only("changePassword", arg, &["adminPass"])?;
+            let o = v::object("changePassword", arg)?;
+            let pw = v::string(
+                "adminPass",
+                v::required_in("changePassword", arg, o, "adminPass")?,
+                0,
+                255,
+            )?;
+            s.compute.change_password(&c, &id, pw, &rid).await?;
+            None
+        }
         other => {
             return Err(Fault::bad_request(format!(
                 "There is no such action: {other}"
@@ -102,6 +231,185 @@ pub async fn action(
         s.compute.power_action(&c, &id, a, &rid).await?;
     }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `OS-DCF:diskConfig` is accepted (`AUTO` or `MANUAL`) and otherwise ignored: onebox's
+/// backends grow the root file system as the image allows.
+fn disk_config(o: &serde_json::Map<String, Value>) -> Result<(), Fault> {
+    if let Some(d) = o.get("OS-DCF:diskConfig")
+        && !matches!(d.as_str(), Some("AUTO" | "MANUAL"))
+    {
+        return Err(v::invalid(
+            "OS-DCF:diskConfig",
+            d,
+            &format!("{} is not one of ['AUTO', 'MANUAL']", v::py_repr(d)),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to createImage and createBackup: `Location` up to 2.44, the id from 2.45.
+fn image_created(ver: ApiVersion, l: &Links, image: &str) -> Response {
+    if ver.at_least(45) {
+        return (StatusCode::ACCEPTED, Json(json!({ "image_id": image }))).into_response();
+    }
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&l.href(&format!("images/{image}"))) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// unshelve's body: null, or from 2.77 `{"availability_zone": …}` and from 2.91 also
+/// `host` (an availability zone of null unpins, which changes nothing on one box).
+type UnshelveArgs = (Option<Option<String>>, Option<String>);
+
+fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<UnshelveArgs, Fault> {
+    if arg.is_null() {
+        return Ok((None, None));
+    }
+    if !ver.at_least(77) {
+        return Err(v::invalid(
+            "unshelve",
+            arg,
+            &format!("{} is not of type 'null'", v::py_repr(arg)),
+        ));
+    }
+    let mut allowed = vec!["availability_zone"];
+    if ver.at_least(91) {
+        allowed.push("host");
+    }
+    v::only("unshelve", arg, &allowed)?;
+    let o = v::object("unshelve", arg)?;
+    if !ver.at_least(91) && matches!(o.get("availability_zone"), Some(Value::Null)) {
+        return Err(v::invalid(
+            "availability_zone",
+            &Value::Null,
+            "None is not of type 'string'",
+        ));
+    }
+    let az = match o.get("availability_zone") {
+        None => None,
+        Some(z) => Some(v::opt_string("availability_zone", Some(z), 1, 255)?),
+    };
+    let host = v::opt_string("host", o.get("host"), 1, 255)?;
+    Ok((az, host))
+}
+
+async fn rebuild(
+    s: &AppState,
+    c: &identity::Context,
+    ver: ApiVersion,
+    l: &Links,
+    id: &str,
+    arg: &Value,
+    rid: &str,
+) -> Result<Response, Fault> {
+    let mut allowed = vec![
+        "imageRef",
+        "name",
+        "adminPass",
+        "metadata",
+        "OS-DCF:diskConfig",
+        "accessIPv4",
+        "accessIPv6",
+        "preserve_ephemeral",
+    ];
+    if !ver.at_least(57) {
+        allowed.push("personality");
+    }
+    if ver.at_least(19) {
+        allowed.push("description");
+    }
+    if ver.at_least(54) {
+        allowed.push("key_name");
+    }
+    if ver.at_least(57) {
+        allowed.push("user_data");
+    }
+    if ver.at_least(63) {
+        allowed.push("trusted_image_certificates");
+    }
+    if ver.at_least(90) {
+        allowed.push("hostname");
+    }
+    v::only("rebuild", arg, &allowed)?;
+    let o = v::object("rebuild", arg)?;
+    let image = v::string(
+        "imageRef",
+        v::required_in("rebuild", arg, o, "imageRef")?,
+        1,
+        2048,
+    )?;
+    let mut req = compute::RebuildRequest {
+        image_ref: super::servers::id_from_ref(&image),
+        ..Default::default()
+    };
+    if let Some(n) = o.get("name") {
+        req.name = Some(v::name("name", n)?);
+    }
+    req.admin_pass = v::opt_string("adminPass", o.get("adminPass"), 0, 255)?;
+    if let Some(m) = o.get("metadata") {
+        req.metadata = Some(v::metadata("metadata", m)?);
+    }
+    disk_config(o)?;
+    if let Some(x) = o.get("accessIPv4") {
+        req.access_ipv4 = Some(super::servers::access_ip("accessIPv4", x, false)?);
+    }
+    if let Some(x) = o.get("accessIPv6") {
+        req.access_ipv6 = Some(super::servers::access_ip("accessIPv6", x, true)?);
+    }
+    if let Some(p) = o.get("preserve_ephemeral") {
+        req.preserve_ephemeral = v::boolean("preserve_ephemeral", p)?;
+    }
+    if o.contains_key("description") {
+        req.description = Some(v::opt_string("description", o.get("description"), 0, 255)?);
+    }
+    if o.contains_key("key_name") {
+        req.key_name = Some(v::opt_string("key_name", o.get("key_name"), 1, 255)?);
+    }
+    if o.contains_key("user_data") {
+        req.user_data = Some(match o.get("user_data") {
+            None | Some(Value::Null) => None,
+            Some(u) => {
+                let s = v::string("user_data", u, 0, 65535)?;
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .map_err(|_| Fault::bad_request("User data needs to be valid base 64."))?;
+                Some(s)
+            }
+        });
+    }
+    if let Some(t) = o.get("trusted_image_certificates")
+        && !t.is_null()
+    {
+        return Err(Fault::bad_request(
+            "Image certificate validation is not enabled.",
+        ));
+    }
+    if let Some(h) = o.get("hostname") {
+        req.hostname = Some(super::servers::hostname(ver, h)?);
+    }
+    let (server, admin_pass) = s.compute.rebuild(c, id, req, rid).await?;
+    let kind = if ver.at_least(75) {
+        ViewKind::Show
+    } else {
+        ViewKind::Update
+    };
+    let mut body = views::server(l, super::servers::view(ver, c, kind), &server);
+    body["adminPass"] = json!(admin_pass);
+    // Nova's rebuild answer names the key from 2.54 and the user data from 2.57 (in place of
+    // the extended attribute).
+    if ver.at_least(54) {
+        body["key_name"] = json!(server.key_name);
+    }
+    if ver.at_least(57) {
+        if let Some(o) = body.as_object_mut() {
+            o.remove("OS-EXT-SRV-ATTR:user_data");
+        }
+        body["user_data"] = json!(server.user_data);
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "server": body }))).into_response())
 }
 
 fn action_view(ver: ApiVersion, a: &store::compute::InstanceAction) -> Value {

@@ -23,7 +23,7 @@ use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
 /// The last path segment of an id-or-URL reference (`imageRef`, `flavorRef`).
-fn id_from_ref(r: &str) -> String {
+pub(crate) fn id_from_ref(r: &str) -> String {
     r.trim_end_matches('/')
         .rsplit('/')
         .next()
@@ -31,7 +31,7 @@ fn id_from_ref(r: &str) -> String {
         .to_owned()
 }
 
-fn view(ver: ApiVersion, c: &identity::Context, kind: ViewKind) -> ServerView {
+pub(crate) fn view(ver: ApiVersion, c: &identity::Context, kind: ViewKind) -> ServerView {
     ServerView {
         version: ver,
         admin: c.is_admin(),
@@ -168,7 +168,7 @@ fn tag(val: &Value) -> Result<String, Fault> {
     Ok(t)
 }
 
-fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
+pub(crate) fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
     let max = if ver.at_least(94) { 255 } else { 63 };
     let h = v::string("hostname", val, 1, max)?;
     let label_ok = |l: &str| {
@@ -195,7 +195,7 @@ fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
 
 /// An access IP (`accessIPv4`/`accessIPv6`): null or empty clears it, anything else must be
 /// an address of that family.
-fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>, Fault> {
+pub(crate) fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>, Fault> {
     match x {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),

@@ -25,6 +25,9 @@ pub struct TestApp {
     pub compute: compute::Compute,
     pub driver: Arc<driver::fake::FakeDriver>,
     pub images: image::Images,
+    /// The stand-in catalog compute uses (unless built with [`TestApp::with_glance`]); it
+    /// holds server snapshots in memory.
+    pub standin: compute::StandinImages,
     /// The data dir; the image store is `images/` in it. Removed when the app is dropped.
     pub data_dir: tempfile::TempDir,
 }
@@ -70,7 +73,33 @@ impl TestApp {
         Self::build(fast_config(), quota_bytes).await
     }
 
+    /// An app whose compute service has these settings (host is always `box`).
+    pub async fn with_compute(cc: compute::ComputeConfig) -> Self {
+        Self::build_with(fast_config(), image::DEFAULT_QUOTA_BYTES, cc, false).await
+    }
+
+    /// An app whose compute service finds images in, and snapshots into, the real image
+    /// service (Glance API), with `quota_bytes` per project.
+    pub async fn with_glance(quota_bytes: u64) -> Self {
+        Self::build_with(
+            fast_config(),
+            quota_bytes,
+            compute::ComputeConfig::default(),
+            true,
+        )
+        .await
+    }
+
     async fn build(cfg: IdentityConfig, quota_bytes: u64) -> Self {
+        Self::build_with(cfg, quota_bytes, compute::ComputeConfig::default(), false).await
+    }
+
+    async fn build_with(
+        cfg: IdentityConfig,
+        quota_bytes: u64,
+        cc: compute::ComputeConfig,
+        glance: bool,
+    ) -> Self {
         let store = store::Store::open_in_memory().expect("store");
         let data_dir = tempfile::tempdir().expect("data dir");
         let images = image::Images::open(
@@ -85,22 +114,26 @@ impl TestApp {
         .expect("image store");
         let identity = Identity::new(store.clone(), cfg);
         let driver = Arc::new(driver::fake::FakeDriver::new());
+        let standin = compute::StandinImages::new(vec![compute::ImageInfo {
+            id: IMAGE.into(),
+            name: "cirros".into(),
+            min_disk_gb: 0,
+            min_ram_mb: 0,
+            size_bytes: 0,
+            properties: Vec::new(),
+        }]);
+        let catalog: Arc<dyn compute::ImageCatalog> = if glance {
+            Arc::new(images.clone())
+        } else {
+            Arc::new(standin.clone())
+        };
         let compute = compute::Compute::new(
             store,
             driver.clone(),
-            Arc::new(compute::StandinImages {
-                images: vec![compute::ImageInfo {
-                    id: IMAGE.into(),
-                    name: "cirros".into(),
-                    min_disk_gb: 0,
-                    min_ram_mb: 0,
-                    size_bytes: 0,
-                    properties: Vec::new(),
-                }],
-            }),
+            catalog,
             compute::ComputeConfig {
                 host: "box".into(),
-                ..Default::default()
+                ..cc
             },
         );
         compute.ensure_default_flavors().await.expect("flavors");
@@ -136,6 +169,7 @@ impl TestApp {
             compute,
             driver,
             images,
+            standin,
             data_dir,
         }
     }

@@ -1,0 +1,1190 @@
+//! Server actions beyond power: rebuild, resize with its confirmation or revert, the admin
+//! password, crash dumps, os-resetState, soft delete with restore and forceDelete; and the
+//! periodic work that confirms resizes, offloads shelved servers and reclaims soft-deleted
+//! ones when their time has come.
+//!
+//! Every action takes the task state in the transaction that records its instance action
+//! (see [`Compute::begin`]), and its background work moves the server only from the task
+//! state it expects. A driver failure leaves the server where Nova would: ERROR with a fault
+//! when the guest is in doubt (rebuild, resize and its confirmation or revert), else back in
+//! the state the action started from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use identity::Context;
+use model::UserId;
+use model::compute::{
+    Flavor, FlavorId, PowerState, Server, ServerFault, ServerId, TaskState, VmState,
+};
+use store::Transaction;
+use store::compute as sql;
+
+use crate::actions::Action;
+use crate::tasks::Job;
+use crate::{Compute, Error, Result};
+
+/// System metadata keys (Nova keeps the same facts in its instance system metadata).
+pub(crate) const OLD_FLAVOR: &str = "old_flavor";
+pub(crate) const OLD_VM_STATE: &str = "old_vm_state";
+pub(crate) const RESIZED_AT: &str = "resized_at";
+pub(crate) const SHELVED_IMAGE: &str = "shelved_image_id";
+pub(crate) const SHELVED_AT: &str = "shelved_at";
+pub(crate) const SOFT_DELETED_AT: &str = "soft_deleted_at";
+
+/// Background work of the actions in this module and in `snapshots`.
+pub(crate) enum Work {
+    Rebuild {
+        admin_pass: String,
+        from_vm: VmState,
+    },
+    Resize {
+        from_vm: VmState,
+        new: Box<Flavor>,
+    },
+    ConfirmResize,
+    RevertResize,
+    Snapshot(crate::snapshots::SnapshotWork),
+    Shelve(crate::snapshots::ShelveWork),
+    ShelveOffload,
+    Unshelve {
+        ctx: Box<Context>,
+        from_vm: VmState,
+    },
+    SoftDelete {
+        from_vm: VmState,
+    },
+    Restore,
+}
+
+/// What a rebuild changes. `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct RebuildRequest {
+    pub image_ref: String,
+    pub name: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub admin_pass: Option<String>,
+    pub key_name: Option<Option<String>>,
+    pub user_data: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub hostname: Option<String>,
+    pub access_ipv4: Option<Option<String>>,
+    pub access_ipv6: Option<Option<String>>,
+    /// Keep the ephemeral disk (onebox's backends have none to keep; accepted as Nova does).
+    pub preserve_ephemeral: bool,
+}
+
+fn policy(rule: &str) -> Error {
+    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
+}
+
+fn request_id() -> String {
+    format!("req-{}", uuid::Uuid::new_v4().hyphenated())
+}
+
+/// The end power state of a server settled in `vm`.
+fn power_of(vm: VmState) -> PowerState {
+    match vm {
+        VmState::Active => PowerState::Running,
+        VmState::Paused => PowerState::Paused,
+        VmState::Suspended => PowerState::Suspended,
+        VmState::ShelvedOffloaded => PowerState::NoState,
+        _ => PowerState::Shutdown,
+    }
+}
+
+impl Compute {
+    /// The checks every action makes before it starts: the caller may write the server, a
+    /// lock stops a non-admin (for lock-checked actions), and Nova's state table allows it.
+    pub(crate) fn may_act(&self, ctx: &Context, s: &Server, action: Action) -> Result<()> {
+        if !ctx.can_write(&s.project_id) {
+            return Err(policy(&format!(
+                "os_compute_api:servers:{}",
+                action.nova_name()
+            )));
+        }
+        if action.lock_checked() && s.locked() && !ctx.is_admin() {
+            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
+        }
+        crate::actions::check_action(action, s)
+    }
+
+    /// Takes `task` on a server still in the state `s` was read in, runs `prepare` and
+    /// records the instance action, all in one transaction; returns the action's id.
+    pub(crate) async fn begin(
+        &self,
+        s: &Server,
+        action: &'static str,
+        task: TaskState,
+        request_id: &str,
+        user: &UserId,
+        prepare: impl FnOnce(&Transaction<'_>) -> store::Result<()> + Send + 'static,
+    ) -> Result<i64> {
+        let (sid, vm, from, rid, project, user) = (
+            s.id.clone(),
+            s.vm_state,
+            s.task_state,
+            request_id.to_owned(),
+            s.project_id.clone(),
+            user.clone(),
+        );
+        Ok(self
+            .store
+            .write(move |tx| {
+                if !sql::set_task_state(tx, &sid, vm, from, Some(task))? {
+                    return Err(crate::abort(Error::Conflict(format!(
+                        "Cannot '{action}' instance {sid} while it is in task_state changing"
+                    ))));
+                }
+                prepare(tx)?;
+                sql::start_action(tx, &sid, &rid, action, &project, &user)
+            })
+            .await?)
+    }
+
+    pub(crate) async fn load(&self, id: &ServerId) -> Option<Server> {
+        let id2 = id.clone();
+        match self.store.read(move |c| sql::get_server(c, &id2)).await {
+            Ok(s) => s.filter(|s| !s.deleted),
+            Err(e) => {
+                tracing::error!(server_id = %id, error = %e, "reading a server");
+                None
+            }
+        }
+    }
+
+    pub(crate) async fn sysmeta(&self, id: &ServerId, key: &'static str) -> Option<String> {
+        let id2 = id.clone();
+        self.store
+            .read(move |c| sql::get_sysmeta(c, &id2, key))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(server_id = %id, error = %e, "reading system metadata");
+                None
+            })
+    }
+
+    /// Records a fault on a server (shown while it is in ERROR).
+    pub(crate) async fn fault(&self, id: &ServerId, message: String) {
+        let id2 = id.clone();
+        if let Err(e) = self
+            .store
+            .write(move |tx| {
+                sql::set_fault(
+                    tx,
+                    &id2,
+                    &ServerFault {
+                        code: 500,
+                        message,
+                        details: None,
+                        created_at: Utc::now(),
+                    },
+                )
+            })
+            .await
+        {
+            tracing::error!(server_id = %id, error = %e, "recording a fault");
+        }
+    }
+
+    /// A step of a task failed with the guest in doubt: ERROR with a fault.
+    pub(crate) async fn fail_to_error(
+        &self,
+        id: &ServerId,
+        from: TaskState,
+        event: Option<i64>,
+        message: String,
+    ) {
+        tracing::warn!(server_id = %id, error = %message, "action failed; server in ERROR");
+        if self.step(id, Some(from), VmState::Error, None, None).await {
+            self.fault(id, message.clone()).await;
+        }
+        self.finish(event, false, Some(message)).await;
+    }
+
+    /// A step of a task failed with the guest unharmed: back where the action started.
+    pub(crate) async fn fail_back(
+        &self,
+        id: &ServerId,
+        from: TaskState,
+        vm: VmState,
+        event: Option<i64>,
+        message: String,
+    ) {
+        tracing::warn!(server_id = %id, error = %message, "action failed; server back to {}", vm.as_str());
+        self.step(id, Some(from), vm, None, None).await;
+        self.finish(event, false, Some(message)).await;
+    }
+
+    pub(crate) async fn run_work(&self, id: ServerId, action: i64, work: Work) {
+        match work {
+            Work::Rebuild {
+                admin_pass,
+                from_vm,
+            } => self.run_rebuild(id, action, admin_pass, from_vm).await,
+            Work::Resize { from_vm, new } => self.run_resize(id, action, from_vm, *new).await,
+            Work::ConfirmResize => self.run_confirm_resize(id, action).await,
+            Work::RevertResize => self.run_revert_resize(id, action).await,
+            Work::Snapshot(w) => self.run_snapshot(id, action, w).await,
+            Work::Shelve(w) => self.run_shelve(id, action, w).await,
+            Work::ShelveOffload => self.run_offload(id, action).await,
+            Work::Unshelve { ctx, from_vm } => self.run_unshelve(id, action, *ctx, from_vm).await,
+            Work::SoftDelete { from_vm } => self.run_soft_delete(id, action, from_vm).await,
+            Work::Restore => self.run_restore(id, action).await,
+        }
+    }
+
+    // ---- rebuild -------------------------------------------------------------------------
+
+    /// Starts a rebuild; returns the server as it now is and its new admin password.
+    pub async fn rebuild(
+        &self,
+        ctx: &Context,
+        id: &str,
+        req: RebuildRequest,
+        request_id: &str,
+    ) -> Result<(Server, String)> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::Rebuild)?;
+        let image = self.images.find(ctx, &req.image_ref).await.ok_or_else(|| {
+            Error::BadRequest(format!("Image {} could not be found.", req.image_ref))
+        })?;
+        if s.flavor.ram_mb < image.min_ram_mb {
+            return Err(Error::BadRequest(
+                "Flavor's memory is too small for requested image.".into(),
+            ));
+        }
+        if s.flavor.disk_gb > 0
+            && (s.flavor.disk_gb < image.min_disk_gb
+                || image.size_bytes > s.flavor.disk_gb * 1024 * 1024 * 1024)
+        {
+            return Err(Error::BadRequest(
+                "Flavor's disk is too small for requested image.".into(),
+            ));
+        }
+        let kind = Self::select_backend(&s.flavor, Some(&image))?;
+        if kind != s.backend {
+            return Err(Error::BadRequest(format!(
+                "Image {} needs a {} backend; instance {} runs on a {} backend.",
+                image.id,
+                kind.as_str(),
+                s.id,
+                s.backend.as_str()
+            )));
+        }
+        let mut new = s.clone();
+        new.image_id = Some(image.id.clone());
+        if let Some(n) = req.name {
+            new.name = n;
+        }
+        if let Some(m) = req.metadata {
+            let limit = {
+                let p = s.project_id.clone();
+                self.store
+                    .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
+                    .await?
+            };
+            if limit >= 0 && m.len() as i64 > limit {
+                return Err(Error::QuotaExceeded(format!(
+                    "Quota exceeded for metadata_items: Requested {}, but already used 0 of {limit} metadata_items",
+                    m.len()
+                )));
+            }
+            new.metadata = m;
+        }
+        match req.key_name {
+            Some(Some(k)) => {
+                let kp = self
+                    .get_keypair(ctx.user_id.clone(), &k)
+                    .await
+                    .map_err(|_| Error::BadRequest("Invalid key_name provided.".into()))?;
+                new.key_name = Some(k);
+                new.key_data = Some(kp.public_key);
+            }
+            Some(None) => {
+                new.key_name = None;
+                new.key_data = None;
+            }
+            None => {}
+        }
+        if let Some(u) = req.user_data {
+            new.user_data = u;
+        }
+        if let Some(d) = req.description {
+            new.description = d;
+        }
+        if let Some(h) = req.hostname {
+            new.hostname = h;
+        }
+        if let Some(a) = req.access_ipv4 {
+            new.access_ipv4 = a;
+        }
+        if let Some(a) = req.access_ipv6 {
+            new.access_ipv6 = a;
+        }
+        let admin_pass = req
+            .admin_pass
+            .unwrap_or_else(crate::servers::random_password);
+        let action = self
+            .begin(
+                &s,
+                "rebuild",
+                TaskState::Rebuilding,
+                request_id,
+                &ctx.user_id,
+                move |tx| sql::update_rebuilt(tx, &new),
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::Rebuild {
+                admin_pass: admin_pass.clone(),
+                from_vm: s.vm_state,
+            }),
+        });
+        Ok((self.get_server(ctx, id).await?, admin_pass))
+    }
+
+    async fn run_rebuild(&self, id: ServerId, action: i64, admin_pass: String, from_vm: VmState) {
+        use TaskState as T;
+        let event = self.event(action, "compute_rebuild_instance").await;
+        for (from, to) in [
+            (T::Rebuilding, T::RebuildBlockDeviceMapping),
+            (T::RebuildBlockDeviceMapping, T::RebuildSpawning),
+        ] {
+            if !self.step(&id, Some(from), from_vm, Some(to), None).await {
+                self.finish(
+                    event,
+                    false,
+                    Some("the server changed during the rebuild".into()),
+                )
+                .await;
+                return;
+            }
+        }
+        let Some(server) = self.load(&id).await else {
+            self.finish(event, false, Some("the server is gone".into()))
+                .await;
+            return;
+        };
+        let mut spec = self.instance_spec(&server).await;
+        spec.admin_pass = Some(admin_pass);
+        let stop = from_vm == VmState::Stopped;
+        let result = self
+            .blocking(&id, move |d| {
+                match d.rebuild(&spec) {
+                    // A backend without an in-place rebuild gets Nova's default: destroy,
+                    // then spawn again from the new image.
+                    Err(driver::DriverError::NotSupported(_)) => {
+                        d.destroy(&spec.id)?;
+                        d.spawn(&spec)?;
+                    }
+                    r => r?,
+                }
+                if stop {
+                    d.power_off(&spec.id)?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                let end = if stop {
+                    VmState::Stopped
+                } else {
+                    VmState::Active
+                };
+                if self
+                    .step(
+                        &id,
+                        Some(T::RebuildSpawning),
+                        end,
+                        None,
+                        Some(power_of(end)),
+                    )
+                    .await
+                {
+                    let id2 = id.clone();
+                    let _ = self
+                        .store
+                        .write(move |tx| sql::set_launched(tx, &id2, Utc::now()))
+                        .await;
+                }
+                self.finish(event, true, None).await;
+            }
+            Err(e) => {
+                self.fail_to_error(
+                    &id,
+                    T::RebuildSpawning,
+                    event,
+                    format!("Rebuild of instance {id} failed: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    // ---- resize --------------------------------------------------------------------------
+
+    /// Starts a resize to flavor `flavor_ref`. Growth is checked against the cores and RAM
+    /// quotas, which count the larger flavor until the resize is confirmed or reverted.
+    pub async fn resize(
+        &self,
+        ctx: &Context,
+        id: &str,
+        flavor_ref: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::Resize)?;
+        let new = self
+            .get_flavor(ctx, &FlavorId(flavor_ref.to_owned()))
+            .await
+            .map_err(|_| Error::BadRequest("Unable to locate requested flavor.".into()))?;
+        if new.id == s.flavor.id {
+            return Err(Error::BadRequest(
+                "When resizing, instances must change flavor!".into(),
+            ));
+        }
+        if new.disabled {
+            return Err(Error::BadRequest("Flavor is disabled.".into()));
+        }
+        if new.disk_gb == 0 && s.flavor.disk_gb != 0 {
+            return Err(Error::BadRequest(
+                "Resize to zero disk flavor is not allowed.".into(),
+            ));
+        }
+        if new.disk_gb < s.flavor.disk_gb {
+            return Err(Error::BadRequest(
+                "Resize error: Unable to resize disk down.".into(),
+            ));
+        }
+        let image = match &s.image_id {
+            Some(i) => self.images.find(ctx, i).await,
+            None => None,
+        };
+        if let Some(img) = &image
+            && new.ram_mb < img.min_ram_mb
+        {
+            return Err(Error::BadRequest(
+                "Flavor's memory is too small for requested image.".into(),
+            ));
+        }
+        let kind = Self::select_backend(&new, image.as_ref())?;
+        if kind != s.backend {
+            return Err(Error::BadRequest(format!(
+                "Flavor {} needs a {} backend; instance {} runs on a {} backend.",
+                new.id,
+                kind.as_str(),
+                s.id,
+                s.backend.as_str()
+            )));
+        }
+        if !self.backends.get(s.backend).capabilities().resize {
+            return Err(Error::BadRequest(format!(
+                "resize is not supported by the backend of instance {}.",
+                s.id
+            )));
+        }
+        let (old, new2, sid, project, from_vm) = (
+            s.flavor.clone(),
+            new.clone(),
+            s.id.clone(),
+            s.project_id.clone(),
+            s.vm_state,
+        );
+        let action = self
+            .begin(
+                &s,
+                "resize",
+                TaskState::ResizePrep,
+                request_id,
+                &ctx.user_id,
+                move |tx| {
+                    let dc = i64::from(new2.vcpus) - i64::from(old.vcpus);
+                    let dr = new2.ram_mb as i64 - old.ram_mb as i64;
+                    if dc > 0 || dr > 0 {
+                        let limits = crate::quotas::limits_of(tx, &project)?;
+                        let usage = sql::usage(tx, &project)?;
+                        for (res, delta, used) in [("cores", dc, usage.cores), ("ram", dr, usage.ram)]
+                        {
+                            let limit = limits.get(res).copied().unwrap_or(-1);
+                            if delta > 0 && limit >= 0 && used + delta > limit {
+                                return Err(crate::abort(Error::QuotaExceeded(format!(
+                                    "Quota exceeded for {res}: Requested {delta}, but already used {used} of {limit} {res}"
+                                ))));
+                            }
+                        }
+                    }
+                    sql::set_held_resources(
+                        tx,
+                        &sid,
+                        old.vcpus.max(new2.vcpus),
+                        old.ram_mb.max(new2.ram_mb),
+                    )?;
+                    sql::set_sysmeta(tx, &sid, OLD_FLAVOR, &sql::flavor_json(&old))?;
+                    sql::set_sysmeta(tx, &sid, OLD_VM_STATE, from_vm.as_str())?;
+                    sql::delete_sysmeta(tx, &sid, RESIZED_AT)
+                },
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::Resize {
+                from_vm,
+                new: Box::new(new),
+            }),
+        });
+        Ok(())
+    }
+
+    /// Undoes what a resize request holds (the larger flavor's resources, the system
+    /// metadata) when it fails or is reverted.
+    pub(crate) async fn drop_resize_state(&self, id: &ServerId, keep: &Flavor) {
+        let (id2, vcpus, ram) = (id.clone(), keep.vcpus, keep.ram_mb);
+        if let Err(e) = self
+            .store
+            .write(move |tx| {
+                sql::set_held_resources(tx, &id2, vcpus, ram)?;
+                for k in [OLD_FLAVOR, OLD_VM_STATE, RESIZED_AT] {
+                    sql::delete_sysmeta(tx, &id2, k)?;
+                }
+                Ok(())
+            })
+            .await
+        {
+            tracing::error!(server_id = %id, error = %e, "clearing a resize");
+        }
+    }
+
+    async fn run_resize(&self, id: ServerId, action: i64, from_vm: VmState, new: Flavor) {
+        use TaskState as T;
+        for (name, from, to) in [
+            ("compute_prep_resize", T::ResizePrep, T::ResizeMigrating),
+            (
+                "compute_resize_instance",
+                T::ResizeMigrating,
+                T::ResizeMigrated,
+            ),
+        ] {
+            let event = self.event(action, name).await;
+            if !self.step(&id, Some(from), from_vm, Some(to), None).await {
+                self.finish(
+                    event,
+                    false,
+                    Some("the server changed during the resize".into()),
+                )
+                .await;
+                return;
+            }
+            self.finish(event, true, None).await;
+        }
+        let event = self.event(action, "compute_finish_resize").await;
+        if !self
+            .step(
+                &id,
+                Some(T::ResizeMigrated),
+                from_vm,
+                Some(T::ResizeFinish),
+                None,
+            )
+            .await
+        {
+            self.finish(
+                event,
+                false,
+                Some("the server changed during the resize".into()),
+            )
+            .await;
+            return;
+        }
+        let Some(mut server) = self.load(&id).await else {
+            self.finish(event, false, Some("the server is gone".into()))
+                .await;
+            return;
+        };
+        let old = server.flavor.clone();
+        server.flavor = new.clone();
+        let spec = self.instance_spec(&server).await;
+        let stop = from_vm == VmState::Stopped;
+        let result = self
+            .blocking(&id, move |d| {
+                d.resize(&spec)?;
+                if stop {
+                    d.power_off(&spec.id)?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                let (id2, held) = (
+                    id.clone(),
+                    (old.vcpus.max(new.vcpus), old.ram_mb.max(new.ram_mb)),
+                );
+                let power = if stop {
+                    PowerState::Shutdown
+                } else {
+                    PowerState::Running
+                };
+                let moved = self
+                    .store
+                    .write(move |tx| {
+                        if !sql::transition(
+                            tx,
+                            &id2,
+                            Some(T::ResizeFinish),
+                            VmState::Resized,
+                            None,
+                            Some(power),
+                        )? {
+                            return Ok(false);
+                        }
+                        sql::set_flavor(tx, &id2, &new, held)?;
+                        sql::set_sysmeta(tx, &id2, RESIZED_AT, &store::ts(Utc::now()))?;
+                        Ok(true)
+                    })
+                    .await;
+                match moved {
+                    Ok(true) => self.finish(event, true, None).await,
+                    Ok(false) => {
+                        self.finish(
+                            event,
+                            false,
+                            Some("the server changed during the resize".into()),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::error!(server_id = %id, error = %e, "finishing a resize");
+                        self.finish(event, false, Some(e.to_string())).await;
+                    }
+                }
+            }
+            Err(e) => {
+                self.drop_resize_state(&id, &old).await;
+                self.fail_to_error(
+                    &id,
+                    T::ResizeFinish,
+                    event,
+                    format!("Resize of instance {id} failed: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Confirms a resize awaiting confirmation (VERIFY_RESIZE).
+    pub async fn confirm_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::ConfirmResize)?;
+        self.start_confirm(&s, request_id, &ctx.user_id).await
+    }
+
+    async fn start_confirm(&self, s: &Server, request_id: &str, user: &UserId) -> Result<()> {
+        let action = self
+            .begin(
+                s,
+                "confirmResize",
+                TaskState::ResizeConfirming,
+                request_id,
+                user,
+                |_| Ok(()),
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::ConfirmResize),
+        });
+        Ok(())
+    }
+
+    async fn run_confirm_resize(&self, id: ServerId, action: i64) {
+        let event = self.event(action, "compute_confirm_resize").await;
+        let back = self
+            .sysmeta(&id, OLD_VM_STATE)
+            .await
+            .and_then(|v| VmState::parse(&v))
+            .unwrap_or(VmState::Active);
+        let id2 = id.clone();
+        match self.blocking(&id, move |d| d.confirm_resize(&id2)).await {
+            Ok(()) => {
+                if let Some(s) = self.load(&id).await {
+                    self.drop_resize_state(&id, &s.flavor).await;
+                }
+                self.step(
+                    &id,
+                    Some(TaskState::ResizeConfirming),
+                    back,
+                    None,
+                    Some(power_of(back)),
+                )
+                .await;
+                self.finish(event, true, None).await;
+            }
+            Err(e) => {
+                self.fail_to_error(
+                    &id,
+                    TaskState::ResizeConfirming,
+                    event,
+                    format!("Confirming the resize of instance {id} failed: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Reverts a resize awaiting confirmation: the server returns to its old flavor.
+    pub async fn revert_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::RevertResize)?;
+        let action = self
+            .begin(
+                &s,
+                "revertResize",
+                TaskState::ResizeReverting,
+                request_id,
+                &ctx.user_id,
+                |_| Ok(()),
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::RevertResize),
+        });
+        Ok(())
+    }
+
+    async fn run_revert_resize(&self, id: ServerId, action: i64) {
+        let event = self.event(action, "compute_revert_resize").await;
+        let back = self
+            .sysmeta(&id, OLD_VM_STATE)
+            .await
+            .and_then(|v| VmState::parse(&v))
+            .unwrap_or(VmState::Active);
+        let old = self
+            .sysmeta(&id, OLD_FLAVOR)
+            .await
+            .and_then(|j| sql::flavor_from_json(&j).ok());
+        let (Some(old), Some(mut server)) = (old, self.load(&id).await) else {
+            self.fail_to_error(
+                &id,
+                TaskState::ResizeReverting,
+                event,
+                "the flavor before the resize is not known".into(),
+            )
+            .await;
+            return;
+        };
+        server.flavor = old.clone();
+        let spec = self.instance_spec(&server).await;
+        let stop = back == VmState::Stopped;
+        let result = self
+            .blocking(&id, move |d| {
+                d.revert_resize(&spec)?;
+                if stop {
+                    d.power_off(&spec.id)?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                let (id2, old2) = (id.clone(), old.clone());
+                let moved = self
+                    .store
+                    .write(move |tx| {
+                        if !sql::transition(
+                            tx,
+                            &id2,
+                            Some(TaskState::ResizeReverting),
+                            back,
+                            None,
+                            Some(power_of(back)),
+                        )? {
+                            return Ok(false);
+                        }
+                        sql::set_flavor(tx, &id2, &old2, (old2.vcpus, old2.ram_mb))?;
+                        Ok(true)
+                    })
+                    .await
+                    .unwrap_or(false);
+                self.drop_resize_state(&id, &old).await;
+                self.finish(event, moved, None).await;
+            }
+            Err(e) => {
+                self.fail_to_error(
+                    &id,
+                    TaskState::ResizeReverting,
+                    event,
+                    format!("Reverting the resize of instance {id} failed: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    // ---- password, crash dump, reset state -------------------------------------------------
+
+    /// Sets the guest's admin password through the backend (synchronously, as Nova does).
+    pub async fn change_password(
+        &self,
+        ctx: &Context,
+        id: &str,
+        password: String,
+        request_id: &str,
+    ) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::ChangePassword)?;
+        let unsupported = || Error::NotImplemented("Unable to set password on instance".into());
+        if !self
+            .backends
+            .get(s.backend)
+            .capabilities()
+            .set_admin_password
+        {
+            return Err(unsupported());
+        }
+        let action = self
+            .begin(
+                &s,
+                "changePassword",
+                TaskState::UpdatingPassword,
+                request_id,
+                &ctx.user_id,
+                |_| Ok(()),
+            )
+            .await?;
+        let event = self.event(action, "compute_set_admin_password").await;
+        let sid = s.id.clone();
+        let result = self
+            .blocking(&s.id, move |d| d.set_admin_password(&sid, &password))
+            .await;
+        self.step(
+            &s.id,
+            Some(TaskState::UpdatingPassword),
+            VmState::Active,
+            None,
+            None,
+        )
+        .await;
+        match result {
+            Ok(()) => {
+                self.finish(event, true, None).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.finish(event, false, Some(e.to_string())).await;
+                match e {
+                    driver::DriverError::NotSupported(_) => Err(unsupported()),
+                    e => Err(Error::Conflict(format!(
+                        "Failed to set admin password on {} because {e}",
+                        s.id
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Asks the backend for a crash dump of the guest (an NMI), microversion 2.17.
+    pub async fn trigger_crash_dump(
+        &self,
+        ctx: &Context,
+        id: &str,
+        request_id: &str,
+    ) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::TriggerCrashDump)?;
+        let unsupported = || Error::BadRequest("Triggering crash dump is not supported".into());
+        if !self
+            .backends
+            .get(s.backend)
+            .capabilities()
+            .trigger_crash_dump
+        {
+            return Err(unsupported());
+        }
+        let (sid, rid, project, user, host) = (
+            s.id.clone(),
+            request_id.to_owned(),
+            s.project_id.clone(),
+            ctx.user_id.clone(),
+            self.cfg.host.clone(),
+        );
+        let event = self
+            .store
+            .write(move |tx| {
+                let a = sql::start_action(tx, &sid, &rid, "trigger_crash_dump", &project, &user)?;
+                sql::start_event(tx, a, "compute_trigger_crash_dump", &host)
+            })
+            .await?;
+        let sid = s.id.clone();
+        let result = self
+            .blocking(&s.id, move |d| d.trigger_crash_dump(&sid))
+            .await;
+        self.finish(
+            Some(event),
+            result.is_ok(),
+            result.as_ref().err().map(ToString::to_string),
+        )
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(driver::DriverError::NotSupported(_)) => Err(unsupported()),
+            Err(e) => Err(Error::Task(e.to_string())),
+        }
+    }
+
+    /// os-resetState (admin): sets the vm state to `active` or `error` and clears the task,
+    /// whatever the server was doing. A task still running finds its state gone and stops.
+    pub async fn reset_state(&self, ctx: &Context, id: &str, vm: VmState) -> Result<()> {
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:os-admin-actions:reset_state"));
+        }
+        let s = self.get_server(ctx, id).await?;
+        let sid = s.id.clone();
+        self.store
+            .write(move |tx| sql::reset_state(tx, &sid, vm))
+            .await?;
+        Ok(())
+    }
+
+    // ---- soft delete, restore, forceDelete --------------------------------------------------
+
+    /// Whether a delete of `s` only soft-deletes it now (`reclaim_instance_interval` > 0, the
+    /// server booted once, not already soft-deleted and not in a task).
+    pub(crate) fn soft_deletes(&self, s: &Server) -> bool {
+        self.cfg.reclaim_instance_interval > 0
+            && s.launched_at.is_some()
+            && s.task_state.is_none()
+            && !matches!(s.vm_state, VmState::SoftDeleted | VmState::Building)
+    }
+
+    pub(crate) async fn soft_delete(
+        &self,
+        ctx: &Context,
+        s: &Server,
+        request_id: &str,
+    ) -> Result<()> {
+        let action = self
+            .begin(
+                s,
+                "delete",
+                TaskState::SoftDeleting,
+                request_id,
+                &ctx.user_id,
+                |_| Ok(()),
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::SoftDelete {
+                from_vm: s.vm_state,
+            }),
+        });
+        Ok(())
+    }
+
+    async fn run_soft_delete(&self, id: ServerId, action: i64, from_vm: VmState) {
+        let event = self.event(action, "compute_soft_delete_instance").await;
+        let id2 = id.clone();
+        let result = self
+            .blocking(&id, move |d| match d.power_off(&id2) {
+                Err(driver::DriverError::NotFound(_)) => Ok(()),
+                r => r,
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                let id2 = id.clone();
+                let moved = self
+                    .store
+                    .write(move |tx| {
+                        if !sql::transition(
+                            tx,
+                            &id2,
+                            Some(TaskState::SoftDeleting),
+                            VmState::SoftDeleted,
+                            None,
+                            Some(PowerState::Shutdown),
+                        )? {
+                            return Ok(false);
+                        }
+                        sql::set_sysmeta(tx, &id2, SOFT_DELETED_AT, &store::ts(Utc::now()))?;
+                        Ok(true)
+                    })
+                    .await
+                    .unwrap_or(false);
+                self.finish(event, moved, None).await;
+            }
+            Err(e) => {
+                self.fail_back(&id, TaskState::SoftDeleting, from_vm, event, e.to_string())
+                    .await
+            }
+        }
+    }
+
+    /// Brings a soft-deleted server back (owner or admin).
+    pub async fn restore(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        let s = self.get_server(ctx, id).await?;
+        self.may_act(ctx, &s, Action::Restore)?;
+        let action = self
+            .begin(
+                &s,
+                "restore",
+                TaskState::Restoring,
+                request_id,
+                &ctx.user_id,
+                |_| Ok(()),
+            )
+            .await?;
+        self.run(Job::Work {
+            server: s.id.clone(),
+            action,
+            work: Box::new(Work::Restore),
+        });
+        Ok(())
+    }
+
+    async fn run_restore(&self, id: ServerId, action: i64) {
+        let event = self.event(action, "compute_restore_instance").await;
+        let id2 = id.clone();
+        match self.blocking(&id, move |d| d.power_on(&id2)).await {
+            Ok(()) => {
+                let id2 = id.clone();
+                let _ = self
+                    .store
+                    .write(move |tx| sql::delete_sysmeta(tx, &id2, SOFT_DELETED_AT))
+                    .await;
+                self.step(
+                    &id,
+                    Some(TaskState::Restoring),
+                    VmState::Active,
+                    None,
+                    Some(PowerState::Running),
+                )
+                .await;
+                self.finish(event, true, None).await;
+            }
+            Err(e) => {
+                self.fail_back(
+                    &id,
+                    TaskState::Restoring,
+                    VmState::SoftDeleted,
+                    event,
+                    e.to_string(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Deletes a server now, soft-deleted or not.
+    pub async fn force_delete(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        self.delete_now(ctx, id, request_id).await
+    }
+
+    // ---- periodic work -----------------------------------------------------------------------
+
+    /// Servers whose system metadata `key` (a time) is older than `secs`.
+    async fn expired(&self, key: &'static str, secs: u64) -> Vec<ServerId> {
+        let now = Utc::now();
+        let rows = self
+            .store
+            .read(move |c| sql::servers_with_sysmeta(c, key))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading system metadata");
+                Vec::new()
+            });
+        rows.into_iter()
+            .filter(|(_, v)| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|t| (now - t.with_timezone(&Utc)).num_seconds() >= secs as i64)
+                    .unwrap_or(false)
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Confirms resizes older than `resize_confirm_window_secs`, offloads servers shelved
+    /// longer than `shelved_offload_time` and reclaims servers soft-deleted longer than
+    /// `reclaim_instance_interval`, as Nova's periodic tasks do. Returns how many it started.
+    pub async fn run_periodic_tasks(&self) -> usize {
+        let mut started = 0;
+        if self.cfg.resize_confirm_window_secs > 0 {
+            for id in self
+                .expired(RESIZED_AT, self.cfg.resize_confirm_window_secs)
+                .await
+            {
+                if let Some(s) = self.load(&id).await
+                    && s.vm_state == VmState::Resized
+                    && s.task_state.is_none()
+                    && self
+                        .start_confirm(&s, &request_id(), &s.user_id)
+                        .await
+                        .is_ok()
+                {
+                    tracing::info!(server_id = %id, "resize confirmed automatically");
+                    started += 1;
+                }
+            }
+        }
+        if self.cfg.shelved_offload_time > 0 {
+            for id in self
+                .expired(SHELVED_AT, self.cfg.shelved_offload_time as u64)
+                .await
+            {
+                if let Some(s) = self.load(&id).await
+                    && s.vm_state == VmState::Shelved
+                    && s.task_state.is_none()
+                    && self
+                        .start_offload(&s, &request_id(), &s.user_id)
+                        .await
+                        .is_ok()
+                {
+                    started += 1;
+                }
+            }
+        }
+        if self.cfg.reclaim_instance_interval > 0 {
+            for id in self
+                .expired(SOFT_DELETED_AT, self.cfg.reclaim_instance_interval)
+                .await
+            {
+                if let Some(s) = self.load(&id).await
+                    && s.vm_state == VmState::SoftDeleted
+                    && s.task_state.is_none()
+                {
+                    let (sid, rid, project, user) = (
+                        s.id.clone(),
+                        request_id(),
+                        s.project_id.clone(),
+                        s.user_id.clone(),
+                    );
+                    if let Ok(action) = self
+                        .store
+                        .write(move |tx| {
+                            sql::mark_deleting(tx, &sid)?;
+                            sql::start_action(tx, &sid, &rid, "delete", &project, &user)
+                        })
+                        .await
+                    {
+                        tracing::info!(server_id = %id, "soft-deleted server reclaimed");
+                        self.run(Job::Delete {
+                            server: s.id.clone(),
+                            action,
+                        });
+                        started += 1;
+                    }
+                }
+            }
+        }
+        started
+    }
+}
