@@ -30,6 +30,34 @@ pub struct Config {
     pub log: LogConfig,
     pub identity: IdentitySection,
     pub image: ImageSection,
+    pub compute: ComputeSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeSection {
+    /// How often each settled server's power state is read from its backend, in seconds
+    /// (a guest shut down from inside shows SHUTOFF within this).
+    pub power_sync_interval_secs: u64,
+    /// What start-up does with backend instances the database does not know: `report`
+    /// (log them) or `destroy`.
+    pub orphans: OrphanSetting,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanSetting {
+    Report,
+    Destroy,
+}
+
+impl Default for ComputeSection {
+    fn default() -> Self {
+        Self {
+            power_sync_interval_secs: 5,
+            orphans: OrphanSetting::Report,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -91,6 +119,7 @@ impl Default for Config {
             log: LogConfig::default(),
             identity: IdentitySection::default(),
             image: ImageSection::default(),
+            compute: ComputeSection::default(),
         }
     }
 }

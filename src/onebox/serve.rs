@@ -27,6 +27,7 @@ pub struct Services {
     pub identity: identity::Identity,
     pub compute: compute::Compute,
     pub images: image::Images,
+    pub baremetal: baremetal::Baremetal,
 }
 
 /// Creates the data dir with mode 0700 when it does not exist.
@@ -56,15 +57,14 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         },
     };
     let identity = identity::Identity::new(store.clone(), icfg);
-    let driver: Arc<dyn driver::ComputeDriver> = if cfg.fake_driver {
-        let fake = driver::fake::FakeDriver::new();
-        fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
-        Arc::new(fake)
-    } else {
-        Arc::new(driver::unavailable::Unavailable {
-            reason: "no compute backend is available on this host yet; run onebox with --fake-driver for a demo".into(),
-        })
-    };
+    let baremetal = baremetal::Baremetal::new(
+        store.clone(),
+        baremetal::BaremetalConfig {
+            console_dir: cfg.data_dir.join("consoles"),
+            ..Default::default()
+        },
+    );
+    let backends = backends(cfg, &baremetal);
     let images = image::Images::open(
         store.clone(),
         image::ImageConfig {
@@ -80,9 +80,9 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "onebox".into());
-    let compute = compute::Compute::new(
+    let compute = compute::Compute::with_backends(
         store,
-        driver,
+        backends,
         Arc::new(images.clone()),
         compute::ComputeConfig {
             host,
@@ -93,7 +93,24 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         identity,
         compute,
         images,
+        baremetal,
     })
+}
+
+/// The compute backends of this box: the fake driver alone when configured, else each real
+/// backend the host can run (a kind with none refuses its servers with a fault saying why).
+/// Bare metal is always there: it runs on the nodes enrolled through `/baremetal`, whose BMCs
+/// are reached over the network (with the fake driver too, so demos can mix both).
+fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
+    let ironic: Arc<dyn driver::ComputeDriver> =
+        Arc::new(baremetal::driver::IronicDriver::new(bm.clone()));
+    if cfg.fake_driver {
+        let fake = driver::fake::FakeDriver::new();
+        fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
+        return driver::Backends::single(Arc::new(fake))
+            .with(driver::Backend::BareMetal, ironic);
+    }
+    driver::Backends::none().with(driver::Backend::BareMetal, ironic)
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -108,6 +125,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity,
         compute,
         images,
+        baremetal,
     } = open_services(&cfg).await?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
@@ -128,14 +146,20 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
-    let report = compute
-        .reconcile(compute::reconcile::OrphanPolicy::Report)
-        .await?;
+    let policy = match cfg.compute.orphans {
+        crate::config::OrphanSetting::Report => compute::reconcile::OrphanPolicy::Report,
+        crate::config::OrphanSetting::Destroy => compute::reconcile::OrphanPolicy::Destroy,
+    };
+    let report = compute.reconcile(policy).await?;
     tracing::info!(?report, "reconciled with the backend");
+    let _power_sync = compute.spawn_power_sync(Duration::from_secs(
+        cfg.compute.power_sync_interval_secs.max(1),
+    ));
     let state = api::AppState {
         identity: identity.clone(),
         compute: compute.clone(),
         images,
+        baremetal,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

@@ -811,3 +811,117 @@ async fn status_of(a: &Api<'_>, id: &str) -> String {
         .expect("status")
         .to_owned()
 }
+
+#[tokio::test]
+async fn power_sync_follows_what_the_guest_did() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("inside").await;
+    app.compute.idle().await;
+    let sid = model::compute::ServerId::from_stored(id.clone());
+    // Shut down from inside the guest: SHUTOFF after the next sync.
+    assert!(
+        app.driver
+            .set_power(&sid, model::compute::PowerState::Shutdown)
+    );
+    assert_eq!(app.compute.sync_power_states().await.expect("sync"), 1);
+    assert_eq!(status_of(&a, &id).await, "SHUTOFF");
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(r.body["server"]["OS-EXT-STS:power_state"], 4);
+    // A stopped server the backend runs again is powered off: STOPPED is what was asked.
+    assert!(
+        app.driver
+            .set_power(&sid, model::compute::PowerState::Running)
+    );
+    app.compute.sync_power_states().await.expect("sync");
+    assert_eq!(
+        driver::ComputeDriver::get_info(app.driver.as_ref(), &sid)
+            .expect("info")
+            .power_state,
+        model::compute::PowerState::Shutdown
+    );
+    assert_eq!(status_of(&a, &id).await, "SHUTOFF");
+    // Nothing to change: nothing changes.
+    assert_eq!(app.compute.sync_power_states().await.expect("sync"), 0);
+}
+
+#[tokio::test]
+async fn the_backend_follows_flavor_and_image() {
+    use compute::servers::BACKEND_SPEC;
+    use model::compute::Backend;
+    let app = TestApp::new().await;
+    let admin = api(&app, app.admin().await).await;
+    let flavor = |specs: &[(&str, &str)]| {
+        let mut f = model::compute::Flavor {
+            id: model::compute::FlavorId("x".into()),
+            name: "x".into(),
+            vcpus: 1,
+            ram_mb: 64,
+            disk_gb: 1,
+            ephemeral_gb: 0,
+            swap_mb: 0,
+            rxtx_factor: 1.0,
+            is_public: true,
+            disabled: false,
+            description: None,
+            extra_specs: Default::default(),
+        };
+        for (k, v) in specs {
+            f.extra_specs.insert((*k).into(), (*v).into());
+        }
+        f
+    };
+    let image = |props: &[(&str, &str)]| compute::ImageInfo {
+        id: IMAGE.into(),
+        name: "i".into(),
+        min_disk_gb: 0,
+        min_ram_mb: 0,
+        size_bytes: 0,
+        properties: props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let pick = compute::Compute::select_backend;
+    let disk = image(&[]);
+    let rootfs = image(&[("hypervisor_type", "lxc")]);
+    assert_eq!(pick(&flavor(&[]), Some(&disk)).expect("vm"), Backend::Vm);
+    assert_eq!(
+        pick(&flavor(&[]), Some(&rootfs)).expect("container"),
+        Backend::Container
+    );
+    assert_eq!(
+        pick(
+            &flavor(&[("resources:CUSTOM_BAREMETAL_SMALL", "1")]),
+            Some(&disk)
+        )
+        .expect("baremetal"),
+        Backend::BareMetal
+    );
+    assert_eq!(
+        pick(&flavor(&[(BACKEND_SPEC, "container")]), Some(&rootfs)).expect("forced"),
+        Backend::Container
+    );
+    assert!(pick(&flavor(&[(BACKEND_SPEC, "container")]), Some(&disk)).is_err());
+    assert!(pick(&flavor(&[(BACKEND_SPEC, "vm")]), Some(&rootfs)).is_err());
+    assert!(pick(&flavor(&[(BACKEND_SPEC, "warp")]), Some(&disk)).is_err());
+
+    // Through the API: a flavor naming a bad backend is refused at create, with Nova's fault.
+    let r = admin
+        .call(
+            Method::POST,
+            "/flavors/1/os-extra_specs",
+            Some(json!({"extra_specs": {BACKEND_SPEC: "container"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = admin
+        .call(
+            Method::POST,
+            "/servers",
+            Some(json!({"server": {"name": "c", "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}})),
+        )
+        .await;
+    assert_compute_fault(&r, 400, "badRequest");
+    assert!(r.text.contains("container root filesystem"), "{}", r.text);
+}

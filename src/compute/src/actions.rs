@@ -167,7 +167,7 @@ impl Compute {
             return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
         }
         check(action, &s)?;
-        let caps = self.driver.capabilities();
+        let caps = self.backends.get(s.backend).capabilities();
         let supported = match action {
             PowerAction::Pause | PowerAction::Unpause => caps.pause,
             PowerAction::Suspend | PowerAction::Resume => caps.suspend,
@@ -279,7 +279,10 @@ impl Compute {
             return Err(Error::Conflict(format!("Instance {} is not ready", s.id)));
         }
         let sid = s.id.clone();
-        match self.blocking(move |d| d.console_output(&sid, lines)).await {
+        match self
+            .blocking(&s.id, move |d| d.console_output(&sid, lines))
+            .await
+        {
             Ok(out) => Ok(out),
             Err(driver::DriverError::NotSupported(_)) => Err(Error::NotImplemented(
                 "Unable to get console log, functionality not implemented".into(),
@@ -349,7 +352,7 @@ impl Compute {
         let event = self.event(action_id, action.event()).await;
         let id2 = id.clone();
         let result = self
-            .blocking(move |d| match action {
+            .blocking(&id, move |d| match action {
                 PowerAction::RebootSoft => d.reboot(&id2, driver::RebootKind::Soft),
                 PowerAction::RebootHard => d.reboot(&id2, driver::RebootKind::Hard),
                 PowerAction::Stop => d.power_off(&id2),

@@ -92,23 +92,35 @@ impl Default for ComputeConfig {
 #[derive(Clone)]
 pub struct Compute {
     store: Store,
-    driver: Arc<dyn ComputeDriver>,
+    backends: driver::Backends,
     images: Arc<dyn ImageCatalog>,
     cfg: Arc<ComputeConfig>,
     tasks: Arc<tasks::Runner>,
 }
 
 impl Compute {
+    /// A compute service whose every server runs on one driver (the fake driver of tests).
     pub fn new(
         store: Store,
         driver: Arc<dyn ComputeDriver>,
         images: Arc<dyn ImageCatalog>,
         cfg: ComputeConfig,
     ) -> Self {
+        Self::with_backends(store, driver::Backends::single(driver), images, cfg)
+    }
+
+    /// A compute service over the backends of the box; each server runs on the one
+    /// [`select_backend`](Self::select_backend) picks for it.
+    pub fn with_backends(
+        store: Store,
+        backends: driver::Backends,
+        images: Arc<dyn ImageCatalog>,
+        cfg: ComputeConfig,
+    ) -> Self {
         let tasks = Arc::new(tasks::Runner::new(cfg.task_concurrency));
         Self {
             store,
-            driver,
+            backends,
             images,
             cfg: Arc::new(cfg),
             tasks,
@@ -119,8 +131,13 @@ impl Compute {
         &self.cfg
     }
 
-    pub fn driver(&self) -> &Arc<dyn ComputeDriver> {
-        &self.driver
+    /// The driver of the default (VM) backend.
+    pub fn driver(&self) -> Arc<dyn ComputeDriver> {
+        self.backends.get(model::compute::Backend::Vm)
+    }
+
+    pub fn backends(&self) -> &driver::Backends {
+        &self.backends
     }
 
     /// Waits until no server task is running (for tests and orderly shutdown).

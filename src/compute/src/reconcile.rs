@@ -70,7 +70,7 @@ impl Compute {
                             )
                         })
                         .await?;
-                    let d = self.driver.clone();
+                    let d = self.backends.get(s.backend);
                     let id3 = id.clone();
                     let _ = tokio::task::spawn_blocking(move || d.destroy(&id3)).await;
                     tracing::warn!(server_id = %id, "interrupted build set to ERROR");
@@ -88,18 +88,40 @@ impl Compute {
         }
 
         let live = self.store.read(sql::live_server_ids).await?;
-        let d = self.driver.clone();
-        let backend_ids = tokio::task::spawn_blocking(move || d.list_instances())
-            .await
-            .map_err(|e| crate::Error::Task(e.to_string()))?
-            .map_err(|e| crate::Error::Task(e.to_string()))?;
+        // Every backend's instances, with the driver that holds them.
+        let mut backend_ids = Vec::new();
+        for (_, d) in self.backends.present() {
+            let d2 = d.clone();
+            let ids = tokio::task::spawn_blocking(move || d2.list_instances())
+                .await
+                .map_err(|e| crate::Error::Task(e.to_string()))?
+                .map_err(|e| crate::Error::Task(e.to_string()))?;
+            backend_ids.extend(ids.into_iter().map(|i| (i, d.clone())));
+        }
+        report.power_changed = self.sync_power_states().await?;
+        for (b, d) in backend_ids {
+            if !live.iter().any(|l| l == b.as_str()) {
+                tracing::warn!(instance = %b, "backend instance unknown to the database");
+                if policy == OrphanPolicy::Destroy {
+                    let b2 = b.clone();
+                    let _ = tokio::task::spawn_blocking(move || d.destroy(&b2)).await;
+                }
+                report.orphans.push(b);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Brings the database's power state of every settled server (no task, not ERROR) in
+    /// line with what its backend reports, as Nova's power-state sync does: a server the
+    /// guest shut down (or that crashed, or vanished) becomes SHUTOFF; a stopped server the
+    /// backend runs is powered off again, since the database's STOPPED is what the user asked
+    /// for. Runs at start-up and then periodically. Returns how many servers changed.
+    pub async fn sync_power_states(&self) -> Result<usize> {
+        let live = self.store.read(sql::live_server_ids).await?;
+        let mut changed = 0;
         for id in &live {
             let sid = ServerId::from_stored(id.clone());
-            let d = self.driver.clone();
-            let s2 = sid.clone();
-            let info = tokio::task::spawn_blocking(move || d.get_info(&s2))
-                .await
-                .map_err(|e| crate::Error::Task(e.to_string()))?;
             let Some(server) = self
                 .store
                 .read({
@@ -113,36 +135,71 @@ impl Compute {
             if server.task_state.is_some() || server.vm_state == VmState::Error {
                 continue;
             }
+            let d = self.backends.get(server.backend);
+            let s2 = sid.clone();
+            let info = tokio::task::spawn_blocking(move || d.get_info(&s2))
+                .await
+                .map_err(|e| crate::Error::Task(e.to_string()))?;
             let power = match info {
                 Ok(i) => i.power_state,
                 Err(_) => PowerState::Shutdown,
             };
-            if power != server.power_state {
-                let vm = match (server.vm_state, power) {
-                    (VmState::Active, PowerState::Shutdown | PowerState::Crashed) => {
-                        VmState::Stopped
+            if power == server.power_state {
+                continue;
+            }
+            let vm = match (server.vm_state, power) {
+                (VmState::Active, PowerState::Shutdown | PowerState::Crashed) => VmState::Stopped,
+                (VmState::Stopped, PowerState::Running) => {
+                    let d = self.backends.get(server.backend);
+                    let s2 = sid.clone();
+                    let off = tokio::task::spawn_blocking(move || d.power_off(&s2))
+                        .await
+                        .map_err(|e| crate::Error::Task(e.to_string()))?;
+                    if let Err(e) = off {
+                        tracing::warn!(server_id = %sid, error = %e, "powering off a stopped server the backend runs");
                     }
-                    (vm, _) => vm,
-                };
-                let s3 = sid.clone();
-                self.store
-                    .write(move |tx| sql::transition(tx, &s3, None, vm, None, Some(power)))
-                    .await?;
-                tracing::warn!(server_id = %sid, ?power, "power state synced from the backend");
-                report.power_changed += 1;
-            }
-        }
-        for b in backend_ids {
-            if !live.iter().any(|l| l == b.as_str()) {
-                tracing::warn!(instance = %b, "backend instance unknown to the database");
-                if policy == OrphanPolicy::Destroy {
-                    let d = self.driver.clone();
-                    let b2 = b.clone();
-                    let _ = tokio::task::spawn_blocking(move || d.destroy(&b2)).await;
+                    continue;
                 }
-                report.orphans.push(b);
+                (vm, _) => vm,
+            };
+            // Only a server still settled in the state read above changes: a task that
+            // started meanwhile owns it.
+            let s3 = sid.clone();
+            let from_vm = server.vm_state;
+            let moved = self
+                .store
+                .write(move |tx| {
+                    let now = sql::get_server(tx, &s3)?;
+                    match now {
+                        Some(n) if n.task_state.is_none() && n.vm_state == from_vm => {
+                            sql::transition(tx, &s3, None, vm, None, Some(power))
+                        }
+                        _ => Ok(false),
+                    }
+                })
+                .await?;
+            if moved {
+                tracing::warn!(server_id = %sid, ?power, "power state synced from the backend");
+                changed += 1;
             }
         }
-        Ok(report)
+        Ok(changed)
+    }
+
+    /// Runs [`sync_power_states`](Self::sync_power_states) every `every` until the process
+    /// ends.
+    pub fn spawn_power_sync(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.sync_power_states().await {
+                    tracing::error!(error = %e, "power-state sync");
+                }
+            }
+        })
     }
 }

@@ -175,16 +175,62 @@ pub(crate) fn not_found(id: &str) -> Error {
     Error::NotFound(format!("Instance {id} could not be found."))
 }
 
+/// The flavor extra spec that names the backend of its servers.
+pub const BACKEND_SPEC: &str = "onebox:backend";
+
 fn policy(rule: &str) -> Error {
     Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
 }
 
 impl Compute {
-    fn backend(&self) -> Backend {
-        if self.driver.name() == "fake" {
-            Backend::Fake
+    /// Which backend runs a server of `flavor` booted from `image` (Nova's conventions):
+    /// a flavor may name one with the extra spec `onebox:backend` (`vm`, `container`,
+    /// `baremetal`); a flavor asking for a whole node of a resource class
+    /// (`resources:CUSTOM_<CLASS>=1`, as with Ironic) gets bare metal; an image that is a
+    /// container root filesystem (`hypervisor_type=lxc`) gets a container; anything else a
+    /// virtual machine.
+    pub fn select_backend(
+        flavor: &model::compute::Flavor,
+        image: Option<&crate::ImageInfo>,
+    ) -> Result<Backend> {
+        let forced = match flavor.extra_specs.get(BACKEND_SPEC) {
+            Some(v) => Some(
+                Backend::parse(v)
+                    .filter(|b| *b != Backend::Fake)
+                    .ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "Flavor {} has an invalid {BACKEND_SPEC} extra spec {v:?}: use vm, container or baremetal.",
+                            flavor.id
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        let node_class = flavor
+            .extra_specs
+            .iter()
+            .any(|(k, v)| k.starts_with("resources:CUSTOM_") && v.trim() == "1");
+        let rootfs = image.is_some_and(crate::ImageInfo::is_rootfs);
+        let kind = forced.unwrap_or(if node_class {
+            Backend::BareMetal
+        } else if rootfs {
+            Backend::Container
         } else {
             Backend::Vm
+        });
+        match (kind, image) {
+            (Backend::Container, Some(i)) if !rootfs => Err(Error::BadRequest(format!(
+                "Image {} is not a container root filesystem (hypervisor_type=lxc); a container server needs one.",
+                i.id
+            ))),
+            (Backend::Container, None) => Err(Error::BadRequest(
+                "A container server needs an image that is a container root filesystem.".into(),
+            )),
+            (Backend::Vm, Some(i)) if rootfs => Err(Error::BadRequest(format!(
+                "Image {} is a container root filesystem; flavor {} asks for a virtual machine.",
+                i.id, flavor.id
+            ))),
+            _ => Ok(kind),
         }
     }
 
@@ -207,10 +253,12 @@ impl Compute {
         if flavor.disabled {
             return Err(Error::BadRequest("Flavor is disabled.".into()));
         }
+        let mut image_info = None;
         if let Some(image_ref) = &req.image_ref {
             let image = self.images.find(ctx, image_ref).await.ok_or_else(|| {
                 Error::BadRequest(format!("Image {image_ref} could not be found."))
             })?;
+            image_info = Some(image.clone());
             if flavor.ram_mb < image.min_ram_mb {
                 return Err(Error::BadRequest(
                     "Flavor's memory is too small for requested image.".into(),
@@ -258,7 +306,7 @@ impl Compute {
 
         let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
         let reservation = reservation_id();
-        let backend = self.backend();
+        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
         let host = self.cfg.host.clone();
         let az = self.cfg.availability_zone.clone();
         let user = ctx.user_id.clone();

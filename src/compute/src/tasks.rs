@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use driver::{ComputeDriver, InstanceSpec};
-use model::compute::{PowerState, Server, ServerFault, ServerId, TaskState, VmState};
+use model::compute::{Backend, PowerState, Server, ServerFault, ServerId, TaskState, VmState};
 use store::compute as sql;
 use tokio::sync::{Notify, Semaphore};
 
@@ -115,11 +115,27 @@ impl Compute {
         });
     }
 
+    /// The backend a server runs on; a server the database no longer has is looked for on
+    /// the default backend.
+    pub(crate) async fn backend_of(&self, id: &ServerId) -> Backend {
+        let id2 = id.clone();
+        match self.store.read(move |c| sql::server_backend(c, &id2)).await {
+            Ok(Some(b)) => b,
+            Ok(None) => Backend::Vm,
+            Err(e) => {
+                tracing::error!(server_id = %id, error = %e, "reading a server's backend");
+                Backend::Vm
+            }
+        }
+    }
+
+    /// Runs `f` on a blocking thread with the driver of server `id`'s backend.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
+        id: &ServerId,
         f: impl FnOnce(&dyn ComputeDriver) -> driver::Result<T> + Send + 'static,
     ) -> driver::Result<T> {
-        let d = self.driver.clone();
+        let d = self.backends.get(self.backend_of(id).await);
         tokio::task::spawn_blocking(move || f(d.as_ref()))
             .await
             .unwrap_or_else(|e| Err(driver::DriverError::Failed(format!("driver task: {e}"))))
@@ -196,19 +212,8 @@ impl Compute {
                 return;
             }
         }
-        let spec = InstanceSpec {
-            id: id.clone(),
-            name: server.name.clone(),
-            hostname: server.hostname.clone(),
-            vcpus: server.flavor.vcpus,
-            ram_mb: server.flavor.ram_mb,
-            disk_gb: server.flavor.disk_gb,
-            image_id: server.image_id.clone(),
-            user_data: server.user_data.clone(),
-            key_data: server.key_data.clone(),
-            addresses: server.addresses.clone(),
-        };
-        match self.blocking(move |d| d.spawn(&spec)).await {
+        let spec = self.instance_spec(&server).await;
+        match self.blocking(&id, move |d| d.spawn(&spec)).await {
             Ok(()) => {
                 if self
                     .step(
@@ -235,7 +240,15 @@ impl Compute {
             }
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, "build failed");
-                let message = format!("Build of instance {id} aborted: {e}");
+                let (code, message) = match &e {
+                    driver::DriverError::NoValidHost(why) => (
+                        500,
+                        format!(
+                            "No valid host was found. There are not enough hosts available. {why}"
+                        ),
+                    ),
+                    _ => (500, format!("Build of instance {id} aborted: {e}")),
+                };
                 if self
                     .step(
                         &id,
@@ -254,7 +267,7 @@ impl Compute {
                                 tx,
                                 &id2,
                                 &ServerFault {
-                                    code: 500,
+                                    code,
                                     message: m2,
                                     details: None,
                                     created_at: Utc::now(),
@@ -271,7 +284,7 @@ impl Compute {
     async fn destroy(&self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_terminate_instance").await;
         let id2 = id.clone();
-        match self.blocking(move |d| d.destroy(&id2)).await {
+        match self.blocking(&id, move |d| d.destroy(&id2)).await {
             Ok(()) => {
                 let id2 = id.clone();
                 match self
@@ -296,6 +309,74 @@ impl Compute {
                     .await;
                 self.finish(event, false, Some(e.to_string())).await;
             }
+        }
+    }
+
+    /// What the backend needs to build (or rebuild, or resize) `server`: its flavor, the data
+    /// of its image (with the kernel and ramdisk the image names), its ports and the
+    /// metadata a guest reads.
+    pub(crate) async fn instance_spec(&self, server: &Server) -> InstanceSpec {
+        let image = match &server.image_id {
+            Some(i) => self.images.file(i).await,
+            None => None,
+        };
+        let linked = |key: &'static str| {
+            image
+                .as_ref()
+                .and_then(|i| i.properties.get(key).cloned())
+                .filter(|v| !v.is_empty())
+        };
+        let kernel = match linked("kernel_id") {
+            Some(k) => self.images.file(&k).await,
+            None => None,
+        };
+        let ramdisk = match linked("ramdisk_id") {
+            Some(r) => self.images.file(&r).await,
+            None => None,
+        };
+        let id = server.id.clone();
+        let ports = self
+            .store
+            .read(move |c| sql::server_ports(c, &id))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(server_id = %server.id, error = %e, "reading ports");
+                Vec::new()
+            })
+            .into_iter()
+            .map(|p| driver::Port {
+                network_id: p.network.id,
+                network_name: p.network.name,
+                cidr: p.network.cidr,
+                gateway: p.network.gateway,
+                address: p.address,
+                mac: p.mac,
+            })
+            .collect();
+        InstanceSpec {
+            id: server.id.clone(),
+            name: server.name.clone(),
+            hostname: server.hostname.clone(),
+            project_id: server.project_id.to_string(),
+            availability_zone: server.availability_zone.clone(),
+            launch_index: server.launch_index,
+            vcpus: server.flavor.vcpus,
+            ram_mb: server.flavor.ram_mb,
+            disk_gb: server.flavor.disk_gb,
+            flavor_name: server.flavor.name.clone(),
+            extra_specs: server.flavor.extra_specs.clone(),
+            image_id: server.image_id.clone(),
+            image,
+            kernel,
+            ramdisk,
+            user_data: server.user_data.clone(),
+            key_name: server.key_name.clone(),
+            key_data: server.key_data.clone(),
+            admin_pass: None,
+            metadata: server.metadata.clone(),
+            config_drive: server.config_drive,
+            addresses: server.addresses.clone(),
+            ports,
         }
     }
 

@@ -15,10 +15,8 @@ pub fn sample_spec() -> InstanceSpec {
         vcpus: 1,
         ram_mb: 128,
         disk_gb: 1,
-        image_id: None,
-        user_data: None,
-        key_data: None,
-        addresses: Vec::new(),
+        flavor_name: "conformance".into(),
+        ..InstanceSpec::default()
     }
 }
 
@@ -92,6 +90,46 @@ pub fn run(d: &dyn ComputeDriver, spec: InstanceSpec) {
         d.console_output(&id, None).expect("console output");
         let one = d.console_output(&id, Some(1)).expect("last line");
         assert!(one.lines().count() <= 1, "length limits the output");
+    }
+
+    if caps.rebuild {
+        let mut again = spec.clone();
+        again.name = "conformance-rebuilt".into();
+        d.rebuild(&again).expect("rebuild");
+        assert_eq!(power(d, &id), PowerState::Running, "running after rebuild");
+    } else {
+        assert!(matches!(
+            d.rebuild(&spec),
+            Err(DriverError::NotSupported(_))
+        ));
+    }
+    if caps.resize {
+        let mut bigger = spec.clone();
+        bigger.vcpus += 1;
+        bigger.ram_mb += 64;
+        bigger.disk_gb += 1;
+        d.resize(&bigger).expect("resize");
+        assert_eq!(power(d, &id), PowerState::Running, "running after resize");
+        d.revert_resize(&spec).expect("revert resize");
+        assert_eq!(power(d, &id), PowerState::Running, "running after revert");
+        d.resize(&bigger).expect("resize again");
+        d.confirm_resize(&id).expect("confirm resize");
+        assert_eq!(power(d, &id), PowerState::Running, "running after confirm");
+    }
+    if caps.snapshot {
+        let dir = std::env::temp_dir().join(format!("onebox-conformance-{id}"));
+        std::fs::create_dir_all(&dir).expect("snapshot dir");
+        let dest = dir.join("snapshot");
+        let r = d.snapshot(&id, &dest);
+        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_dir_all(&dir);
+        r.expect("snapshot");
+        assert!(size > 0, "a snapshot writes data");
+        assert_eq!(power(d, &id), PowerState::Running, "running after snapshot");
+    }
+    if caps.diagnostics {
+        let diag = d.diagnostics(&id).expect("diagnostics");
+        assert!(diag.num_cpus > 0, "diagnostics count the cpus");
     }
 
     d.destroy(&id).expect("destroy");

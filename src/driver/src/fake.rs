@@ -9,14 +9,19 @@ use std::time::Duration;
 use model::compute::{PowerState, ServerId};
 
 use crate::{
-    Capabilities, ComputeDriver, DriverError, InstanceInfo, InstanceSpec, Operation, RebootKind,
-    Resources, Result,
+    Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
+    NicStats, Operation, RebootKind, Resources, Result, Snapshot,
 };
 
 #[derive(Debug)]
 struct Instance {
     power: PowerState,
     console: String,
+    spec: InstanceSpec,
+    /// The spec before a resize, until it is confirmed or reverted.
+    resized_from: Option<InstanceSpec>,
+    password: Option<String>,
+    started: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -73,6 +78,26 @@ impl FakeDriver {
         Ok(())
     }
 
+    /// The spec the instance now runs with (for tests of rebuild and resize).
+    pub fn spec_of(&self, id: &ServerId) -> Option<InstanceSpec> {
+        self.with(id, |i| Ok(i.spec.clone())).ok()
+    }
+
+    /// The last password set by `set_admin_password`.
+    pub fn password_of(&self, id: &ServerId) -> Option<String> {
+        self.with(id, |i| Ok(i.password.clone())).ok().flatten()
+    }
+
+    /// Changes an instance's power state as if it happened inside the guest (a shutdown
+    /// from within, a crash), for tests of the power-state sync.
+    pub fn set_power(&self, id: &ServerId, power: PowerState) -> bool {
+        self.with(id, |i| {
+            i.power = power;
+            Ok(())
+        })
+        .is_ok()
+    }
+
     fn with<T>(&self, id: &ServerId, f: impl FnOnce(&mut Instance) -> Result<T>) -> Result<T> {
         let mut map = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         let inst = map
@@ -115,7 +140,11 @@ impl ComputeDriver for FakeDriver {
             suspend: true,
             snapshot: true,
             resize: true,
+            rebuild: true,
             console_output: true,
+            set_admin_password: true,
+            trigger_crash_dump: true,
+            diagnostics: true,
         }
     }
 
@@ -130,6 +159,10 @@ impl ComputeDriver for FakeDriver {
             Instance {
                 power: PowerState::Running,
                 console: format!("{} login:\n", spec.hostname),
+                spec: spec.clone(),
+                resized_from: None,
+                password: spec.admin_pass.clone(),
+                started: std::time::Instant::now(),
             },
         );
         Ok(())
@@ -224,6 +257,117 @@ impl ComputeDriver for FakeDriver {
             .keys()
             .cloned()
             .collect())
+    }
+
+    fn rebuild(&self, spec: &InstanceSpec) -> Result<()> {
+        self.begin(Operation::Rebuild)?;
+        self.with(&spec.id, |i| {
+            i.spec = spec.clone();
+            i.power = PowerState::Running;
+            i.console = format!("{} login:\n", spec.hostname);
+            i.started = std::time::Instant::now();
+            Ok(())
+        })
+    }
+
+    fn resize(&self, spec: &InstanceSpec) -> Result<()> {
+        self.begin(Operation::Resize)?;
+        self.with(&spec.id, |i| {
+            if spec.disk_gb < i.spec.disk_gb {
+                return Err(DriverError::Failed("a disk cannot shrink".into()));
+            }
+            i.resized_from = Some(std::mem::replace(&mut i.spec, spec.clone()));
+            i.power = PowerState::Running;
+            Ok(())
+        })
+    }
+
+    fn confirm_resize(&self, id: &ServerId) -> Result<()> {
+        self.begin(Operation::ConfirmResize)?;
+        self.with(id, |i| {
+            i.resized_from = None;
+            Ok(())
+        })
+    }
+
+    fn revert_resize(&self, old: &InstanceSpec) -> Result<()> {
+        self.begin(Operation::RevertResize)?;
+        self.with(&old.id, |i| {
+            i.resized_from = None;
+            i.spec = old.clone();
+            i.power = PowerState::Running;
+            Ok(())
+        })
+    }
+
+    fn snapshot(&self, id: &ServerId, dest: &std::path::Path) -> Result<Snapshot> {
+        self.begin(Operation::Snapshot)?;
+        let image = self.with(id, |i| Ok(i.spec.image.clone()))?;
+        // A copy of the instance's image when it has one, else a small raw disk.
+        match image {
+            Some(img) if img.path.exists() => {
+                std::fs::copy(&img.path, dest)
+                    .map_err(|e| DriverError::Failed(format!("snapshot: {e}")))?;
+                Ok(Snapshot {
+                    disk_format: img.disk_format,
+                    container_format: img.container_format,
+                })
+            }
+            _ => {
+                std::fs::write(dest, vec![0u8; 64 * 1024])
+                    .map_err(|e| DriverError::Failed(format!("snapshot: {e}")))?;
+                Ok(Snapshot {
+                    disk_format: "raw".into(),
+                    container_format: "bare".into(),
+                })
+            }
+        }
+    }
+
+    fn set_admin_password(&self, id: &ServerId, password: &str) -> Result<()> {
+        self.begin(Operation::SetAdminPassword)?;
+        self.with(id, |i| {
+            if i.power != PowerState::Running {
+                return Err(DriverError::Failed("the guest is not running".into()));
+            }
+            i.password = Some(password.to_owned());
+            Ok(())
+        })
+    }
+
+    fn trigger_crash_dump(&self, id: &ServerId) -> Result<()> {
+        self.begin(Operation::TriggerCrashDump)?;
+        self.with(id, |i| {
+            i.console.push_str("NMI received: crash dump triggered\n");
+            i.power = PowerState::Crashed;
+            Ok(())
+        })
+    }
+
+    fn diagnostics(&self, id: &ServerId) -> Result<Diagnostics> {
+        self.begin(Operation::Diagnostics)?;
+        self.with(id, |i| {
+            Ok(Diagnostics {
+                power_state: Some(i.power),
+                hypervisor: "fake".into(),
+                hypervisor_os: "linux".into(),
+                uptime_s: Some(i.started.elapsed().as_secs()),
+                num_cpus: i.spec.vcpus,
+                memory_max_kb: i.spec.ram_mb * 1024,
+                memory_used_kb: Some(i.spec.ram_mb * 512),
+                cpu_time_ns: vec![17_000_000; i.spec.vcpus as usize],
+                disks: vec![DiskStats::default()],
+                nics: i
+                    .spec
+                    .addresses
+                    .iter()
+                    .map(|a| NicStats {
+                        mac_address: a.mac.clone(),
+                        ..NicStats::default()
+                    })
+                    .collect(),
+            })
+        })
     }
 
     fn available_resources(&self) -> Result<Resources> {

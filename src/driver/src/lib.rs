@@ -15,21 +15,66 @@ pub mod conformance;
 pub mod fake;
 pub mod unavailable;
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use model::compute::Backend;
 use model::compute::{Address, PowerState, ServerId};
 
+/// An image's data as a backend reads it: the checked file in the image store and what it
+/// is. The format must be passed explicitly to any tool that reads the file (never probed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFile {
+    pub id: String,
+    pub path: PathBuf,
+    pub disk_format: String,
+    pub container_format: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// One network interface of an instance: the address the API reports and the network it
+/// sits on. Backends that give guests real networking attach them to the bridge of
+/// `network_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    pub network_id: String,
+    pub network_name: String,
+    /// The network's CIDR, e.g. `10.1.0.0/16`.
+    pub cidr: String,
+    pub gateway: String,
+    pub address: String,
+    pub mac: String,
+}
+
 /// What a backend needs to build a server.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSpec {
     pub id: ServerId,
     pub name: String,
     pub hostname: String,
+    pub project_id: String,
+    pub availability_zone: String,
+    pub launch_index: u32,
     pub vcpus: u32,
     pub ram_mb: u64,
     pub disk_gb: u64,
+    pub flavor_name: String,
+    pub extra_specs: BTreeMap<String, String>,
     pub image_id: Option<String>,
+    /// The image's data; `None` when the server has no image or the backend needs none.
+    pub image: Option<ImageFile>,
+    /// Kernel and ramdisk for direct kernel boot (the image's `kernel_id`/`ramdisk_id`).
+    pub kernel: Option<ImageFile>,
+    pub ramdisk: Option<ImageFile>,
     pub user_data: Option<String>,
+    pub key_name: Option<String>,
     pub key_data: Option<String>,
+    pub admin_pass: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub config_drive: bool,
     pub addresses: Vec<Address>,
+    pub ports: Vec<Port>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +99,50 @@ pub struct Resources {
     pub hypervisor_version: u64,
 }
 
+/// A snapshot written by [`ComputeDriver::snapshot`]: the formats of the file it wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub disk_format: String,
+    pub container_format: String,
+}
+
+/// Server diagnostics in Nova's 2.48 shape; fields a backend cannot tell are `None`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Diagnostics {
+    pub power_state: Option<PowerState>,
+    pub hypervisor: String,
+    pub hypervisor_os: String,
+    pub uptime_s: Option<u64>,
+    pub num_cpus: u32,
+    pub memory_max_kb: u64,
+    pub memory_used_kb: Option<u64>,
+    pub cpu_time_ns: Vec<u64>,
+    pub disks: Vec<DiskStats>,
+    pub nics: Vec<NicStats>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub read_bytes: u64,
+    pub read_requests: u64,
+    pub write_bytes: u64,
+    pub write_requests: u64,
+    pub errors_count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NicStats {
+    pub mac_address: String,
+    pub rx_octets: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_drop: u64,
+    pub tx_octets: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_drop: u64,
+}
+
 /// The operations a backend supports beyond the ones every backend must.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -61,7 +150,11 @@ pub struct Capabilities {
     pub suspend: bool,
     pub snapshot: bool,
     pub resize: bool,
+    pub rebuild: bool,
     pub console_output: bool,
+    pub set_admin_password: bool,
+    pub trigger_crash_dump: bool,
+    pub diagnostics: bool,
 }
 
 /// Every operation a driver can be asked for; used to report `NotSupported` and to inject
@@ -77,7 +170,15 @@ pub enum Operation {
     Unpause,
     Suspend,
     Resume,
+    Rebuild,
+    Resize,
+    ConfirmResize,
+    RevertResize,
+    Snapshot,
     ConsoleOutput,
+    SetAdminPassword,
+    TriggerCrashDump,
+    Diagnostics,
 }
 
 impl Operation {
@@ -92,7 +193,15 @@ impl Operation {
             Operation::Unpause => "unpause",
             Operation::Suspend => "suspend",
             Operation::Resume => "resume",
+            Operation::Rebuild => "rebuild",
+            Operation::Resize => "resize",
+            Operation::ConfirmResize => "confirm_resize",
+            Operation::RevertResize => "revert_resize",
+            Operation::Snapshot => "snapshot",
             Operation::ConsoleOutput => "console_output",
+            Operation::SetAdminPassword => "set_admin_password",
+            Operation::TriggerCrashDump => "trigger_crash_dump",
+            Operation::Diagnostics => "diagnostics",
         }
     }
 }
@@ -103,6 +212,10 @@ pub enum DriverError {
     NotSupported(Operation),
     #[error("instance {0} not found in the backend")]
     NotFound(ServerId),
+    /// The request cannot be met with what the backend has (no free node, no room); the
+    /// server ends in ERROR with Nova's "No valid host" fault.
+    #[error("{0}")]
+    NoValidHost(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -110,6 +223,9 @@ pub enum DriverError {
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 
 /// A compute backend. Methods block; call them from blocking threads.
+///
+/// The methods with a default body are optional: the default refuses with `NotSupported`,
+/// which the compute service turns into Nova's fault for a backend gap.
 pub trait ComputeDriver: Send + Sync {
     /// A short name for logs and os-hypervisors (`fake`, `QEMU`, `lxc`, `ironic`).
     fn name(&self) -> &'static str;
@@ -131,4 +247,136 @@ pub trait ComputeDriver: Send + Sync {
     /// The instances the backend holds, whether or not the database knows them.
     fn list_instances(&self) -> Result<Vec<ServerId>>;
     fn available_resources(&self) -> Result<Resources>;
+
+    /// Replaces the instance's root disk with a fresh one from `spec.image` (and its name,
+    /// key, user data) keeping its identity and addresses; the instance runs afterwards.
+    fn rebuild(&self, spec: &InstanceSpec) -> Result<()> {
+        let _ = spec;
+        Err(DriverError::NotSupported(Operation::Rebuild))
+    }
+    /// Moves the instance to the flavor in `spec` (a disk only grows), keeping what is
+    /// needed to go back until [`confirm_resize`](Self::confirm_resize) or
+    /// [`revert_resize`](Self::revert_resize). The instance runs afterwards.
+    fn resize(&self, spec: &InstanceSpec) -> Result<()> {
+        let _ = spec;
+        Err(DriverError::NotSupported(Operation::Resize))
+    }
+    /// Drops what a resize kept for going back.
+    fn confirm_resize(&self, id: &ServerId) -> Result<()> {
+        let _ = id;
+        Err(DriverError::NotSupported(Operation::ConfirmResize))
+    }
+    /// Returns the instance to `old` (its flavor before the resize), running.
+    fn revert_resize(&self, old: &InstanceSpec) -> Result<()> {
+        let _ = old;
+        Err(DriverError::NotSupported(Operation::RevertResize))
+    }
+    /// Writes a consistent copy of the instance's root disk (or root filesystem) to `dest`.
+    fn snapshot(&self, id: &ServerId, dest: &Path) -> Result<Snapshot> {
+        let _ = (id, dest);
+        Err(DriverError::NotSupported(Operation::Snapshot))
+    }
+    fn set_admin_password(&self, id: &ServerId, password: &str) -> Result<()> {
+        let _ = (id, password);
+        Err(DriverError::NotSupported(Operation::SetAdminPassword))
+    }
+    fn trigger_crash_dump(&self, id: &ServerId) -> Result<()> {
+        let _ = id;
+        Err(DriverError::NotSupported(Operation::TriggerCrashDump))
+    }
+    fn diagnostics(&self, id: &ServerId) -> Result<Diagnostics> {
+        let _ = id;
+        Err(DriverError::NotSupported(Operation::Diagnostics))
+    }
+}
+
+/// The backends of a box, by kind. A kind with no backend is served by
+/// [`unavailable::Unavailable`], so a server placed on it fails with a fault that says why.
+#[derive(Clone)]
+pub struct Backends {
+    by_kind: HashMap<Backend, Arc<dyn ComputeDriver>>,
+    missing: HashMap<Backend, Arc<dyn ComputeDriver>>,
+}
+
+impl Backends {
+    /// No backend at all: every kind is unavailable, with its own reason.
+    pub fn none() -> Self {
+        let missing = [
+            Backend::Vm,
+            Backend::Container,
+            Backend::BareMetal,
+            Backend::Fake,
+        ]
+        .into_iter()
+        .map(|b| {
+            let reason = match b {
+                Backend::Vm => {
+                    "This box has no virtual machine backend (libvirt/QEMU is not available)."
+                }
+                Backend::Container => "This box has no container backend.",
+                Backend::BareMetal => "This box has no bare-metal backend.",
+                Backend::Fake => "This box has no fake backend.",
+            };
+            let d: Arc<dyn ComputeDriver> = Arc::new(unavailable::Unavailable {
+                reason: reason.into(),
+            });
+            (b, d)
+        })
+        .collect();
+        Self {
+            by_kind: HashMap::new(),
+            missing,
+        }
+    }
+
+    /// One driver serving every kind (the fake driver of tests and `--fake-driver`).
+    pub fn single(d: Arc<dyn ComputeDriver>) -> Self {
+        let mut b = Self::none();
+        for kind in [
+            Backend::Vm,
+            Backend::Container,
+            Backend::BareMetal,
+            Backend::Fake,
+        ] {
+            b.by_kind.insert(kind, d.clone());
+        }
+        b
+    }
+
+    pub fn with(mut self, kind: Backend, d: Arc<dyn ComputeDriver>) -> Self {
+        self.by_kind.insert(kind, d);
+        self
+    }
+
+    /// The driver for a kind, or the one that refuses if the box has none.
+    pub fn get(&self, kind: Backend) -> Arc<dyn ComputeDriver> {
+        self.by_kind
+            .get(&kind)
+            .or_else(|| self.missing.get(&kind))
+            .cloned()
+            .expect("every kind has a driver or a refusal")
+    }
+
+    pub fn has(&self, kind: Backend) -> bool {
+        self.by_kind.contains_key(&kind)
+    }
+
+    /// The distinct drivers present, each once, with the kinds it serves.
+    pub fn present(&self) -> Vec<(Vec<Backend>, Arc<dyn ComputeDriver>)> {
+        let mut out: Vec<(Vec<Backend>, Arc<dyn ComputeDriver>)> = Vec::new();
+        let mut kinds: Vec<_> = self.by_kind.iter().collect();
+        kinds.sort_by_key(|(k, _)| k.as_str());
+        for (k, d) in kinds {
+            match out.iter_mut().find(|(_, e)| Arc::ptr_eq(e, d)) {
+                Some((ks, _)) => ks.push(*k),
+                None => out.push((vec![*k], d.clone())),
+            }
+        }
+        out
+    }
+
+    /// Whether all kinds share one driver (a fake box).
+    pub fn is_single(&self) -> bool {
+        self.present().len() == 1 && self.by_kind.len() == 4
+    }
 }

@@ -439,6 +439,22 @@ impl Images {
         })
     }
 
+    /// An active image's record and the path of its data, whoever owns it: for the compute
+    /// service, which checked at create time that the caller may boot it, and for kernels
+    /// and ramdisks that a bootable image names.
+    pub async fn data_of(&self, id: &ImageId) -> Result<(Image, PathBuf)> {
+        let iid = id.clone();
+        let image = self
+            .store
+            .read(move |c| sql::get_image(c, &iid))
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("No image found with ID {id}")))?;
+        if image.status != ImageStatus::Active {
+            return Err(Error::BadRequest(format!("Image {id} is not active.")));
+        }
+        Ok((image, content::data_path(&self.cfg.dir, id)))
+    }
+
     // ---- members ------------------------------------------------------------------------
 
     /// The image, if the caller may see it and it is shared (the only kind with members).

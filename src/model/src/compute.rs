@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::{ProjectId, UserId};
 
 /// A server's id: a UUID in its hyphenated form, as Nova shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(String);
 
 impl ServerId {

@@ -171,10 +171,15 @@ impl Image {
     /// Every other format is stored and served but boots nowhere on this box.
     pub fn backend(&self) -> Option<Backend> {
         let bare = self.container_format == Some(ContainerFormat::Bare);
+        // Nova's libvirt-LXC convention (`hypervisor_type=lxc`) marks a rootfs as well.
         let rootfs = self
             .properties
             .get(ROOTFS_PROPERTY)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || self
+                .properties
+                .get("hypervisor_type")
+                .is_some_and(|v| v.eq_ignore_ascii_case("lxc"));
         match self.disk_format {
             Some(DiskFormat::Raw) if bare && rootfs => Some(Backend::Container),
             Some(DiskFormat::Raw | DiskFormat::Qcow2) if bare => Some(Backend::Vm),

@@ -203,24 +203,25 @@ pub fn delete_node(c: &Connection, uuid: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM baremetal_nodes WHERE uuid = ?1", [uuid])? == 1)
 }
 
-/// Picks an available node of `resource_class` that is not in maintenance and binds it to
-/// `instance_uuid` (inside the caller's transaction, so two claims cannot take one node).
+/// Picks the oldest available node, not in maintenance, whose resource class `fits`, and binds
+/// it to `instance_uuid` (inside the caller's transaction, so two claims cannot take one node).
 pub fn claim_node(
     c: &Connection,
-    resource_class: &str,
+    fits: &dyn Fn(&str) -> bool,
     instance_uuid: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Node>> {
-    let uuid: Option<String> = c
-        .query_row(
-            "SELECT uuid FROM baremetal_nodes WHERE provision_state = 'available' \
-             AND maintenance = 0 AND instance_uuid IS NULL AND lower(resource_class) = lower(?1) \
-             ORDER BY created_at, uuid LIMIT 1",
-            [resource_class],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(uuid) = uuid else { return Ok(None) };
+    let mut st = c.prepare(
+        "SELECT uuid, resource_class FROM baremetal_nodes WHERE provision_state = 'available' \
+         AND maintenance = 0 AND instance_uuid IS NULL AND resource_class IS NOT NULL \
+         ORDER BY created_at, uuid",
+    )?;
+    let candidates = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some((uuid, _)) = candidates.into_iter().find(|(_, class)| fits(class)) else {
+        return Ok(None);
+    };
     c.execute(
         "UPDATE baremetal_nodes SET instance_uuid = ?2, provision_state = 'deploying', \
          target_provision_state = 'active', last_error = NULL, updated_at = ?3, \
@@ -289,11 +290,11 @@ mod tests {
         assert_eq!(got.uuid, "a");
         assert_eq!(got.bmc_password.as_deref(), Some("pw"));
         let claimed = store
-            .write_blocking(|c| claim_node(c, "BAREMETAL.GOLD", "i1", Utc::now()))
+            .write_blocking(|c| claim_node(c, &|k| k == "baremetal.gold", "i1", Utc::now()))
             .expect("claim");
         assert_eq!(claimed.map(|n| (n.uuid, n.provision_state)), Some(("a".into(), "deploying".into())));
         let again = store
-            .write_blocking(|c| claim_node(c, "baremetal.gold", "i2", Utc::now()))
+            .write_blocking(|c| claim_node(c, &|k| k == "baremetal.gold", "i2", Utc::now()))
             .expect("claim");
         assert!(again.is_none());
         assert!(store.read_blocking(|c| node_by_instance(c, "i1")).expect("q").is_some());

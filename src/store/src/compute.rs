@@ -408,6 +408,51 @@ pub fn insert_port(
     Ok(())
 }
 
+/// A server's port with its network, as a backend needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRow {
+    pub network: Network,
+    pub address: String,
+    pub mac: String,
+}
+
+/// The ports of a server in attachment order.
+pub fn server_ports(c: &Connection, server: &ServerId) -> Result<Vec<PortRow>> {
+    let mut st = c.prepare_cached(
+        "SELECT n.id, n.name, n.project_id, n.cidr, n.gateway, p.address, p.mac
+         FROM ports p JOIN networks n ON n.id = p.network_id
+         WHERE p.server_id = ?1 ORDER BY p.position",
+    )?;
+    let rows = st.query_map([server.as_str()], |r| {
+        Ok(PortRow {
+            network: network_row(r)?,
+            address: r.get(5)?,
+            mac: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every network, for backends that build one bridge per network.
+pub fn all_networks(c: &Connection) -> Result<Vec<Network>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, name, project_id, cidr, gateway FROM networks ORDER BY created_at, id",
+    )?;
+    let rows = st.query_map([], network_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The backend a server (live or being deleted) runs on.
+pub fn server_backend(c: &Connection, id: &ServerId) -> Result<Option<Backend>> {
+    Ok(c.query_row(
+        "SELECT backend FROM servers WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .and_then(|b| Backend::parse(&b)))
+}
+
 pub fn release_ports(c: &Connection, server: &ServerId) -> Result<()> {
     c.execute("DELETE FROM ports WHERE server_id = ?1", [server.as_str()])?;
     Ok(())

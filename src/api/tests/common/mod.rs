@@ -125,6 +125,7 @@ impl TestApp {
             identity: identity.clone(),
             compute: compute.clone(),
             images: images.clone(),
+            baremetal: baremetal::Baremetal::new(store.clone(), Default::default()),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
