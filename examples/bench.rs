@@ -763,13 +763,13 @@ fn ipmi_bench() -> Result<()> {
     let mut tool_open = Vec::new();
     for _ in 0..N {
         tool_whole.push(ipmitool(&["chassis", "power", "status"], None)?);
-        // `session info active` runs one command that does not touch the chassis.
+        // Get Device ID: one command that does not touch the chassis.
         tool_open.push(ipmitool(&["raw", "0x06", "0x01"], None)?);
     }
     // ipmitool keeps one session for a whole `shell` script: the per-command cost is the
     // difference between N+1 and 1 commands, divided by N (means only).
-    let one = ipmitool(&["shell"], Some("chassis power status\n".into()))?;
-    let many = ipmitool(&["shell"], Some("chassis power status\n".repeat(N + 1)))?;
+    let one = ipmitool(&["shell"], Some("chassis power status\nexit\n".into()))?;
+    let many = ipmitool(&["shell"], Some("chassis power status\n".repeat(N + 1) + "exit\n"))?;
     let tool_status_mean = (many.saturating_sub(one)).as_secs_f64() * 1e3 / N as f64;
 
     let row = |what: &str, (p50, p95): (f64, f64)| {

@@ -84,6 +84,7 @@ impl TestApp {
         .await
         .expect("image store");
         let identity = Identity::new(store.clone(), cfg);
+        let bm_store = store.clone();
         let driver = Arc::new(driver::fake::FakeDriver::new());
         let compute = compute::Compute::new(
             store,
@@ -125,7 +126,14 @@ impl TestApp {
             identity: identity.clone(),
             compute: compute.clone(),
             images: images.clone(),
-            baremetal: baremetal::Baremetal::new(store.clone(), Default::default()),
+            baremetal: baremetal::Baremetal::new(
+                bm_store,
+                baremetal::BaremetalConfig {
+                    ipmi_timeout: std::time::Duration::from_millis(200),
+                    ipmi_retries: 1,
+                    console_dir: data_dir.path().join("consoles"),
+                },
+            ),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
