@@ -61,14 +61,15 @@ impl IronicDriver {
         let on = bmc
             .power_is_on()
             .map_err(|e| Error::Bmc(format!("Failed to get power state for node {}. Error: {e}", node.uuid)))?;
-        let target = if on { "rebooting" } else { POWER_ON };
-        self.bm.set_power(&node.uuid, target)?;
+        // Capture the console from before power on, so the machine's first words are kept.
         let console = self.bm.console_path(&node.uuid);
         if let Some(dir) = console.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = std::fs::write(&console, b"");
         bmc.start_console_capture(console);
+        let target = if on { "rebooting" } else { POWER_ON };
+        self.bm.set_power(&node.uuid, target)?;
         node = self.bm.get(&node.uuid)?;
         node.provision_state = "active".into();
         node.target_provision_state = None;

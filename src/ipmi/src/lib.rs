@@ -107,7 +107,7 @@ pub struct Bmc {
     capture_stop: Mutex<Option<Arc<AtomicBool>>>,
 }
 
-type Registry = Mutex<HashMap<(String, u16), Weak<Bmc>>>;
+type Registry = Mutex<HashMap<(String, u16), Arc<Bmc>>>;
 
 fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
@@ -120,16 +120,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Bmc {
     /// The process's handle for the BMC at `cfg.host:cfg.port`. Callers with the same address
-    /// share one handle and so one session; a changed configuration (new credentials) gets a
-    /// new handle once every user of the old one has dropped it.
+    /// share one handle and so one session; the handle lives as long as the process (its
+    /// console capture runs without anyone holding it). A changed configuration (new
+    /// credentials) stops the old handle's capture, closes its session and replaces it.
     pub fn shared(cfg: Config) -> Arc<Bmc> {
         let key = (cfg.host.clone(), cfg.port);
         let mut reg = lock(registry());
-        if let Some(b) = reg.get(&key).and_then(Weak::upgrade) {
+        if let Some(b) = reg.get(&key).cloned() {
             if b.cfg == cfg {
                 return b;
             }
-            // New credentials: close the old session, then let the new handle take over.
+            b.stop_console_capture();
             b.reset();
         }
         let b = Arc::new(Bmc {
@@ -140,7 +141,7 @@ impl Bmc {
             }),
             capture_stop: Mutex::new(None),
         });
-        reg.insert(key, Arc::downgrade(&b));
+        reg.insert(key, b.clone());
         b
     }
 
