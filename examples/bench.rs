@@ -688,7 +688,9 @@ impl Drop for IpmiSim {
 fn ipmi_bench() -> Result<()> {
     const N: usize = 200;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ipmi-sim.sh");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let console = free_port()?;
     let sim = IpmiSim {
         dir: tempfile::tempdir()?,
@@ -709,12 +711,22 @@ fn ipmi_bench() -> Result<()> {
     let cfg = ipmi::Config::new("127.0.0.1", port, "admin", "password");
     let ipmitool = |args: &[&str], stdin: Option<String>| -> Result<Duration> {
         let mut c = Command::new("ipmitool");
-        c.args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-U", "admin", "-E"])
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .env("IPMI_PASSWORD", "password")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        c.args([
+            "-I",
+            "lanplus",
+            "-C",
+            "3",
+            "-H",
+            "127.0.0.1",
+            "-U",
+            "admin",
+            "-E",
+        ])
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .env("IPMI_PASSWORD", "password")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         let t = Instant::now();
         let ok = match stdin {
             None => c.status()?.success(),
@@ -769,18 +781,30 @@ fn ipmi_bench() -> Result<()> {
     // ipmitool keeps one session for a whole `shell` script: the per-command cost is the
     // difference between N+1 and 1 commands, divided by N (means only).
     let one = ipmitool(&["shell"], Some("chassis power status\nexit\n".into()))?;
-    let many = ipmitool(&["shell"], Some("chassis power status\n".repeat(N + 1) + "exit\n"))?;
+    let many = ipmitool(
+        &["shell"],
+        Some("chassis power status\n".repeat(N + 1) + "exit\n"),
+    )?;
     let tool_status_mean = (many.saturating_sub(one)).as_secs_f64() * 1e3 / N as f64;
 
     let row = |what: &str, (p50, p95): (f64, f64)| {
         println!("{what:<58} p50 {p50:>8.3} ms   p95 {p95:>8.3} ms");
     };
     println!("IPMI against ipmi_sim on 127.0.0.1:{port}, cipher suite 3, n={N}");
-    row("onebox: session open (RMCP+ setup + privilege ADMINISTRATOR)", p50_p95(open));
+    row(
+        "onebox: session open (RMCP+ setup + privilege ADMINISTRATOR)",
+        p50_p95(open),
+    );
     row("onebox: power status on an open session", p50_p95(status));
     row("onebox: open + power status + close", p50_p95(whole));
-    row("ipmitool: process + open + Get Device ID + close", p50_p95(tool_open));
-    row("ipmitool: process + open + power status + close", p50_p95(tool_whole));
+    row(
+        "ipmitool: process + open + Get Device ID + close",
+        p50_p95(tool_open),
+    );
+    row(
+        "ipmitool: process + open + power status + close",
+        p50_p95(tool_whole),
+    );
     println!(
         "{:<58} mean {tool_status_mean:>7.3} ms",
         "ipmitool shell: power status on an open session"

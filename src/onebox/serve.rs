@@ -107,8 +107,7 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
     if cfg.fake_driver {
         let fake = driver::fake::FakeDriver::new();
         fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
-        return driver::Backends::single(Arc::new(fake))
-            .with(driver::Backend::BareMetal, ironic);
+        return driver::Backends::single(Arc::new(fake)).with(driver::Backend::BareMetal, ironic);
     }
     driver::Backends::none().with(driver::Backend::BareMetal, ironic)
 }

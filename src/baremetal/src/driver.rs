@@ -58,9 +58,12 @@ impl IronicDriver {
             .unwrap_or("pxe")
             .to_string();
         self.bm.set_boot_device(&node.uuid, &device, true)?;
-        let on = bmc
-            .power_is_on()
-            .map_err(|e| Error::Bmc(format!("Failed to get power state for node {}. Error: {e}", node.uuid)))?;
+        let on = bmc.power_is_on().map_err(|e| {
+            Error::Bmc(format!(
+                "Failed to get power state for node {}. Error: {e}",
+                node.uuid
+            ))
+        })?;
         // Capture the console from before power on, so the machine's first words are kept.
         let console = self.bm.console_path(&node.uuid);
         if let Some(dir) = console.parent() {
@@ -74,11 +77,13 @@ impl IronicDriver {
         node.provision_state = "active".into();
         node.target_provision_state = None;
         node.provision_updated_at = Some(chrono::Utc::now());
-        node.instance_info.insert("display_name".into(), json!(spec.name));
+        node.instance_info
+            .insert("display_name".into(), json!(spec.name));
         if let Some(i) = &spec.image_id {
             node.instance_info.insert("image_source".into(), json!(i));
         }
-        node.instance_info.insert("root_gb".into(), json!(spec.disk_gb.to_string()));
+        node.instance_info
+            .insert("root_gb".into(), json!(spec.disk_gb.to_string()));
         self.bm.save(node)
     }
 
@@ -119,12 +124,23 @@ impl ComputeDriver for IronicDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { console_output: true, ..Default::default() }
+        Capabilities {
+            console_output: true,
+            ..Default::default()
+        }
     }
 
     fn spawn(&self, spec: &InstanceSpec) -> Result<()> {
-        if self.bm.by_instance(spec.id.as_str()).map_err(failed)?.is_some() {
-            return Err(DriverError::Failed(format!("instance {} already has a node", spec.id)));
+        if self
+            .bm
+            .by_instance(spec.id.as_str())
+            .map_err(failed)?
+            .is_some()
+        {
+            return Err(DriverError::Failed(format!(
+                "instance {} already has a node",
+                spec.id
+            )));
         }
         let wanted = Self::wanted_classes(&spec.extra_specs);
         if wanted.is_empty() {
@@ -183,17 +199,26 @@ impl ComputeDriver for IronicDriver {
             RebootKind::Hard => "rebooting",
             RebootKind::Soft => "soft rebooting",
         };
-        self.bm.set_power(&node.uuid, target).map(|_| ()).map_err(failed)
+        self.bm
+            .set_power(&node.uuid, target)
+            .map(|_| ())
+            .map_err(failed)
     }
 
     fn power_off(&self, id: &ServerId) -> Result<()> {
         let node = self.node_of(id)?;
-        self.bm.set_power(&node.uuid, POWER_OFF).map(|_| ()).map_err(failed)
+        self.bm
+            .set_power(&node.uuid, POWER_OFF)
+            .map(|_| ())
+            .map_err(failed)
     }
 
     fn power_on(&self, id: &ServerId) -> Result<()> {
         let node = self.node_of(id)?;
-        self.bm.set_power(&node.uuid, POWER_ON).map(|_| ()).map_err(failed)?;
+        self.bm
+            .set_power(&node.uuid, POWER_ON)
+            .map(|_| ())
+            .map_err(failed)?;
         // The capture keeps running across power cycles; restart it if it was stopped.
         if let Ok(b) = self.bm.bmc(&node) {
             b.start_console_capture(self.bm.console_path(&node.uuid));
@@ -271,7 +296,10 @@ impl ComputeDriver for IronicDriver {
             }
         };
         for n in self.bm.list().map_err(failed)? {
-            if matches!(n.provision_state.as_str(), "available" | "active" | "deploying") {
+            if matches!(
+                n.provision_state.as_str(),
+                "available" | "active" | "deploying"
+            ) {
                 r.vcpus += num(&n, "cpus") as u32;
                 r.memory_mb += num(&n, "memory_mb");
                 r.local_gb += num(&n, "local_gb");

@@ -74,7 +74,13 @@ pub struct Baremetal {
 pub fn placement_class(resource_class: &str) -> String {
     let up: String = resource_class
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("CUSTOM_{up}")
 }
@@ -99,7 +105,10 @@ pub struct NewNode {
 
 impl Baremetal {
     pub fn new(store: Store, cfg: BaremetalConfig) -> Self {
-        Self { store, cfg: Arc::new(cfg) }
+        Self {
+            store,
+            cfg: Arc::new(cfg),
+        }
     }
 
     pub fn config(&self) -> &BaremetalConfig {
@@ -178,7 +187,9 @@ impl Baremetal {
 
     pub fn by_instance(&self, instance: &str) -> Result<Option<Node>> {
         let id = instance.to_string();
-        Ok(self.store.read_blocking(move |c| store::baremetal::node_by_instance(c, &id))?)
+        Ok(self
+            .store
+            .read_blocking(move |c| store::baremetal::node_by_instance(c, &id))?)
     }
 
     /// Writes a node the caller changed (JSON patch). The password may be set through
@@ -187,10 +198,10 @@ impl Baremetal {
         if let Some(name) = &node.name {
             validate_name(name)?;
         }
-        if let Some(p) = take_password(&mut node.driver_info) {
-            if p != "******" {
-                node.bmc_password = Some(p);
-            }
+        if let Some(p) = take_password(&mut node.driver_info)
+            && p != "******"
+        {
+            node.bmc_password = Some(p);
         }
         node.updated_at = Some(now());
         let n2 = node.clone();
@@ -211,14 +222,18 @@ impl Baremetal {
                 node.uuid
             )));
         }
-        if matches!(node.provision_state.as_str(), "active" | "deploying" | "deleting") {
+        if matches!(
+            node.provision_state.as_str(),
+            "active" | "deploying" | "deleting"
+        ) {
             return Err(Error::Conflict(format!(
                 "Can not delete node \"{}\" while it is in provision state \"{}\".",
                 node.uuid, node.provision_state
             )));
         }
         let uuid = node.uuid.clone();
-        self.store.write_blocking(move |c| store::baremetal::delete_node(c, &uuid))?;
+        self.store
+            .write_blocking(move |c| store::baremetal::delete_node(c, &uuid))?;
         if let Ok(b) = self.bmc(&node) {
             b.stop_console_capture();
         }
@@ -242,7 +257,10 @@ impl Baremetal {
         })?;
         let port = match s("ipmi_port") {
             Some(p) => p.parse::<u16>().map_err(|_| {
-                Error::BadRequest(format!("Invalid driver_info ipmi_port {p:?} of node {}.", node.uuid))
+                Error::BadRequest(format!(
+                    "Invalid driver_info ipmi_port {p:?} of node {}.",
+                    node.uuid
+                ))
             })?,
             None => 623,
         };
@@ -361,7 +379,9 @@ impl Baremetal {
         let bmc = self.bmc(&node)?;
         match bmc.boot_device() {
             Ok(b) => Ok((
-                b.device.map(|d| d.as_str().to_string()).or(node.boot_device.clone()),
+                b.device
+                    .map(|d| d.as_str().to_string())
+                    .or(node.boot_device.clone()),
                 b.persistent,
             )),
             Err(e) => Err(self.bmc_failed(node, "get boot device", &e)),
@@ -383,9 +403,10 @@ impl Baremetal {
                 node.target_provision_state = Some("manageable".into());
                 node.provision_updated_at = Some(now());
                 node = self.save(node)?;
-                let checked = self.bmc(&node).map_err(|e| e.to_string()).and_then(|bmc| {
-                    bmc.power_is_on().map_err(|e| e.to_string())
-                });
+                let checked = self
+                    .bmc(&node)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bmc| bmc.power_is_on().map_err(|e| e.to_string()));
                 match checked {
                     Ok(on) => {
                         node.power_state = Some(if on { POWER_ON } else { POWER_OFF }.into());
@@ -474,7 +495,9 @@ fn validate_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadRequest(format!("Expected a logical name but received {name}.")))
+        Err(Error::BadRequest(format!(
+            "Expected a logical name but received {name}."
+        )))
     }
 }
 

@@ -40,7 +40,10 @@ fn enrol(bm: &Baremetal, sim: &Sim, class: &str) -> String {
             driver: "ipmi".into(),
             driver_info: info.as_object().cloned().unwrap_or_default(),
             resource_class: Some(class.into()),
-            properties: json!({"cpus": 2, "memory_mb": 2048, "local_gb": 10}).as_object().cloned().unwrap_or_default(),
+            properties: json!({"cpus": 2, "memory_mb": 2048, "local_gb": 10})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             initial_state: "enroll".into(),
             ..Default::default()
         })
@@ -55,7 +58,10 @@ fn enrol(bm: &Baremetal, sim: &Sim, class: &str) -> String {
 
 fn spec(class: &str) -> InstanceSpec {
     let mut extra = BTreeMap::new();
-    extra.insert(format!("resources:{}", baremetal::placement_class(class)), "1".to_string());
+    extra.insert(
+        format!("resources:{}", baremetal::placement_class(class)),
+        "1".to_string(),
+    );
     InstanceSpec {
         id: ServerId::generate(),
         name: "bm-server".into(),
@@ -87,10 +93,16 @@ fn a_server_on_a_node_from_spawn_to_destroy() {
     assert_eq!(n.power_state.as_deref(), Some("power on"));
     let first = sim.machine_pid().expect("the machine runs");
     assert!(sim.events().contains("bootdev=pxe"), "{}", sim.events());
-    assert_eq!(d.get_info(&s.id).expect("info").power_state, PowerState::Running);
+    assert_eq!(
+        d.get_info(&s.id).expect("info").power_state,
+        PowerState::Running
+    );
     assert_eq!(d.list_instances().expect("list"), vec![s.id.clone()]);
     // A second server of the class finds no free node.
-    assert!(matches!(d.spawn(&spec("baremetal.small")), Err(DriverError::NoValidHost(_))));
+    assert!(matches!(
+        d.spawn(&spec("baremetal.small")),
+        Err(DriverError::NoValidHost(_))
+    ));
 
     // The machine's console reaches the server's console output through SOL.
     assert!(
@@ -107,18 +119,42 @@ fn a_server_on_a_node_from_spawn_to_destroy() {
 
     d.power_off(&s.id).expect("stop");
     assert!(sim.machine_pid().is_none());
-    assert_eq!(d.get_info(&s.id).expect("info").power_state, PowerState::Shutdown);
+    assert_eq!(
+        d.get_info(&s.id).expect("info").power_state,
+        PowerState::Shutdown
+    );
     d.power_on(&s.id).expect("start");
     assert!(sim.machine_pid().is_some());
 
     // Power changed behind onebox's back: the BMC wins.
     std::process::Command::new("ipmitool")
-        .args(["-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-U", "admin", "-E", "-p", &sim.port.to_string(), "chassis", "power", "off"])
+        .args([
+            "-I",
+            "lanplus",
+            "-C",
+            "3",
+            "-H",
+            "127.0.0.1",
+            "-U",
+            "admin",
+            "-E",
+            "-p",
+            &sim.port.to_string(),
+            "chassis",
+            "power",
+            "off",
+        ])
         .env("IPMI_PASSWORD", "password")
         .output()
         .ok();
-    assert_eq!(d.get_info(&s.id).expect("info").power_state, PowerState::Shutdown);
-    assert_eq!(bm.get(&uuid).expect("node").power_state.as_deref(), Some("power off"));
+    assert_eq!(
+        d.get_info(&s.id).expect("info").power_state,
+        PowerState::Shutdown
+    );
+    assert_eq!(
+        bm.get(&uuid).expect("node").power_state.as_deref(),
+        Some("power off")
+    );
 
     d.destroy(&s.id).expect("destroy");
     let n = bm.get(&uuid).expect("node");
@@ -146,17 +182,28 @@ fn a_bmc_that_stops_answering_fails_the_operation_and_records_last_error() {
     let r = d.spawn(&s);
     let took = t.elapsed();
     sim.signal("CONT");
-    let Err(DriverError::Failed(msg)) = r else { panic!("expected a failure, got {r:?}") };
+    let Err(DriverError::Failed(msg)) = r else {
+        panic!("expected a failure, got {r:?}")
+    };
     assert!(msg.contains("unreachable"), "{msg}");
     // Bounded: one BMC call's timeout × attempts, no hang.
     assert!(took < Duration::from_secs(5), "{took:?}");
     let n = bm.get(&uuid).expect("node");
     assert_eq!(n.provision_state, "deploy failed");
     assert!(n.target_provision_state.is_none());
-    assert!(n.last_error.as_deref().unwrap_or("").contains("unreachable"), "{:?}", n.last_error);
+    assert!(
+        n.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unreachable"),
+        "{:?}",
+        n.last_error
+    );
 
     // Deleting the failed server returns the node once the BMC answers again.
-    assert!(wait_for(Duration::from_secs(10), || d.destroy(&s.id).is_ok()));
+    assert!(wait_for(Duration::from_secs(10), || d
+        .destroy(&s.id)
+        .is_ok()));
     let n = bm.get(&uuid).expect("node");
     assert_eq!(n.provision_state, "available");
     assert!(n.instance_uuid.is_none());

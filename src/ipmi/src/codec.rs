@@ -290,7 +290,7 @@ pub fn encrypt(key: &[u8; 16], iv: [u8; 16], plain: &[u8]) -> Vec<u8> {
 }
 
 pub fn decrypt(key: &[u8; 16], data: &[u8]) -> Result<Vec<u8>> {
-    if data.len() < 32 || data.len() % 16 != 0 {
+    if data.len() < 32 || !data.len().is_multiple_of(16) {
         return Err(Error::Protocol(format!(
             "encrypted payload of {} bytes",
             data.len()
@@ -733,8 +733,8 @@ mod tests {
         // byte for byte as ipmitool's given its IV and sequence number.
         let keys = rakp.session_keys(&sik);
         let mut seen_device_id = false;
-        for i in 8..CAPTURE.len() {
-            let raw = captured(i);
+        for (i, (dir, hex)) in CAPTURE.iter().enumerate().skip(8) {
+            let raw = unhex(hex);
             let Inbound::V20 {
                 payload_type,
                 session_id,
@@ -745,7 +745,7 @@ mod tests {
                 panic!("not RMCP+")
             };
             assert_eq!(payload_type, payload::IPMI);
-            if CAPTURE[i].0 == "C" {
+            if *dir == "C" {
                 assert_eq!(session_id, bmc_sid);
                 let mut iv = [0u8; 16];
                 iv.copy_from_slice(&raw[16..32]);

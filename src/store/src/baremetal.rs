@@ -292,11 +292,19 @@ mod tests {
         let claimed = store
             .write_blocking(|c| claim_node(c, &|k| k == "baremetal.gold", "i1", Utc::now()))
             .expect("claim");
-        assert_eq!(claimed.map(|n| (n.uuid, n.provision_state)), Some(("a".into(), "deploying".into())));
+        assert_eq!(
+            claimed.map(|n| (n.uuid, n.provision_state)),
+            Some(("a".into(), "deploying".into()))
+        );
         let again = store
             .write_blocking(|c| claim_node(c, &|k| k == "baremetal.gold", "i2", Utc::now()))
             .expect("claim");
         assert!(again.is_none());
-        assert!(store.read_blocking(|c| node_by_instance(c, "i1")).expect("q").is_some());
+        assert!(
+            store
+                .read_blocking(|c| node_by_instance(c, "i1"))
+                .expect("q")
+                .is_some()
+        );
     }
 }

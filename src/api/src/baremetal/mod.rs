@@ -52,7 +52,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/baremetal/v1/nodes/{node}/states", get(states))
         .route("/baremetal/v1/nodes/{node}/states/power", put(set_power))
-        .route("/baremetal/v1/nodes/{node}/states/provision", put(provision))
+        .route(
+            "/baremetal/v1/nodes/{node}/states/provision",
+            put(provision),
+        )
         .route(
             "/baremetal/v1/nodes/{node}/maintenance",
             put(maintenance_on).delete(maintenance_off),
@@ -76,7 +79,9 @@ pub fn router(state: AppState) -> Router {
         .route("/baremetal/v1/", get(v1_root))
         .route("/baremetal/{*rest}", any(fault::unknown_route))
         .layer(from_fn(version_layer))
-        .layer(from_fn(|req, next| fault::render(Service::Baremetal, req, next)))
+        .layer(from_fn(|req, next| {
+            fault::render(Service::Baremetal, req, next)
+        }))
         .with_state(state)
 }
 
@@ -87,7 +92,10 @@ fn parse_version(s: &str) -> Option<ApiVersion> {
 
 /// Negotiates `X-OpenStack-Ironic-API-Version` and stamps the version headers on every answer.
 async fn version_layer(mut req: Request, next: Next) -> Response {
-    let (min, max) = (ApiVersion(MIN_VERSION.0, MIN_VERSION.1), ApiVersion(MAX_VERSION.0, MAX_VERSION.1));
+    let (min, max) = (
+        ApiVersion(MIN_VERSION.0, MIN_VERSION.1),
+        ApiVersion(MAX_VERSION.0, MAX_VERSION.1),
+    );
     let asked = req
         .headers()
         .get("x-openstack-ironic-api-version")
@@ -102,7 +110,10 @@ async fn version_layer(mut req: Request, next: Next) -> Response {
                 StatusCode::NOT_ACCEPTABLE,
                 format!(
                     "Version {}.{} was requested but the minor version is not supported by this service. The supported version range is: [{}, {}].",
-                    v.0, v.1, vstr(MIN_VERSION), vstr(MAX_VERSION)
+                    v.0,
+                    v.1,
+                    vstr(MIN_VERSION),
+                    vstr(MAX_VERSION)
                 ),
             )),
             None => Err(Fault::new(
@@ -331,18 +342,29 @@ async fn list_nodes(
     let bm = state.baremetal.clone();
     let nodes = run(move || bm.list()).await?;
     let qs = |k: &str| q.get(k).and_then(Value::as_str).map(str::to_owned);
-    let detail = detail || qs("detail").as_deref().and_then(bool_param).unwrap_or(false);
-    let fields: Option<Vec<String>> = qs("fields").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
+    let detail = detail
+        || qs("detail")
+            .as_deref()
+            .and_then(bool_param)
+            .unwrap_or(false);
+    let fields: Option<Vec<String>> =
+        qs("fields").map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
     if detail && fields.is_some() {
-        return Err(Fault::bad_request("Can not specify ?detail=True and fields in the same request."));
+        return Err(Fault::bad_request(
+            "Can not specify ?detail=True and fields in the same request.",
+        ));
     }
     let mut out = Vec::new();
     for n in nodes {
         if qs("provision_state").is_some_and(|p| p != n.provision_state)
             || qs("resource_class").is_some_and(|r| Some(r) != n.resource_class)
             || qs("driver").is_some_and(|d| d != n.driver)
-            || qs("maintenance").and_then(|m| bool_param(&m)).is_some_and(|m| m != n.maintenance)
-            || qs("associated").and_then(|m| bool_param(&m)).is_some_and(|a| a != n.instance_uuid.is_some())
+            || qs("maintenance")
+                .and_then(|m| bool_param(&m))
+                .is_some_and(|m| m != n.maintenance)
+            || qs("associated")
+                .and_then(|m| bool_param(&m))
+                .is_some_and(|a| a != n.instance_uuid.is_some())
             || qs("instance_uuid").is_some_and(|i| Some(i) != n.instance_uuid)
         {
             continue;
@@ -354,7 +376,10 @@ async fn list_nodes(
             (None, false) => select(v, LIST_FIELDS),
         });
     }
-    if let Some(limit) = qs("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
+    if let Some(limit) = qs("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+    {
         out.truncate(limit);
     }
     Ok(Json(json!({ "nodes": out })))
@@ -380,7 +405,9 @@ fn obj_field(body: &Map<String, Value>, k: &str) -> Result<Map<String, Value>, F
     match body.get(k) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(Fault::bad_request(format!("Invalid input for field/attribute {k}. Value must be a dictionary."))),
+        Some(_) => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {k}. Value must be a dictionary."
+        ))),
     }
 }
 
@@ -388,7 +415,9 @@ fn str_field(body: &Map<String, Value>, k: &str) -> Result<Option<String>, Fault
     match body.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Fault::bad_request(format!("Invalid input for field/attribute {k}. Value must be a string."))),
+        Some(_) => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {k}. Value must be a string."
+        ))),
     }
 }
 
@@ -407,12 +436,26 @@ async fn create(
 ) -> Result<Response, Fault> {
     let b = body_object(&body)?;
     let known = [
-        "uuid", "name", "driver", "driver_info", "resource_class", "properties", "extra",
-        "network_interface", "boot_interface", "deploy_interface", "management_interface",
-        "power_interface", "console_interface", "description", "chassis_uuid",
+        "uuid",
+        "name",
+        "driver",
+        "driver_info",
+        "resource_class",
+        "properties",
+        "extra",
+        "network_interface",
+        "boot_interface",
+        "deploy_interface",
+        "management_interface",
+        "power_interface",
+        "console_interface",
+        "description",
+        "chassis_uuid",
     ];
     if let Some(k) = b.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(Fault::bad_request(format!("Unknown attribute for Node: {k}")));
+        return Err(Fault::bad_request(format!(
+            "Unknown attribute for Node: {k}"
+        )));
     }
     let driver = str_field(&b, "driver")?
         .ok_or_else(|| Fault::bad_request("Mandatory field missing: driver"))?;
@@ -424,7 +467,11 @@ async fn create(
         resource_class: str_field(&b, "resource_class")?,
         properties: obj_field(&b, "properties")?,
         extra: obj_field(&b, "extra")?,
-        initial_state: if v >= ApiVersion(1, 11) { "enroll".into() } else { "available".into() },
+        initial_state: if v >= ApiVersion(1, 11) {
+            "enroll".into()
+        } else {
+            "available".into()
+        },
     };
     let bm = state.baremetal.clone();
     let node = run(move || bm.create(new)).await?;
@@ -453,12 +500,22 @@ async fn show(
 
 /// JSON-pointer segments of a patch path.
 fn pointer(path: &str) -> Result<Vec<String>, Fault> {
-    let p = path.strip_prefix('/').ok_or_else(|| Fault::bad_request(format!("Invalid patch path {path:?}.")))?;
-    Ok(p.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect())
+    let p = path
+        .strip_prefix('/')
+        .ok_or_else(|| Fault::bad_request(format!("Invalid patch path {path:?}.")))?;
+    Ok(p.split('/')
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect())
 }
 
 const PATCHABLE: &[&str] = &[
-    "name", "driver", "driver_info", "properties", "extra", "instance_info", "resource_class",
+    "name",
+    "driver",
+    "driver_info",
+    "properties",
+    "extra",
+    "instance_info",
+    "resource_class",
     "instance_uuid",
 ];
 
@@ -466,23 +523,42 @@ fn apply_patch(doc: &mut Map<String, Value>, ops: &[Value]) -> Result<bool, Faul
     let mut password_removed = false;
     for op in ops {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
-        let path = op.get("path").and_then(Value::as_str).ok_or_else(|| Fault::bad_request("A patch operation has no path."))?;
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Fault::bad_request("A patch operation has no path."))?;
         let segs = pointer(path)?;
         let top = segs[0].as_str();
         if !PATCHABLE.contains(&top) {
-            return Err(Fault::bad_request(format!("'/{top}' is an internal attribute and can not be updated")));
+            return Err(Fault::bad_request(format!(
+                "'/{top}' is an internal attribute and can not be updated"
+            )));
         }
         if segs.len() > 2 {
-            return Err(Fault::bad_request(format!("Patching {path} is not supported.")));
+            return Err(Fault::bad_request(format!(
+                "Patching {path} is not supported."
+            )));
         }
         let value = op.get("value").cloned();
         match (kind, segs.len()) {
             ("add" | "replace", 1) => {
-                let v = value.ok_or_else(|| Fault::bad_request("'add' and 'replace' operations need a value"))?;
+                let v = value.ok_or_else(|| {
+                    Fault::bad_request("'add' and 'replace' operations need a value")
+                })?;
                 doc.insert(top.into(), v);
             }
             ("remove", 1) => {
-                doc.insert(top.into(), if matches!(top, "driver_info" | "properties" | "extra" | "instance_info") { json!({}) } else { Value::Null });
+                doc.insert(
+                    top.into(),
+                    if matches!(
+                        top,
+                        "driver_info" | "properties" | "extra" | "instance_info"
+                    ) {
+                        json!({})
+                    } else {
+                        Value::Null
+                    },
+                );
             }
             (k @ ("add" | "replace" | "remove"), 2) => {
                 let sub = doc.entry(top.to_string()).or_insert_with(|| json!({}));
@@ -497,17 +573,32 @@ fn apply_patch(doc: &mut Map<String, Value>, ops: &[Value]) -> Result<bool, Faul
                         password_removed = true;
                     }
                     if m.remove(&segs[1]).is_none() && !password_removed {
-                        return Err(Fault::bad_request(format!("can't remove non-existent object '{}'", segs[1])));
+                        return Err(Fault::bad_request(format!(
+                            "can't remove non-existent object '{}'",
+                            segs[1]
+                        )));
                     }
                 } else {
-                    if k == "replace" && !m.contains_key(&segs[1]) && !(top == "driver_info" && segs[1] == "ipmi_password") {
-                        return Err(Fault::bad_request(format!("can't replace non-existent object '{}'", segs[1])));
+                    if k == "replace"
+                        && !m.contains_key(&segs[1])
+                        && !(top == "driver_info" && segs[1] == "ipmi_password")
+                    {
+                        return Err(Fault::bad_request(format!(
+                            "can't replace non-existent object '{}'",
+                            segs[1]
+                        )));
                     }
-                    let v = value.ok_or_else(|| Fault::bad_request("'add' and 'replace' operations need a value"))?;
+                    let v = value.ok_or_else(|| {
+                        Fault::bad_request("'add' and 'replace' operations need a value")
+                    })?;
                     m.insert(segs[1].clone(), v);
                 }
             }
-            _ => return Err(Fault::bad_request(format!("Invalid patch operation {kind:?}."))),
+            _ => {
+                return Err(Fault::bad_request(format!(
+                    "Invalid patch operation {kind:?}."
+                )));
+            }
         }
     }
     Ok(password_removed)
@@ -517,7 +608,9 @@ fn as_obj(v: Option<&Value>, k: &str) -> Result<Map<String, Value>, Fault> {
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(Fault::bad_request(format!("Invalid input for field/attribute {k}."))),
+        Some(_) => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {k}."
+        ))),
     }
 }
 
@@ -525,7 +618,9 @@ fn as_opt_str(v: Option<&Value>, k: &str) -> Result<Option<String>, Fault> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Fault::bad_request(format!("Invalid input for field/attribute {k}."))),
+        Some(_) => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {k}."
+        ))),
     }
 }
 
@@ -537,17 +632,27 @@ async fn update(
 ) -> Result<Json<Value>, Fault> {
     let ops = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Array(a)) => a,
-        _ => return Err(Fault::bad_request("The request body must be a JSON patch (a list of operations).")),
+        _ => {
+            return Err(Fault::bad_request(
+                "The request body must be a JSON patch (a list of operations).",
+            ));
+        }
     };
     let bm = state.baremetal.clone();
     let node = run(move || bm.get(&ident)).await?;
     let mut doc = Map::new();
     doc.insert("name".into(), json!(node.name));
     doc.insert("driver".into(), json!(node.driver));
-    doc.insert("driver_info".into(), Value::Object(node.driver_info.clone()));
+    doc.insert(
+        "driver_info".into(),
+        Value::Object(node.driver_info.clone()),
+    );
     doc.insert("properties".into(), Value::Object(node.properties.clone()));
     doc.insert("extra".into(), Value::Object(node.extra.clone()));
-    doc.insert("instance_info".into(), Value::Object(node.instance_info.clone()));
+    doc.insert(
+        "instance_info".into(),
+        Value::Object(node.instance_info.clone()),
+    );
     doc.insert("resource_class".into(), json!(node.resource_class));
     doc.insert("instance_uuid".into(), json!(node.instance_uuid));
     let password_removed = apply_patch(&mut doc, &ops)?;
@@ -555,7 +660,10 @@ async fn update(
     n.name = as_opt_str(doc.get("name"), "name")?;
     n.driver = as_opt_str(doc.get("driver"), "driver")?.unwrap_or(node.driver.clone());
     if n.driver != "ipmi" {
-        return Err(Fault::bad_request(format!("No valid host was found. Reason: No conductor service registered which supports driver {}.", n.driver)));
+        return Err(Fault::bad_request(format!(
+            "No valid host was found. Reason: No conductor service registered which supports driver {}.",
+            n.driver
+        )));
     }
     n.driver_info = as_obj(doc.get("driver_info"), "driver_info")?;
     n.properties = as_obj(doc.get("properties"), "properties")?;
@@ -567,14 +675,20 @@ async fn update(
         n.bmc_password = None;
     }
     if n.instance_uuid != node.instance_uuid && node.provision_state == "active" {
-        return Err(Fault::conflict(format!("Node {} is associated with an instance and is active; its instance_uuid can not change.", node.uuid)));
+        return Err(Fault::conflict(format!(
+            "Node {} is associated with an instance and is active; its instance_uuid can not change.",
+            node.uuid
+        )));
     }
     let bm = state.baremetal.clone();
     let saved = run(move || bm.save(n)).await?;
     Ok(Json(node_view(&saved, &state.base_url(&headers))))
 }
 
-async fn delete(State(state): State<AppState>, Path(ident): Path<String>) -> Result<StatusCode, Fault> {
+async fn delete(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+) -> Result<StatusCode, Fault> {
     let bm = state.baremetal.clone();
     run(move || bm.delete(&ident)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -644,7 +758,10 @@ async fn maintenance_on(
     let reason = if body.is_empty() {
         None
     } else {
-        body_object(&body)?.get("reason").and_then(Value::as_str).map(str::to_owned)
+        body_object(&body)?
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     };
     let bm = state.baremetal.clone();
     run(move || bm.set_maintenance(&ident, true, reason)).await?;
@@ -680,7 +797,10 @@ async fn set_boot_device(
         .and_then(Value::as_str)
         .ok_or_else(|| Fault::bad_request("Mandatory field missing: boot_device"))?
         .to_owned();
-    let persistent = b.get("persistent").and_then(Value::as_bool).unwrap_or(false);
+    let persistent = b
+        .get("persistent")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let bm = state.baremetal.clone();
     run(move || bm.set_boot_device(&ident, &dev, persistent)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -692,5 +812,7 @@ async fn supported_boot_devices(
 ) -> Result<Json<Value>, Fault> {
     let bm = state.baremetal.clone();
     run(move || bm.get(&ident)).await?;
-    Ok(Json(json!({"supported_boot_devices": ["pxe", "disk", "cdrom", "bios"]})))
+    Ok(Json(
+        json!({"supported_boot_devices": ["pxe", "disk", "cdrom", "bios"]}),
+    ))
 }
