@@ -60,8 +60,9 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
     let baremetal = baremetal::Baremetal::new(
         store.clone(),
         baremetal::BaremetalConfig {
+            ipmi_timeout: Duration::from_millis(cfg.baremetal.ipmi_timeout_ms.max(1)),
+            ipmi_retries: cfg.baremetal.ipmi_retries,
             console_dir: cfg.data_dir.join("consoles"),
-            ..Default::default()
         },
     );
     let backends = backends(cfg, &baremetal);

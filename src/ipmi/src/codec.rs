@@ -524,6 +524,36 @@ mod tests {
     }
 
     #[test]
+    fn suite_17_uses_hmac_sha256() {
+        // RFC 4231 test case 2.
+        let mac = CipherSuite::Suite17.hmac(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            mac,
+            unhex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
+        // RFC 2202 test case 2 for suite 3's HMAC-SHA1.
+        let mac = CipherSuite::Suite3.hmac(b"Jefe", &[b"what do ya want for nothing?"]);
+        assert_eq!(mac, unhex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
+        let rakp = Rakp {
+            suite: CipherSuite::Suite17,
+            password: b"password",
+            console_sid: 1,
+            bmc_sid: 2,
+            console_random: [1; 16],
+            bmc_random: [2; 16],
+            bmc_guid: [3; 16],
+            role: 0x14,
+            username: b"admin",
+        };
+        let sik = rakp.sik();
+        assert_eq!(sik.len(), 32);
+        assert_eq!(rakp.rakp4_icv(&sik).len(), 16);
+        let keys = rakp.session_keys(&sik);
+        assert_eq!(keys.k1.len(), 32);
+        assert_eq!(CipherSuite::Suite17.algorithms(), (0x03, 0x04, 0x01));
+    }
+
+    #[test]
     fn aes_cbc_round_trip_and_pad() {
         let key = [7u8; 16];
         for len in [0usize, 1, 14, 15, 16, 17, 40] {
