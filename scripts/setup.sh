@@ -3,12 +3,18 @@
 # Ubuntu, only where it is missing: a C compiler for the bundled SQLite, qemu-img for image
 # checks, Rust, and Python's venv for the client tests. Safe to run again; a ready machine
 # runs no apt at all.
-# Sourced by run.sh and test.sh, so it leaves cargo on PATH.
+# Sourced by run.sh, test.sh and package.sh (from the repository's root), so it leaves cargo on
+# PATH. Builds the firmware payloads (firmware/build) when they are missing or out of date.
 
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 # qemu-img checks every uploaded image (and the image tests make qcow2 files with it).
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# The firmware recipes (firmware/build-*.sh): busybox and the guest kernel are downloaded as
+# .debs, never installed; these are the tools that unpack and pack them.
+command -v cpio >/dev/null 2>&1 || need+=(cpio)
+command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 if [ "${1:-}" = "--with-tests" ]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv python3-pip)
@@ -33,3 +39,13 @@ if ! command -v cargo >/dev/null 2>&1; then
         | sh -s -- -y --profile minimal -c rustfmt,clippy
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
+# The payloads onebox ships and `onebox init` imports (firmware/README.md): built when missing
+# or when the committed provenance changed; otherwise the recipes only check them (~1 s).
+# ONEBOX_FIRMWARE_REFRESH=1 builds from the archive's current packages when the pinned ones
+# are gone from it (the recipes then rewrite firmware/provenance/: commit it).
+fw_args=()
+[ "${ONEBOX_FIRMWARE_REFRESH:-0}" = 1 ] && fw_args+=(--refresh)
+{ firmware/build-guest.sh "${fw_args[@]}" && firmware/build-rootfs.sh "${fw_args[@]}"; } 2>&1 |
+    sed 's/^/setup: /' >&2 || true
+[ -f firmware/build/onebox-tiny.vmlinux ] && [ -f firmware/build/onebox-rootfs.tar ] ||
+    echo "setup: the firmware payloads were not built (above: why); onebox init will import none" >&2

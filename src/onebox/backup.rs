@@ -233,6 +233,8 @@ mod tests {
         Config {
             data_dir: dir.to_owned(),
             listen: probe.local_addr().expect("addr"),
+            // No payloads: these tests are about the database and the credentials.
+            firmware_dir: Some(dir.join("no-firmware")),
             ..Config::default()
         }
     }
@@ -353,6 +355,7 @@ mod tests {
             &cfg,
             &services.identity,
             &services.compute,
+            &services.images,
             crate::init::InitOptions {
                 admin_password: Some("a".into()),
                 demo_password: Some("d".into()),

@@ -9,6 +9,10 @@ use serde::Deserialize;
 
 /// Where the packaged configuration lives.
 pub const DEFAULT_CONFIG: &str = "/etc/onebox/onebox.toml";
+/// Where the package installs the firmware payloads.
+pub const PACKAGED_FIRMWARE: &str = "/usr/share/onebox/firmware";
+/// Where the firmware recipes write them in a source tree.
+pub const DEV_FIRMWARE: &str = "firmware/build";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +31,10 @@ pub struct Config {
     /// How long each fake-driver operation takes, in milliseconds (to watch servers in BUILD
     /// and in transition in demos and tests).
     pub fake_driver_delay_ms: u64,
+    /// Where `onebox init` finds the payloads it imports as public images (a directory with
+    /// `SHA256SUMS`). Unset: `./firmware/build` when it holds built payloads (a run from the
+    /// source tree), else the package's `/usr/share/onebox/firmware`.
+    pub firmware_dir: Option<PathBuf>,
     pub log: LogConfig,
     pub identity: IdentitySection,
     pub image: ImageSection,
@@ -135,6 +143,7 @@ impl Default for Config {
             region: "RegionOne".into(),
             fake_driver: false,
             fake_driver_delay_ms: 0,
+            firmware_dir: None,
             log: LogConfig::default(),
             identity: IdentitySection::default(),
             image: ImageSection::default(),
@@ -190,6 +199,18 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// The firmware directory `onebox init` imports from (see `firmware_dir`).
+    pub fn firmware_dir(&self) -> PathBuf {
+        if let Some(d) = &self.firmware_dir {
+            return d.clone();
+        }
+        let dev = Path::new(DEV_FIRMWARE);
+        if dev.join(crate::firmware::SUMS).is_file() {
+            return dev.to_owned();
+        }
+        PathBuf::from(PACKAGED_FIRMWARE)
+    }
+
     /// The content store of images.
     pub fn images_dir(&self) -> PathBuf {
         self.data_dir.join("images")
@@ -228,6 +249,8 @@ mod tests {
         assert_eq!(c.image.quota_bytes, 100 << 30);
         assert_eq!(c.client_base_url(), "http://127.0.0.1:9000");
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+        let c: Config = toml::from_str("firmware_dir = \"/srv/fw\"").expect("firmware_dir");
+        assert_eq!(c.firmware_dir(), Path::new("/srv/fw"));
     }
 
     #[test]
@@ -238,5 +261,6 @@ mod tests {
         // lets it write.
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8774)));
         assert_eq!(c.data_dir, Path::new("/var/lib/onebox"));
+        assert_eq!(c.firmware_dir(), Path::new(PACKAGED_FIRMWARE));
     }
 }

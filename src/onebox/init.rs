@@ -1,4 +1,5 @@
-//! `onebox init`: the first records of a box and the files clients need to reach it.
+//! `onebox init`: the first records of a box, the files clients need to reach it, and the
+//! firmware payloads imported as public images.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,6 +22,7 @@ pub async fn run(
     cfg: &Config,
     identity: &identity::Identity,
     compute: &compute::Compute,
+    images: &image::Images,
     opts: InitOptions,
 ) -> Result<()> {
     let accounts = [
@@ -41,6 +43,45 @@ pub async fn run(
         println!("created {flavors} default flavors");
     }
     write_credentials(cfg, &outcomes)?;
+    let admin = outcomes
+        .iter()
+        .find(|o| o.name == "admin")
+        .map(|o| o.project_id.clone())
+        .context("the admin project")?;
+    import_firmware(cfg, images, &admin).await
+}
+
+/// Imports the firmware payloads as public images of the admin project (see
+/// [`crate::firmware`]); a checksum mismatch fails `onebox init`.
+async fn import_firmware(
+    cfg: &Config,
+    images: &image::Images,
+    admin: &model::ProjectId,
+) -> Result<()> {
+    let dir = cfg.firmware_dir();
+    if !dir.join(crate::firmware::SUMS).is_file() {
+        println!(
+            "no firmware payloads in {} (no {}); no images imported",
+            dir.display(),
+            crate::firmware::SUMS
+        );
+        return Ok(());
+    }
+    let report = crate::firmware::import(&dir, images, admin)
+        .await
+        .with_context(|| format!("importing the firmware payloads of {}", dir.display()))?;
+    for (name, id) in &report.imported {
+        println!("imported public image {name} ({id}) from {}", dir.display());
+    }
+    if !report.present.is_empty() {
+        println!(
+            "{} firmware image(s) already imported",
+            report.present.len()
+        );
+    }
+    for id in &report.hidden {
+        println!("hid image {id}: a newer payload of the same name replaced it");
+    }
     Ok(())
 }
 

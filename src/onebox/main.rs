@@ -2,6 +2,7 @@
 
 mod backup;
 mod config;
+mod firmware;
 mod init;
 mod lock;
 mod serve;
@@ -43,7 +44,8 @@ enum Command {
         #[arg(long)]
         fake_driver: bool,
     },
-    /// Create the first projects, users and roles and write clouds.yaml; safe to run again
+    /// Create the first projects, users and roles, write clouds.yaml, and import the firmware
+    /// payloads as public images; safe to run again
     Init {
         /// Address clients will use, HOST:PORT, for the credentials files (config key `listen`)
         #[arg(long)]
@@ -151,6 +153,7 @@ fn main() -> Result<()> {
                     &cfg,
                     &services.identity,
                     &services.compute,
+                    &services.images,
                     init::InitOptions {
                         admin_password,
                         demo_password,

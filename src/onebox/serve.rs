@@ -139,6 +139,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             &cfg,
             &identity,
             &compute,
+            &images,
             crate::init::InitOptions {
                 admin_password: None,
                 demo_password: None,

@@ -196,3 +196,34 @@ def test_deactivate_and_reactivate(onebox, qcow2):
     assert denied.returncode != 0
     onebox.osc("image", "set", "--unprotected", name)
     onebox.osc("image", "delete", name)
+
+
+def test_init_imported_the_firmware_as_public_images(onebox):
+    """`onebox init` (run by the fixture from the repository's root) imports the payloads of
+    firmware/build: the guest's kernel, ramdisk and disk, and the container root filesystem."""
+    if not os.path.isfile(os.path.join("firmware", "build", "SHA256SUMS")):
+        pytest.skip("firmware/build holds no payloads (scripts/setup.sh builds them)")
+    listed = {r["Name"]: r for r in onebox.osc_json("image", "list", cloud="onebox-demo")}
+    for name in ("onebox-tiny-kernel", "onebox-tiny-ramdisk", "onebox-tiny", "onebox-rootfs"):
+        assert listed[name]["Status"] == "active", name
+
+    def show(name):
+        return onebox.osc_json("image", "show", name, cloud="onebox-demo")
+
+    kernel, ramdisk = show("onebox-tiny-kernel"), show("onebox-tiny-ramdisk")
+    assert (kernel["disk_format"], kernel["container_format"]) == ("aki", "aki")
+    assert (ramdisk["disk_format"], ramdisk["container_format"]) == ("ari", "ari")
+    disk = show("onebox-tiny")
+    assert disk["visibility"] == "public"
+    assert (disk["disk_format"], disk["container_format"]) == ("qcow2", "bare")
+    assert disk["properties"]["kernel_id"] == kernel["id"]
+    assert disk["properties"]["ramdisk_id"] == ramdisk["id"]
+    assert disk["virtual_size"] == 64 * 1024 * 1024
+    rootfs = show("onebox-rootfs")
+    assert (rootfs["disk_format"], rootfs["container_format"]) == ("raw", "bare")
+    assert rootfs["properties"]["onebox_rootfs"] == "true"
+    assert rootfs["properties"]["hypervisor_type"] == "lxc"
+    sums = dict(
+        reversed(line.split()) for line in open(os.path.join("firmware", "build", "SHA256SUMS"))
+    )
+    assert rootfs["properties"]["onebox_payload_sha256"] == sums["onebox-rootfs.tar"]

@@ -93,7 +93,12 @@ echo "package: $deb"
 echo "== contents"
 dpkg-deb -c "$deb" | awk '{print $NF}' > "$tmp/contents"
 for f in ./usr/bin/onebox ./usr/lib/systemd/system/onebox.service ./etc/onebox/onebox.toml \
-    ./usr/share/onebox/firmware/README.md ./usr/share/bash-completion/completions/onebox \
+    ./usr/share/onebox/firmware/README.md ./usr/share/onebox/firmware/SHA256SUMS \
+    ./usr/share/onebox/firmware/onebox-tiny.vmlinux ./usr/share/onebox/firmware/onebox-tiny.initrd \
+    ./usr/share/onebox/firmware/onebox-tiny.qcow2 ./usr/share/onebox/firmware/onebox-rootfs.tar \
+    ./usr/share/onebox/firmware/provenance/onebox-tiny.txt \
+    ./usr/share/onebox/firmware/provenance/onebox-rootfs.txt \
+    ./usr/share/bash-completion/completions/onebox \
     ./usr/share/zsh/vendor-completions/_onebox ./usr/share/fish/vendor_completions.d/onebox.fish \
     ./usr/share/man/man1/onebox.1.gz ./usr/share/man/man1/onebox-status.1.gz \
     ./usr/share/doc/onebox/copyright; do
@@ -140,6 +145,10 @@ check "postinst wrote admin-openrc with mode 600" [ "$(mode_of /var/lib/onebox/a
 check "postinst says where the admin credentials are" \
     grep -q '/var/lib/onebox/clouds.yaml' "$tmp/install.log"
 check "the man page is installed" sh -c "man -w onebox >/dev/null 2>&1"
+check "the installed firmware payloads match their SHA256SUMS" \
+    sh -c "cd /usr/share/onebox/firmware && sha256sum --quiet -c SHA256SUMS"
+check "postinst's onebox init imported the firmware as images" \
+    grep -q 'imported public image onebox-tiny (' "$tmp/install.log"
 
 echo "== systemd-analyze verify"
 unit=/usr/lib/systemd/system/onebox.service
@@ -203,6 +212,13 @@ token_issued() { os token issue -f value -c id | grep -q .; }
 check "openstack token issue with the installed clouds.yaml" token_issued
 project_created() { os project create --description "kept across upgrades" pkgtest -f value -c id >/dev/null; }
 check "openstack project create" project_created
+firmware_images() {
+    os image list -f value -c Name -c Status > "$tmp/images" &&
+        for n in onebox-tiny-kernel onebox-tiny-ramdisk onebox-tiny onebox-rootfs; do
+            grep -qx "$n active" "$tmp/images" || return 1
+        done
+}
+check "openstack image list shows the firmware images, active" firmware_images
 check "onebox backup while onebox serves" onebox backup --to "$tmp/backup.tar"
 check "the backup has mode 600" [ "$(mode_of "$tmp/backup.tar")" = 600 ]
 check "the backup holds the database and the credentials" \
@@ -225,6 +241,8 @@ check "dpkg -i upgrades to 0.1.0-2" [ "$upgrade_rc" = 0 ]
 check "the installed version is 0.1.0-2" \
     sh -c "[ \"\$(dpkg-query -W -f='\${Version}' onebox)\" = 0.1.0-2 ]"
 check "postinst ran onebox db migrate" grep -q 'schema is at version\|applied .* migration' "$tmp/upgrade.log"
+check "the upgrade's onebox init imported no firmware twice" \
+    grep -q '^4 firmware image(s) already imported' "$tmp/upgrade.log"
 check "the upgrade backed up onebox.db" sh -c "ls /var/lib/onebox/onebox.db.v*.bak >/dev/null 2>&1"
 check "the database backup has mode 600" \
     sh -c "for f in /var/lib/onebox/onebox.db.v*.bak; do [ \"\$(stat -c %a \$f)\" = 600 ] || exit 1; done"
