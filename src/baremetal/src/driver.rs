@@ -257,6 +257,14 @@ impl ComputeDriver for IronicDriver {
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {
         let node = self.node_of(id)?;
+        // After a restart of onebox, the console capture of an active node starts again here
+        // (the power-state sync calls get_info for every settled server).
+        if node.provision_state == "active"
+            && let Ok(b) = self.bm.bmc(&node)
+            && !b.capturing()
+        {
+            b.start_console_capture(self.bm.console_path(&node.uuid));
+        }
         let recorded = node.power_state.clone();
         let state = match self.bm.refresh_power(node) {
             Ok(n) => n.power_state,

@@ -72,7 +72,11 @@ fn exchange<T>(
     let mut buf = [0u8; 2048];
     for _attempt in 0..=retries {
         let p = packet()?;
-        match sock.send(&p) {
+        let mut sent = sock.send(&p);
+        if matches!(&sent, Err(e) if e.kind() == std::io::ErrorKind::Interrupted) {
+            sent = sock.send(&p);
+        }
+        match sent {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 std::thread::sleep(timeout.min(Duration::from_millis(200)));
@@ -101,6 +105,8 @@ fn exchange<T>(
                 {
                     break;
                 }
+                // A signal interrupted the wait: keep waiting until the deadline.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // An ICMP port unreachable: nothing listens there (yet); wait out the attempt.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     std::thread::sleep(left.min(Duration::from_millis(200)));
@@ -496,6 +502,7 @@ impl Session {
                     let b = buf[..n].to_vec();
                     self.inbound(&b);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
