@@ -44,7 +44,15 @@ CONF
   done
   echo "ipmi_sim did not open UDP port $UDP" >&2; kill $pid; exit 1 ;;
 stop)
-  if [ -f "$DIR/machine/pid" ]; then kill -KILL -"$(cat "$DIR/machine/pid")" 2>/dev/null || true; fi
-  if [ -f "$DIR/sim.pid" ]; then kill -CONT "$(cat "$DIR/sim.pid")" 2>/dev/null || true; kill "$(cat "$DIR/sim.pid")" 2>/dev/null || true; fi ;;
+  # The simulator first (it could still power the machine on from queued requests), then the
+  # machine's process group.
+  if [ -f "$DIR/sim.pid" ]; then
+    pid=$(cat "$DIR/sim.pid")
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  if [ -f "$DIR/machine/pid" ]; then kill -KILL -"$(cat "$DIR/machine/pid")" 2>/dev/null || true; fi ;;
 *) echo "usage: $0 start DIR UDP_PORT CONSOLE_PORT | stop DIR" >&2; exit 2 ;;
 esac
