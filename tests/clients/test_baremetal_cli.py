@@ -8,6 +8,7 @@ Skipped when ipmi_sim is not installed, unless ONEBOX_REQUIRE_BACKENDS=1 (then i
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -184,3 +185,45 @@ def test_a_node_whose_bmc_refuses_the_password(onebox, sim):
 def test_baremetal_is_admin_only(onebox):
     r = onebox.osc("baremetal", "node", "list", cloud="onebox-demo", check=False)
     assert r.returncode != 0 and "403" in r.stderr or "denied" in r.stderr.lower()
+
+
+def test_a_bmc_that_stops_answering_mid_deploy(onebox, sim, image):
+    """The BMC freezes (SIGSTOP) as a server is built on its node: the server goes to ERROR
+    with a fault, the node keeps last_error and is in no transitional state; once the BMC
+    answers again, deleting the server returns the node to available."""
+    name = f"frozen-{uuid.uuid4().hex[:6]}"
+    onebox.osc("baremetal", "node", "create", "--driver", "ipmi", "--name", name,
+               "--driver-info", "ipmi_address=127.0.0.1",
+               "--driver-info", f"ipmi_port={sim.port}",
+               "--driver-info", "ipmi_username=admin",
+               "--driver-info", "ipmi_password=password",
+               "--resource-class", "baremetal.frozen")
+    onebox.osc("baremetal", "node", "manage", name)
+    onebox.osc("baremetal", "node", "provide", name)
+    assert onebox.osc_json("baremetal", "node", "show", name)["provision_state"] == "available"
+    flavor = f"bm.frozen-{uuid.uuid4().hex[:4]}"
+    onebox.osc("flavor", "create", "--ram", "512", "--vcpus", "1", "--disk", "1",
+               "--property", "resources:CUSTOM_BAREMETAL_FROZEN=1", flavor)
+    server = f"frozen-{uuid.uuid4().hex[:6]}"
+    os.kill(sim.pid, signal.SIGSTOP)
+    try:
+        started = time.time()
+        onebox.osc("server", "create", "--flavor", flavor, "--image", image["id"], server)
+        assert wait(lambda: onebox.osc_json("server", "show", server)["status"] in ("ERROR", "ACTIVE"),
+                    timeout=60)
+        # The daemon's IPMI budget is 2 s x 3 attempts per BMC call: no hang beyond that.
+        assert time.time() - started < 40
+    finally:
+        os.kill(sim.pid, signal.SIGCONT)
+    shown = onebox.osc_json("server", "show", server)
+    assert shown["status"] == "ERROR", shown
+    assert "unreachable" in str(shown.get("fault")), shown.get("fault")
+    node = onebox.osc_json("baremetal", "node", "show", name)
+    assert node["provision_state"] == "deploy failed"
+    assert node["target_provision_state"] is None
+    assert "unreachable" in node["last_error"]
+    onebox.osc("server", "delete", "--wait", server)
+    node = onebox.osc_json("baremetal", "node", "show", name)
+    assert node["provision_state"] == "available", node["last_error"]
+    assert node["instance_uuid"] is None
+    onebox.osc("baremetal", "node", "delete", name)
