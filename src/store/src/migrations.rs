@@ -247,7 +247,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, member)
     );
     CREATE INDEX image_members_member ON image_members (member);",
-    // bare-metal nodes (the Ironic-compatible API). JSON objects are stored as text;
+    // 4: bare-metal nodes (the Ironic-compatible API). JSON objects are stored as text;
     // the BMC password sits in its own column and never leaves the store through listings.
     "CREATE TABLE baremetal_nodes (
         uuid TEXT PRIMARY KEY,
