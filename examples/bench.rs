@@ -17,6 +17,10 @@
 //! `image`: upload and download throughput of a 1 GiB raw image through the daemon, against a
 //! plain sequential write (with fsync) and read of 1 GiB on the same file system, and the
 //! daemon's RSS during and after.
+//!
+//! `ipmi`: against a simulated BMC (`scripts/ipmi-sim.sh`, Debian's ipmi_sim on loopback), the
+//! latency of onebox's IPMI client (session open, chassis power status on an open session, and
+//! a whole open + status + close) beside `ipmitool -I lanplus` doing the same in the same run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -651,6 +655,160 @@ async fn main() -> Result<()> {
         "identity" => identity().await,
         "servers" => servers().await,
         "image" => image().await,
-        _ => bail!("usage: bench identity|servers|image"),
+        "ipmi" => tokio::task::spawn_blocking(ipmi_bench).await?,
+        _ => bail!("usage: bench identity|servers|image|ipmi"),
     }
+}
+
+/// p50 and p95 of durations, in milliseconds.
+fn p50_p95(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| {
+        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+        v.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
+    };
+    (at(0.50), at(0.95))
+}
+
+struct IpmiSim {
+    dir: tempfile::TempDir,
+    script: PathBuf,
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        // Stops the simulator and its machine by the PIDs the script recorded.
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn ipmi_bench() -> Result<()> {
+    const N: usize = 200;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ipmi-sim.sh");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let console = free_port()?;
+    let sim = IpmiSim {
+        dir: tempfile::tempdir()?,
+        script: script.clone(),
+    };
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(sim.dir.path())
+        .arg(port.to_string())
+        .arg(console.to_string())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "scripts/ipmi-sim.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let cfg = ipmi::Config::new("127.0.0.1", port, "admin", "password");
+    let ipmitool = |args: &[&str], stdin: Option<String>| -> Result<Duration> {
+        let mut c = Command::new("ipmitool");
+        c.args([
+            "-I",
+            "lanplus",
+            "-C",
+            "3",
+            "-H",
+            "127.0.0.1",
+            "-U",
+            "admin",
+            "-E",
+        ])
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .env("IPMI_PASSWORD", "password")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let t = Instant::now();
+        let ok = match stdin {
+            None => c.status()?.success(),
+            Some(input) => {
+                use std::io::Write;
+                let mut child = c.stdin(Stdio::piped()).spawn()?;
+                child
+                    .stdin
+                    .take()
+                    .context("ipmitool stdin")?
+                    .write_all(input.as_bytes())?;
+                child.wait()?.success()
+            }
+        };
+        if !ok {
+            bail!("ipmitool {args:?} failed");
+        }
+        Ok(t.elapsed())
+    };
+    // Warm up both (page cache, ipmi_sim's first session).
+    for _ in 0..5 {
+        ipmi::Session::open(&cfg)?.close();
+        ipmitool(&["chassis", "power", "status"], None)?;
+    }
+
+    let mut open = Vec::new();
+    let mut whole = Vec::new();
+    for _ in 0..N {
+        let t = Instant::now();
+        let mut s = ipmi::Session::open(&cfg)?;
+        open.push(t.elapsed());
+        s.power_is_on()?;
+        s.close();
+        whole.push(t.elapsed());
+    }
+    let mut s = ipmi::Session::open(&cfg)?;
+    let mut status = Vec::new();
+    for _ in 0..N {
+        let t = Instant::now();
+        s.power_is_on()?;
+        status.push(t.elapsed());
+    }
+    s.close();
+
+    let mut tool_whole = Vec::new();
+    let mut tool_open = Vec::new();
+    for _ in 0..N {
+        tool_whole.push(ipmitool(&["chassis", "power", "status"], None)?);
+        // Get Device ID: one command that does not touch the chassis.
+        tool_open.push(ipmitool(&["raw", "0x06", "0x01"], None)?);
+    }
+    // ipmitool keeps one session for a whole `shell` script: the per-command cost is the
+    // difference between N+1 and 1 commands, divided by N (means only).
+    let one = ipmitool(&["shell"], Some("chassis power status\nexit\n".into()))?;
+    let many = ipmitool(
+        &["shell"],
+        Some("chassis power status\n".repeat(N + 1) + "exit\n"),
+    )?;
+    let tool_status_mean = (many.saturating_sub(one)).as_secs_f64() * 1e3 / N as f64;
+
+    let row = |what: &str, (p50, p95): (f64, f64)| {
+        println!("{what:<58} p50 {p50:>8.3} ms   p95 {p95:>8.3} ms");
+    };
+    println!("IPMI against ipmi_sim on 127.0.0.1:{port}, cipher suite 3, n={N}");
+    row(
+        "onebox: session open (RMCP+ setup + privilege ADMINISTRATOR)",
+        p50_p95(open),
+    );
+    row("onebox: power status on an open session", p50_p95(status));
+    row("onebox: open + power status + close", p50_p95(whole));
+    row(
+        "ipmitool: process + open + Get Device ID + close",
+        p50_p95(tool_open),
+    );
+    row(
+        "ipmitool: process + open + power status + close",
+        p50_p95(tool_whole),
+    );
+    println!(
+        "{:<58} mean {tool_status_mean:>7.3} ms",
+        "ipmitool shell: power status on an open session"
+    );
+    drop(sim);
+    Ok(())
 }

@@ -18,6 +18,10 @@ command -v xz >/dev/null 2>&1 || need+=(xz-utils)
 if [ "${1:-}" = "--with-tests" ]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv python3-pip)
+    # The bare-metal tests drive a simulated BMC (ipmi_sim) and compare with ipmitool.
+    command -v ipmi_sim >/dev/null 2>&1 || need+=(openipmi)
+    command -v ipmitool >/dev/null 2>&1 || need+=(ipmitool)
+    command -v socat >/dev/null 2>&1 || need+=(socat)
 fi
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then

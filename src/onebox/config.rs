@@ -39,6 +39,25 @@ pub struct Config {
     pub identity: IdentitySection,
     pub image: ImageSection,
     pub compute: ComputeSection,
+    pub baremetal: BaremetalSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaremetalSection {
+    /// How long to wait for each answer of a node's BMC, in milliseconds.
+    pub ipmi_timeout_ms: u64,
+    /// How many times a BMC request that got no answer is sent again.
+    pub ipmi_retries: u32,
+}
+
+impl Default for BaremetalSection {
+    fn default() -> Self {
+        Self {
+            ipmi_timeout_ms: 2000,
+            ipmi_retries: 2,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -141,6 +160,7 @@ impl Default for Config {
             identity: IdentitySection::default(),
             image: ImageSection::default(),
             compute: ComputeSection::default(),
+            baremetal: BaremetalSection::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ pub struct Services {
     pub identity: identity::Identity,
     pub compute: compute::Compute,
     pub images: image::Images,
+    pub baremetal: baremetal::Baremetal,
 }
 
 /// Creates the data dir with mode 0700 when it does not exist.
@@ -56,7 +57,15 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         },
     };
     let identity = identity::Identity::new(store.clone(), icfg);
-    let backends = backends(cfg);
+    let baremetal = baremetal::Baremetal::new(
+        store.clone(),
+        baremetal::BaremetalConfig {
+            ipmi_timeout: Duration::from_millis(cfg.baremetal.ipmi_timeout_ms.max(1)),
+            ipmi_retries: cfg.baremetal.ipmi_retries,
+            console_dir: cfg.data_dir.join("consoles"),
+        },
+    );
+    let backends = backends(cfg, &baremetal);
     let images = image::Images::open(
         store.clone(),
         image::ImageConfig {
@@ -88,18 +97,23 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         identity,
         compute,
         images,
+        baremetal,
     })
 }
 
 /// The compute backends of this box: the fake driver alone when configured, else each real
 /// backend the host can run (a kind with none refuses its servers with a fault saying why).
-fn backends(cfg: &Config) -> driver::Backends {
+/// Bare metal is always there: it runs on the nodes enrolled through `/baremetal`, whose BMCs
+/// are reached over the network (with the fake driver too, so demos can mix both).
+fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
+    let ironic: Arc<dyn driver::ComputeDriver> =
+        Arc::new(baremetal::driver::IronicDriver::new(bm.clone()));
     if cfg.fake_driver {
         let fake = driver::fake::FakeDriver::new();
         fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
-        return driver::Backends::single(Arc::new(fake));
+        return driver::Backends::single(Arc::new(fake)).with(driver::Backend::BareMetal, ironic);
     }
-    driver::Backends::none()
+    driver::Backends::none().with(driver::Backend::BareMetal, ironic)
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -114,6 +128,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity,
         compute,
         images,
+        baremetal,
     } = open_services(&cfg).await?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
@@ -148,6 +163,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity: identity.clone(),
         compute: compute.clone(),
         images,
+        baremetal,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

@@ -23,6 +23,8 @@ pub enum Service {
     Compute,
     Identity,
     Image,
+    /// Ironic: `{"error_message": "<JSON string of faultstring, faultcode, debuginfo>"}`.
+    Baremetal,
     /// onebox's own endpoints (`/healthz`): Keystone's shape, the most common in the field.
     Plain,
 }
@@ -182,6 +184,14 @@ fn render_body(service: Service, fault: &Fault) -> Response {
                 fault.message.as_str()
             };
             json!({ "error": { "code": status.as_u16(), "message": message, "title": reason(status) } })
+        }
+        Service::Baremetal => {
+            let inner = json!({
+                "faultstring": fault.message,
+                "faultcode": if status.is_server_error() { "Server" } else { "Client" },
+                "debuginfo": null,
+            });
+            json!({ "error_message": inner.to_string() })
         }
         Service::Image => {
             // Glance answers errors with webob's plain pages; clients read the status and show

@@ -7,6 +7,7 @@
 //! | `/identity` | Keystone v3 subset         | [`identity`] |
 //! | `/compute`  | Nova v2.1 with microversions | [`compute`] |
 //! | `/image`    | Glance v2 subset           | [`image`]    |
+//! | `/baremetal` | Ironic v1 subset (admin)  | [`baremetal`] |
 //! | `/healthz`  | liveness                   | here         |
 //!
 //! A request passes, outermost first: the request-id layer (ids on every response, one tracing
@@ -14,6 +15,7 @@
 //! layers (authentication, microversions) and its handler.
 
 mod auth;
+pub mod baremetal;
 pub mod compute;
 pub mod extract;
 pub mod fault;
@@ -56,6 +58,7 @@ pub struct AppState {
     pub identity: ::identity::Identity,
     pub compute: ::compute::Compute,
     pub images: ::image::Images,
+    pub baremetal: ::baremetal::Baremetal,
     pub cfg: Arc<ApiConfig>,
 }
 
@@ -88,6 +91,7 @@ pub fn app(state: AppState) -> Router {
         .merge(identity::router(state.clone()))
         .merge(compute::router(state.clone()))
         .merge(image::router(state.clone()))
+        .merge(baremetal::router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(fault::unknown_route);
     Router::new()

@@ -8,6 +8,7 @@
 //! rusqlite is blocking, so [`Store::read`] and [`Store::write`] run their closures on tokio's
 //! blocking threads and never on the async executor.
 
+pub mod baremetal;
 pub mod compute;
 pub mod identity;
 pub mod image;

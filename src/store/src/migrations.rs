@@ -287,6 +287,33 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );",
+    // 4: bare-metal nodes (the Ironic-compatible API). JSON objects are stored as text;
+    // the BMC password sits in its own column and never leaves the store through listings.
+    "CREATE TABLE baremetal_nodes (
+        uuid TEXT PRIMARY KEY,
+        name TEXT UNIQUE,
+        driver TEXT NOT NULL,
+        driver_info TEXT NOT NULL,
+        bmc_password TEXT,
+        resource_class TEXT,
+        properties TEXT NOT NULL,
+        extra TEXT NOT NULL,
+        instance_info TEXT NOT NULL,
+        power_state TEXT,
+        target_power_state TEXT,
+        provision_state TEXT NOT NULL,
+        target_provision_state TEXT,
+        maintenance INTEGER NOT NULL DEFAULT 0,
+        maintenance_reason TEXT,
+        last_error TEXT,
+        instance_uuid TEXT UNIQUE,
+        boot_device TEXT,
+        boot_persistent INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        provision_updated_at TEXT
+    );
+    CREATE INDEX baremetal_nodes_class ON baremetal_nodes (resource_class, provision_state);",
 ];
 
 /// The schema version this build of onebox writes.

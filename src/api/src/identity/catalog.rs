@@ -40,6 +40,12 @@ const SERVICES: &[ServiceDef] = &[
         name: "glance",
         path: "/image",
     },
+    ServiceDef {
+        id: "7b4c2e9d1a3f4b6c8d0e2f4a6b8c0d13",
+        kind: "baremetal",
+        name: "ironic",
+        path: "/baremetal",
+    },
 ];
 
 const INTERFACES: [&str; 3] = ["public", "internal", "admin"];

@@ -113,6 +113,7 @@ impl TestApp {
         .await
         .expect("image store");
         let identity = Identity::new(store.clone(), cfg);
+        let bm_store = store.clone();
         let driver = Arc::new(driver::fake::FakeDriver::new());
         let standin = compute::StandinImages::new(vec![compute::ImageInfo {
             id: IMAGE.into(),
@@ -158,6 +159,14 @@ impl TestApp {
             identity: identity.clone(),
             compute: compute.clone(),
             images: images.clone(),
+            baremetal: baremetal::Baremetal::new(
+                bm_store,
+                baremetal::BaremetalConfig {
+                    ipmi_timeout: std::time::Duration::from_millis(200),
+                    ipmi_retries: 1,
+                    console_dir: data_dir.path().join("consoles"),
+                },
+            ),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
