@@ -60,8 +60,15 @@ fn unpack(image: &Path, into: &Path) -> Result<(), String> {
     ar.set_unpack_xattrs(false);
     ar.set_overwrite(true);
     // `unpack` refuses entries that would land outside `into` (`..`, absolute paths).
-    ar.unpack(into)
-        .map_err(|e| format!("unpacking the image's root filesystem: {e}"))
+    ar.unpack(into).map_err(|e| {
+        let mut msg = format!("unpacking the image's root filesystem: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    })
 }
 
 /// Packs the tree at `root` into the tar file `dest`, leaving out the contents of the
@@ -103,6 +110,8 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(0o755);
                     h.set_size(0);
+                    h.set_uid(0);
+                    h.set_gid(0);
                     h.set_mtime(0);
                     b.append_data(&mut h, &child, std::io::empty())
                         .map_err(|e| format!("packing {}: {e}", child.display()))?;
