@@ -386,6 +386,13 @@ impl ContainerDriver {
         while state::alive(boot.shim_pid, boot.shim_start) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        // The host ends of the veths go when the kernel gets round to destroying the
+        // network namespace; remove them now, so the next boot can make them again.
+        if let Ok(inst) = state::read_json::<Instance>(&p.instance()) {
+            for n in &inst.nics {
+                let _ = hostnet::delete_link(&n.host_if);
+            }
+        }
         if !p.exit().exists() {
             // The shim died with onebox's host or was killed: record the stop ourselves.
             let exit = Exit {
