@@ -150,10 +150,7 @@ impl Cgroup {
             let parent = root.join(&self.parent);
             std::fs::create_dir_all(&parent)
                 .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-            write(
-                &parent.join("cgroup.subtree_control"),
-                "+memory +cpu +pids",
-            )?;
+            write(&parent.join("cgroup.subtree_control"), "+memory +cpu +pids")?;
         }
         for d in self.dirs() {
             std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
@@ -174,9 +171,7 @@ impl Cgroup {
                 if d.join("memory.swap.max").exists() {
                     write(&d.join("memory.swap.max"), "0")?;
                 }
-                let quota = l
-                    .cpu_quota_us
-                    .map_or("max".to_owned(), |q| q.to_string());
+                let quota = l.cpu_quota_us.map_or("max".to_owned(), |q| q.to_string());
                 write(&d.join("cpu.max"), &format!("{quota} {}", l.cpu_period_us))?;
                 write(&d.join("pids.max"), &l.pids_max.to_string())?;
             }
@@ -199,9 +194,7 @@ impl Cgroup {
                 }
                 let cpu = self.v1("cpu");
                 write(&cpu.join("cpu.cfs_period_us"), &l.cpu_period_us.to_string())?;
-                let quota = l
-                    .cpu_quota_us
-                    .map_or("-1".to_owned(), |q| q.to_string());
+                let quota = l.cpu_quota_us.map_or("-1".to_owned(), |q| q.to_string());
                 write(&cpu.join("cpu.cfs_quota_us"), &quota)?;
                 write(&self.v1("pids").join("pids.max"), &l.pids_max.to_string())?;
             }
@@ -267,10 +260,12 @@ impl Cgroup {
 
     pub fn is_frozen(&self) -> bool {
         match &self.layout {
-            Layout::V2(_) => std::fs::read_to_string(self.v1("").join("cgroup.events"))
-                .ok()
-                .and_then(|t| keyed(&t, "frozen"))
-                == Some(1),
+            Layout::V2(_) => {
+                std::fs::read_to_string(self.v1("").join("cgroup.events"))
+                    .ok()
+                    .and_then(|t| keyed(&t, "frozen"))
+                    == Some(1)
+            }
             Layout::V1(_) => std::fs::read_to_string(self.v1("freezer").join("freezer.state"))
                 .is_ok_and(|s| s.trim() == "FROZEN"),
         }

@@ -30,8 +30,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use driver::{
-    Capabilities, ComputeDriver, Diagnostics, DriverError, InstanceInfo, InstanceSpec,
-    Operation, RebootKind, Resources, Result, Snapshot,
+    Capabilities, ComputeDriver, Diagnostics, DriverError, InstanceInfo, InstanceSpec, Operation,
+    RebootKind, Resources, Result, Snapshot,
 };
 use model::compute::{PowerState, ServerId};
 use nix::sys::signal::{Signal, kill};
@@ -240,9 +240,10 @@ impl ContainerDriver {
 
     /// The instance record for `spec` (a new one, or a rebuild's keeping the boot count).
     fn instance_for(&self, spec: &InstanceSpec, boot: u64) -> Result<Instance> {
-        let image = spec.image.as_ref().ok_or_else(|| {
-            failed("a container needs an image: a root filesystem tarball")
-        })?;
+        let image = spec
+            .image
+            .as_ref()
+            .ok_or_else(|| failed("a container needs an image: a root filesystem tarball"))?;
         let lower = {
             let _g = self.unpack.lock().unwrap_or_else(|e| e.into_inner());
             rootfs::ensure_unpacked(&self.cache_dir(), &image.id, &image.path).map_err(failed)?
@@ -269,7 +270,9 @@ impl ContainerDriver {
             });
         }
         let nameservers = if self.cfg.nameservers.is_empty() {
-            nics.first().map(|n| vec![n.gateway.clone()]).unwrap_or_default()
+            nics.first()
+                .map(|n| vec![n.gateway.clone()])
+                .unwrap_or_default()
         } else {
             self.cfg.nameservers.clone()
         };
@@ -297,7 +300,12 @@ impl ContainerDriver {
     /// Starts a new boot of the instance and waits until its init runs.
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
         inst.boot += 1;
-        for f in [paths.boot(), paths.exit(), paths.failed(), paths.suspended()] {
+        for f in [
+            paths.boot(),
+            paths.exit(),
+            paths.failed(),
+            paths.suspended(),
+        ] {
             let _ = std::fs::remove_file(f);
         }
         state::write_json(&paths.instance(), inst).map_err(failed)?;
@@ -552,7 +560,9 @@ impl ComputeDriver for ContainerDriver {
         } else {
             let boot = state::read_json::<Boot>(&p.boot()).ok();
             let exit = state::read_json::<Exit>(&p.exit()).ok();
-            let oom_now = exit.as_ref().map_or_else(|| cg.oom_kills(), |e| e.oom_kills);
+            let oom_now = exit
+                .as_ref()
+                .map_or_else(|| cg.oom_kills(), |e| e.oom_kills);
             match boot {
                 Some(b) if b.boot == inst.boot && oom_now > b.oom_kills_at_start => {
                     PowerState::Crashed
@@ -647,8 +657,8 @@ impl ComputeDriver for ContainerDriver {
 
     fn revert_resize(&self, old: &InstanceSpec) -> Result<()> {
         let (p, mut inst) = self.load(&old.id)?;
-        let limits = state::read_json::<Limits>(&p.resize_old())
-            .unwrap_or_else(|_| self.limits(old));
+        let limits =
+            state::read_json::<Limits>(&p.resize_old()).unwrap_or_else(|_| self.limits(old));
         inst.cgroup.set_limits(&limits).map_err(failed)?;
         inst.limits = limits;
         state::write_json(&p.instance(), &inst).map_err(failed)?;
@@ -754,9 +764,6 @@ mod tests {
         assert_eq!(h, "obv5f2a1c3e9b0");
         assert_eq!(p, "obp5f2a1c3e9b0");
         assert!(h.len() <= 15);
-        assert_ne!(
-            veth_names("5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab", 1).0,
-            h
-        );
+        assert_ne!(veth_names("5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab", 1).0, h);
     }
 }

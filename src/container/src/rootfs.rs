@@ -81,7 +81,8 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let full = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+        let meta =
+            std::fs::symlink_metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
         let ft = meta.file_type();
         if !rel.as_os_str().is_empty() {
             use std::os::unix::fs::FileTypeExt;
@@ -121,7 +122,9 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
             }
         }
     }
-    let w = b.into_inner().map_err(|e| format!("finishing {}: {e}", dest.display()))?;
+    let w = b
+        .into_inner()
+        .map_err(|e| format!("finishing {}: {e}", dest.display()))?;
     w.into_inner()
         .map_err(|e| format!("writing {}: {e}", dest.display()))?
         .sync_all()

@@ -124,7 +124,9 @@ fn run(paths: &Paths) -> Result<(), String> {
         return Err(fail(format!("network: {e}")));
     }
     if nix::unistd::write(&go_w, b"g").is_err() {
-        return Err(fail("the container process went away before it started".into()));
+        return Err(fail(
+            "the container process went away before it started".into(),
+        ));
     }
     drop(go_w);
     // The error pipe closes on exec (close-on-exec) with nothing in it when init started.
@@ -262,8 +264,13 @@ fn mnt(
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<(), String> {
-    mount(src, target, fstype, flags, data)
-        .map_err(|e| format!("mounting {} on {}: {e}", fstype.or(src).unwrap_or("?"), target.display()))
+    mount(src, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mounting {} on {}: {e}",
+            fstype.or(src).unwrap_or("?"),
+            target.display()
+        )
+    })
 }
 
 fn mkdir(p: &Path) -> Result<(), String> {
@@ -287,7 +294,8 @@ fn write_etc(root: &Path, name: &str, content: &str) -> Result<(), String> {
 
 fn etc_files(inst: &Instance, root: &Path) -> Result<(), String> {
     write_etc(root, "hostname", &format!("{}\n", inst.hostname))?;
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match inst.nics.first() {
         Some(n) => hosts.push_str(&format!("{}\t{}\n", n.address, inst.hostname)),
         None => hosts.push_str(&format!("127.0.1.1\t{}\n", inst.hostname)),
@@ -322,14 +330,26 @@ fn child_main(
     nix::unistd::dup2_stderr(console.as_fd()).map_err(|e| format!("stderr: {e}"))?;
 
     // Nothing mounted from here on propagates to the host.
-    mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         inst.lower.display(),
         upper.display(),
         work.display()
     );
-    mnt(Some("overlay"), root, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    mnt(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
     etc_files(inst, root)?;
 
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -338,7 +358,13 @@ fn child_main(
     mnt(Some("proc"), &proc, Some("proc"), nosuid, None)?;
     // Kernel knobs stay read-only, and a few host-wide files are hidden.
     let sys_knobs = proc.join("sys");
-    mnt(Some(&sys_knobs.to_string_lossy()), &sys_knobs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    mnt(
+        Some(&sys_knobs.to_string_lossy()),
+        &sys_knobs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
     mnt(
         None,
         &sys_knobs,
@@ -349,12 +375,24 @@ fn child_main(
     for masked in ["kcore", "sysrq-trigger", "keys", "timer_list"] {
         let p = proc.join(masked);
         if p.exists() {
-            let _ = mount(Some("/dev/null"), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>);
+            let _ = mount(
+                Some("/dev/null"),
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            );
         }
     }
     let sys = root.join("sys");
     mkdir(&sys)?;
-    mnt(Some("sysfs"), &sys, Some("sysfs"), nosuid | MsFlags::MS_RDONLY, None)?;
+    mnt(
+        Some("sysfs"),
+        &sys,
+        Some("sysfs"),
+        nosuid | MsFlags::MS_RDONLY,
+        None,
+    )?;
 
     let dev = root.join("dev");
     mkdir(&dev)?;
@@ -368,7 +406,13 @@ fn child_main(
     for d in DEVICES {
         let target = dev.join(d);
         std::fs::File::create(&target).map_err(|e| format!("/dev/{d}: {e}"))?;
-        mnt(Some(&format!("/dev/{d}")), &target, None, MsFlags::MS_BIND, None)?;
+        mnt(
+            Some(&format!("/dev/{d}")),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
     }
     let pts = dev.join("pts");
     mkdir(&pts)?;
@@ -381,7 +425,13 @@ fn child_main(
     )?;
     let shm = dev.join("shm");
     mkdir(&shm)?;
-    mnt(Some("shm"), &shm, Some("tmpfs"), nosuid, Some("mode=1777,size=65536k"))?;
+    mnt(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid,
+        Some("mode=1777,size=65536k"),
+    )?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -417,11 +467,18 @@ fn child_main(
     let prog = if first.contains('/') {
         cstr(first)?
     } else {
-        let found = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .map(|d| format!("{d}/{first}"))
-            .find(|p| Path::new(p).exists())
-            .ok_or_else(|| format!("{first} not found in PATH"))?;
+        let found = [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .map(|d| format!("{d}/{first}"))
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| format!("{first} not found in PATH"))?;
         cstr(&found)?
     };
     let env: Vec<CString> = [

@@ -65,24 +65,38 @@ fn every_action_has_its_effect_seen_from_outside() {
         assert_ne!(mine, its, "init has its own {ns} namespace");
     }
     assert_eq!(status_field(pid, "NoNewPrivs:").as_deref(), Some("1"));
-    let bnd = u64::from_str_radix(&status_field(pid, "CapBnd:").expect("CapBnd"), 16)
-        .expect("hex");
+    let bnd = u64::from_str_radix(&status_field(pid, "CapBnd:").expect("CapBnd"), 16).expect("hex");
     let want: u64 = container::shim::KEPT_CAPABILITIES
         .iter()
         .map(|c| 1u64 << c.index())
         .sum();
     assert_eq!(bnd, want, "the bounding set is the default set");
-    assert_eq!(status_field(pid, "NSpid:").and_then(|s| s.split_whitespace().last().map(str::to_owned)).as_deref(), Some("1"), "init is pid 1 inside");
+    assert_eq!(
+        status_field(pid, "NSpid:")
+            .and_then(|s| s.split_whitespace().last().map(str::to_owned))
+            .as_deref(),
+        Some("1"),
+        "init is pid 1 inside"
+    );
 
     // Cgroup files hold the flavor's limits and init.
     let cg = d.cgroup(&id);
-    assert!(cg.procs().contains(&pid), "init is in the container's cgroup");
+    assert!(
+        cg.procs().contains(&pid),
+        "init is in the container's cgroup"
+    );
     assert_eq!(cg.memory_limit().expect("limit"), 128 << 20);
     if let container::cgroup::Layout::V1(root) = d.layout() {
-        let cpu = root.join("cpu").join(&env.cfg.cgroup_parent).join(id.as_str());
+        let cpu = root
+            .join("cpu")
+            .join(&env.cfg.cgroup_parent)
+            .join(id.as_str());
         let q = std::fs::read_to_string(cpu.join("cpu.cfs_quota_us")).expect("quota");
         assert_eq!(q.trim(), "100000", "one vcpu is one period's worth");
-        let pids = root.join("pids").join(&env.cfg.cgroup_parent).join(id.as_str());
+        let pids = root
+            .join("pids")
+            .join(&env.cfg.cgroup_parent)
+            .join(id.as_str());
         let m = std::fs::read_to_string(pids.join("pids.max")).expect("pids.max");
         assert_eq!(m.trim(), env.cfg.pids_max.to_string());
     }
@@ -94,9 +108,15 @@ fn every_action_has_its_effect_seen_from_outside() {
     assert!(hosts.contains(&format!("{addr}\tweb-1")), "{hosts}");
     let resolv =
         std::fs::read_to_string(format!("/proc/{pid}/root/etc/resolv.conf")).expect("resolv");
-    assert!(resolv.contains(&format!("nameserver {}", env.gateway)), "{resolv}");
+    assert!(
+        resolv.contains(&format!("nameserver {}", env.gateway)),
+        "{resolv}"
+    );
     let host_veth = &env.seen[0].veths[0].clone();
-    assert!(std::path::Path::new(&format!("/sys/class/net/{host_veth}/brport")).exists(), "the host end is on the bridge");
+    assert!(
+        std::path::Path::new(&format!("/sys/class/net/{host_veth}/brport")).exists(),
+        "the host end is on the bridge"
+    );
     assert!(wait_until(Duration::from_secs(5), || d
         .console_output(&id, None)
         .expect("console")
@@ -106,7 +126,10 @@ fn every_action_has_its_effect_seen_from_outside() {
     d.pause(&id).expect("pause");
     assert_eq!(power(d, &id), PowerState::Paused);
     assert!(cg.is_frozen());
-    assert!(http_get(&addr, Duration::from_millis(700)).is_none(), "a paused container does not answer");
+    assert!(
+        http_get(&addr, Duration::from_millis(700)).is_none(),
+        "a paused container does not answer"
+    );
     d.unpause(&id).expect("unpause");
     assert_eq!(power(d, &id), PowerState::Running);
     assert!(wait_http(&addr, Duration::from_secs(5)).is_some());
@@ -120,8 +143,15 @@ fn every_action_has_its_effect_seen_from_outside() {
     d.reboot(&id, RebootKind::Soft).expect("soft reboot");
     let pid2 = d.init_pid(&id).expect("runs again");
     assert_ne!(pid, pid2);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the old init is gone");
-    assert!(d.console_output(&id, None).expect("console").contains("onebox-test: stopping"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the old init is gone"
+    );
+    assert!(
+        d.console_output(&id, None)
+            .expect("console")
+            .contains("onebox-test: stopping")
+    );
     assert!(wait_http(&addr, Duration::from_secs(10)).is_some());
     env.observe(&id);
     let d = env.d();
@@ -154,18 +184,34 @@ fn every_action_has_its_effect_seen_from_outside() {
     assert_eq!(d.init_pid(&id), Some(pid4));
 
     // Snapshot: the merged root, with what the container wrote, boots as a new image.
-    std::fs::write(format!("/proc/{pid4}/root/root/marker"), b"written inside").expect("write inside");
+    std::fs::write(format!("/proc/{pid4}/root/root/marker"), b"written inside")
+        .expect("write inside");
     let snap = env.dir.path().join("snap.tar");
     let s = d.snapshot(&id, &snap).expect("snapshot");
-    assert_eq!((s.disk_format.as_str(), s.container_format.as_str()), ("raw", "bare"));
+    assert_eq!(
+        (s.disk_format.as_str(), s.container_format.as_str()),
+        ("raw", "bare")
+    );
     let names: Vec<String> = tar::Archive::new(std::fs::File::open(&snap).expect("open"))
         .entries()
         .expect("entries")
-        .map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    assert!(names.iter().any(|n| n == "root/marker"), "the snapshot holds the upper layer");
+    assert!(
+        names.iter().any(|n| n == "root/marker"),
+        "the snapshot holds the upper layer"
+    );
     assert!(names.iter().any(|n| n == "bin/busybox"), "and the image");
-    assert!(!names.iter().any(|n| n.starts_with("proc/") && n.len() > 5), "but not /proc");
+    assert!(
+        !names.iter().any(|n| n.starts_with("proc/") && n.len() > 5),
+        "but not /proc"
+    );
     assert_eq!(power(d, &id), PowerState::Running);
 
     // Rebuild: a fresh overlay, so the marker is gone.
@@ -220,11 +266,15 @@ fn a_memory_limit_is_enforced_and_an_oom_kill_is_a_crash() {
     let id = spec.id.clone();
     env.d().spawn(&spec).expect("spawn");
     assert!(
-        wait_until(Duration::from_secs(20), || power(env.d(), &id) == PowerState::Crashed),
+        wait_until(Duration::from_secs(20), || power(env.d(), &id)
+            == PowerState::Crashed),
         "an allocation past the flavor's ram is OOM-killed and reported as a crash, got {:?}",
         power(env.d(), &id)
     );
-    assert!(env.d().cgroup(&id).oom_kills() >= 1, "the cgroup counted the OOM kill");
+    assert!(
+        env.d().cgroup(&id).oom_kills() >= 1,
+        "the cgroup counted the OOM kill"
+    );
 
     // The same allocation within the limit ends normally: SHUTDOWN, not a crash.
     let mut fits = env.spec("fits");
@@ -232,7 +282,8 @@ fn a_memory_limit_is_enforced_and_an_oom_kill_is_a_crash() {
     fits.image = Some(image);
     let fid = fits.id.clone();
     env.d().spawn(&fits).expect("spawn");
-    assert!(wait_until(Duration::from_secs(20), || power(env.d(), &fid) == PowerState::Shutdown));
+    assert!(wait_until(Duration::from_secs(20), || power(env.d(), &fid)
+        == PowerState::Shutdown));
     assert_eq!(env.d().cgroup(&fid).oom_kills(), 0);
 
     // A crashed container starts again.
@@ -296,13 +347,23 @@ fn a_new_driver_adopts_running_containers() {
     // The driver goes away (as with onebox killed); its containers do not.
     drop(env.driver.take());
     for (s, pid) in specs.iter().zip(&pids) {
-        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "{} still runs", s.name);
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{} still runs",
+            s.name
+        );
     }
     // While no driver runs, the third container's init dies.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[2]), nix::sys::signal::Signal::SIGKILL)
-        .expect("kill");
-    assert!(wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{}", pids[2])).exists()
-        || container::state::proc_state(pids[2]) == Some('Z')));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[2]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || !std::path::Path::new(&format!("/proc/{}", pids[2])).exists()
+            || container::state::proc_state(pids[2]) == Some('Z')
+    ));
 
     env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("a new driver"));
     let d = env.d();
@@ -313,12 +374,22 @@ fn a_new_driver_adopts_running_containers() {
     assert_eq!(listed, want, "all adopted, none lost, none duplicated");
     for (s, pid) in specs.iter().zip(&pids).take(2) {
         assert_eq!(power(d, &s.id), PowerState::Running);
-        assert_eq!(d.init_pid(&s.id), Some(*pid), "{} is the same process", s.name);
+        assert_eq!(
+            d.init_pid(&s.id),
+            Some(*pid),
+            "{} is the same process",
+            s.name
+        );
         assert!(wait_http(&s.ports[0].address, Duration::from_secs(5)).is_some());
     }
-    assert_eq!(power(d, &specs[2].id), PowerState::Shutdown, "init died meanwhile");
+    assert_eq!(
+        power(d, &specs[2].id),
+        PowerState::Shutdown,
+        "init died meanwhile"
+    );
     // The adopted containers are driven as before.
-    d.reboot(&specs[0].id, RebootKind::Soft).expect("reboot an adopted container");
+    d.reboot(&specs[0].id, RebootKind::Soft)
+        .expect("reboot an adopted container");
     d.power_on(&specs[2].id).expect("start the one that died");
     assert!(wait_http(&specs[2].ports[0].address, Duration::from_secs(10)).is_some());
     env.teardown_and_check();

@@ -101,7 +101,9 @@ pub fn build_rootfs(dest: &Path) {
         let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
         b.append_data(&mut h, p, data).expect("file");
     };
-    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "www"] {
+    for d in [
+        "bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root", "www",
+    ] {
         dir(&mut b, d);
     }
     let data = std::fs::read(&bb).expect("read busybox");
@@ -120,7 +122,12 @@ pub fn build_rootfs(dest: &Path) {
     }
     file(&mut b, "sbin/init", 0o755, INIT.as_bytes());
     file(&mut b, "bin/burn", 0o755, BURN.as_bytes());
-    file(&mut b, "etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
+    file(
+        &mut b,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+    );
     file(&mut b, "etc/group", 0o644, b"root:x:0:\n");
     b.finish().expect("finish");
 }
@@ -230,7 +237,8 @@ impl Env {
             s.pids.push(pid);
             for ns in ["pid", "mnt", "net", "uts", "ipc"] {
                 if let Ok(l) = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")) {
-                    s.namespaces.push((ns.into(), l.to_string_lossy().into_owned()));
+                    s.namespaces
+                        .push((ns.into(), l.to_string_lossy().into_owned()));
                 }
             }
         }
@@ -295,7 +303,11 @@ impl Env {
                     .filter(|e| e.path().is_dir())
                     .map(|e| e.file_name())
                     .collect();
-                assert!(children.is_empty(), "no cgroup left in {}: {children:?}", p.display());
+                assert!(
+                    children.is_empty(),
+                    "no cgroup left in {}: {children:?}",
+                    p.display()
+                );
                 std::fs::remove_dir(&p).expect("remove the test's cgroup parent");
             }
         }
@@ -342,7 +354,12 @@ fn uuid_like(tag: &str) -> String {
 pub fn namespaces_in_use() -> std::collections::HashSet<String> {
     let mut out = std::collections::HashSet::new();
     for e in std::fs::read_dir("/proc").expect("proc").flatten() {
-        if !e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
             continue;
         }
         for ns in ["pid", "mnt", "net", "uts", "ipc"] {
@@ -406,7 +423,11 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Field 4 of /proc/<pid>/stat.
 pub fn ppid(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub fn status_field(pid: i32, key: &str) -> Option<String> {
