@@ -12,6 +12,10 @@ command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
 if [ "${1:-}" = "--with-tests" ]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv python3-pip)
+    # The container tests build their root filesystem from a static busybox; the container
+    # benchmark compares with crun.
+    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+    command -v crun >/dev/null 2>&1 || need+=(crun)
 fi
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
