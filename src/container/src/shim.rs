@@ -240,16 +240,21 @@ fn pump_console(from: OwnedFd, log: &Path, old: &Path, cap: u64) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        if size + n as u64 > half {
-            let _ = std::fs::rename(log, old);
-            let Ok(f) = open(log) else { return };
-            out = f;
-            size = 0;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if size >= half {
+                let _ = std::fs::rename(log, old);
+                let Ok(f) = open(log) else { return };
+                out = f;
+                size = 0;
+            }
+            let take = rest.len().min((half - size) as usize);
+            if out.write_all(&rest[..take]).is_err() {
+                return;
+            }
+            size += take as u64;
+            rest = &rest[take..];
         }
-        if out.write_all(&buf[..n]).is_err() {
-            return;
-        }
-        size += n as u64;
     }
 }
 
@@ -509,4 +514,35 @@ fn drop_capabilities() -> Result<(), String> {
     caps::set(None, CapSet::Permitted, &keep).map_err(|e| err("permitted", e))?;
     caps::set(None, CapSet::Inheritable, &keep).map_err(|e| err("inheritable", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_log_never_holds_more_than_its_cap() {
+        let t = tempfile::tempdir().expect("tmp");
+        let (log, old) = (t.path().join("console.log"), t.path().join("console.log.1"));
+        let (r, w) = pipe().expect("pipe");
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            for i in 0..2000 {
+                writeln!(f, "line {i:05} of the console").expect("write");
+            }
+        });
+        pump_console(r, &log, &old, 16 * 1024);
+        writer.join().expect("writer");
+        let a = std::fs::read_to_string(&old).expect("old");
+        let b = std::fs::read_to_string(&log).expect("log");
+        assert!(
+            a.len() + b.len() <= 16 * 1024,
+            "{} bytes",
+            a.len() + b.len()
+        );
+        assert!(
+            b.ends_with("line 01999 of the console\n"),
+            "the newest output is kept"
+        );
+    }
 }

@@ -394,3 +394,28 @@ fn a_new_driver_adopts_running_containers() {
     assert!(wait_http(&specs[2].ports[0].address, Duration::from_secs(10)).is_some());
     env.teardown_and_check();
 }
+
+#[test]
+fn a_user_namespace_can_be_asked_for() {
+    let _g = lock();
+    if !common::can_run() {
+        return;
+    }
+    let mut env = Env::new("userns");
+    env.cfg.user_namespace = true;
+    env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("driver"));
+    let spec = env.spec("userns-1");
+    env.d().spawn(&spec).expect("spawn in a user namespace");
+    env.observe(&spec.id);
+    let pid = env.d().init_pid(&spec.id).expect("runs");
+    let mine = std::fs::read_link("/proc/self/ns/user").expect("ns");
+    let its = std::fs::read_link(format!("/proc/{pid}/ns/user")).expect("ns");
+    assert_ne!(mine, its, "init has its own user namespace");
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
+    assert!(wait_http(&spec.ports[0].address, Duration::from_secs(10)).is_some());
+    env.teardown_and_check();
+}

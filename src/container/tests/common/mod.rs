@@ -182,7 +182,7 @@ impl Env {
         );
         Env {
             image: ImageFile {
-                id: format!("{}", uuid_like(tag)),
+                id: uuid_like(tag),
                 path: tarball,
                 disk_format: "raw".into(),
                 container_format: "bare".into(),
