@@ -501,7 +501,14 @@ fn child_main(
 
 fn drop_capabilities() -> Result<(), String> {
     use caps::CapSet;
-    let keep: HashSet<caps::Capability> = KEPT_CAPABILITIES.into_iter().collect();
+    // What the shim itself may not hold (a tighter bounding set from systemd) cannot be
+    // given to init either.
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map_err(|e| format!("reading the capabilities: {e}"))?;
+    let keep: HashSet<caps::Capability> = KEPT_CAPABILITIES
+        .into_iter()
+        .filter(|c| permitted.contains(c))
+        .collect();
     for c in caps::all() {
         if !keep.contains(&c) {
             // A capability the running kernel does not know cannot be dropped; ignore it.
