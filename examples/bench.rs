@@ -801,6 +801,7 @@ async fn create_server(
     let r = c
         .post(format!("{base}/compute/v2.1/servers"))
         .header("x-auth-token", token)
+        .header("openstack-api-version", "compute 2.100")
         .json(&serde_json::json!({"server": {"name": name, "imageRef": image, "flavorRef": "42", "networks": "auto"}}))
         .send()
         .await?;
@@ -949,7 +950,7 @@ async fn containers() -> Result<()> {
     );
     match crun.as_mut() {
         Some(v) => println!(
-            "  crun run /bin/true (same rootfs), start to exit {:>8.1} ms",
+            "  crun run /bin/true, start to exit       {:>8.1} ms",
             ms(median(v))
         ),
         None => println!("  crun run: not measured"),
@@ -992,7 +993,7 @@ async fn containers() -> Result<()> {
         let boot: serde_json::Value = serde_json::from_slice(&std::fs::read(
             data.join("instances").join(id).join("boot.json"),
         )?)?;
-        shim_kib += rss_kib(boot["shim_pid"].as_u64().unwrap_or(0) as u32).unwrap_or(0);
+        shim_kib += pss_kib(boot["shim_pid"].as_u64().unwrap_or(0) as u32).unwrap_or(0);
     }
     let n = ids.len() as u64;
     println!(
@@ -1000,7 +1001,7 @@ async fn containers() -> Result<()> {
         cg_bytes / n / 1024
     );
     println!(
-        "supervisor (shim) RSS per container     {:>8} KiB",
+        "supervisor (shim) PSS per container     {:>8} KiB",
         shim_kib / n
     );
     println!(
@@ -1024,6 +1025,17 @@ async fn containers() -> Result<()> {
         let _ = Command::new("ip").args(["link", "del", br]).status();
     }
     Ok(())
+}
+
+/// Proportional set size: private pages plus a fair share of pages shared with other
+/// processes (the shims all map the same onebox binary).
+fn pss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("Pss")
 }
 
 fn bridges() -> std::collections::HashSet<String> {
