@@ -216,9 +216,22 @@ impl Cgroup {
 
     /// Puts process `pid` into the cgroup (every hierarchy).
     pub fn add(&self, pid: i32) -> Result<(), String> {
-        for d in self.dirs() {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
-        }
+        // Each migration waits for an RCU grace period in the kernel (milliseconds); the v1
+        // hierarchies are joined in parallel so the waits overlap.
+        let dirs = self.dirs();
+        std::thread::scope(|s| {
+            let joins: Vec<_> = dirs
+                .iter()
+                .map(|d| s.spawn(move || write(&d.join("cgroup.procs"), &pid.to_string())))
+                .collect();
+            joins
+                .into_iter()
+                .map(|j| {
+                    j.join()
+                        .unwrap_or_else(|_| Err("cgroup thread panicked".into()))
+                })
+                .collect::<Result<Vec<()>, String>>()
+        })?;
         Ok(())
     }
 

@@ -109,9 +109,9 @@ fn run(paths: &Paths) -> Result<(), String> {
         msg
     };
     let pid = child.as_raw();
-    if let Err(e) = inst.cgroup.add(pid) {
-        return Err(fail(format!("joining the cgroup: {e}")));
-    }
+    // The cgroup is joined while the network is made (both wait on the kernel).
+    let cgroup = inst.cgroup.clone();
+    let joining = std::thread::spawn(move || cgroup.add(pid));
     if let Some(base) = inst.user_namespace {
         let map = format!("0 {base} 4294967295\n");
         for f in ["uid_map", "gid_map"] {
@@ -120,7 +120,13 @@ fn run(paths: &Paths) -> Result<(), String> {
             }
         }
     }
-    if let Err(e) = network(&inst, pid as u32) {
+    let net = network(&inst, pid as u32);
+    match joining.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail(format!("joining the cgroup: {e}"))),
+        Err(_) => return Err(fail("joining the cgroup: the thread panicked".into())),
+    }
+    if let Err(e) = net {
         return Err(fail(format!("network: {e}")));
     }
     if nix::unistd::write(&go_w, b"g").is_err() {
