@@ -5,6 +5,7 @@
 //! target/release/examples/bench identity
 //! target/release/examples/bench servers
 //! target/release/examples/bench image
+//! target/release/examples/bench containers
 //! ```
 //!
 //! `identity`: idle RSS of the daemon, password token issue rate, token validation rate
@@ -13,6 +14,11 @@
 //!
 //! `servers`: on the fake driver, the server create rate to ACTIVE and `GET /servers/detail`
 //! with 1,000 and 10,000 servers in the database.
+//!
+//! `containers` (root; the container backend, no fake driver): time from `POST /servers` to
+//! ACTIVE and to the first line of the container's console, median of 50 one after another,
+//! beside `crun run` of the same root filesystem running `/bin/true` in the same run; the
+//! create rate with 20 requests in parallel; memory per idle container.
 //!
 //! `image`: upload and download throughput of a 1 GiB raw image through the daemon, against a
 //! plain sequential write (with fsync) and read of 1 GiB on the same file system, and the
@@ -656,7 +662,8 @@ async fn main() -> Result<()> {
         "servers" => servers().await,
         "image" => image().await,
         "ipmi" => tokio::task::spawn_blocking(ipmi_bench).await?,
-        _ => bail!("usage: bench identity|servers|image|ipmi"),
+        "containers" => containers().await,
+        _ => bail!("usage: bench identity|servers|image|ipmi|containers"),
     }
 }
 
@@ -811,4 +818,400 @@ fn ipmi_bench() -> Result<()> {
     );
     drop(sim);
     Ok(())
+}
+
+/// init of the benchmark's container image: one console line, then idle until SIGTERM.
+const BENCH_INIT: &str = "#!/bin/sh\necho onebox-bench: booted\ntrap 'exit 0' TERM\nwhile :; do sleep 1 & wait $!; done\n";
+
+/// A busybox root filesystem tarball (busybox-static), the same for onebox and crun.
+fn busybox_rootfs(dest: &Path) -> Result<()> {
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("busybox-static is not installed")?;
+    let mut b = tar::Builder::new(std::fs::File::create(dest)?);
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h
+    };
+    for d in ["bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"] {
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0o755, 0),
+            d,
+            std::io::empty(),
+        )?;
+    }
+    let data = std::fs::read(bb)?;
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o755, data.len() as u64),
+        "bin/busybox",
+        data.as_slice(),
+    )?;
+    let list = Command::new(bb).arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && applet != "init" {
+            b.append_link(
+                &mut header(tar::EntryType::Symlink, 0o777, 0),
+                format!("bin/{applet}"),
+                "busybox",
+            )?;
+        }
+    }
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o755, BENCH_INIT.len() as u64),
+        "sbin/init",
+        BENCH_INIT.as_bytes(),
+    )?;
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o644, 30),
+        "etc/passwd",
+        &b"root:x:0:0:root:/root:/bin/sh\n"[..],
+    )?;
+    b.finish()?;
+    Ok(())
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `crun run` of the rootfs with `/bin/true`, `runs` times, each timed from just before the
+/// command to its exit, all inside one private mount namespace (on a hybrid cgroup layout
+/// crun needs cgroup2's controller list hidden; the host's view is untouched).
+fn crun_runs(tarball: &Path, work: &Path, runs: usize) -> Result<Vec<Duration>> {
+    let bundle = work.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(&rootfs)?;
+    tar::Archive::new(std::fs::File::open(tarball)?).unpack(&rootfs)?;
+    let st = Command::new("crun")
+        .args(["spec"])
+        .current_dir(&bundle)
+        .status()
+        .context("crun is not installed")?;
+    if !st.success() {
+        bail!("crun spec failed");
+    }
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(["/bin/true"]);
+    cfg["root"]["path"] = "rootfs".into();
+    cfg["root"]["readonly"] = true.into();
+    cfg["linux"]["cgroupsPath"] = format!("/onebox-bench-crun-{}", std::process::id()).into();
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg)?)?;
+    let state = work.join("crun-state");
+    let hybrid = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| !c.trim().is_empty());
+    let script = format!(
+        "set -e\n{}for i in $(seq {runs}); do s=$(date +%s%N); crun --root {st} run -b {b} onebox-bench-$i >/dev/null; e=$(date +%s%N); echo $((e - s)); done\n",
+        if hybrid {
+            "mount --bind /dev/null /sys/fs/cgroup/unified/cgroup.controllers\n"
+        } else {
+            ""
+        },
+        st = state.display(),
+        b = bundle.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()?;
+    if !out.status.success() {
+        bail!("crun run failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .collect())
+}
+
+async fn server_status(c: &reqwest::Client, base: &str, token: &str, id: &str) -> Result<String> {
+    let r = c
+        .get(format!("{base}/compute/v2.1/servers/{id}"))
+        .header("x-auth-token", token)
+        .send()
+        .await?;
+    if r.status().as_u16() == 404 {
+        return Ok("GONE".into());
+    }
+    let v: serde_json::Value = r.json().await?;
+    Ok(v["server"]["status"].as_str().unwrap_or("?").to_owned())
+}
+
+async fn create_server(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    image: &str,
+    name: &str,
+) -> Result<String> {
+    let r = c
+        .post(format!("{base}/compute/v2.1/servers"))
+        .header("x-auth-token", token)
+        .header("openstack-api-version", "compute 2.100")
+        .json(&serde_json::json!({"server": {"name": name, "imageRef": image, "flavorRef": "42", "networks": "auto"}}))
+        .send()
+        .await?;
+    if r.status().as_u16() != 202 {
+        bail!("create failed: {}", r.text().await?);
+    }
+    let v: serde_json::Value = r.json().await?;
+    Ok(v["server"]["id"].as_str().context("server id")?.to_owned())
+}
+
+async fn wait_status(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    want: &str,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = server_status(c, base, token, id).await?;
+        if s == want {
+            return Ok(());
+        }
+        if s == "ERROR" || Instant::now() > deadline {
+            bail!("server {id} is {s}, not {want}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn delete_server(c: &reqwest::Client, base: &str, token: &str, id: &str) -> Result<()> {
+    c.delete(format!("{base}/compute/v2.1/servers/{id}"))
+        .header("x-auth-token", token)
+        .send()
+        .await?;
+    wait_status(c, base, token, id, "GONE").await
+}
+
+async fn containers() -> Result<()> {
+    if !Path::new("/proc/self").metadata().is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    }) {
+        bail!("bench containers needs root");
+    }
+    const RUNS: usize = 50;
+    const PARALLEL: usize = 20;
+    let work = tempfile::tempdir()?;
+    let tarball = work.path().join("rootfs.tar");
+    busybox_rootfs(&tarball)?;
+    let parent = format!("onebox-bench-{}", std::process::id());
+    let config = work.path().join("onebox.toml");
+    std::fs::write(
+        &config,
+        format!("[container]\ncgroup_parent = \"{parent}\"\nstop_timeout_secs = 2\n"),
+    )?;
+    let bridges_before = bridges();
+    let d = start_with(&["--config", &config.to_string_lossy()]).await?;
+    let data = d.dir.path().to_owned();
+    let base = d.base.clone();
+    let (token, project) = admin_session(&base).await?;
+    let c = reqwest::Client::new();
+    c.put(format!("{base}/compute/v2.1/os-quota-sets/{project}"))
+        .header("x-auth-token", &token)
+        .json(&serde_json::json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
+        .send()
+        .await?;
+    let img: serde_json::Value = c
+        .post(format!("{base}/image/v2/images"))
+        .header("x-auth-token", &token)
+        .json(&serde_json::json!({"name": "rootfs", "disk_format": "raw", "container_format": "bare", "hypervisor_type": "lxc"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let image = img["id"].as_str().context("image id")?.to_owned();
+    let up = c
+        .put(format!("{base}/image/v2/images/{image}/file"))
+        .header("x-auth-token", &token)
+        .header("content-type", "application/octet-stream")
+        .body(std::fs::read(&tarball)?)
+        .send()
+        .await?;
+    if !up.status().is_success() {
+        bail!("image upload failed: {}", up.text().await?);
+    }
+
+    // One container first, so the image is unpacked into the cache (not measured).
+    let id = create_server(&c, &base, &token, &image, "warm").await?;
+    wait_status(&c, &base, &token, &id, "ACTIVE").await?;
+    delete_server(&c, &base, &token, &id).await?;
+
+    let (mut to_active, mut to_console) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        let t0 = Instant::now();
+        let id = create_server(&c, &base, &token, &image, &format!("lat-{i}")).await?;
+        // The console file and the API are watched side by side; each time is taken when
+        // its condition is first seen.
+        let log = data.join("instances").join(&id).join("console.log");
+        let (mut active, mut console) = (None, None);
+        while active.is_none() || console.is_none() {
+            if console.is_none() && std::fs::read_to_string(&log).is_ok_and(|s| s.contains('\n')) {
+                console = Some(t0.elapsed());
+            }
+            if active.is_none() {
+                match server_status(&c, &base, &token, &id).await?.as_str() {
+                    "ACTIVE" => active = Some(t0.elapsed()),
+                    "ERROR" => bail!("server {id} went to ERROR"),
+                    _ => {}
+                }
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("server {id}: no ACTIVE or no console line within 30 s");
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        to_active.extend(active);
+        to_console.extend(console);
+        delete_server(&c, &base, &token, &id).await?;
+    }
+    let mut crun = match crun_runs(&tarball, work.path(), RUNS) {
+        Ok(v) if !v.is_empty() => Some(v),
+        Ok(_) => None,
+        Err(e) => {
+            println!("crun: {e:#}");
+            None
+        }
+    };
+    for ctrl in [
+        "",
+        "memory",
+        "cpu,cpuacct",
+        "pids",
+        "freezer",
+        "blkio",
+        "devices",
+        "cpuset",
+        "systemd",
+        "unified",
+    ] {
+        let _ = std::fs::remove_dir(
+            Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(format!("onebox-bench-crun-{}", std::process::id())),
+        );
+    }
+    println!("container start, median of {RUNS} (sequential, busybox rootfs, m1.nano):");
+    println!(
+        "  POST /servers -> ACTIVE                 {:>8.1} ms",
+        ms(median(&mut to_active))
+    );
+    println!(
+        "  POST /servers -> first console line     {:>8.1} ms",
+        ms(median(&mut to_console))
+    );
+    match crun.as_mut() {
+        Some(v) => println!(
+            "  crun run /bin/true, start to exit       {:>8.1} ms",
+            ms(median(v))
+        ),
+        None => println!("  crun run: not measured"),
+    }
+
+    // Create rate: 20 requests at once, until all are ACTIVE.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..PARALLEL {
+        let (c, base, token, image) = (c.clone(), base.clone(), token.clone(), image.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = create_server(&c, &base, &token, &image, &format!("par-{i}")).await?;
+            wait_status(&c, &base, &token, &id, "ACTIVE").await?;
+            Ok::<_, anyhow::Error>(id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await??);
+    }
+    let el = started.elapsed();
+    println!(
+        "create rate, {PARALLEL} in parallel to ACTIVE      {:>8.1} containers/s ({PARALLEL} in {:.2} s)",
+        PARALLEL as f64 / el.as_secs_f64(),
+        el.as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (mut cg_bytes, mut shim_kib) = (0u64, 0u64);
+    for id in &ids {
+        let v2 = Path::new("/sys/fs/cgroup")
+            .join(&parent)
+            .join(id)
+            .join("memory.current");
+        let v1 = Path::new("/sys/fs/cgroup/memory")
+            .join(&parent)
+            .join(id)
+            .join("memory.usage_in_bytes");
+        let text = std::fs::read_to_string(&v2).or_else(|_| std::fs::read_to_string(&v1))?;
+        cg_bytes += text.trim().parse::<u64>().unwrap_or(0);
+        let boot: serde_json::Value = serde_json::from_slice(&std::fs::read(
+            data.join("instances").join(id).join("boot.json"),
+        )?)?;
+        shim_kib += pss_kib(boot["shim_pid"].as_u64().unwrap_or(0) as u32).unwrap_or(0);
+    }
+    let n = ids.len() as u64;
+    println!(
+        "memory per idle container (cgroup)      {:>8} KiB",
+        cg_bytes / n / 1024
+    );
+    println!(
+        "supervisor (shim) PSS per container     {:>8} KiB",
+        shim_kib / n
+    );
+    println!(
+        "daemon RSS with {PARALLEL} containers          {:>8} KiB",
+        rss_kib(d.child.id())?
+    );
+    for id in &ids {
+        delete_server(&c, &base, &token, id).await?;
+    }
+    drop(d);
+    for p in [
+        Path::new("/sys/fs/cgroup").join(&parent),
+        Path::new("/sys/fs/cgroup/memory").join(&parent),
+        Path::new("/sys/fs/cgroup/cpu").join(&parent),
+        Path::new("/sys/fs/cgroup/pids").join(&parent),
+        Path::new("/sys/fs/cgroup/freezer").join(&parent),
+    ] {
+        let _ = std::fs::remove_dir(p);
+    }
+    for br in bridges().difference(&bridges_before) {
+        let _ = Command::new("ip").args(["link", "del", br]).status();
+    }
+    Ok(())
+}
+
+/// Proportional set size: private pages plus a fair share of pages shared with other
+/// processes (the shims all map the same onebox binary).
+fn pss_kib(pid: u32) -> Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("Pss")
+}
+
+fn bridges() -> std::collections::HashSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("obr"))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -22,6 +22,10 @@ if [ "${1:-}" = "--with-tests" ]; then
     command -v ipmi_sim >/dev/null 2>&1 || need+=(openipmi)
     command -v ipmitool >/dev/null 2>&1 || need+=(ipmitool)
     command -v socat >/dev/null 2>&1 || need+=(socat)
+    # The container tests build their root filesystem from a static busybox; the container
+    # benchmark compares with crun.
+    [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+    command -v crun >/dev/null 2>&1 || need+=(crun)
 fi
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then

@@ -40,6 +40,7 @@ pub struct Config {
     pub image: ImageSection,
     pub compute: ComputeSection,
     pub baremetal: BaremetalSection,
+    pub container: ContainerSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -56,6 +57,51 @@ impl Default for BaremetalSection {
         Self {
             ipmi_timeout_ms: 2000,
             ipmi_retries: 2,
+        }
+    }
+}
+
+/// The container backend (`[container]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContainerSection {
+    /// `auto`: serve containers when the host can (root, namespaces, overlayfs, cgroups);
+    /// `off`: never.
+    pub enabled: ContainerEnabled,
+    /// The cgroup holding every container's: `/sys/fs/cgroup/<it>/<uuid>` (v2) or
+    /// `/sys/fs/cgroup/<controller>/<it>/<uuid>` (v1). Outside onebox's own cgroup, so
+    /// containers outlive the service.
+    pub cgroup_parent: String,
+    /// Cap on each container's console log (init's stdout and stderr), in bytes.
+    pub console_max_bytes: u64,
+    /// Processes per container, unless the flavor's `onebox:pids_max` extra spec says.
+    pub pids_max: u64,
+    /// How long stop and soft reboot wait for init after SIGTERM before SIGKILL.
+    pub stop_timeout_secs: u64,
+    /// `nameserver`s written into each container's /etc/resolv.conf; empty: the gateway of
+    /// its first network.
+    pub nameservers: Vec<String>,
+    /// Run each container in a user namespace too.
+    pub user_namespace: bool,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerEnabled {
+    Auto,
+    Off,
+}
+
+impl Default for ContainerSection {
+    fn default() -> Self {
+        Self {
+            enabled: ContainerEnabled::Auto,
+            cgroup_parent: "onebox".into(),
+            console_max_bytes: 1 << 20,
+            pids_max: 4096,
+            stop_timeout_secs: 10,
+            nameservers: Vec::new(),
+            user_namespace: false,
         }
     }
 }
@@ -161,6 +207,7 @@ impl Default for Config {
             image: ImageSection::default(),
             compute: ComputeSection::default(),
             baremetal: BaremetalSection::default(),
+            container: ContainerSection::default(),
         }
     }
 }
@@ -306,5 +353,7 @@ mod tests {
             uncommented.compute.power_sync_interval_secs,
             d.power_sync_interval_secs
         );
+        assert_eq!(c.container.enabled, ContainerEnabled::Auto);
+        assert_eq!(c.container.cgroup_parent, "onebox");
     }
 }

@@ -113,7 +113,29 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
         fake.set_delay(Duration::from_millis(cfg.fake_driver_delay_ms));
         return driver::Backends::single(Arc::new(fake)).with(driver::Backend::BareMetal, ironic);
     }
-    driver::Backends::none().with(driver::Backend::BareMetal, ironic)
+    let mut b = driver::Backends::none().with(driver::Backend::BareMetal, ironic);
+    if cfg.container.enabled == crate::config::ContainerEnabled::Auto {
+        match container_driver(cfg) {
+            Ok(d) => {
+                tracing::info!(cgroups = d.layout().describe(), "container backend ready");
+                b = b.with(driver::Backend::Container, Arc::new(d));
+            }
+            Err(why) => tracing::warn!(reason = %why, "no container backend"),
+        }
+    }
+    b
+}
+
+fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> {
+    let c = &cfg.container;
+    let mut dc = container::Config::new(&cfg.data_dir);
+    dc.cgroup_parent = c.cgroup_parent.clone();
+    dc.console_max_bytes = c.console_max_bytes;
+    dc.pids_max = c.pids_max;
+    dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
+    dc.nameservers = c.nameservers.clone();
+    dc.user_namespace = c.user_namespace;
+    container::ContainerDriver::new(dc)
 }
 
 pub async fn run(cfg: Config) -> Result<()> {

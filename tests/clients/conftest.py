@@ -45,11 +45,11 @@ class Onebox:
             env={**os.environ, "ONEBOX_ADMIN_PASSWORD": ADMIN_PW, "ONEBOX_DEMO_PASSWORD": DEMO_PW},
         )
 
-    def start(self):
-        self.log = open(os.path.join(self.data_dir, "onebox.log"), "wb")
+    def start(self, fake=True):
+        self.log = open(os.path.join(self.data_dir, "onebox.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}", "--fake-driver"],
+             "--listen", f"127.0.0.1:{self.port}"] + (["--fake-driver"] if fake else []),
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30

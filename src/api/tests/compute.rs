@@ -846,6 +846,45 @@ async fn power_sync_follows_what_the_guest_did() {
 }
 
 #[tokio::test]
+async fn a_crash_is_shutoff_with_power_state_crashed_and_an_instance_action() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("crashing").await;
+    app.compute.idle().await;
+    let sid = model::compute::ServerId::from_stored(id.clone());
+    // What the container backend reports when the OOM killer ended init.
+    assert!(
+        app.driver
+            .set_power(&sid, model::compute::PowerState::Crashed)
+    );
+    assert_eq!(app.compute.sync_power_states().await.expect("sync"), 1);
+    assert_eq!(status_of(&a, &id).await, "SHUTOFF");
+    let r = a.call(Method::GET, &format!("/servers/{id}"), None).await;
+    assert_eq!(r.body["server"]["OS-EXT-STS:power_state"], 6, "CRASHED");
+    let r = a
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    let newest = &r.body["instanceActions"][0];
+    assert_eq!(newest["action"], "stop");
+    assert_eq!(newest["message"], "Error");
+    let rid = newest["request_id"].as_str().expect("rid").to_owned();
+    let one = a
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions/{rid}"),
+            None,
+        )
+        .await;
+    let ev = &one.body["instanceAction"]["events"][0];
+    assert_eq!(ev["event"], "compute_power_state_sync");
+    assert_eq!(ev["result"], "Error");
+}
+
+#[tokio::test]
 async fn the_backend_follows_flavor_and_image() {
     use compute::servers::BACKEND_SPEC;
     use model::compute::Backend;

@@ -208,13 +208,36 @@ impl Compute {
             // started meanwhile owns it.
             let s3 = sid.clone();
             let from_vm = server.vm_state;
+            let host = self.cfg.host.clone();
             let moved = self
                 .store
                 .write(move |tx| {
                     let now = sql::get_server(tx, &s3)?;
                     match now {
                         Some(n) if n.task_state.is_none() && n.vm_state == from_vm => {
-                            sql::transition(tx, &s3, None, vm, None, Some(power))
+                            let moved = sql::transition(tx, &s3, None, vm, None, Some(power))?;
+                            // A crash (an OOM kill of a container's init, a guest that
+                            // crashed) is recorded as an instance action, so the owner
+                            // sees why the server stopped.
+                            if moved && power == PowerState::Crashed {
+                                let rid = format!("req-{}", uuid::Uuid::new_v4());
+                                let a = sql::start_action(
+                                    tx,
+                                    &s3,
+                                    &rid,
+                                    "stop",
+                                    &n.project_id,
+                                    &n.user_id,
+                                )?;
+                                let ev = sql::start_event(tx, a, "compute_power_state_sync", &host)?;
+                                sql::finish_event(
+                                    tx,
+                                    ev,
+                                    false,
+                                    Some("The instance crashed (its backend reported power state CRASHED)"),
+                                )?;
+                            }
+                            Ok(moved)
                         }
                         _ => Ok(false),
                     }

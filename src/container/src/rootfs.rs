@@ -1,0 +1,132 @@
+//! Root filesystems: images unpacked once into the shared read-only cache, and snapshots
+//! packed back into tarballs.
+
+use std::io::{BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+
+/// Unpacks the rootfs tarball `image` (plain or gzip-compressed tar) into
+/// `<cache>/<image_id>/` unless it is there already, and returns that directory. The tarball
+/// is unpacked beside it and renamed into place, so a directory under its final name is
+/// always complete.
+pub fn ensure_unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<PathBuf, String> {
+    if image_id.is_empty() || image_id.contains('/') || image_id.starts_with('.') {
+        return Err(format!("bad image id {image_id:?}"));
+    }
+    let dest = cache.join(image_id);
+    if dest.is_dir() {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+    let tmp = cache.join(format!(".unpack-{image_id}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let r = unpack(image, &tmp);
+    if let Err(e) = r {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    // The root of the container's filesystem is world-readable, whatever the temporary
+    // directory's mode was.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755));
+    match std::fs::rename(&tmp, &dest) {
+        Ok(()) => Ok(dest),
+        // Another spawn unpacked the same image meanwhile.
+        Err(_) if dest.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(dest)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(format!("renaming the unpacked image: {e}"))
+        }
+    }
+}
+
+fn unpack(image: &Path, into: &Path) -> Result<(), String> {
+    let mut f = std::fs::File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))
+    } else {
+        Box::new(BufReader::new(f))
+    };
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(false);
+    ar.set_overwrite(true);
+    // `unpack` refuses entries that would land outside `into` (`..`, absolute paths).
+    ar.unpack(into).map_err(|e| {
+        let mut msg = format!("unpacking the image's root filesystem: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    })
+}
+
+/// Packs the tree at `root` into the tar file `dest`, leaving out the contents of the
+/// kernel's filesystems (`/proc`, `/sys`, `/dev`) but keeping their directories.
+pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
+    let out = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(out));
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Complete);
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let full = root.join(&rel);
+        let meta =
+            std::fs::symlink_metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+        let ft = meta.file_type();
+        if !rel.as_os_str().is_empty() {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_socket() || ft.is_fifo() {
+                continue;
+            }
+            b.append_path_with_name(&full, &rel)
+                .map_err(|e| format!("packing {}: {e}", rel.display()))?;
+        }
+        if ft.is_dir() {
+            let top = rel.as_os_str().is_empty();
+            let mut names: Vec<_> = std::fs::read_dir(&full)
+                .map_err(|e| format!("{}: {e}", full.display()))?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            names.sort();
+            for n in names.into_iter().rev() {
+                let child = rel.join(&n);
+                if !top {
+                    stack.push(child);
+                    continue;
+                }
+                if ["proc", "sys", "dev"].iter().any(|k| n == *k) {
+                    // The directory itself, empty.
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    b.append_data(&mut h, &child, std::io::empty())
+                        .map_err(|e| format!("packing {}: {e}", child.display()))?;
+                    continue;
+                }
+                stack.push(child);
+            }
+        }
+    }
+    let w = b
+        .into_inner()
+        .map_err(|e| format!("finishing {}: {e}", dest.display()))?;
+    w.into_inner()
+        .map_err(|e| format!("writing {}: {e}", dest.display()))?
+        .sync_all()
+        .map_err(|e| format!("syncing {}: {e}", dest.display()))
+}

@@ -1,0 +1,561 @@
+//! The per-container supervisor ("shim"): one process per boot of a container, started by
+//! the driver (`onebox container-shim <instance dir>`, or the crate's
+//! `onebox-container-shim` binary) in a session of its own, so it outlives onebox.
+//!
+//! It clones init into new pid, mount, uts, ipc and net namespaces (and a user namespace
+//! when configured), puts it into the container's cgroup, gives it its network (a veth from
+//! the project network's bridge, configured inside over netlink), then lets it go on: the
+//! child mounts the overlay root filesystem, `/proc`, `/sys`, a minimal `/dev`, writes
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, sets the hostname, pivots into the
+//! root, drops capabilities to a default set, sets `no_new_privs` and executes init. The shim
+//! records the boot (pids and start times) in `boot.json`, copies init's stdout and stderr
+//! into the capped console log, waits for init and records how it ended in `exit.json`.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::state::{self, Boot, Exit, Instance, Paths};
+
+/// The capabilities init keeps (the usual container default set); every other one is
+/// dropped from the bounding set, so no process of the container can regain it.
+pub const KEPT_CAPABILITIES: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+/// Device nodes bind-mounted from the host into the container's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Runs one boot of the container in `dir`; returns the shim's exit code.
+pub fn main(dir: &Path) -> i32 {
+    // A session of its own: no signal aimed at onebox's process group or terminal reaches it.
+    let _ = nix::unistd::setsid();
+    let paths = Paths::new(dir);
+    match run(&paths) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("onebox-container-shim: {e}");
+            let _ = state::write_json(&paths.failed(), &e);
+            1
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+fn run(paths: &Paths) -> Result<(), String> {
+    let inst: Instance =
+        state::read_json(&paths.instance()).map_err(|e| format!("reading instance.json: {e}"))?;
+    let (console_r, console_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let oom_kills_at_start = inst.cgroup.oom_kills();
+
+    let mut flags = CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET;
+    if inst.user_namespace.is_some() {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    let parent_ends = [console_r.as_raw_fd(), go_w.as_raw_fd(), err_r.as_raw_fd()];
+    let child = {
+        let inst = inst.clone();
+        let root = paths.rootfs();
+        let (upper, work) = (paths.upper(), paths.work());
+        spawn_child(flags, move || {
+            for fd in parent_ends {
+                let _ = nix::unistd::close(fd);
+            }
+            let r = child_main(&inst, &root, &upper, &work, &go_r, &console_w);
+            // Only reached when setting up or executing init failed.
+            let msg = match r {
+                Err(e) => e,
+                Ok(()) => "init returned".into(),
+            };
+            let _ = nix::unistd::write(&err_w, msg.as_bytes());
+            126
+        })?
+    };
+    // The child holds its ends now (the closure that owned them was dropped here).
+    let fail = |msg: String| -> String {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        msg
+    };
+    let pid = child.as_raw();
+    // The cgroup is joined while the network is made (both wait on the kernel).
+    let cgroup = inst.cgroup.clone();
+    let joining = std::thread::spawn(move || cgroup.add(pid));
+    if let Some(base) = inst.user_namespace {
+        let map = format!("0 {base} 4294967295\n");
+        for f in ["uid_map", "gid_map"] {
+            if let Err(e) = std::fs::write(format!("/proc/{pid}/{f}"), &map) {
+                return Err(fail(format!("writing {f}: {e}")));
+            }
+        }
+    }
+    let net = network(&inst, pid as u32);
+    match joining.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(fail(format!("joining the cgroup: {e}"))),
+        Err(_) => return Err(fail("joining the cgroup: the thread panicked".into())),
+    }
+    if let Err(e) = net {
+        return Err(fail(format!("network: {e}")));
+    }
+    if nix::unistd::write(&go_w, b"g").is_err() {
+        return Err(fail(
+            "the container process went away before it started".into(),
+        ));
+    }
+    drop(go_w);
+    // The error pipe closes on exec (close-on-exec) with nothing in it when init started.
+    let mut msg = String::new();
+    let _ = std::fs::File::from(err_r).read_to_string(&mut msg);
+    if !msg.is_empty() {
+        return Err(fail(format!("starting init: {msg}")));
+    }
+    let boot = Boot {
+        boot: inst.boot,
+        shim_pid: std::process::id() as i32,
+        shim_start: state::start_time(std::process::id() as i32).unwrap_or(0),
+        init_pid: pid,
+        init_start: state::start_time(pid).unwrap_or(0),
+        oom_kills_at_start,
+    };
+    state::write_json(&paths.boot(), &boot).map_err(|e| fail(format!("boot.json: {e}")))?;
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let console = (paths.console(), paths.console_old(), inst.console_max_bytes);
+    std::thread::spawn(move || {
+        pump_console(console_r, &console.0, &console.1, console.2);
+        let _ = done_tx.send(());
+    });
+    let status = loop {
+        match waitpid(child, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for init: {e}")),
+            Ok(s) => break s,
+        }
+    };
+    // The pid namespace dies with init, so the console's writers are gone; drain what is left.
+    let _ = done_rx.recv_timeout(Duration::from_secs(2));
+    let (code, signal) = match status {
+        WaitStatus::Exited(_, c) => (Some(c), None),
+        WaitStatus::Signaled(_, s, _) => (None, Some(s as i32)),
+        _ => (None, None),
+    };
+    let exit = Exit {
+        boot: inst.boot,
+        code,
+        signal,
+        oom_kills: inst.cgroup.oom_kills(),
+    };
+    state::write_json(&paths.exit(), &exit).map_err(|e| format!("exit.json: {e}"))?;
+    Ok(())
+}
+
+/// Clones a child running `f` in new namespaces given by `flags`.
+#[allow(unsafe_code)]
+fn spawn_child(flags: CloneFlags, f: impl FnMut() -> isize) -> Result<Pid, String> {
+    let mut stack = vec![0u8; 1 << 20];
+    // SAFETY: the shim is single-threaded when it clones (no thread is started before), so
+    // the child's copy of the address space has no lock held by another thread; the child
+    // runs `f` on its own 1 MiB stack, which the setup code stays well within, and either
+    // executes init or returns (which ends the child). The parent never touches `stack`
+    // while the child uses it: the child has its own copy of the memory (no CLONE_VM).
+    unsafe { nix::sched::clone(Box::new(f), &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| format!("clone: {e}"))
+}
+
+fn network(inst: &Instance, pid: u32) -> Result<(), String> {
+    for (i, nic) in inst.nics.iter().enumerate() {
+        let net = hostnet::NetworkDef {
+            id: nic.network_id.clone(),
+            cidr: nic.cidr.clone(),
+            gateway: nic.gateway.clone(),
+        };
+        let bridge = hostnet::ensure_bridge(&net).map_err(|e| e.to_string())?;
+        hostnet::create_veth(&nic.host_if, &nic.peer_if, &bridge).map_err(|e| e.to_string())?;
+        hostnet::move_to_netns(&nic.peer_if, pid).map_err(|e| e.to_string())?;
+        let cfg = hostnet::InterfaceConfig {
+            current_name: nic.peer_if.clone(),
+            name: nic.name.clone(),
+            mac: nic.mac.clone(),
+            address: nic
+                .address
+                .parse()
+                .map_err(|_| format!("bad address {}", nic.address))?,
+            prefix: nic.prefix,
+            // The first interface carries the default route.
+            gateway: if i == 0 {
+                nic.gateway.parse().ok()
+            } else {
+                None
+            },
+        };
+        hostnet::configure_in_netns(pid, &cfg).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Copies init's output into `log`, moving it to `old` when it passes half the cap, so the
+/// two files together never hold more than `cap` bytes.
+fn pump_console(from: OwnedFd, log: &Path, old: &Path, cap: u64) {
+    let half = (cap / 2).max(4096);
+    let mut src = std::fs::File::from(from);
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    };
+    let Ok(mut out) = open(log) else { return };
+    let mut size = out.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if size >= half {
+                let _ = std::fs::rename(log, old);
+                let Ok(f) = open(log) else { return };
+                out = f;
+                size = 0;
+            }
+            let take = rest.len().min((half - size) as usize);
+            if out.write_all(&rest[..take]).is_err() {
+                return;
+            }
+            size += take as u64;
+            rest = &rest[take..];
+        }
+    }
+}
+
+fn cstr(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("{s:?} holds a NUL byte"))
+}
+
+fn mnt(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(src, target, fstype, flags, data).map_err(|e| {
+        format!(
+            "mounting {} on {}: {e}",
+            fstype.or(src).unwrap_or("?"),
+            target.display()
+        )
+    })
+}
+
+fn mkdir(p: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))
+}
+
+/// Writes `/etc/<name>` of the root filesystem, replacing a symbolic link (whose target
+/// would be resolved on the host) with a file.
+fn write_etc(root: &Path, name: &str, content: &str) -> Result<(), String> {
+    let etc = root.join("etc");
+    if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err("/etc of the image is a symbolic link".into());
+    }
+    mkdir(&etc)?;
+    let p = etc.join(name);
+    if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_file()) {
+        let _ = std::fs::remove_file(&p);
+    }
+    std::fs::write(&p, content).map_err(|e| format!("writing /etc/{name}: {e}"))
+}
+
+fn etc_files(inst: &Instance, root: &Path) -> Result<(), String> {
+    write_etc(root, "hostname", &format!("{}\n", inst.hostname))?;
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    match inst.nics.first() {
+        Some(n) => hosts.push_str(&format!("{}\t{}\n", n.address, inst.hostname)),
+        None => hosts.push_str(&format!("127.0.1.1\t{}\n", inst.hostname)),
+    }
+    write_etc(root, "hosts", &hosts)?;
+    let mut resolv = String::from("# written by onebox\n");
+    for ns in &inst.nameservers {
+        resolv.push_str(&format!("nameserver {ns}\n"));
+    }
+    write_etc(root, "resolv.conf", &resolv)
+}
+
+/// The container side, between clone and exec. Returns only on failure.
+fn child_main(
+    inst: &Instance,
+    root: &Path,
+    upper: &Path,
+    work: &Path,
+    go: &OwnedFd,
+    console: &OwnedFd,
+) -> Result<(), String> {
+    // Wait until the shim has placed us in the cgroup and given us our network.
+    let mut b = [0u8; 1];
+    match nix::unistd::read(go, &mut b) {
+        Ok(1) => {}
+        _ => return Err("the shim went away".into()),
+    }
+    let _ = nix::unistd::setsid();
+    let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    nix::unistd::dup2_stdin(devnull.as_fd()).map_err(|e| format!("stdin: {e}"))?;
+    nix::unistd::dup2_stdout(console.as_fd()).map_err(|e| format!("stdout: {e}"))?;
+    nix::unistd::dup2_stderr(console.as_fd()).map_err(|e| format!("stderr: {e}"))?;
+
+    // Nothing mounted from here on propagates to the host.
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        inst.lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mnt(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
+    etc_files(inst, root)?;
+
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc = root.join("proc");
+    mkdir(&proc)?;
+    mnt(Some("proc"), &proc, Some("proc"), nosuid, None)?;
+    // Kernel knobs stay read-only, and a few host-wide files are hidden.
+    let sys_knobs = proc.join("sys");
+    mnt(
+        Some(&sys_knobs.to_string_lossy()),
+        &sys_knobs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+    mnt(
+        None,
+        &sys_knobs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid,
+        None,
+    )?;
+    for masked in ["kcore", "sysrq-trigger", "keys", "timer_list"] {
+        let p = proc.join(masked);
+        if p.exists() {
+            let _ = mount(
+                Some("/dev/null"),
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            );
+        }
+    }
+    let sys = root.join("sys");
+    mkdir(&sys)?;
+    mnt(
+        Some("sysfs"),
+        &sys,
+        Some("sysfs"),
+        nosuid | MsFlags::MS_RDONLY,
+        None,
+    )?;
+
+    let dev = root.join("dev");
+    mkdir(&dev)?;
+    mnt(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for d in DEVICES {
+        let target = dev.join(d);
+        std::fs::File::create(&target).map_err(|e| format!("/dev/{d}: {e}"))?;
+        mnt(
+            Some(&format!("/dev/{d}")),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    let pts = dev.join("pts");
+    mkdir(&pts)?;
+    mnt(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    let shm = dev.join("shm");
+    mkdir(&shm)?;
+    mnt(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid,
+        Some("mode=1777,size=65536k"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link))
+            .map_err(|e| format!("/dev/{link}: {e}"))?;
+    }
+
+    nix::unistd::sethostname(&inst.hostname).map_err(|e| format!("sethostname: {e}"))?;
+
+    // pivot_root with the old root stacked under the new one, then detached: no directory
+    // for the old root is left in the container's filesystem.
+    nix::unistd::chdir(root).map_err(|e| format!("chdir: {e}"))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+
+    drop_capabilities()?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+
+    let argv: Vec<CString> = inst
+        .init
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<_, _>>()?;
+    let Some(first) = inst.init.first() else {
+        return Err("no init command".into());
+    };
+    // A bare command name is looked up in the container's PATH.
+    let prog = if first.contains('/') {
+        cstr(first)?
+    } else {
+        let found = [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .map(|d| format!("{d}/{first}"))
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| format!("{first} not found in PATH"))?;
+        cstr(&found)?
+    };
+    let env: Vec<CString> = [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "TERM=linux",
+        "container=onebox",
+    ]
+    .iter()
+    .map(|e| cstr(e))
+    .collect::<Result<_, _>>()?;
+    let Err(e) = nix::unistd::execve(&prog, &argv, &env);
+    Err(format!("executing {}: {e}", inst.init[0]))
+}
+
+fn drop_capabilities() -> Result<(), String> {
+    use caps::CapSet;
+    // What the shim itself may not hold (a tighter bounding set from systemd) cannot be
+    // given to init either.
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map_err(|e| format!("reading the capabilities: {e}"))?;
+    let keep: HashSet<caps::Capability> = KEPT_CAPABILITIES
+        .into_iter()
+        .filter(|c| permitted.contains(c))
+        .collect();
+    for c in caps::all() {
+        if !keep.contains(&c) {
+            // A capability the running kernel does not know cannot be dropped; ignore it.
+            let _ = caps::drop(None, CapSet::Bounding, c);
+        }
+    }
+    let err = |what: &str, e: caps::errors::CapsError| format!("capabilities ({what}): {e}");
+    caps::clear(None, CapSet::Ambient).map_err(|e| err("ambient", e))?;
+    caps::set(None, CapSet::Effective, &keep).map_err(|e| err("effective", e))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(|e| err("permitted", e))?;
+    caps::set(None, CapSet::Inheritable, &keep).map_err(|e| err("inheritable", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_log_never_holds_more_than_its_cap() {
+        let t = tempfile::tempdir().expect("tmp");
+        let (log, old) = (t.path().join("console.log"), t.path().join("console.log.1"));
+        let (r, w) = pipe().expect("pipe");
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(w);
+            for i in 0..2000 {
+                writeln!(f, "line {i:05} of the console").expect("write");
+            }
+        });
+        pump_console(r, &log, &old, 16 * 1024);
+        writer.join().expect("writer");
+        let a = std::fs::read_to_string(&old).expect("old");
+        let b = std::fs::read_to_string(&log).expect("log");
+        assert!(
+            a.len() + b.len() <= 16 * 1024,
+            "{} bytes",
+            a.len() + b.len()
+        );
+        assert!(
+            b.ends_with("line 01999 of the console\n"),
+            "the newest output is kept"
+        );
+    }
+}
