@@ -168,7 +168,11 @@ pub fn ec2_meta_data(spec: &InstanceSpec) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let short = spec.id.as_str().replace('-', "");
     let instance_id = format!("i-{}", &short[..8.min(short.len())]);
-    let local_ip = spec.ports.first().map(|p| p.address.clone()).unwrap_or_default();
+    let local_ip = spec
+        .ports
+        .first()
+        .map(|p| p.address.clone())
+        .unwrap_or_default();
     m.insert("ami-id".into(), "ami-00000001".into());
     m.insert("ami-launch-index".into(), spec.launch_index.to_string());
     m.insert("ami-manifest-path".into(), "FIXME".into());
@@ -180,7 +184,10 @@ pub fn ec2_meta_data(spec: &InstanceSpec) -> BTreeMap<String, String> {
     m.insert("local-ipv4".into(), local_ip);
     m.insert("public-hostname".into(), spec.hostname.clone());
     m.insert("public-ipv4".into(), String::new());
-    m.insert("reservation-id".into(), format!("r-{}", &short[8.min(short.len())..16.min(short.len())]));
+    m.insert(
+        "reservation-id".into(),
+        format!("r-{}", &short[8.min(short.len())..16.min(short.len())]),
+    );
     m.insert("security-groups".into(), "default".into());
     m.insert(
         "placement/availability-zone".into(),
@@ -298,7 +305,10 @@ mod tests {
         let nd = network_data(&s);
         assert_eq!(nd["networks"][0]["netmask"], "255.255.0.0");
         assert_eq!(nd["networks"][0]["ip_address"], "10.1.0.10");
-        assert_eq!(user_data_bytes("IyEvYmluL3NoCmVjaG8gaGk="), b"#!/bin/sh\necho hi");
+        assert_eq!(
+            user_data_bytes("IyEvYmluL3NoCmVjaG8gaGk="),
+            b"#!/bin/sh\necho hi"
+        );
         assert_eq!(user_data_bytes("not base64!"), b"not base64!");
         let files = openstack_files(&s);
         assert_eq!(files["user_data"], b"#!/bin/sh\necho hi");

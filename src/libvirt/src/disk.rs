@@ -192,7 +192,16 @@ impl Disks {
     pub fn iso(&self, dir: &Path, dest: &Path) -> Result<(), Error> {
         run(
             Command::new(&self.genisoimage)
-                .args(["-quiet", "-J", "-r", "-V", "config-2", "-input-charset", "utf-8", "-o"])
+                .args([
+                    "-quiet",
+                    "-J",
+                    "-r",
+                    "-V",
+                    "config-2",
+                    "-input-charset",
+                    "utf-8",
+                    "-o",
+                ])
                 .arg(dest)
                 .arg(dir),
             "genisoimage",

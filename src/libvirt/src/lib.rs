@@ -118,7 +118,7 @@ impl LibvirtConfig {
             qemu_img: "qemu-img".into(),
             genisoimage: "genisoimage".into(),
             dnsmasq: "dnsmasq".into(),
-            default_cmdline: "root=/dev/vda console=ttyS0".into(),
+            default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             force_config_drive: false,
         }
     }
@@ -264,7 +264,14 @@ impl LibvirtDriver {
         let _ = std::fs::remove_dir_all(&tree);
         let io = |what: &Path, e| Error::Io(format!("writing {}", what.display()), e);
         let files = driver::metadata::openstack_files(spec);
-        for v in ["latest", "2012-08-10", "2013-04-04", "2013-10-17", "2016-06-30", "2018-08-27"] {
+        for v in [
+            "latest",
+            "2012-08-10",
+            "2013-04-04",
+            "2013-10-17",
+            "2016-06-30",
+            "2018-08-27",
+        ] {
             let d = tree.join("openstack").join(v);
             std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
             for (name, body) in &files {
@@ -276,8 +283,8 @@ impl LibvirtDriver {
             let d = tree.join("ec2").join(v);
             std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
             let f = d.join("meta-data.json");
-            let body = serde_json::to_vec(&driver::metadata::ec2_meta_data_json(spec))
-                .unwrap_or_default();
+            let body =
+                serde_json::to_vec(&driver::metadata::ec2_meta_data_json(spec)).unwrap_or_default();
             std::fs::write(&f, body).map_err(|e| io(&f, e))?;
             if let Some(u) = &spec.user_data {
                 let f = d.join("user-data");
