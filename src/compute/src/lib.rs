@@ -10,6 +10,7 @@ pub mod actions;
 pub mod flavors;
 pub mod images;
 pub mod keypairs;
+mod metadata;
 mod network;
 pub mod quotas;
 pub mod reconcile;

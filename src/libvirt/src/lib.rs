@@ -144,7 +144,11 @@ fn no_domain(e: &virt::error::Error) -> bool {
 
 impl LibvirtDriver {
     /// Connects to libvirt; fails when it does not answer.
-    pub fn connect(cfg: LibvirtConfig) -> Result<Self, Error> {
+    pub fn connect(mut cfg: LibvirtConfig) -> Result<Self, Error> {
+        // libvirt and QEMU need absolute paths.
+        if let Ok(abs) = std::fs::canonicalize(&cfg.data_dir) {
+            cfg.data_dir = abs;
+        }
         // libvirt prints every error on stderr by default; they are returned instead.
         virt::error::clear_error_callback();
         let conn = Connect::open(Some(&cfg.uri))?;
@@ -378,6 +382,7 @@ impl LibvirtDriver {
             nics,
             console_log: dir.join("console.log"),
             title: spec.name.clone(),
+            owner: self.owner(),
         })
     }
 
@@ -439,13 +444,23 @@ impl LibvirtDriver {
         })
     }
 
-    /// Every onebox domain's server id, running or not.
+    /// The description that marks this box's domains.
+    fn owner(&self) -> String {
+        format!("onebox {}", self.cfg.data_dir.display())
+    }
+
+    /// The server id of every domain of this box, running or not. Domains of another onebox
+    /// sharing the libvirtd (another data directory) are not ours to report or reap.
     fn all(&self) -> Result<Vec<(ServerId, Domain)>, Error> {
         let c = self.conn()?;
         let mut out = Vec::new();
+        let mine = format!("<description>{}</description>", xml::esc(&self.owner()));
         for d in c.list_all_domains(0)? {
             let name = d.get_name()?;
-            if let Some(id) = name.strip_prefix(PREFIX).and_then(ServerId::parse) {
+            if let Some(id) = name.strip_prefix(PREFIX).and_then(ServerId::parse)
+                && d.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                    .is_ok_and(|x| x.contains(&mine))
+            {
                 out.push((id, d));
             }
         }

@@ -21,6 +21,8 @@ pub struct DomainDef {
     pub console_log: PathBuf,
     /// Shown by `virsh list --title`; the server's name.
     pub title: String,
+    /// Which onebox owns the domain (its data directory): several boxes may share a libvirtd.
+    pub owner: String,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -51,6 +53,7 @@ impl DomainDef {
         let _ = writeln!(x, "  <name>{}</name>", esc(&self.name));
         let _ = writeln!(x, "  <uuid>{}</uuid>", esc(&self.uuid));
         let _ = writeln!(x, "  <title>{}</title>", esc(&self.title));
+        let _ = writeln!(x, "  <description>{}</description>", esc(&self.owner));
         let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", self.ram_mb);
         let _ = writeln!(x, "  <vcpu>{}</vcpu>", self.vcpus.max(1));
         // cloud-init's OpenStack datasource recognises the guest by this product name.
@@ -137,6 +140,7 @@ mod tests {
             nics: vec![("obr123".into(), "fa:16:3e:00:00:01".into())],
             console_log: "/d/console.log".into(),
             title: "web & db".into(),
+            owner: "onebox /var/lib/onebox".into(),
         };
         let x = d.to_xml();
         assert!(x.contains("<domain type='qemu'>"));
