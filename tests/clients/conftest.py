@@ -36,6 +36,8 @@ class Onebox:
         self.base = f"http://127.0.0.1:{port}"
         self.clouds = os.path.join(data_dir, "clouds.yaml")
         self.proc = None
+        # Every server on the fake driver unless a test runs real backends.
+        self.fake = True
 
     def init(self):
         subprocess.run(
@@ -49,7 +51,7 @@ class Onebox:
         self.log = open(os.path.join(self.data_dir, "onebox.log"), "wb")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}", "--fake-driver"],
+             "--listen", f"127.0.0.1:{self.port}"] + (["--fake-driver"] if self.fake else []),
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30
