@@ -11,6 +11,7 @@ ONEBOX_REQUIRE_BACKENDS is set (CI), which makes a missing prerequisite a failur
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -142,3 +143,85 @@ def test_guest_reads_key_and_user_data_from_a_config_drive(vmbox):
         time.sleep(1)
     vmbox.osc("server", "delete", "--wait", sid)
     assert not os.path.exists(os.path.join(vmbox.data_dir, "instances", sid))
+
+
+def virsh(*args):
+    return subprocess.run(["virsh", "-q", "-c", "qemu:///system", *args],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def crash_and_restart(box):
+    box.proc.send_signal(signal.SIGKILL)
+    box.proc.wait()
+    box.log.close()
+    box.start()
+
+
+def wait_status(box, sid, want, timeout=120):
+    deadline = time.time() + timeout
+    while True:
+        s = box.osc_json("server", "show", sid)
+        if s["status"] == want and not s.get("OS-EXT-STS:task_state"):
+            return s
+        assert time.time() < deadline, f"{sid} is {s['status']}/{s.get('OS-EXT-STS:task_state')}"
+        time.sleep(1)
+
+
+def test_kill_9_mid_spawn_after_boot_and_mid_delete(vmbox):
+    box = vmbox
+    # A running guest: a restart adopts it without restarting it.
+    a = box.osc_json("server", "create", "--image", "vm-tiny", "--flavor", "vm.tiny", "--wait",
+                     "vm-adopt")["id"]
+    console_until(box, a, "onebox-guest: ready")
+    dom_a = f"onebox-{a}"
+    domid = virsh("domid", dom_a)
+    boots = box.osc("console", "log", "show", a).stdout.count("onebox-guest: booted")
+
+    # A build caught mid-spawn: its instance directory exists, the task has not finished.
+    b = box.osc_json("server", "create", "--image", "vm-tiny", "--flavor", "vm.tiny",
+                     "vm-midspawn")["id"]
+    deadline = time.time() + 30
+    while not os.path.exists(os.path.join(box.data_dir, "instances", b)):
+        assert time.time() < deadline, "the spawn never started"
+        time.sleep(0.02)
+    crash_and_restart(box)
+
+    s = box.osc_json("server", "show", b)
+    assert not s.get("OS-EXT-STS:task_state"), s
+    if s["status"] == "ERROR":
+        # The interrupted build left nothing in libvirt or on disk.
+        assert b not in virsh("list", "--all", "--name")
+        assert not os.path.exists(os.path.join(box.data_dir, "instances", b))
+    else:
+        assert s["status"] == "ACTIVE", s
+    # The running guest was adopted, not restarted.
+    assert wait_status(box, a, "ACTIVE")
+    assert virsh("domid", dom_a) == domid, "the guest was restarted"
+    assert box.osc("console", "log", "show", a).stdout.count("onebox-guest: booted") == boots
+
+    # A delete caught mid-flight is finished by the restart.
+    box.osc("server", "delete", a)
+    crash_and_restart(box)
+    deadline = time.time() + 120
+    while box.osc("server", "show", a, check=False).returncode == 0:
+        assert time.time() < deadline, "the interrupted delete was not finished"
+        time.sleep(1)
+    assert dom_a not in virsh("list", "--all", "--name")
+    assert not os.path.exists(os.path.join(box.data_dir, "instances", a))
+
+    box.osc("server", "delete", "--wait", b)
+    assert b not in virsh("list", "--all", "--name")
+    assert not os.path.exists(os.path.join(box.data_dir, "instances", b))
+
+
+def test_guest_shut_down_from_inside_shows_shutoff(vmbox):
+    box = vmbox
+    ud = os.path.join(box.data_dir, "poweroff.ud")
+    with open(ud, "w") as f:
+        f.write("#!/bin/sh\n(sleep 2; poweroff -f) &\n")
+    sid = box.osc_json("server", "create", "--image", "vm-tiny", "--flavor", "vm.tiny",
+                       "--user-data", ud, "--wait", "vm-selfstop")["id"]
+    console_until(box, sid, "onebox-guest: ready")
+    # The power-state sync (every 5 s) notices the guest's own shutdown.
+    wait_status(box, sid, "SHUTOFF", timeout=60)
+    box.osc("server", "delete", "--wait", sid)
