@@ -672,7 +672,8 @@ async fn upload(
     file: &Path,
 ) -> Result<String> {
     let client = reqwest::Client::new();
-    let mut body = serde_json::json!({"name": name, "disk_format": disk, "container_format": container});
+    let mut body =
+        serde_json::json!({"name": name, "disk_format": disk, "container_format": container});
     if let (Some(b), Some(p)) = (body.as_object_mut(), props.as_object()) {
         for (k, v) in p {
             b.insert(k.clone(), v.clone());
@@ -746,8 +747,10 @@ async fn create_vm(base: &str, token: &str, image: &str, flavor: &str) -> Result
         .post(format!("{base}/compute/v2.1/servers"))
         .header("x-auth-token", token)
         .header("openstack-api-version", "compute 2.100")
-        .json(&serde_json::json!({"server": {"name": "bench-vm", "imageRef": image,
-            "flavorRef": flavor, "networks": "auto"}}))
+        .json(
+            &serde_json::json!({"server": {"name": "bench-vm", "imageRef": image,
+            "flavorRef": flavor, "networks": "auto"}}),
+        )
         .send()
         .await?;
     if r.status().as_u16() != 202 {
@@ -836,8 +839,26 @@ async fn vms() -> Result<()> {
         .send()
         .await?;
     let none = serde_json::json!({});
-    let k = upload(&base, &token, "bench-kernel", "aki", "aki", none.clone(), &files[0]).await?;
-    let r = upload(&base, &token, "bench-ramdisk", "ari", "ari", none, &files[1]).await?;
+    let k = upload(
+        &base,
+        &token,
+        "bench-kernel",
+        "aki",
+        "aki",
+        none.clone(),
+        &files[0],
+    )
+    .await?;
+    let r = upload(
+        &base,
+        &token,
+        "bench-ramdisk",
+        "ari",
+        "ari",
+        none,
+        &files[1],
+    )
+    .await?;
     let image = upload(
         &base,
         &token,
@@ -851,7 +872,9 @@ async fn vms() -> Result<()> {
     let f: serde_json::Value = client
         .post(format!("{base}/compute/v2.1/flavors"))
         .header("x-auth-token", &token)
-        .json(&serde_json::json!({"flavor": {"name": "bench.vm", "ram": 128, "vcpus": 1, "disk": 1}}))
+        .json(
+            &serde_json::json!({"flavor": {"name": "bench.vm", "ram": 128, "vcpus": 1, "disk": 1}}),
+        )
         .send()
         .await?
         .json()
@@ -866,7 +889,11 @@ async fn vms() -> Result<()> {
         let id = create_vm(&base, &token, &image, &flavor).await?;
         wait_active(&base, &token, &id, deadline).await?;
         to_active.push(t0.elapsed().as_secs_f64());
-        first_line(&data.join("instances").join(&id).join("console.log"), deadline).await?;
+        first_line(
+            &data.join("instances").join(&id).join("console.log"),
+            deadline,
+        )
+        .await?;
         to_console.push(t0.elapsed().as_secs_f64());
         // The plain baseline: the same XML, started by virsh while onebox's guest is off.
         let dom = format!("onebox-{id}");
@@ -912,7 +939,11 @@ async fn vms() -> Result<()> {
     }
     let mut console = Vec::new();
     for id in &ids {
-        first_line(&data.join("instances").join(id).join("console.log"), deadline).await?;
+        first_line(
+            &data.join("instances").join(id).join("console.log"),
+            deadline,
+        )
+        .await?;
         console.push(t0.elapsed().as_secs_f64());
     }
     println!(
