@@ -5,6 +5,7 @@
 //! target/release/examples/bench identity
 //! target/release/examples/bench servers
 //! target/release/examples/bench image
+//! target/release/examples/bench vms        # root, libvirtd running
 //! target/release/examples/bench containers
 //! ```
 //!
@@ -23,6 +24,11 @@
 //! `image`: upload and download throughput of a 1 GiB raw image through the daemon, against a
 //! plain sequential write (with fsync) and read of 1 GiB on the same file system, and the
 //! daemon's RSS during and after.
+//!
+//! `vms`: real guests (the tiny guest of `firmware/build-guest.sh`) on libvirt: `POST
+//! /servers` to ACTIVE and to the guest's first console line, median and p90 over 20 boots,
+//! beside a plain `virsh create` of the same domain XML; 10 boots at once; the daemon's RSS
+//! with 10 guests running.
 //!
 //! `ipmi`: against a simulated BMC (`scripts/ipmi-sim.sh`, Debian's ipmi_sim on loopback), the
 //! latency of onebox's IPMI client (session open, chassis power status on an open session, and
@@ -663,7 +669,8 @@ async fn main() -> Result<()> {
         "image" => image().await,
         "ipmi" => tokio::task::spawn_blocking(ipmi_bench).await?,
         "containers" => containers().await,
-        _ => bail!("usage: bench identity|servers|image|ipmi|containers"),
+        "vms" => vm_bench::vms().await,
+        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms"),
     }
 }
 
@@ -1214,4 +1221,309 @@ fn bridges() -> std::collections::HashSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `bench vms`: real guests on libvirt.
+mod vm_bench {
+    use super::*;
+
+    async fn upload(
+        base: &str,
+        token: &str,
+        name: &str,
+        disk: &str,
+        container: &str,
+        props: serde_json::Value,
+        file: &Path,
+    ) -> Result<String> {
+        let client = reqwest::Client::new();
+        let mut body =
+            serde_json::json!({"name": name, "disk_format": disk, "container_format": container});
+        if let (Some(b), Some(p)) = (body.as_object_mut(), props.as_object()) {
+            for (k, v) in p {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r: serde_json::Value = client
+            .post(format!("{base}/image/v2/images"))
+            .header("x-auth-token", token)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = r["id"].as_str().context("image id")?.to_owned();
+        let up = client
+            .put(format!("{base}/image/v2/images/{id}/file"))
+            .header("x-auth-token", token)
+            .header("content-type", "application/octet-stream")
+            .body(std::fs::read(file)?)
+            .send()
+            .await?;
+        if !up.status().is_success() {
+            bail!("image upload failed: {}", up.text().await?);
+        }
+        Ok(id)
+    }
+
+    fn virsh(args: &[&str]) -> Result<String> {
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system"])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "virsh {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until `log` holds a complete first line.
+    async fn first_line(log: &Path, deadline: Instant) -> Result<()> {
+        loop {
+            if std::fs::read(log).is_ok_and(|b| b.contains(&b'\n')) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("no console line in {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn server_status(base: &str, token: &str, id: &str) -> Result<Option<String>> {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/compute/v2.1/servers/{id}"))
+            .header("x-auth-token", token)
+            .send()
+            .await?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let v: serde_json::Value = r.json().await?;
+        Ok(v["server"]["status"].as_str().map(str::to_owned))
+    }
+
+    /// Creates one server; returns its id.
+    async fn create_vm(base: &str, token: &str, image: &str, flavor: &str) -> Result<String> {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/compute/v2.1/servers"))
+            .header("x-auth-token", token)
+            .header("openstack-api-version", "compute 2.100")
+            .json(
+                &serde_json::json!({"server": {"name": "bench-vm", "imageRef": image,
+            "flavorRef": flavor, "networks": "auto"}}),
+            )
+            .send()
+            .await?;
+        if r.status().as_u16() != 202 {
+            bail!("create failed: {}", r.text().await?);
+        }
+        let v: serde_json::Value = r.json().await?;
+        Ok(v["server"]["id"].as_str().context("server id")?.to_owned())
+    }
+
+    async fn wait_active(base: &str, token: &str, id: &str, deadline: Instant) -> Result<()> {
+        loop {
+            match server_status(base, token, id).await?.as_deref() {
+                Some("ACTIVE") => return Ok(()),
+                Some("ERROR") => bail!("server {id} went to ERROR"),
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                bail!("server {id} did not become ACTIVE");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn delete_vm(base: &str, token: &str, id: &str) -> Result<()> {
+        reqwest::Client::new()
+            .delete(format!("{base}/compute/v2.1/servers/{id}"))
+            .header("x-auth-token", token)
+            .send()
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while server_status(base, token, id).await?.is_some() {
+            if Instant::now() > deadline {
+                bail!("server {id} was not deleted");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    fn pcts(mut v: Vec<f64>) -> (f64, f64) {
+        v.sort_by(f64::total_cmp);
+        let at = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+        (at(0.5), at(0.9))
+    }
+
+    /// The same domain under another name and UUID, with its console in `log`.
+    fn baseline_xml(xml: &str, name: &str, log: &Path) -> String {
+        let mut out = String::new();
+        for line in xml.lines() {
+            let t = line.trim_start();
+            if t.starts_with("<uuid>") || t.starts_with("<entry name='uuid'>") {
+                continue;
+            }
+            if t.starts_with("<name>") {
+                out.push_str(&format!("  <name>{name}</name>\n"));
+            } else if t.starts_with("<source path=") {
+                out.push_str(&format!("      <source path='{}'/>\n", log.display()));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub async fn vms() -> Result<()> {
+        let fw = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware/build");
+        let files = ["vmlinux", "initrd", "qcow2"].map(|x| fw.join(format!("onebox-tiny.{x}")));
+        if !files.iter().all(|f| f.exists()) {
+            bail!("build the guest first: firmware/build-guest.sh");
+        }
+        let boots: usize = std::env::var("BENCH_VM_BOOTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let d = start().await?;
+        let pid = d.child.id();
+        let base = d.base.clone();
+        let data = d.dir.path().to_path_buf();
+        let (token, project) = admin_session(&base).await?;
+        let client = reqwest::Client::new();
+        client
+            .put(format!("{base}/compute/v2.1/os-quota-sets/{project}"))
+            .header("x-auth-token", &token)
+            .json(&serde_json::json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
+            .send()
+            .await?;
+        let none = serde_json::json!({});
+        let k = upload(
+            &base,
+            &token,
+            "bench-kernel",
+            "aki",
+            "aki",
+            none.clone(),
+            &files[0],
+        )
+        .await?;
+        let r = upload(
+            &base,
+            &token,
+            "bench-ramdisk",
+            "ari",
+            "ari",
+            none,
+            &files[1],
+        )
+        .await?;
+        let image = upload(
+            &base,
+            &token,
+            "bench-tiny",
+            "qcow2",
+            "bare",
+            serde_json::json!({"kernel_id": k, "ramdisk_id": r}),
+            &files[2],
+        )
+        .await?;
+        let f: serde_json::Value = client
+        .post(format!("{base}/compute/v2.1/flavors"))
+        .header("x-auth-token", &token)
+        .json(
+            &serde_json::json!({"flavor": {"name": "bench.vm", "ram": 128, "vcpus": 1, "disk": 1}}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+        let flavor = f["flavor"]["id"].as_str().context("flavor id")?.to_owned();
+
+        let (mut to_active, mut to_console, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+        let mut virt_type = String::new();
+        for i in 0..boots {
+            let t0 = Instant::now();
+            let deadline = t0 + Duration::from_secs(120);
+            let id = create_vm(&base, &token, &image, &flavor).await?;
+            wait_active(&base, &token, &id, deadline).await?;
+            to_active.push(t0.elapsed().as_secs_f64());
+            first_line(
+                &data.join("instances").join(&id).join("console.log"),
+                deadline,
+            )
+            .await?;
+            to_console.push(t0.elapsed().as_secs_f64());
+            // The plain baseline: the same XML, started by virsh while onebox's guest is off.
+            let dom = format!("onebox-{id}");
+            let xml = virsh(&["dumpxml", "--inactive", &dom])?;
+            virt_type = xml
+                .split("type='")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .unwrap_or("")
+                .to_owned();
+            virsh(&["destroy", &dom])?;
+            let log = data.join(format!("plain-{i}.log"));
+            let xml_path = data.join(format!("plain-{i}.xml"));
+            let name = format!("bench-plain-{i}");
+            std::fs::write(&xml_path, baseline_xml(&xml, &name, &log))?;
+            let t1 = Instant::now();
+            virsh(&["create", &xml_path.to_string_lossy()])?;
+            let r = first_line(&log, t1 + Duration::from_secs(120)).await;
+            plain.push(t1.elapsed().as_secs_f64());
+            let _ = virsh(&["destroy", &name]);
+            r?;
+            delete_vm(&base, &token, &id).await?;
+        }
+        let (a50, a90) = pcts(to_active);
+        let (c50, c90) = pcts(to_console);
+        let (p50, p90) = pcts(plain);
+        println!("virtualisation: {virt_type} ({boots} boots, one at a time)");
+        println!("POST /servers -> ACTIVE                 median {a50:6.2} s   p90 {a90:6.2} s");
+        println!("POST /servers -> first console line     median {c50:6.2} s   p90 {c90:6.2} s");
+        println!("virsh create -> first console line      median {p50:6.2} s   p90 {p90:6.2} s");
+
+        // Ten at once.
+        let t0 = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..10 {
+            ids.push(create_vm(&base, &token, &image, &flavor).await?);
+        }
+        let deadline = t0 + Duration::from_secs(300);
+        let mut active = Vec::new();
+        for id in &ids {
+            wait_active(&base, &token, id, deadline).await?;
+            active.push(t0.elapsed().as_secs_f64());
+        }
+        let mut console = Vec::new();
+        for id in &ids {
+            first_line(
+                &data.join("instances").join(id).join("console.log"),
+                deadline,
+            )
+            .await?;
+            console.push(t0.elapsed().as_secs_f64());
+        }
+        println!(
+            "10 parallel boots: all ACTIVE after {:.2} s, all on the console after {:.2} s",
+            active.iter().copied().fold(0.0, f64::max),
+            console.iter().copied().fold(0.0, f64::max)
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        println!(
+            "onebox RSS with 10 guests running        {:>9} KiB",
+            rss_kib(pid)?
+        );
+        for id in &ids {
+            delete_vm(&base, &token, id).await?;
+        }
+        Ok(())
+    }
 }

@@ -31,11 +31,36 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 fi
+# The VM backend: libvirtd and QEMU (without Debian's systemd integration and its NAT
+# "default" network), libvirt's headers for the build, dnsmasq for guests' DHCP, and
+# genisoimage for config drives. qemu-system-x86 needs the qemu-utils of its own release:
+# a newer qemu-utils (bookworm-backports) breaks it, so it is pinned to the same version.
+qemu_pin=()
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    command -v libvirtd >/dev/null 2>&1 || [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
+    [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] \
+        || [ -n "$(find /usr/lib -name 'libvirt_driver_qemu.so' 2>/dev/null | head -1)" ] \
+        || need+=(libvirt-daemon-driver-qemu)
+    command -v virsh >/dev/null 2>&1 || need+=(libvirt-clients)
+    pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkgconf)
+    command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+    command -v genisoimage >/dev/null 2>&1 || need+=(genisoimage)
+    if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+        need+=(qemu-system-x86)
+        qemu_pin=(x)
+    fi
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
+    if [ ${#qemu_pin[@]} -gt 0 ]; then
+        qv=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/{print $2}')
+        keep=()
+        for p in "${need[@]}"; do [ "$p" = qemu-utils ] || keep+=("$p"); done
+        need=("${keep[@]}" "qemu-utils=$qv")
+    fi
+    apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" >/dev/null
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: installing the Rust toolchain with rustup"

@@ -41,6 +41,7 @@ pub struct Config {
     pub compute: ComputeSection,
     pub baremetal: BaremetalSection,
     pub container: ContainerSection,
+    pub libvirt: LibvirtSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -102,6 +103,45 @@ impl Default for ContainerSection {
             stop_timeout_secs: 10,
             nameservers: Vec::new(),
             user_namespace: false,
+        }
+    }
+}
+
+/// The VM backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LibvirtSection {
+    /// Whether to run VMs at all; when libvirtd does not answer, VM servers fail with a fault
+    /// saying so.
+    pub enabled: bool,
+    pub uri: String,
+    /// `auto` (KVM where hardware virtualisation works, else TCG), `kvm` or `qemu`.
+    pub virt_type: String,
+    /// Seconds a guest has to shut down on ACPI (stop, soft reboot) before it is forced.
+    pub shutdown_timeout_secs: u64,
+    /// Attach a config drive to every VM, not only to those whose request asks for one.
+    pub force_config_drive: bool,
+    /// Where the metadata service listens for guests; empty turns it off.
+    pub metadata_listen: String,
+    /// The kernel command line for direct kernel boot when the image has no
+    /// `os_command_line` property.
+    pub kernel_cmdline: String,
+    pub dnsmasq: PathBuf,
+    pub genisoimage: PathBuf,
+}
+
+impl Default for LibvirtSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            uri: "qemu:///system".into(),
+            virt_type: "auto".into(),
+            shutdown_timeout_secs: 60,
+            force_config_drive: false,
+            metadata_listen: "169.254.169.254:80".into(),
+            kernel_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
+            dnsmasq: PathBuf::from("dnsmasq"),
+            genisoimage: PathBuf::from("genisoimage"),
         }
     }
 }
@@ -208,6 +248,7 @@ impl Default for Config {
             compute: ComputeSection::default(),
             baremetal: BaremetalSection::default(),
             container: ContainerSection::default(),
+            libvirt: LibvirtSection::default(),
         }
     }
 }
@@ -355,5 +396,7 @@ mod tests {
         );
         assert_eq!(c.container.enabled, ContainerEnabled::Auto);
         assert_eq!(c.container.cgroup_parent, "onebox");
+        assert_eq!(c.libvirt.uri, "qemu:///system");
+        assert_eq!(c.libvirt.metadata_listen, "169.254.169.254:80");
     }
 }

@@ -123,6 +123,9 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
             Err(why) => tracing::warn!(reason = %why, "no container backend"),
         }
     }
+    if let Some(vm) = libvirt_driver(cfg) {
+        b = b.with(driver::Backend::Vm, vm);
+    }
     b
 }
 
@@ -136,6 +139,66 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;
     container::ContainerDriver::new(dc)
+}
+
+/// The VM backend, when it is enabled and libvirtd answers.
+fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
+    let l = &cfg.libvirt;
+    if !l.enabled {
+        return None;
+    }
+    let mut lc = driver_libvirt::LibvirtConfig::new(cfg.data_dir.clone());
+    lc.uri = l.uri.clone();
+    lc.virt_type = match l.virt_type.as_str() {
+        "kvm" => Some(driver_libvirt::VirtType::Kvm),
+        "qemu" | "tcg" => Some(driver_libvirt::VirtType::Qemu),
+        _ => None,
+    };
+    lc.shutdown_timeout = Duration::from_secs(l.shutdown_timeout_secs);
+    lc.force_config_drive = l.force_config_drive;
+    lc.default_cmdline = l.kernel_cmdline.clone();
+    lc.qemu_img = cfg.image.qemu_img.to_string_lossy().into_owned();
+    lc.dnsmasq = l.dnsmasq.to_string_lossy().into_owned();
+    lc.genisoimage = l.genisoimage.to_string_lossy().into_owned();
+    match driver_libvirt::LibvirtDriver::connect(lc) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            tracing::warn!(uri = %l.uri, error = %e, "no VM backend: libvirt does not answer");
+            None
+        }
+    }
+}
+
+/// Serves the metadata service to guests on `[libvirt] metadata_listen`, adding the
+/// address to the loopback interface when the host does not have it.
+async fn serve_metadata(cfg: &Config, compute: compute::Compute) -> Result<()> {
+    let listen = cfg.libvirt.metadata_listen.trim();
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("[libvirt] metadata_listen {listen}"))?;
+    if let std::net::IpAddr::V4(v4) = addr.ip()
+        && v4.is_link_local()
+    {
+        tokio::task::spawn_blocking(move || hostnet::ensure_address("lo", v4, 32))
+            .await
+            .context("joining")?
+            .with_context(|| format!("adding {v4} to lo"))?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metadata service on {addr}"))?;
+    tracing::info!(%addr, "metadata service listening");
+    tokio::spawn(async move {
+        let app = api::metadata::router(compute)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metadata service stopped");
+        }
+    });
+    Ok(())
 }
 
 pub async fn run(cfg: Config) -> Result<()> {
@@ -203,6 +266,12 @@ pub async fn run(cfg: Config) -> Result<()> {
         tracing::warn!(error = %e, "could not notify systemd");
     }
 
+    if compute.backends().has(driver::Backend::Vm) && !cfg.fake_driver {
+        // Guests can still read a config drive; the box serves without the metadata service.
+        if let Err(e) = serve_metadata(&cfg, compute.clone()).await {
+            tracing::error!(error = format!("{e:#}"), "no metadata service");
+        }
+    }
     tokio::spawn(upkeep(identity));
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -36,6 +36,8 @@ class Onebox:
         self.base = f"http://127.0.0.1:{port}"
         self.clouds = os.path.join(data_dir, "clouds.yaml")
         self.proc = None
+        # Every server on the fake driver unless a test runs real backends.
+        self.fake = True
 
     def init(self):
         subprocess.run(
@@ -45,11 +47,15 @@ class Onebox:
             env={**os.environ, "ONEBOX_ADMIN_PASSWORD": ADMIN_PW, "ONEBOX_DEMO_PASSWORD": DEMO_PW},
         )
 
-    def start(self, fake=True):
+    def start(self, fake=None):
+        """Starts the daemon; `fake` (when given) chooses between the fake driver and the
+        real backends for this and later starts."""
+        if fake is not None:
+            self.fake = fake
         self.log = open(os.path.join(self.data_dir, "onebox.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
-             "--listen", f"127.0.0.1:{self.port}"] + (["--fake-driver"] if fake else []),
+             "--listen", f"127.0.0.1:{self.port}"] + (["--fake-driver"] if self.fake else []),
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + 30

@@ -12,6 +12,7 @@ pub mod groups;
 pub mod images;
 pub mod keypairs;
 mod lifecycle;
+mod metadata;
 mod network;
 pub mod operator;
 pub mod quotas;

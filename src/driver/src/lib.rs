@@ -13,6 +13,7 @@
 
 pub mod conformance;
 pub mod fake;
+pub mod metadata;
 pub mod unavailable;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1360,3 +1360,17 @@ pub fn get_action(
         .collect::<rusqlite::Result<_>>()?;
     Ok(Some((a, events)))
 }
+
+/// The live server holding a port with this address, and the port's MAC (for the metadata
+/// service, which knows a guest by the address it speaks from). Addresses are unique across
+/// networks: every network has its own CIDR.
+pub fn server_by_port_address(c: &Connection, addr: &str) -> Result<Option<(ServerId, String)>> {
+    let mut st = c.prepare_cached(
+        "SELECT p.server_id, p.mac FROM ports p JOIN servers s ON s.id = p.server_id
+         WHERE p.address = ?1 AND s.deleted = 0",
+    )?;
+    let mut rows = st.query_map([addr], |r| {
+        Ok((ServerId::from_stored(r.get(0)?), r.get::<_, String>(1)?))
+    })?;
+    Ok(rows.next().transpose()?)
+}

@@ -1,0 +1,194 @@
+//! DHCP for guests: one dnsmasq per project network's bridge, started and owned by onebox.
+//!
+//! Each dnsmasq answers only on its bridge, only for the MACs it is told about (static
+//! leases: every port's MAC gets its port's address), offers the gateway as router and a
+//! classless static route to the metadata service, and serves no DNS (`port=0`). The hosts
+//! live one file per server in `<dir>/<bridge>/hosts/<server uuid>`, which dnsmasq re-reads
+//! on its own (and on SIGHUP after a removal). dnsmasq keeps running while onebox restarts,
+//! so guests keep their leases; its PID is in `<dir>/<bridge>/pid` and only that process is
+//! ever signalled.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use driver::Port;
+
+use crate::Error;
+
+pub const METADATA_ADDR: &str = "169.254.169.254";
+
+pub struct Dhcp {
+    pub dnsmasq: String,
+    pub dir: PathBuf,
+    lock: Mutex<()>,
+}
+
+fn network_and_mask(cidr: &str) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let (a, p) = cidr.split_once('/')?;
+    let a: Ipv4Addr = a.parse().ok()?;
+    let p: u32 = p.parse().ok().filter(|p| *p <= 32)?;
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+    Some((Ipv4Addr::from(u32::from(a) & mask), Ipv4Addr::from(mask)))
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` is a dnsmasq serving `dir` (guards against a recycled PID).
+fn is_ours(pid: i32, dir: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let s = String::from_utf8_lossy(&c);
+            s.contains("dnsmasq") && s.contains(&*dir.to_string_lossy())
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+impl Dhcp {
+    pub fn new(dnsmasq: String, dir: PathBuf) -> Self {
+        Self {
+            dnsmasq,
+            dir,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn bridge_dir(&self, bridge: &str) -> PathBuf {
+        self.dir.join(bridge)
+    }
+
+    /// The dnsmasq of a bridge, when it runs.
+    pub fn running(&self, bridge: &str) -> Option<i32> {
+        let d = self.bridge_dir(bridge);
+        read_pid(&d.join("pid")).filter(|p| is_ours(*p, &d))
+    }
+
+    /// Gives `port`'s MAC its address on `bridge` and makes sure the bridge's dnsmasq runs.
+    pub fn add_host(&self, bridge: &str, server: &str, ports: &[&Port]) -> Result<(), Error> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let d = self.bridge_dir(bridge);
+        let hosts = d.join("hosts");
+        std::fs::create_dir_all(&hosts)
+            .map_err(|e| Error::Io(format!("creating {}", hosts.display()), e))?;
+        let mut body = String::new();
+        for p in ports {
+            body.push_str(&format!("{},{}\n", p.mac, p.address));
+        }
+        let file = hosts.join(server);
+        let tmp = hosts.join(format!(".{server}.tmp"));
+        std::fs::write(&tmp, body)
+            .and_then(|_| std::fs::rename(&tmp, &file))
+            .map_err(|e| Error::Io(format!("writing {}", file.display()), e))?;
+        match self.running(bridge) {
+            Some(pid) => {
+                signal(pid, nix::sys::signal::Signal::SIGHUP);
+                Ok(())
+            }
+            None => self.start(bridge, ports[0]),
+        }
+    }
+
+    fn start(&self, bridge: &str, port: &Port) -> Result<(), Error> {
+        let d = self.bridge_dir(bridge);
+        let (net, mask) = network_and_mask(&port.cidr)
+            .ok_or_else(|| Error::Invalid(format!("bad CIDR {}", port.cidr)))?;
+        let gw = &port.gateway;
+        let pidfile = d.join("pid");
+        let _ = std::fs::remove_file(&pidfile);
+        let out = Command::new(&self.dnsmasq)
+            .arg("--conf-file=/dev/null")
+            .arg("--port=0")
+            .arg("--bind-interfaces")
+            .arg(format!("--interface={bridge}"))
+            .arg("--except-interface=lo")
+            .arg(format!("--dhcp-range={net},static,{mask},1h"))
+            .arg(format!("--dhcp-hostsdir={}", d.join("hosts").display()))
+            .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
+            .arg(format!("--pid-file={}", pidfile.display()))
+            .arg(format!("--dhcp-option=3,{gw}"))
+            .arg(format!(
+                "--dhcp-option=121,{METADATA_ADDR}/32,{gw},0.0.0.0/0,{gw}"
+            ))
+            .arg("--dhcp-authoritative")
+            .arg("--no-ping")
+            .arg("--no-resolv")
+            .arg("--no-hosts")
+            .arg("--user=root")
+            .arg("--group=root")
+            .output()
+            .map_err(|e| Error::Io("starting dnsmasq".into(), e))?;
+        if !out.status.success() {
+            return Err(Error::Tool(
+                "dnsmasq".into(),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        // dnsmasq writes its pid file before the parent exits.
+        match read_pid(&pidfile) {
+            Some(pid) => {
+                tracing::info!(bridge, pid, "dnsmasq started");
+                Ok(())
+            }
+            None => Err(Error::Tool("dnsmasq".into(), "wrote no pid file".into())),
+        }
+    }
+
+    /// Forgets a server's hosts on every bridge. A bridge left with no hosts has its dnsmasq
+    /// stopped; the names of those bridges are returned (the caller may remove them).
+    pub fn remove_server(&self, server: &str) -> Result<Vec<String>, Error> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut emptied = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(emptied);
+        };
+        for e in entries.flatten() {
+            let bridge = e.file_name().to_string_lossy().into_owned();
+            let hosts = e.path().join("hosts");
+            let file = hosts.join(server);
+            if !file.exists() {
+                continue;
+            }
+            crate::disk::remove_file(&file)?;
+            let empty = std::fs::read_dir(&hosts)
+                .map(|mut r| r.next().is_none())
+                .unwrap_or(true);
+            let pid = read_pid(&e.path().join("pid")).filter(|p| is_ours(*p, &e.path()));
+            if empty {
+                if let Some(pid) = pid {
+                    signal(pid, nix::sys::signal::Signal::SIGTERM);
+                    for _ in 0..50 {
+                        if !is_ours(pid, &e.path()) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+                let _ = std::fs::remove_dir_all(e.path());
+                emptied.push(bridge);
+            } else if let Some(pid) = pid {
+                signal(pid, nix::sys::signal::Signal::SIGHUP);
+            }
+        }
+        Ok(emptied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let (n, m) = network_and_mask("10.1.0.0/16").expect("cidr");
+        assert_eq!(n.to_string(), "10.1.0.0");
+        assert_eq!(m.to_string(), "255.255.0.0");
+        assert!(network_and_mask("10.1.0.0").is_none());
+    }
+}

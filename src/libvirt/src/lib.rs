@@ -1,0 +1,767 @@
+//! onebox's VM backend: QEMU guests through libvirt (`qemu:///system`).
+//!
+//! A server is a persistent libvirt domain named `onebox-<uuid>` whose UUID is the server's.
+//! Its files live in `<data_dir>/instances/<uuid>/`: `disk` (a qcow2 overlay on the image's
+//! cached base in `<data_dir>/cache/images/<image id>`, grown to the flavor's disk),
+//! `console.log` (the serial console), and `config.iso` (the config drive, when asked for).
+//! Images carrying `kernel_id`/`ramdisk_id` boot their kernel directly. Guests attach to the
+//! bridge of each port's network (see [`hostnet`]) and get their port's address from the
+//! bridge's dnsmasq ([`dhcp`]). Domain names and libvirt never leave this crate: the compute
+//! service knows servers by UUID.
+
+pub mod dhcp;
+pub mod disk;
+pub mod xml;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use driver::{
+    Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
+    NicStats, RebootKind, Resources, Snapshot,
+};
+use model::compute::{PowerState, ServerId};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::sys;
+
+pub use dhcp::METADATA_ADDR;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("libvirt: {0}")]
+    Libvirt(String),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0} failed: {1}")]
+    Tool(String, String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("network: {0}")]
+    Net(String),
+}
+
+impl From<virt::error::Error> for Error {
+    fn from(e: virt::error::Error) -> Self {
+        Error::Libvirt(e.message().to_string())
+    }
+}
+
+impl From<Error> for DriverError {
+    fn from(e: Error) -> Self {
+        DriverError::Failed(e.to_string())
+    }
+}
+
+/// How guests are virtualised: KVM where the host has working hardware virtualisation,
+/// QEMU's TCG emulation otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtType {
+    Kvm,
+    Qemu,
+}
+
+impl VirtType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VirtType::Kvm => "kvm",
+            VirtType::Qemu => "qemu",
+        }
+    }
+
+    /// KVM only when `/dev/kvm` opens read-write and a hardware KVM module (kvm_intel or
+    /// kvm_amd) is loaded: other providers of `/dev/kvm` (nested paravirtual ones) can start
+    /// a domain whose guest never boots.
+    pub fn detect() -> Self {
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        let hw = Path::new("/sys/module/kvm_intel").exists()
+            || Path::new("/sys/module/kvm_amd").exists();
+        if dev && hw {
+            VirtType::Kvm
+        } else {
+            VirtType::Qemu
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LibvirtConfig {
+    pub uri: String,
+    /// onebox's data directory: instances, the image cache and DHCP state live below it.
+    pub data_dir: PathBuf,
+    /// `None`: detect at start-up.
+    pub virt_type: Option<VirtType>,
+    /// How long a guest has to shut down on ACPI (stop, soft reboot) before it is forced.
+    pub shutdown_timeout: Duration,
+    pub qemu_img: String,
+    pub genisoimage: String,
+    pub dnsmasq: String,
+    /// The kernel command line for direct kernel boot when the image has no
+    /// `os_command_line` property.
+    pub default_cmdline: String,
+    /// Always attach a config drive, whatever the request says.
+    pub force_config_drive: bool,
+}
+
+impl LibvirtConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            uri: "qemu:///system".into(),
+            data_dir,
+            virt_type: None,
+            shutdown_timeout: Duration::from_secs(60),
+            qemu_img: "qemu-img".into(),
+            genisoimage: "genisoimage".into(),
+            dnsmasq: "dnsmasq".into(),
+            default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
+            force_config_drive: false,
+        }
+    }
+}
+
+pub struct LibvirtDriver {
+    cfg: LibvirtConfig,
+    virt_type: VirtType,
+    conn: Mutex<Arc<Connect>>,
+    disks: disk::Disks,
+    dhcp: dhcp::Dhcp,
+}
+
+const PREFIX: &str = "onebox-";
+
+fn domain_name(id: &ServerId) -> String {
+    format!("{PREFIX}{id}")
+}
+
+fn no_domain(e: &virt::error::Error) -> bool {
+    matches!(e.code(), virt::error::ErrorNumber::NoDomain)
+}
+
+impl LibvirtDriver {
+    /// Connects to libvirt; fails when it does not answer.
+    pub fn connect(mut cfg: LibvirtConfig) -> Result<Self, Error> {
+        // libvirt and QEMU need absolute paths.
+        if let Ok(abs) = std::fs::canonicalize(&cfg.data_dir) {
+            cfg.data_dir = abs;
+        }
+        // libvirt prints every error on stderr by default; they are returned instead.
+        virt::error::clear_error_callback();
+        let conn = Connect::open(Some(&cfg.uri))?;
+        let virt_type = cfg.virt_type.unwrap_or_else(VirtType::detect);
+        let disks = disk::Disks::new(
+            cfg.qemu_img.clone(),
+            cfg.genisoimage.clone(),
+            cfg.data_dir.join("cache").join("images"),
+        );
+        let dhcp = dhcp::Dhcp::new(cfg.dnsmasq.clone(), cfg.data_dir.join("dhcp"));
+        tracing::info!(uri = %cfg.uri, virt_type = virt_type.as_str(), "libvirt connected");
+        Ok(Self {
+            cfg,
+            virt_type,
+            conn: Mutex::new(Arc::new(conn)),
+            disks,
+            dhcp,
+        })
+    }
+
+    pub fn virt_type(&self) -> VirtType {
+        self.virt_type
+    }
+
+    /// The connection, reopened if libvirtd restarted under it.
+    fn conn(&self) -> Result<Arc<Connect>, Error> {
+        let mut g = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.is_alive().unwrap_or(false) {
+            *g = Arc::new(Connect::open(Some(&self.cfg.uri))?);
+        }
+        Ok(g.clone())
+    }
+
+    fn instance_dir(&self, id: &ServerId) -> PathBuf {
+        self.cfg.data_dir.join("instances").join(id.as_str())
+    }
+
+    /// The instance's serial console log.
+    pub fn console_log(&self, id: &ServerId) -> PathBuf {
+        self.instance_dir(id).join("console.log")
+    }
+
+    fn lookup(&self, id: &ServerId) -> Result<Option<Domain>, Error> {
+        let c = self.conn()?;
+        match Domain::lookup_by_name(&c, &domain_name(id)) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if no_domain(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn domain(&self, id: &ServerId) -> Result<Domain, DriverError> {
+        self.lookup(id)?
+            .ok_or_else(|| DriverError::NotFound(id.clone()))
+    }
+
+    fn state(d: &Domain) -> Result<(sys::virDomainState, i32), Error> {
+        Ok(d.get_state()?)
+    }
+
+    fn is_state(d: &Domain, s: sys::virDomainState) -> bool {
+        Self::state(d).map(|(st, _)| st == s).unwrap_or(false)
+    }
+
+    /// Waits until the domain is no longer active; false on timeout.
+    fn wait_inactive(d: &Domain, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if !d.is_active().unwrap_or(false) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// ACPI shutdown with the configured timeout, then a forced stop.
+    fn stop(&self, d: &Domain) -> Result<(), Error> {
+        if !d.is_active()? {
+            return Ok(());
+        }
+        // A paused guest cannot answer the power button.
+        if Self::is_state(d, sys::VIR_DOMAIN_PAUSED) {
+            let _ = d.resume();
+        }
+        if d.shutdown().is_ok() && Self::wait_inactive(d, self.cfg.shutdown_timeout) {
+            return Ok(());
+        }
+        Self::force_stop(d)
+    }
+
+    fn force_stop(d: &Domain) -> Result<(), Error> {
+        match d.destroy() {
+            Ok(()) => Ok(()),
+            Err(e) if !d.is_active().unwrap_or(true) => {
+                let _ = e;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn cmdline(&self, spec: &InstanceSpec) -> String {
+        spec.image
+            .as_ref()
+            .and_then(|i| i.properties.get("os_command_line"))
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| self.cfg.default_cmdline.clone())
+    }
+
+    /// Writes the config drive for `spec` into `dir/config.iso`.
+    fn config_drive(&self, spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, Error> {
+        let tree = dir.join("config-drive");
+        let _ = std::fs::remove_dir_all(&tree);
+        let io = |what: &Path, e| Error::Io(format!("writing {}", what.display()), e);
+        let files = driver::metadata::openstack_files(spec);
+        for v in [
+            "latest",
+            "2012-08-10",
+            "2013-04-04",
+            "2013-10-17",
+            "2016-06-30",
+            "2018-08-27",
+        ] {
+            let d = tree.join("openstack").join(v);
+            std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+            for (name, body) in &files {
+                let f = d.join(name);
+                std::fs::write(&f, body).map_err(|e| io(&f, e))?;
+            }
+        }
+        for v in ["latest", "2009-04-04"] {
+            let d = tree.join("ec2").join(v);
+            std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+            let f = d.join("meta-data.json");
+            let body =
+                serde_json::to_vec(&driver::metadata::ec2_meta_data_json(spec)).unwrap_or_default();
+            std::fs::write(&f, body).map_err(|e| io(&f, e))?;
+            if let Some(u) = &spec.user_data {
+                let f = d.join("user-data");
+                std::fs::write(&f, driver::metadata::user_data_bytes(u)).map_err(|e| io(&f, e))?;
+            }
+        }
+        let iso = dir.join("config.iso");
+        let r = self.disks.iso(&tree, &iso);
+        let _ = std::fs::remove_dir_all(&tree);
+        r.map(|_| iso)
+    }
+
+    /// The bridges of the spec's ports, made to exist, with DHCP for the ports.
+    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<(String, String)>, Error> {
+        let mut nics = Vec::new();
+        let mut by_bridge: Vec<(String, Vec<&driver::Port>)> = Vec::new();
+        for p in &spec.ports {
+            let net = hostnet::NetworkDef {
+                id: p.network_id.clone(),
+                cidr: p.cidr.clone(),
+                gateway: p.gateway.clone(),
+            };
+            let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
+            nics.push((br.clone(), p.mac.clone()));
+            match by_bridge.iter_mut().find(|(b, _)| *b == br) {
+                Some((_, ps)) => ps.push(p),
+                None => by_bridge.push((br, vec![p])),
+            }
+        }
+        for (br, ports) in by_bridge {
+            self.dhcp.add_host(&br, spec.id.as_str(), &ports)?;
+        }
+        Ok(nics)
+    }
+
+    /// Forgets the server's DHCP hosts; a bridge no guest or container uses any more is
+    /// removed with its dnsmasq.
+    fn unplug(&self, id: &ServerId) -> Result<(), Error> {
+        for br in self.dhcp.remove_server(id.as_str())? {
+            let in_use = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
+                .map(|mut r| r.next().is_some())
+                .unwrap_or(false);
+            if !in_use {
+                let _ = hostnet::delete_link(&br);
+            }
+        }
+        Ok(())
+    }
+
+    /// The domain definition for `spec`, building its disk (`disk` at `disk_path`) first
+    /// when `new_disk` is set.
+    fn build(&self, spec: &InstanceSpec, new_disk: bool) -> Result<xml::DomainDef, Error> {
+        let dir = self.instance_dir(&spec.id);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+        let disk = dir.join("disk");
+        if new_disk {
+            let base = match &spec.image {
+                Some(img) => Some(self.disks.base(img)?),
+                None => None,
+            };
+            disk::remove_file(&disk)?;
+            self.disks.overlay(base.as_deref(), &disk, spec.disk_gb)?;
+        }
+        let kernel = match &spec.kernel {
+            Some(k) => Some(self.disks.blob(k)?),
+            None => None,
+        };
+        let initrd = match (&kernel, &spec.ramdisk) {
+            (Some(_), Some(r)) => Some(self.disks.blob(r)?),
+            _ => None,
+        };
+        let config_drive = if spec.config_drive || self.cfg.force_config_drive {
+            Some(self.config_drive(spec, &dir)?)
+        } else {
+            disk::remove_file(&dir.join("config.iso"))?;
+            None
+        };
+        let nics = self.plug(spec)?;
+        Ok(xml::DomainDef {
+            name: domain_name(&spec.id),
+            uuid: spec.id.to_string(),
+            virt_type: self.virt_type.as_str().into(),
+            vcpus: spec.vcpus,
+            ram_mb: spec.ram_mb,
+            disk: Some(disk),
+            cmdline: kernel.as_ref().map(|_| self.cmdline(spec)),
+            kernel,
+            initrd,
+            config_drive,
+            nics,
+            console_log: dir.join("console.log"),
+            title: spec.name.clone(),
+            owner: self.owner(),
+        })
+    }
+
+    fn define(&self, def: &xml::DomainDef) -> Result<Domain, Error> {
+        let c = self.conn()?;
+        Ok(Domain::define_xml(&c, &def.to_xml())?)
+    }
+
+    /// Stops, undefines, and removes the instance's files and DHCP hosts.
+    fn remove(&self, id: &ServerId) -> Result<(), Error> {
+        if let Some(d) = self.lookup(id)? {
+            if d.is_active()? {
+                Self::force_stop(&d)?;
+            }
+            let flags = sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                | sys::VIR_DOMAIN_UNDEFINE_NVRAM;
+            match d.undefine_flags(flags) {
+                Ok(()) => {}
+                Err(e) if no_domain(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.unplug(id)?;
+        let dir = self.instance_dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
+    /// Replaces the definition (flavor, disk, devices) of an instance, keeping its state
+    /// stopped; the caller starts it.
+    fn redefine(&self, spec: &InstanceSpec, new_disk: bool) -> Result<Domain, DriverError> {
+        let d = self.domain(&spec.id)?;
+        self.stop(&d)?;
+        let _ = d.managed_save_remove(0);
+        let def = self.build(spec, new_disk)?;
+        Ok(self.define(&def)?)
+    }
+
+    fn power(d: &Domain) -> Result<PowerState, Error> {
+        let (st, _) = Self::state(d)?;
+        Ok(match st {
+            sys::VIR_DOMAIN_RUNNING | sys::VIR_DOMAIN_BLOCKED => PowerState::Running,
+            sys::VIR_DOMAIN_PAUSED => PowerState::Paused,
+            sys::VIR_DOMAIN_SHUTDOWN => PowerState::Running,
+            sys::VIR_DOMAIN_SHUTOFF => {
+                if d.has_managed_save(0).unwrap_or(false) {
+                    PowerState::Suspended
+                } else {
+                    PowerState::Shutdown
+                }
+            }
+            sys::VIR_DOMAIN_CRASHED => PowerState::Crashed,
+            sys::VIR_DOMAIN_PMSUSPENDED => PowerState::Suspended,
+            _ => PowerState::NoState,
+        })
+    }
+
+    /// The description that marks this box's domains.
+    fn owner(&self) -> String {
+        format!("onebox {}", self.cfg.data_dir.display())
+    }
+
+    /// The server id of every domain of this box, running or not. Domains of another onebox
+    /// sharing the libvirtd (another data directory) are not ours to report or reap.
+    fn all(&self) -> Result<Vec<(ServerId, Domain)>, Error> {
+        let c = self.conn()?;
+        let mut out = Vec::new();
+        let mine = format!("<description>{}</description>", xml::esc(&self.owner()));
+        for d in c.list_all_domains(0)? {
+            let name = d.get_name()?;
+            if let Some(id) = name.strip_prefix(PREFIX).and_then(ServerId::parse)
+                && d.get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                    .is_ok_and(|x| x.contains(&mine))
+            {
+                out.push((id, d));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn statvfs_gb(p: &Path) -> u64 {
+    let mut q = p.to_path_buf();
+    while !q.exists() {
+        if !q.pop() {
+            return 0;
+        }
+    }
+    nix::sys::statvfs::statvfs(&q)
+        .map(|s| s.blocks() * s.fragment_size() / (1024 * 1024 * 1024))
+        .unwrap_or(0)
+}
+
+impl ComputeDriver for LibvirtDriver {
+    fn name(&self) -> &'static str {
+        "QEMU"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pause: true,
+            suspend: true,
+            snapshot: true,
+            resize: true,
+            rebuild: true,
+            console_output: true,
+            set_admin_password: false,
+            trigger_crash_dump: false,
+            diagnostics: true,
+        }
+    }
+
+    fn spawn(&self, spec: &InstanceSpec) -> driver::Result<()> {
+        if self.lookup(&spec.id)?.is_some() {
+            return Err(DriverError::Failed(format!(
+                "instance {} already exists",
+                spec.id
+            )));
+        }
+        let r = (|| -> Result<(), Error> {
+            let def = self.build(spec, true)?;
+            let d = self.define(&def)?;
+            d.create()?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!(server_id = %spec.id, error = %e, "spawn failed; cleaning up");
+            let _ = self.remove(&spec.id);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn destroy(&self, id: &ServerId) -> driver::Result<()> {
+        Ok(self.remove(id)?)
+    }
+
+    fn reboot(&self, id: &ServerId, kind: RebootKind) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        match kind {
+            RebootKind::Soft => self.stop(&d)?,
+            RebootKind::Hard => {
+                if d.is_active().map_err(Error::from)? {
+                    Self::force_stop(&d)?;
+                }
+            }
+        }
+        // A suspended guest's saved state is dropped by a reboot, as Nova's is.
+        let _ = d.managed_save_remove(0);
+        d.create().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn power_off(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        Ok(self.stop(&d)?)
+    }
+
+    fn power_on(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        if !d.is_active().map_err(Error::from)? {
+            d.create().map_err(Error::from)?;
+        } else if Self::is_state(&d, sys::VIR_DOMAIN_PAUSED) {
+            d.resume().map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    fn pause(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        d.suspend().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn unpause(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        d.resume().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn suspend(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        d.managed_save(0).map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn resume(&self, id: &ServerId) -> driver::Result<()> {
+        let d = self.domain(id)?;
+        if !d.is_active().map_err(Error::from)? {
+            // Starts from the managed save when there is one.
+            d.create().map_err(Error::from)?;
+        }
+        Ok(())
+    }
+
+    fn console_output(&self, id: &ServerId, lines: Option<usize>) -> driver::Result<String> {
+        let _ = self.domain(id)?;
+        let bytes = match std::fs::read(self.console_log(id)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::Io("reading the console log".into(), e).into()),
+        };
+        // Nova returns at most the last 100 KiB.
+        let start = bytes.len().saturating_sub(100 * 1024);
+        let text = String::from_utf8_lossy(&bytes[start..]).replace('\r', "");
+        Ok(match lines {
+            Some(n) => {
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(n)..].join("\n")
+            }
+            None => text,
+        })
+    }
+
+    fn get_info(&self, id: &ServerId) -> driver::Result<InstanceInfo> {
+        let d = self.domain(id)?;
+        Ok(InstanceInfo {
+            power_state: Self::power(&d)?,
+        })
+    }
+
+    fn list_instances(&self) -> driver::Result<Vec<ServerId>> {
+        Ok(self.all()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn available_resources(&self) -> driver::Result<Resources> {
+        let c = self.conn()?;
+        let n = c.get_node_info().map_err(Error::from)?;
+        Ok(Resources {
+            vcpus: n.cpus,
+            memory_mb: n.memory / 1024,
+            local_gb: statvfs_gb(&self.cfg.data_dir),
+            hypervisor_type: "QEMU".into(),
+            hypervisor_version: u64::from(c.get_hyp_version().unwrap_or(0)),
+        })
+    }
+
+    fn rebuild(&self, spec: &InstanceSpec) -> driver::Result<()> {
+        let d = self.redefine(spec, true)?;
+        // The console log starts afresh with the new disk.
+        let _ = std::fs::remove_file(self.console_log(&spec.id));
+        d.create().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn resize(&self, spec: &InstanceSpec) -> driver::Result<()> {
+        let dir = self.instance_dir(&spec.id);
+        let disk = dir.join("disk");
+        let backup = dir.join("disk.resize-backup");
+        let d = self.domain(&spec.id)?;
+        self.stop(&d)?;
+        // The disk and definition before the resize are kept until confirm or revert.
+        if !backup.exists() {
+            std::fs::copy(&disk, &backup)
+                .map_err(|e| Error::Io("keeping the disk for a revert".into(), e))?;
+            let xml = d
+                .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(Error::from)?;
+            std::fs::write(dir.join("domain.resize-backup.xml"), xml)
+                .map_err(|e| Error::Io("keeping the definition for a revert".into(), e))?;
+        }
+        self.disks.grow(&disk, spec.disk_gb)?;
+        let d = self.redefine(spec, false)?;
+        d.create().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn confirm_resize(&self, id: &ServerId) -> driver::Result<()> {
+        let dir = self.instance_dir(id);
+        disk::remove_file(&dir.join("disk.resize-backup"))?;
+        disk::remove_file(&dir.join("domain.resize-backup.xml"))?;
+        Ok(())
+    }
+
+    fn revert_resize(&self, old: &InstanceSpec) -> driver::Result<()> {
+        let dir = self.instance_dir(&old.id);
+        let backup = dir.join("disk.resize-backup");
+        let d = self.domain(&old.id)?;
+        self.stop(&d)?;
+        if backup.exists() {
+            std::fs::rename(&backup, dir.join("disk"))
+                .map_err(|e| Error::Io("restoring the disk".into(), e))?;
+        }
+        disk::remove_file(&dir.join("domain.resize-backup.xml"))?;
+        let d = self.redefine(old, false)?;
+        d.create().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn snapshot(&self, id: &ServerId, dest: &Path) -> driver::Result<Snapshot> {
+        let d = self.domain(id)?;
+        let running = Self::is_state(&d, sys::VIR_DOMAIN_RUNNING);
+        // Paused, the guest writes nothing while its disk is copied.
+        if running {
+            d.suspend().map_err(Error::from)?;
+        }
+        let r = self
+            .disks
+            .flatten(&self.instance_dir(id).join("disk"), dest);
+        if running {
+            d.resume().map_err(Error::from)?;
+        }
+        r?;
+        Ok(Snapshot {
+            disk_format: "qcow2".into(),
+            container_format: "bare".into(),
+        })
+    }
+
+    fn diagnostics(&self, id: &ServerId) -> driver::Result<Diagnostics> {
+        let d = self.domain(id)?;
+        let info = d.get_info().map_err(Error::from)?;
+        let active = d.is_active().unwrap_or(false);
+        let mut diag = Diagnostics {
+            power_state: Some(Self::power(&d)?),
+            hypervisor: self.virt_type.as_str().into(),
+            hypervisor_os: "linux".into(),
+            uptime_s: None,
+            num_cpus: info.nr_virt_cpu,
+            memory_max_kb: info.max_mem,
+            memory_used_kb: active.then_some(info.memory),
+            cpu_time_ns: vec![info.cpu_time],
+            ..Diagnostics::default()
+        };
+        if active {
+            if let Ok(s) = d.get_block_stats("vda") {
+                diag.disks.push(DiskStats {
+                    read_bytes: s.rd_bytes.max(0) as u64,
+                    read_requests: s.rd_req.max(0) as u64,
+                    write_bytes: s.wr_bytes.max(0) as u64,
+                    write_requests: s.wr_req.max(0) as u64,
+                    errors_count: s.errs.max(0) as u64,
+                });
+            }
+            let xml = d.get_xml_desc(0).unwrap_or_default();
+            for (mac, tap) in interfaces(&xml) {
+                let s = d.interface_stats(&tap).ok();
+                let g = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+                diag.nics.push(NicStats {
+                    mac_address: mac,
+                    rx_octets: g(s.as_ref().map(|s| s.rx_bytes)),
+                    rx_packets: g(s.as_ref().map(|s| s.rx_packets)),
+                    rx_errors: g(s.as_ref().map(|s| s.rx_errs)),
+                    rx_drop: g(s.as_ref().map(|s| s.rx_drop)),
+                    tx_octets: g(s.as_ref().map(|s| s.tx_bytes)),
+                    tx_packets: g(s.as_ref().map(|s| s.tx_packets)),
+                    tx_errors: g(s.as_ref().map(|s| s.tx_errs)),
+                    tx_drop: g(s.as_ref().map(|s| s.tx_drop)),
+                });
+            }
+        }
+        Ok(diag)
+    }
+}
+
+/// (mac, tap device) of each interface in a live domain's XML.
+fn interfaces(xml: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for chunk in xml.split("<interface ").skip(1) {
+        let body = chunk.split("</interface>").next().unwrap_or("");
+        let attr = |tag: &str, name: &str| -> Option<String> {
+            let i = body.find(&format!("<{tag} "))?;
+            let rest = &body[i..];
+            let j = rest.find(&format!("{name}='"))? + name.len() + 2;
+            let end = rest[j..].find('\'')?;
+            Some(rest[j..j + end].to_string())
+        };
+        if let (Some(mac), Some(tap)) = (attr("mac", "address"), attr("target", "dev")) {
+            out.push((mac, tap));
+        }
+    }
+    out
+}
+
+/// The libvirt domain name of a server (for tests and tools that inspect libvirt).
+pub fn domain_name_of(id: &ServerId) -> String {
+    domain_name(id)
+}

@@ -1,0 +1,160 @@
+//! Domain XML from an instance's spec.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// Everything the domain definition is made of, already resolved to host paths.
+#[derive(Clone, Debug)]
+pub struct DomainDef {
+    pub name: String,
+    pub uuid: String,
+    pub virt_type: String,
+    pub vcpus: u32,
+    pub ram_mb: u64,
+    pub disk: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    pub config_drive: Option<PathBuf>,
+    /// (bridge, mac)
+    pub nics: Vec<(String, String)>,
+    pub console_log: PathBuf,
+    /// Shown by `virsh list --title`; the server's name.
+    pub title: String,
+    /// Which onebox owns the domain (its data directory): several boxes may share a libvirtd.
+    pub owner: String,
+}
+
+/// Escapes text for XML content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\t' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn p(path: &std::path::Path) -> String {
+    esc(&path.to_string_lossy())
+}
+
+impl DomainDef {
+    pub fn to_xml(&self) -> String {
+        let mut x = String::new();
+        let _ = writeln!(x, "<domain type='{}'>", esc(&self.virt_type));
+        let _ = writeln!(x, "  <name>{}</name>", esc(&self.name));
+        let _ = writeln!(x, "  <uuid>{}</uuid>", esc(&self.uuid));
+        let _ = writeln!(x, "  <title>{}</title>", esc(&self.title));
+        let _ = writeln!(x, "  <description>{}</description>", esc(&self.owner));
+        let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", self.ram_mb);
+        let _ = writeln!(x, "  <vcpu>{}</vcpu>", self.vcpus.max(1));
+        // cloud-init's OpenStack datasource recognises the guest by this product name.
+        x.push_str("  <sysinfo type='smbios'>\n    <system>\n");
+        x.push_str("      <entry name='manufacturer'>OpenStack Foundation</entry>\n");
+        x.push_str("      <entry name='product'>OpenStack Compute</entry>\n");
+        x.push_str("      <entry name='version'>onebox</entry>\n");
+        let _ = writeln!(x, "      <entry name='serial'>{}</entry>", esc(&self.uuid));
+        let _ = writeln!(x, "      <entry name='uuid'>{}</entry>", esc(&self.uuid));
+        x.push_str("      <entry name='family'>Virtual Machine</entry>\n");
+        x.push_str("    </system>\n  </sysinfo>\n");
+        x.push_str("  <os>\n    <type arch='x86_64' machine='pc'>hvm</type>\n");
+        if let Some(k) = &self.kernel {
+            let _ = writeln!(x, "    <kernel>{}</kernel>", p(k));
+            if let Some(i) = &self.initrd {
+                let _ = writeln!(x, "    <initrd>{}</initrd>", p(i));
+            }
+            if let Some(c) = &self.cmdline {
+                let _ = writeln!(x, "    <cmdline>{}</cmdline>", esc(c));
+            }
+        } else {
+            x.push_str("    <boot dev='hd'/>\n");
+        }
+        x.push_str("    <smbios mode='sysinfo'/>\n  </os>\n");
+        // ACPI lets the guest power itself off and answer the power button (soft stop).
+        x.push_str("  <features>\n    <acpi/>\n  </features>\n");
+        if self.virt_type == "kvm" {
+            x.push_str("  <cpu mode='host-model'/>\n");
+        }
+        x.push_str("  <clock offset='utc'/>\n");
+        x.push_str("  <on_poweroff>destroy</on_poweroff>\n");
+        x.push_str("  <on_reboot>restart</on_reboot>\n");
+        x.push_str("  <on_crash>destroy</on_crash>\n");
+        x.push_str("  <devices>\n");
+        if let Some(d) = &self.disk {
+            x.push_str("    <disk type='file' device='disk'>\n");
+            x.push_str("      <driver name='qemu' type='qcow2'/>\n");
+            let _ = writeln!(x, "      <source file='{}'/>", p(d));
+            x.push_str("      <target dev='vda' bus='virtio'/>\n    </disk>\n");
+        }
+        if let Some(c) = &self.config_drive {
+            x.push_str("    <disk type='file' device='cdrom'>\n");
+            x.push_str("      <driver name='qemu' type='raw'/>\n");
+            let _ = writeln!(x, "      <source file='{}'/>", p(c));
+            x.push_str("      <target dev='hdd' bus='ide'/>\n      <readonly/>\n    </disk>\n");
+        }
+        for (bridge, mac) in &self.nics {
+            x.push_str("    <interface type='bridge'>\n");
+            let _ = writeln!(x, "      <source bridge='{}'/>", esc(bridge));
+            let _ = writeln!(x, "      <mac address='{}'/>", esc(mac));
+            x.push_str("      <model type='virtio'/>\n    </interface>\n");
+        }
+        // The serial console goes to a file that survives reboots (append).
+        x.push_str("    <serial type='file'>\n");
+        let _ = writeln!(
+            x,
+            "      <source path='{}' append='on'/>",
+            p(&self.console_log)
+        );
+        x.push_str("      <target port='0'/>\n    </serial>\n");
+        x.push_str("    <memballoon model='none'/>\n");
+        x.push_str("  </devices>\n</domain>\n");
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_xml() {
+        let d = DomainDef {
+            name: "onebox-1".into(),
+            uuid: "6f1a5a6e-0000-4000-8000-000000000001".into(),
+            virt_type: "qemu".into(),
+            vcpus: 2,
+            ram_mb: 256,
+            disk: Some("/d/disk".into()),
+            kernel: Some("/c/k".into()),
+            initrd: Some("/c/r".into()),
+            cmdline: Some("console=ttyS0 a<b".into()),
+            config_drive: Some("/d/config.iso".into()),
+            nics: vec![("obr123".into(), "fa:16:3e:00:00:01".into())],
+            console_log: "/d/console.log".into(),
+            title: "web & db".into(),
+            owner: "onebox /var/lib/onebox".into(),
+        };
+        let x = d.to_xml();
+        assert!(x.contains("<domain type='qemu'>"));
+        assert!(x.contains("<memory unit='MiB'>256</memory>"));
+        assert!(x.contains("<vcpu>2</vcpu>"));
+        assert!(x.contains("<entry name='product'>OpenStack Compute</entry>"));
+        assert!(x.contains("<entry name='serial'>6f1a5a6e-0000-4000-8000-000000000001</entry>"));
+        assert!(x.contains("<kernel>/c/k</kernel>"));
+        assert!(x.contains("<cmdline>console=ttyS0 a&lt;b</cmdline>"));
+        assert!(x.contains("<title>web &amp; db</title>"));
+        assert!(x.contains("<source bridge='obr123'/>"));
+        assert!(x.contains("<mac address='fa:16:3e:00:00:01'/>"));
+        assert!(x.contains("<source path='/d/console.log' append='on'/>"));
+        assert!(x.contains("device='cdrom'"));
+        assert!(!x.contains("<boot dev='hd'/>"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The VM backend against real libvirt and QEMU: the tiny guest boots, every action's effect
+//! is checked from libvirt and from the guest's serial console, the conformance suite
+//! passes, and nothing (domains, bridges, taps, dnsmasq, files) is left behind.
+//!
+//! Needs root and a libvirtd (`scripts/libvirtd.sh start`); skips otherwise, or fails when
+//! `ONEBOX_REQUIRE_BACKENDS` is set. One test function: the steps share bridges and a
+//! libvirtd, and two guests at once would only slow each other down on a small machine.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use driver::{ComputeDriver, RebootKind};
+use driver_libvirt::{LibvirtConfig, LibvirtDriver, VirtType};
+use model::compute::PowerState;
+use sha2::Digest;
+
+const BOOT: Duration = Duration::from_secs(120);
+
+fn count(log: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+fn wait_count(log: &std::path::Path, needle: &str, n: usize) {
+    let end = std::time::Instant::now() + BOOT;
+    while count(log, needle) < n {
+        assert!(
+            std::time::Instant::now() < end,
+            "{needle:?} not seen {n} times; console:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn virsh(args: &[&str]) -> String {
+    let out = std::process::Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system"])
+        .args(args)
+        .output()
+        .expect("virsh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Leftovers {
+    data: tempfile::TempDir,
+}
+
+impl Leftovers {
+    /// Nothing of the test's is left: no onebox domain of ours, no bridge, no dnsmasq, no
+    /// instance files.
+    fn check(&self, ids: &[&model::compute::ServerId], bridges: &[String]) {
+        let all = virsh(&["list", "--all", "--name"]);
+        for id in ids {
+            assert!(!all.contains(id.as_str()), "domain of {id} left in libvirt");
+            assert!(
+                !self
+                    .data
+                    .path()
+                    .join("instances")
+                    .join(id.as_str())
+                    .exists(),
+                "files of {id} left"
+            );
+        }
+        for b in bridges {
+            assert!(
+                !std::path::Path::new("/sys/class/net").join(b).exists(),
+                "bridge {b} left"
+            );
+        }
+        let dhcp = self.data.path().join("dhcp");
+        let left: Vec<_> = std::fs::read_dir(&dhcp)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "DHCP state left: {left:?}");
+    }
+}
+
+#[test]
+fn vm_backend_on_real_libvirt() {
+    if !common::available() {
+        return;
+    }
+    common::guest();
+    let data = tempfile::Builder::new()
+        .prefix("onebox-vmtest-")
+        .tempdir()
+        .expect("tempdir");
+    let mut cfg = LibvirtConfig::new(data.path().to_path_buf());
+    cfg.shutdown_timeout = Duration::from_secs(30);
+    let d = LibvirtDriver::connect(cfg).expect("connect to libvirt");
+    assert_eq!(
+        d.virt_type(),
+        VirtType::detect(),
+        "virtualisation chosen at start-up"
+    );
+    let left = Leftovers { data };
+
+    // 1. A guest with a key, user data and a config drive boots and reads them.
+    let mut s = common::spec(1);
+    let script = "#!/bin/sh\necho onebox-test: user-data ran\n";
+    s.user_data = Some(base64::engine::general_purpose::STANDARD.encode(script));
+    s.key_name = Some("k1".into());
+    s.key_data = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnebox test@onebox".into());
+    s.config_drive = true;
+    let id = s.id.clone();
+    let bridge = hostnet::bridge_name(&s.ports[0].network_id);
+    let guard = Cleanup(&d, vec![id.clone()]);
+    d.spawn(&s).expect("spawn");
+    let log = d.console_log(&id);
+    let text = common::wait_console(&log, "onebox-guest: ready", BOOT);
+    assert!(text.contains("onebox-guest: booted"), "{text}");
+    assert!(
+        text.contains("onebox-guest: ip=10.213.1.10"),
+        "DHCP address: {text}"
+    );
+    assert!(text.contains("onebox-guest: config=config-drive"), "{text}");
+    assert!(
+        text.contains(&format!("onebox-guest: uuid={id}")),
+        "meta_data.json uuid: {text}"
+    );
+    assert!(
+        text.contains(
+            "onebox-guest: public-key=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnebox test@onebox"
+        ),
+        "{text}"
+    );
+    let sha = hex::encode(sha2::Sha256::digest(script.as_bytes()));
+    assert!(
+        text.contains(&format!("onebox-guest: user-data-sha256={sha}")),
+        "{text}"
+    );
+    assert!(text.contains("onebox-test: user-data ran"), "{text}");
+    assert!(text.contains(&format!("onebox-guest: hostname={}", s.hostname)));
+
+    // libvirt's view: the domain, its UUID, SMBIOS, the bridge and its dnsmasq.
+    let name = driver_libvirt::domain_name_of(&id);
+    let xml = virsh(&["dumpxml", &name]);
+    assert!(xml.contains(&format!("<uuid>{id}</uuid>")));
+    assert!(xml.contains("<entry name='product'>OpenStack Compute</entry>"));
+    assert!(xml.contains(&format!("<source bridge='{bridge}'/>")));
+    assert!(virsh(&["domstate", &name]).contains("running"));
+    assert!(
+        std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists()
+    );
+
+    // 2. Every action, seen from libvirt and from the console.
+    let boots = |n| wait_count(&log, "onebox-guest: ready", n);
+    d.power_off(&id).expect("power off");
+    assert!(virsh(&["domstate", &name]).contains("shut off"));
+    assert!(
+        count(&log, "onebox-guest: power-button") >= 1,
+        "the guest saw the ACPI power button"
+    );
+    d.power_on(&id).expect("power on");
+    boots(2);
+    d.reboot(&id, RebootKind::Soft).expect("soft reboot");
+    boots(3);
+    assert_eq!(
+        count(&log, "onebox-guest: power-button"),
+        2,
+        "soft reboot is ACPI"
+    );
+    d.reboot(&id, RebootKind::Hard).expect("hard reboot");
+    boots(4);
+    assert_eq!(
+        count(&log, "onebox-guest: power-button"),
+        2,
+        "hard reboot is not"
+    );
+
+    d.pause(&id).expect("pause");
+    assert!(virsh(&["domstate", &name]).contains("paused"));
+    assert_eq!(
+        d.get_info(&id).expect("info").power_state,
+        PowerState::Paused
+    );
+    d.unpause(&id).expect("unpause");
+    assert!(virsh(&["domstate", &name]).contains("running"));
+
+    d.suspend(&id).expect("suspend");
+    assert!(virsh(&["domstate", &name]).contains("shut off"));
+    assert!(virsh(&["dominfo", &name]).contains("Managed save:   yes"));
+    assert_eq!(
+        d.get_info(&id).expect("info").power_state,
+        PowerState::Suspended
+    );
+    d.resume(&id).expect("resume");
+    assert!(virsh(&["domstate", &name]).contains("running"));
+    // Resumed from memory, not booted again: the guest still answers with the same boot.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        count(&log, "onebox-guest: booted"),
+        4,
+        "resume does not reboot"
+    );
+
+    // Resize grows the disk (never shrinks it) and changes memory and CPUs; revert undoes it.
+    let disk = left
+        .data
+        .path()
+        .join("instances")
+        .join(id.as_str())
+        .join("disk");
+    let vsize = || {
+        let out = std::process::Command::new("qemu-img")
+            .args(["info", "-U", "--output=json", "-f", "qcow2"])
+            .arg(&disk)
+            .output()
+            .expect("qemu-img");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["virtual-size"].as_u64().expect("size")
+    };
+    assert_eq!(vsize(), 1 << 30, "overlay grown to the flavor's disk");
+    let mut big = s.clone();
+    big.vcpus = 2;
+    big.ram_mb = 192;
+    big.disk_gb = 2;
+    d.resize(&big).expect("resize");
+    assert_eq!(vsize(), 2 << 30);
+    assert!(virsh(&["dominfo", &name]).contains("CPU(s):         2"));
+    boots(5);
+    d.revert_resize(&s).expect("revert");
+    assert_eq!(vsize(), 1 << 30, "revert restores the disk");
+    assert!(virsh(&["dominfo", &name]).contains("CPU(s):         1"));
+    boots(6);
+    d.resize(&big).expect("resize again");
+    d.confirm_resize(&id).expect("confirm");
+    let mut small = s.clone();
+    small.disk_gb = 1;
+    small.vcpus = 2;
+    small.ram_mb = 192;
+    d.resize(&small).expect("resize to a smaller disk");
+    assert_eq!(vsize(), 2 << 30, "a disk never shrinks");
+    d.confirm_resize(&id).expect("confirm");
+    boots(8);
+
+    // Snapshot: a standalone qcow2 while the guest keeps running.
+    let snap = left.data.path().join("snap.qcow2");
+    let r = d.snapshot(&id, &snap).expect("snapshot");
+    assert_eq!(r.disk_format, "qcow2");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "qcow2"])
+        .arg(&snap)
+        .output()
+        .expect("qemu-img");
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert!(
+        v.get("backing-filename").is_none(),
+        "the snapshot stands alone"
+    );
+    assert!(virsh(&["domstate", &name]).contains("running"));
+
+    // Rebuild: a fresh disk, the same identity; the console starts again.
+    let mut again = small.clone();
+    again.name = "rebuilt".into();
+    again.config_drive = false;
+    d.rebuild(&again).expect("rebuild");
+    let text = common::wait_console(&log, "onebox-guest: ready", BOOT);
+    assert_eq!(text.matches("onebox-guest: booted").count(), 1, "{text}");
+    assert!(virsh(&["domuuid", &name]).contains(id.as_str()));
+
+    let diag = d.diagnostics(&id).expect("diagnostics");
+    assert_eq!(diag.num_cpus, 2);
+    assert_eq!(diag.nics.len(), 1);
+    assert!(
+        diag.nics[0].rx_packets > 0,
+        "the NIC carried the DHCP exchange"
+    );
+    let out = d.console_output(&id, Some(2)).expect("console");
+    assert!(out.lines().count() <= 2);
+    let res = d.available_resources().expect("resources");
+    assert!(res.vcpus > 0 && res.memory_mb > 0 && res.local_gb > 0);
+
+    d.destroy(&id).expect("destroy");
+    drop(guard);
+    left.check(&[&id], std::slice::from_ref(&bridge));
+
+    // 3. The conformance suite every driver passes. It stops guests before they have booted
+    // far enough to answer the power button, so the ACPI wait is kept short.
+    let mut cfg = LibvirtConfig::new(left.data.path().to_path_buf());
+    cfg.shutdown_timeout = Duration::from_secs(3);
+    let d = LibvirtDriver::connect(cfg).expect("connect to libvirt");
+    let s2 = common::spec(2);
+    let id2 = s2.id.clone();
+    let bridge2 = hostnet::bridge_name(&s2.ports[0].network_id);
+    driver::conformance::run(&d, s2);
+    left.check(&[&id2], &[bridge2]);
+}
+
+struct Cleanup<'a>(&'a LibvirtDriver, Vec<model::compute::ServerId>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for id in &self.1 {
+            let _ = self.0.destroy(id);
+        }
+    }
+}
