@@ -46,6 +46,10 @@ def vmbox():
     if not all(os.path.exists(f) for f in files):
         subprocess.run([os.path.join(REPO, "firmware", "build-guest.sh")], check=True)
     binary = os.environ.get("ONEBOX_BIN") or shutil.which("onebox")
+    # onebox puts the metadata address on lo when the host lacks it; the test takes it away
+    # again if it was not there before.
+    had_metadata_addr = "169.254.169.254/32" in subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
     data_dir = tempfile.mkdtemp(prefix="onebox-vm-")
     box = Onebox(binary, data_dir, free_port())
     box.fake = False
@@ -69,6 +73,9 @@ def vmbox():
             pass
         box.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+        if not had_metadata_addr:
+            subprocess.run(["ip", "addr", "del", "169.254.169.254/32", "dev", "lo"],
+                           capture_output=True)
 
 
 def console_until(box, server, needle, timeout=180):
