@@ -415,7 +415,9 @@ async fn a_snapshot_goes_through_the_image_service_and_its_quota() {
     let r = glance(
         Method::POST,
         "/images".into(),
-        Some(json!({"name": "base", "disk_format": "raw", "container_format": "bare"})),
+        Some(
+            json!({"name": "base", "disk_format": "raw", "container_format": "bare", "hw_disk_bus": "virtio"}),
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -453,6 +455,8 @@ async fn a_snapshot_goes_through_the_image_service_and_its_quota() {
     assert_eq!(img.body["instance_uuid"], id);
     assert_eq!(img.body["base_image_ref"], base);
     assert_eq!(img.body["visibility"], "private");
+    // It inherits the base image's properties, as in Nova.
+    assert_eq!(img.body["hw_disk_bus"], "virtio", "{}", img.text);
     // The next snapshots pass the 10 MiB quota: the image is removed, the server unharmed.
     let mut refused = None;
     for _ in 0..12 {

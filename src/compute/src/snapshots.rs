@@ -49,6 +49,18 @@ fn catalog_error(e: CatalogError) -> Error {
     }
 }
 
+/// Base-image properties a snapshot does not inherit (prefixes): Nova's
+/// `non_inheritable_image_properties`, the data hashes of the base image, and onebox's record
+/// of the payload an image was imported from.
+const NON_INHERITABLE: &[&str] = &[
+    "cache_in_nova",
+    "bittorrent",
+    "img_signature",
+    "os_hash_",
+    "os_hidden",
+    "onebox_payload_sha256",
+];
+
 impl Compute {
     /// The queued image a snapshot of `s` goes to, with the properties Nova sets.
     async fn snapshot_image(
@@ -61,7 +73,21 @@ impl Compute {
     ) -> Result<String> {
         let base = s.image_id.clone().unwrap_or_default();
         let base_info = self.images.find(ctx, &base).await;
-        let mut properties = metadata;
+        // As in Nova, a snapshot inherits its base image's properties (so a container's
+        // snapshot is a container root filesystem again, a VM's keeps its kernel and hardware
+        // hints), save the ones that describe the base image's own data; the request's
+        // metadata and Nova's own keys come on top.
+        let mut properties: BTreeMap<String, String> = base_info
+            .as_ref()
+            .map(|i| {
+                i.properties
+                    .iter()
+                    .filter(|(k, _)| !NON_INHERITABLE.iter().any(|n| k.starts_with(n)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        properties.extend(metadata);
         properties.insert(
             "image_type".into(),
             if backup.is_some() {
