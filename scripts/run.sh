@@ -7,4 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 cargo build --release --locked
+# VM servers need a libvirtd: start one when none answers (as root; on a host where systemd
+# runs libvirtd this does nothing). Without it, VM servers end in ERROR with a fault saying so.
+if [ "$(id -u)" = 0 ]; then
+    scripts/libvirtd.sh start || echo "warning: libvirtd could not be started; no VM backend"
+fi
 exec ./target/release/onebox serve "$@"
