@@ -38,6 +38,8 @@ class Onebox:
         self.proc = None
         # Every server on the fake driver unless a test runs real backends.
         self.fake = True
+        # Extra environment for the daemon (e.g. ONEBOX_CONFIG).
+        self.env = {}
 
     def init(self):
         subprocess.run(
@@ -56,7 +58,7 @@ class Onebox:
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data-dir", self.data_dir,
              "--listen", f"127.0.0.1:{self.port}"] + (["--fake-driver"] if self.fake else []),
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
         )
         deadline = time.time() + 30
         while time.time() < deadline:

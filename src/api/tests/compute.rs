@@ -846,6 +846,44 @@ async fn power_sync_follows_what_the_guest_did() {
 }
 
 #[tokio::test]
+async fn a_backend_event_syncs_the_server_without_waiting_for_the_periodic_sync() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("evented").await;
+    app.compute.idle().await;
+    // The periodic sync would not come for an hour: only the event can move the server.
+    let sync = app
+        .compute
+        .spawn_power_sync(std::time::Duration::from_secs(3600));
+    let sid = model::compute::ServerId::from_stored(id.clone());
+    assert!(
+        app.driver
+            .set_power(&sid, model::compute::PowerState::Shutdown)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while status_of(&a, &id).await != "SHUTOFF" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the event did not sync the server"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Starting it again raises no event of its own that could undo the start.
+    let r = a
+        .call(
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            Some(json!({"os-start": null})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    app.compute.idle().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(status_of(&a, &id).await, "ACTIVE");
+    sync.abort();
+}
+
+#[tokio::test]
 async fn a_crash_is_shutoff_with_power_state_crashed_and_an_instance_action() {
     let app = TestApp::new().await;
     let a = api(&app, app.demo().await).await;

@@ -268,6 +268,59 @@ async fn resize_waits_for_confirmation_and_revert_restores_the_old_flavor() {
 }
 
 #[tokio::test]
+async fn a_restart_rolls_back_a_resize_it_interrupted() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("interrupted").await;
+    app.compute.idle().await;
+    // What a crash in the middle of a resize leaves: the backend already on the new flavor,
+    // the database still on the old one, in task state resize_finish.
+    let mut bigger = app.driver.spec_of(&sid(&id)).expect("spec");
+    let small = bigger.ram_mb;
+    bigger.ram_mb = 2048;
+    bigger.flavor_name = "m1.small".into();
+    driver::ComputeDriver::resize(app.driver.as_ref(), &bigger).expect("resize");
+    let s2 = sid(&id);
+    app.store
+        .write(move |tx| {
+            store::compute::transition(
+                tx,
+                &s2,
+                None,
+                model::compute::VmState::Active,
+                Some(model::compute::TaskState::ResizeFinish),
+                None,
+            )
+        })
+        .await
+        .expect("mid-resize");
+    assert_eq!(a.status(&id).await, "RESIZE");
+
+    let report = app
+        .compute
+        .reconcile(compute::reconcile::OrphanPolicy::Report)
+        .await
+        .expect("reconcile");
+    assert_eq!(report.tasks_rolled_back, 1);
+    let s = a.server(&id).await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert!(s["OS-EXT-STS:task_state"].is_null());
+    assert_eq!(s["flavor"]["original_name"], "m1.tiny");
+    assert!(s.get("fault").is_none(), "{s}");
+    assert_eq!(
+        app.driver.spec_of(&sid(&id)).expect("spec").ram_mb,
+        small,
+        "the backend is back on the old flavor"
+    );
+    // Nothing of the resize is left to confirm or revert.
+    assert_compute_fault(
+        &a.act(&id, json!({"confirmResize": null})).await,
+        409,
+        "conflictingRequest",
+    );
+}
+
+#[tokio::test]
 async fn resize_up_is_held_to_the_cores_and_ram_quotas() {
     let app = TestApp::new().await;
     let admin = api(&app, app.admin().await).await;

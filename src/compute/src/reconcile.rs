@@ -1,8 +1,10 @@
 //! Bringing the database and the backend into agreement, at start-up.
 //!
 //! A restart is always safe. Servers caught mid-task are resolved: a delete is carried out
-//! again, a build that never finished ends in ERROR with a fault, and any other task is rolled
-//! back to the stable state. Every live server's power state is then read from the backend;
+//! again, a build that never finished ends in ERROR with a fault, a resize is undone in the
+//! backend (old flavor, old disk), a rebuild or a revert/confirm in doubt ends in ERROR with a
+//! fault, and any other task is rolled back to the stable state. Every live server's power
+//! state is then read from the backend;
 //! a running server the backend no longer has is reported SHUTOFF. Instances the backend
 //! holds that the database does not know are orphans: they are reported, and destroyed only
 //! if the configured policy says so.
@@ -76,7 +78,21 @@ impl Compute {
                     tracing::warn!(server_id = %id, "interrupted build set to ERROR");
                     report.builds_failed += 1;
                 }
-                // A rebuild or resize cut short leaves the guest in doubt: ERROR, as Nova
+                // A resize cut short before it finished is rolled back, as Nova does at
+                // start-up: the backend goes back to the old flavor and the disk kept for a
+                // revert, and the server is where it was before the request.
+                (
+                    vm,
+                    task @ Some(
+                        TaskState::ResizeMigrating
+                        | TaskState::ResizeMigrated
+                        | TaskState::ResizeFinish,
+                    ),
+                ) if self.roll_back_resize(&s, vm, task).await => {
+                    report.tasks_rolled_back += 1;
+                }
+                // A rebuild cut short, a resize whose roll-back failed, or a revert or
+                // confirm cut short leaves the guest in doubt: ERROR with a fault, as Nova
                 // leaves it.
                 (
                     _,
@@ -152,6 +168,56 @@ impl Compute {
         Ok(report)
     }
 
+    /// Undoes a resize that onebox stopped in the middle of: the backend is put back on the
+    /// server's flavor (still the old one: the new flavor is recorded only when the resize
+    /// finishes) with the disk it kept for a revert, powered as it was, and the server
+    /// returns to `vm` with the resize's bookkeeping dropped. False when the backend could
+    /// not, leaving the caller to set ERROR.
+    async fn roll_back_resize(
+        &self,
+        s: &model::compute::Server,
+        vm: VmState,
+        task: Option<TaskState>,
+    ) -> bool {
+        let id = s.id.clone();
+        let spec = self.instance_spec(s).await;
+        let stopped = vm == VmState::Stopped;
+        let undone = self
+            .blocking(&id, move |d| {
+                d.revert_resize(&spec)?;
+                if stopped {
+                    d.power_off(&spec.id)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = undone {
+            tracing::error!(server_id = %id, error = %e, "rolling back an interrupted resize");
+            return false;
+        }
+        self.drop_resize_state(&id, &s.flavor).await;
+        let power = if stopped {
+            PowerState::Shutdown
+        } else {
+            PowerState::Running
+        };
+        let id2 = id.clone();
+        match self
+            .store
+            .write(move |tx| sql::transition(tx, &id2, task, vm, None, Some(power)))
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(server_id = %id, task = ?task.map(TaskState::as_str), "interrupted resize rolled back");
+                true
+            }
+            Err(e) => {
+                tracing::error!(server_id = %id, error = %e, "rolling back an interrupted resize");
+                false
+            }
+        }
+    }
+
     /// Brings the database's power state of every settled server (no task, not ERROR) in
     /// line with what its backend reports, as Nova's power-state sync does: a server the
     /// guest shut down (or that crashed, or vanished) becomes SHUTOFF; a stopped server the
@@ -160,112 +226,161 @@ impl Compute {
     pub async fn sync_power_states(&self) -> Result<usize> {
         let live = self.store.read(sql::live_server_ids).await?;
         let mut changed = 0;
-        for id in &live {
-            let sid = ServerId::from_stored(id.clone());
-            let Some(server) = self
-                .store
-                .read({
-                    let s = sid.clone();
-                    move |c| sql::get_server(c, &s)
-                })
-                .await?
-            else {
-                continue;
-            };
-            if server.task_state.is_some()
-                || matches!(server.vm_state, VmState::Error | VmState::ShelvedOffloaded)
-            {
-                continue;
-            }
-            let d = self.backends.get(server.backend);
-            let s2 = sid.clone();
-            let info = tokio::task::spawn_blocking(move || d.get_info(&s2))
-                .await
-                .map_err(|e| crate::Error::Task(e.to_string()))?;
-            let power = match info {
-                Ok(i) => i.power_state,
-                Err(_) => PowerState::Shutdown,
-            };
-            if power == server.power_state {
-                continue;
-            }
-            let vm = match (server.vm_state, power) {
-                (VmState::Active, PowerState::Shutdown | PowerState::Crashed) => VmState::Stopped,
-                (VmState::Stopped, PowerState::Running) => {
-                    let d = self.backends.get(server.backend);
-                    let s2 = sid.clone();
-                    let off = tokio::task::spawn_blocking(move || d.power_off(&s2))
-                        .await
-                        .map_err(|e| crate::Error::Task(e.to_string()))?;
-                    if let Err(e) = off {
-                        tracing::warn!(server_id = %sid, error = %e, "powering off a stopped server the backend runs");
-                    }
-                    continue;
-                }
-                (vm, _) => vm,
-            };
-            // Only a server still settled in the state read above changes: a task that
-            // started meanwhile owns it.
-            let s3 = sid.clone();
-            let from_vm = server.vm_state;
-            let host = self.cfg.host.clone();
-            let moved = self
-                .store
-                .write(move |tx| {
-                    let now = sql::get_server(tx, &s3)?;
-                    match now {
-                        Some(n) if n.task_state.is_none() && n.vm_state == from_vm => {
-                            let moved = sql::transition(tx, &s3, None, vm, None, Some(power))?;
-                            // A crash (an OOM kill of a container's init, a guest that
-                            // crashed) is recorded as an instance action, so the owner
-                            // sees why the server stopped.
-                            if moved && power == PowerState::Crashed {
-                                let rid = format!("req-{}", uuid::Uuid::new_v4());
-                                let a = sql::start_action(
-                                    tx,
-                                    &s3,
-                                    &rid,
-                                    "stop",
-                                    &n.project_id,
-                                    &n.user_id,
-                                )?;
-                                let ev = sql::start_event(tx, a, "compute_power_state_sync", &host)?;
-                                sql::finish_event(
-                                    tx,
-                                    ev,
-                                    false,
-                                    Some("The instance crashed (its backend reported power state CRASHED)"),
-                                )?;
-                            }
-                            Ok(moved)
-                        }
-                        _ => Ok(false),
-                    }
-                })
-                .await?;
-            if moved {
-                tracing::warn!(server_id = %sid, ?power, "power state synced from the backend");
+        for id in live {
+            if self.sync_power_state(&ServerId::from_stored(id)).await? {
                 changed += 1;
             }
         }
         Ok(changed)
     }
 
+    /// [`sync_power_states`](Self::sync_power_states) for one server; true when its state
+    /// changed. A server that is gone, busy with a task or in ERROR is left alone.
+    pub async fn sync_power_state(&self, sid: &ServerId) -> Result<bool> {
+        let Some(server) = self
+            .store
+            .read({
+                let s = sid.clone();
+                move |c| sql::get_server(c, &s)
+            })
+            .await?
+        else {
+            return Ok(false);
+        };
+        if server.deleted
+            || server.task_state.is_some()
+            || matches!(server.vm_state, VmState::Error | VmState::ShelvedOffloaded)
+        {
+            return Ok(false);
+        }
+        let d = self.backends.get(server.backend);
+        let s2 = sid.clone();
+        let info = tokio::task::spawn_blocking(move || d.get_info(&s2))
+            .await
+            .map_err(|e| crate::Error::Task(e.to_string()))?;
+        let power = match info {
+            Ok(i) => i.power_state,
+            Err(_) => PowerState::Shutdown,
+        };
+        if power == server.power_state {
+            return Ok(false);
+        }
+        let vm = match (server.vm_state, power) {
+            (VmState::Active, PowerState::Shutdown | PowerState::Crashed) => VmState::Stopped,
+            (VmState::Stopped, PowerState::Running) => {
+                let d = self.backends.get(server.backend);
+                let s2 = sid.clone();
+                let off = tokio::task::spawn_blocking(move || d.power_off(&s2))
+                    .await
+                    .map_err(|e| crate::Error::Task(e.to_string()))?;
+                if let Err(e) = off {
+                    tracing::warn!(server_id = %sid, error = %e, "powering off a stopped server the backend runs");
+                }
+                return Ok(false);
+            }
+            (vm, _) => vm,
+        };
+        // Only a server still settled in the state read above changes: a task that
+        // started meanwhile owns it.
+        let s3 = sid.clone();
+        let from_vm = server.vm_state;
+        let host = self.cfg.host.clone();
+        let moved = self
+            .store
+            .write(move |tx| {
+                let now = sql::get_server(tx, &s3)?;
+                match now {
+                    Some(n) if n.task_state.is_none() && n.vm_state == from_vm => {
+                        let moved = sql::transition(tx, &s3, None, vm, None, Some(power))?;
+                        // A crash (an OOM kill of a container's init, a guest that
+                        // crashed) is recorded as an instance action, so the owner
+                        // sees why the server stopped.
+                        if moved && power == PowerState::Crashed {
+                            let rid = format!("req-{}", uuid::Uuid::new_v4());
+                            let a = sql::start_action(
+                                tx,
+                                &s3,
+                                &rid,
+                                "stop",
+                                &n.project_id,
+                                &n.user_id,
+                            )?;
+                            let ev = sql::start_event(tx, a, "compute_power_state_sync", &host)?;
+                            sql::finish_event(
+                                tx,
+                                ev,
+                                false,
+                                Some("The instance crashed (its backend reported power state CRASHED)"),
+                            )?;
+                        }
+                        Ok(moved)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .await?;
+        if moved {
+            tracing::warn!(server_id = %sid, ?power, "power state synced from the backend");
+        }
+        Ok(moved)
+    }
+
     /// Runs [`sync_power_states`](Self::sync_power_states) and then
     /// [`run_periodic_tasks`](Self::run_periodic_tasks) (resize auto-confirm, shelved
-    /// offload, soft-delete reclaim) every `every` until the process ends.
+    /// offload, soft-delete reclaim) every `every` until the process ends. Between ticks,
+    /// each backend with state events ([`ComputeDriver::watch`]) reports the servers that
+    /// changed by themselves, and those are synced at once.
+    ///
+    /// [`ComputeDriver::watch`]: driver::ComputeDriver::watch
     pub fn spawn_power_sync(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
+        let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel::<ServerId>();
+        for (kinds, d) in self.backends.present() {
+            let tx = tx.clone();
+            let sink: driver::StateSink = std::sync::Arc::new(move |id: &ServerId| {
+                let _ = tx.send(id.clone());
+            });
+            if d.watch(sink) {
+                tracing::info!(
+                    backend = d.name(),
+                    ?kinds,
+                    "following the backend's state events"
+                );
+            }
+        }
+        drop(tx);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let mut events_open = true;
             loop {
-                tick.tick().await;
-                if let Err(e) = this.sync_power_states().await {
-                    tracing::error!(error = %e, "power-state sync");
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = this.sync_power_states().await {
+                            tracing::error!(error = %e, "power-state sync");
+                        }
+                        this.run_periodic_tasks().await;
+                    }
+                    id = changed.recv(), if events_open => {
+                        let Some(id) = id else {
+                            events_open = false;
+                            continue;
+                        };
+                        // One event often comes with others (stopped, then undefined);
+                        // each server is synced once per burst.
+                        let mut ids = std::collections::BTreeSet::from([id.to_string()]);
+                        while let Ok(more) = changed.try_recv() {
+                            ids.insert(more.to_string());
+                        }
+                        for id in ids {
+                            let sid = ServerId::from_stored(id);
+                            if let Err(e) = this.sync_power_state(&sid).await {
+                                tracing::error!(server_id = %sid, error = %e, "power-state sync on a backend event");
+                            }
+                        }
+                    }
                 }
-                this.run_periodic_tasks().await;
             }
         })
     }

@@ -30,6 +30,8 @@ pub struct FakeDriver {
     instances: Mutex<HashMap<ServerId, Instance>>,
     /// Operations told to fail, and how long each operation takes.
     behaviour: Mutex<Behaviour>,
+    /// Where [`set_power`](Self::set_power) reports, once the compute service watches.
+    sinks: Mutex<Vec<crate::StateSink>>,
 }
 
 #[derive(Default)]
@@ -108,12 +110,21 @@ impl FakeDriver {
 
     /// Changes an instance's power state as if it happened inside the guest (a shutdown
     /// from within, a crash), for tests of the power-state sync.
+    /// Watchers hear of it as they would of a real backend's event.
     pub fn set_power(&self, id: &ServerId, power: PowerState) -> bool {
-        self.with(id, |i| {
-            i.power = power;
-            Ok(())
-        })
-        .is_ok()
+        let found = self
+            .with(id, |i| {
+                i.power = power;
+                Ok(())
+            })
+            .is_ok();
+        if found {
+            let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for sink in sinks {
+                sink(id);
+            }
+        }
+        found
     }
 
     fn with<T>(&self, id: &ServerId, f: impl FnOnce(&mut Instance) -> Result<T>) -> Result<T> {
@@ -150,6 +161,14 @@ impl FakeDriver {
 impl ComputeDriver for FakeDriver {
     fn name(&self) -> &'static str {
         "fake"
+    }
+
+    fn watch(&self, sink: crate::StateSink) -> bool {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+        true
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -223,6 +223,11 @@ pub enum DriverError {
 
 pub type Result<T, E = DriverError> = std::result::Result<T, E>;
 
+/// Where a backend reports that an instance changed state by itself (a guest shut down from
+/// inside, crashed, was paused by the host). A report is a hint: the compute service answers
+/// it by asking [`ComputeDriver::get_info`], as its periodic power-state sync does.
+pub type StateSink = std::sync::Arc<dyn Fn(&ServerId) + Send + Sync>;
+
 /// A compute backend. Methods block; call them from blocking threads.
 ///
 /// The methods with a default body are optional: the default refuses with `NotSupported`,
@@ -288,6 +293,13 @@ pub trait ComputeDriver: Send + Sync {
     fn diagnostics(&self, id: &ServerId) -> Result<Diagnostics> {
         let _ = id;
         Err(DriverError::NotSupported(Operation::Diagnostics))
+    }
+    /// Starts reporting state changes the backend notices by itself to `sink`, for as long
+    /// as the driver lives. Returns false when the backend has no such events; the periodic
+    /// power-state sync then is the only way they are noticed.
+    fn watch(&self, sink: StateSink) -> bool {
+        let _ = sink;
+        false
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod dhcp;
 pub mod disk;
+mod events;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -130,6 +131,8 @@ pub struct LibvirtDriver {
     conn: Mutex<Arc<Connect>>,
     disks: disk::Disks,
     dhcp: dhcp::Dhcp,
+    /// Held only to be watched: the event thread ends once the driver is gone.
+    life: Arc<()>,
 }
 
 const PREFIX: &str = "onebox-";
@@ -166,6 +169,7 @@ impl LibvirtDriver {
             conn: Mutex::new(Arc::new(conn)),
             disks,
             dhcp,
+            life: Arc::new(()),
         })
     }
 
@@ -485,6 +489,11 @@ impl ComputeDriver for LibvirtDriver {
         "QEMU"
     }
 
+    fn watch(&self, sink: driver::StateSink) -> bool {
+        events::watch(self.cfg.uri.clone(), sink, Arc::downgrade(&self.life));
+        true
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             pause: true,
@@ -638,15 +647,23 @@ impl ComputeDriver for LibvirtDriver {
         let backup = dir.join("disk.resize-backup");
         let d = self.domain(&spec.id)?;
         self.stop(&d)?;
-        // The disk and definition before the resize are kept until confirm or revert.
+        // The disk and definition before the resize are kept until confirm or revert. The
+        // copy is complete before it takes the backup's name, so a backup that exists after
+        // a crash is one a revert can trust.
         if !backup.exists() {
-            std::fs::copy(&disk, &backup)
-                .map_err(|e| Error::Io("keeping the disk for a revert".into(), e))?;
             let xml = d
                 .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
                 .map_err(Error::from)?;
             std::fs::write(dir.join("domain.resize-backup.xml"), xml)
                 .map_err(|e| Error::Io("keeping the definition for a revert".into(), e))?;
+            let part = dir.join("disk.resize-backup.part");
+            let keep = || -> std::io::Result<()> {
+                std::fs::copy(&disk, &part)?;
+                std::fs::File::open(&part)?.sync_all()?;
+                std::fs::rename(&part, &backup)?;
+                std::fs::File::open(&dir)?.sync_all()
+            };
+            keep().map_err(|e| Error::Io("keeping the disk for a revert".into(), e))?;
         }
         self.disks.grow(&disk, spec.disk_gb)?;
         let d = self.redefine(spec, false)?;
@@ -658,6 +675,7 @@ impl ComputeDriver for LibvirtDriver {
         let dir = self.instance_dir(id);
         disk::remove_file(&dir.join("disk.resize-backup"))?;
         disk::remove_file(&dir.join("domain.resize-backup.xml"))?;
+        disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         Ok(())
     }
 
@@ -671,6 +689,7 @@ impl ComputeDriver for LibvirtDriver {
                 .map_err(|e| Error::Io("restoring the disk".into(), e))?;
         }
         disk::remove_file(&dir.join("domain.resize-backup.xml"))?;
+        disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         let d = self.redefine(old, false)?;
         d.create().map_err(Error::from)?;
         Ok(())

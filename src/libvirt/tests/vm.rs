@@ -100,6 +100,28 @@ fn vm_backend_on_real_libvirt() {
         "virtualisation chosen at start-up"
     );
     let left = Leftovers { data };
+    // Lifecycle events, as the compute service hears them.
+    let (events_tx, events) = std::sync::mpsc::channel::<model::compute::ServerId>();
+    let events_tx = std::sync::Mutex::new(events_tx);
+    assert!(
+        d.watch(std::sync::Arc::new(move |id: &model::compute::ServerId| {
+            let _ = events_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(id.clone());
+        }))
+    );
+    let event_for = |id: &model::compute::ServerId, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match events.recv_timeout(left) {
+                Ok(got) if &got == id => return,
+                Ok(_) => {}
+                Err(_) => panic!("no lifecycle event for {what}"),
+            }
+        }
+    };
 
     // 1. A guest with a key, user data and a config drive boots and reads them.
     let mut s = common::spec(1);
@@ -145,6 +167,17 @@ fn vm_backend_on_real_libvirt() {
     assert!(xml.contains("<entry name='product'>OpenStack Compute</entry>"));
     assert!(xml.contains(&format!("<source bridge='{bridge}'/>")));
     assert!(virsh(&["domstate", &name]).contains("running"));
+    event_for(&id, "the start");
+    while events.try_recv().is_ok() {}
+    // A pause from outside onebox is heard at once, not at the next sync.
+    virsh(&["suspend", &name]);
+    event_for(&id, "a pause from outside");
+    assert_eq!(
+        d.get_info(&id).expect("info").power_state,
+        PowerState::Paused
+    );
+    virsh(&["resume", &name]);
+    event_for(&id, "a resume from outside");
     assert!(
         std::path::Path::new("/sys/class/net")
             .join(&bridge)

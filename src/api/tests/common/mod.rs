@@ -24,6 +24,8 @@ pub struct TestApp {
     pub identity: Identity,
     pub compute: compute::Compute,
     pub driver: Arc<driver::fake::FakeDriver>,
+    /// The database, for tests that put a server where only a crash could leave it.
+    pub store: store::Store,
     pub images: image::Images,
     /// The stand-in catalog compute uses (unless built with [`TestApp::with_glance`]); it
     /// holds server snapshots in memory.
@@ -129,7 +131,7 @@ impl TestApp {
             Arc::new(standin.clone())
         };
         let compute = compute::Compute::new(
-            store,
+            store.clone(),
             driver.clone(),
             catalog,
             compute::ComputeConfig {
@@ -177,6 +179,7 @@ impl TestApp {
             identity,
             compute,
             driver,
+            store,
             images,
             standin,
             data_dir,
