@@ -106,6 +106,9 @@ pub struct LibvirtConfig {
     pub default_cmdline: String,
     /// Always attach a config drive, whatever the request says.
     pub force_config_drive: bool,
+    /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
+    /// `false`: isolated.
+    pub forwarding: bool,
 }
 
 impl LibvirtConfig {
@@ -120,6 +123,7 @@ impl LibvirtConfig {
             dnsmasq: "dnsmasq".into(),
             default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             force_config_drive: false,
+            forwarding: false,
         }
     }
 }
@@ -310,6 +314,7 @@ impl LibvirtDriver {
                 id: p.network_id.clone(),
                 cidr: p.cidr.clone(),
                 gateway: p.gateway.clone(),
+                forwarding: self.cfg.forwarding,
             };
             let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
             nics.push((br.clone(), p.mac.clone()));
