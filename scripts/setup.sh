@@ -45,6 +45,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkgconf)
     command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
     command -v genisoimage >/dev/null 2>&1 || need+=(genisoimage)
+    # nft writes onebox's table when [network] nat_uplink lets guests out (and the NAT test
+    # checks it inside namespaces of its own).
+    command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
         need+=(qemu-system-x86)
         qemu_pin=(x)

@@ -42,6 +42,24 @@ pub struct Config {
     pub baremetal: BaremetalSection,
     pub container: ContainerSection,
     pub libvirt: LibvirtSection,
+    pub network: NetworkSection,
+}
+
+/// The project networks' way out (`[network]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// The host interface through which guests reach the outside, their addresses
+    /// masqueraded as its own. Empty: project networks are isolated (guests reach each other
+    /// and onebox's services on their gateway, nothing else).
+    pub nat_uplink: String,
+}
+
+impl NetworkSection {
+    /// The uplink, when one is set.
+    pub fn uplink(&self) -> Option<&str> {
+        Some(self.nat_uplink.trim()).filter(|u| !u.is_empty())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -249,6 +267,7 @@ impl Default for Config {
             baremetal: BaremetalSection::default(),
             container: ContainerSection::default(),
             libvirt: LibvirtSection::default(),
+            network: NetworkSection::default(),
         }
     }
 }
@@ -398,5 +417,31 @@ mod tests {
         assert_eq!(c.container.cgroup_parent, "onebox");
         assert_eq!(c.libvirt.uri, "qemu:///system");
         assert_eq!(c.libvirt.metadata_listen, "169.254.169.254:80");
+        // Isolated unless the operator names an uplink; the documented key parses.
+        assert_eq!(c.network.uplink(), None);
+        let network: String = text
+            .split("[network]")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .expect("[network] section")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let uncommented: Config =
+            toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
+        assert_eq!(uncommented.network.uplink(), Some("eth0"));
+    }
+
+    #[test]
+    fn the_nat_uplink_is_off_unless_named() {
+        let c: Config = toml::from_str("").expect("empty");
+        assert_eq!(c.network.uplink(), None);
+        let c: Config = toml::from_str("[network]\nnat_uplink = \"\"").expect("empty uplink");
+        assert_eq!(c.network.uplink(), None);
+        let c: Config = toml::from_str("[network]\nnat_uplink = \"enp3s0\"").expect("uplink");
+        assert_eq!(c.network.uplink(), Some("enp3s0"));
+        assert!(toml::from_str::<Config>("[network]\nnat = \"eth0\"").is_err());
     }
 }

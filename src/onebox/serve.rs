@@ -138,6 +138,7 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
     dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;
+    dc.forwarding = cfg.network.uplink().is_some();
     container::ContainerDriver::new(dc)
 }
 
@@ -156,6 +157,7 @@ fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     };
     lc.shutdown_timeout = Duration::from_secs(l.shutdown_timeout_secs);
     lc.force_config_drive = l.force_config_drive;
+    lc.forwarding = cfg.network.uplink().is_some();
     lc.default_cmdline = l.kernel_cmdline.clone();
     lc.qemu_img = cfg.image.qemu_img.to_string_lossy().into_owned();
     lc.dnsmasq = l.dnsmasq.to_string_lossy().into_owned();
@@ -201,6 +203,42 @@ async fn serve_metadata(cfg: &Config, compute: compute::Compute) -> Result<()> {
     Ok(())
 }
 
+/// Applies `[network] nat_uplink`: masquerading through the uplink when it is set (a failure
+/// stops onebox, since the operator asked for it), else onebox's nft table removed and the
+/// bridges isolated again (a failure there is only logged: without root there are no
+/// bridges of onebox's to isolate). A fake-driver box leaves the host alone.
+async fn project_networks_uplink(cfg: &Config) -> Result<()> {
+    if cfg.fake_driver {
+        // No bridges of its own, and the host's table may belong to a real onebox.
+        tracing::info!("fake driver: the host's networking is left alone");
+        return Ok(());
+    }
+    let uplink = cfg.network.uplink().map(str::to_owned);
+    let outcome = tokio::task::spawn_blocking({
+        let uplink = uplink.clone();
+        move || match &uplink {
+            Some(u) => hostnet::nat::apply(u),
+            None => hostnet::nat::remove(),
+        }
+    })
+    .await
+    .context("joining")?;
+    match (uplink, outcome) {
+        (Some(u), Ok(())) => {
+            tracing::info!(uplink = %u, "project networks reach the outside through NAT");
+        }
+        (Some(u), Err(e)) => {
+            return Err(anyhow::anyhow!(e)).with_context(|| format!("[network] nat_uplink {u}"));
+        }
+        (None, Ok(())) => tracing::info!("project networks are isolated (no NAT uplink)"),
+        (None, Err(e)) => tracing::warn!(
+            error = %e,
+            "project networks are isolated (no NAT uplink), but onebox's nft table could not be checked"
+        ),
+    }
+    Ok(())
+}
+
 pub async fn run(cfg: Config) -> Result<()> {
     ensure_data_dir(&cfg)?;
     // Held while onebox serves: a second `onebox serve` and `onebox restore` refuse to use the
@@ -209,6 +247,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         &cfg.data_dir,
         "another onebox is already serving this data directory",
     )?;
+    // Before any backend makes a bridge.
+    project_networks_uplink(&cfg).await?;
     let Services {
         identity,
         compute,

@@ -110,8 +110,8 @@ check "/etc/onebox/onebox.toml is a conffile" \
 check "Depends comes from the shared libraries (libc6)" grep -q '^ Depends:.*libc6' "$tmp/info"
 check "Depends on qemu-utils (the image service checks every disk with qemu-img)" \
     grep -q '^ Depends:.*qemu-utils' "$tmp/info"
-check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend)" \
-    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage$' "$tmp/info"
+check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend), nftables (the NAT uplink)" \
+    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage, nftables$' "$tmp/info"
 check "nothing Python in the dependencies" \
     sh -c "! grep -E '^ (Pre-)?Depends:.*python' '$tmp/info'"
 

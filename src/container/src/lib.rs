@@ -81,6 +81,9 @@ pub struct Config {
     /// Give containers a user namespace (root inside maps to uid 0 outside, but its
     /// capabilities hold only in its own namespaces).
     pub user_namespace: bool,
+    /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
+    /// `false`: isolated.
+    pub forwarding: bool,
     pub shim: ShimCommand,
 }
 
@@ -94,6 +97,7 @@ impl Config {
             stop_timeout: Duration::from_secs(10),
             nameservers: Vec::new(),
             user_namespace: false,
+            forwarding: false,
             shim: ShimCommand::onebox(),
         }
     }
@@ -294,12 +298,15 @@ impl ContainerDriver {
             console_max_bytes: self.cfg.console_max_bytes,
             user_namespace: self.cfg.user_namespace.then_some(0),
             boot,
+            forwarding: self.cfg.forwarding,
         })
     }
 
     /// Starts a new boot of the instance and waits until its init runs.
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
         inst.boot += 1;
+        // The policy of now, not of when the instance was made.
+        inst.forwarding = self.cfg.forwarding;
         for f in [
             paths.boot(),
             paths.exit(),

@@ -200,6 +200,7 @@ fn network(inst: &Instance, pid: u32) -> Result<(), String> {
             id: nic.network_id.clone(),
             cidr: nic.cidr.clone(),
             gateway: nic.gateway.clone(),
+            forwarding: inst.forwarding,
         };
         let bridge = hostnet::ensure_bridge(&net).map_err(|e| e.to_string())?;
         hostnet::create_veth(&nic.host_if, &nic.peer_if, &bridge).map_err(|e| e.to_string())?;

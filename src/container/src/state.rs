@@ -54,6 +54,10 @@ pub struct Instance {
     pub user_namespace: Option<u32>,
     /// Bumped by every boot the driver starts; the shim records the one it ran.
     pub boot: u64,
+    /// The networks' bridges route to the NAT uplink (see [`crate::Config::forwarding`]);
+    /// set from the driver's settings at every boot. Absent in older files: isolated.
+    #[serde(default)]
+    pub forwarding: bool,
 }
 
 /// A running boot, as the shim recorded it.

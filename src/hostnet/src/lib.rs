@@ -4,7 +4,9 @@
 //! A network's bridge is named from its id (`obr` + 11 hex digits), carries the network's
 //! gateway address, and is isolated: the host does not forward packets that arrive on it, so
 //! guests reach each other and the host's own services on the gateway (DHCP, metadata) and
-//! nothing beyond. Every function is idempotent, so a restart can call them again.
+//! nothing beyond. The one exception is an operator's NAT uplink ([`nat`]): then the bridges
+//! forward, and onebox's own nftables table lets guests out through the uplink only.
+//! Every function is idempotent, so a restart can call them again.
 //!
 //! Functions block: each runs its netlink requests on a small runtime of its own, on the
 //! calling thread (or, for work inside another network namespace, on a thread that joins it).
@@ -15,6 +17,8 @@ use std::os::fd::AsFd;
 use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
+pub mod nat;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("network {0}: {1}")]
@@ -23,6 +27,8 @@ pub enum Error {
     Netlink(String),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("nft: {0}")]
+    Nft(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,6 +40,10 @@ pub struct NetworkDef {
     /// `a.b.c.d/len`
     pub cidr: String,
     pub gateway: String,
+    /// Whether the host routes packets arriving on the bridge: only when the operator set a
+    /// NAT uplink ([`nat::apply`]), whose nft table then lets them out through the uplink
+    /// only. `false`: isolated.
+    pub forwarding: bool,
 }
 
 impl NetworkDef {
@@ -117,8 +127,8 @@ pub fn link_exists(name: &str) -> Result<bool> {
     with_handle(async move |h| Ok(index_of(&h, &name).await?.is_some()))
 }
 
-/// Makes the network's bridge exist, up, with the gateway address, and isolated. Returns its
-/// name.
+/// Makes the network's bridge exist, up, with the gateway address, and isolated (or, with
+/// `forwarding`, routed to the NAT uplink). Returns its name.
 pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
     let name = bridge_name(&net.id);
     let gw = net.gateway_addr()?;
@@ -146,11 +156,11 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
             .await?;
         Ok(())
     })?;
-    // No routing off the bridge: guests reach the host's services on the gateway, nothing
-    // beyond it.
-    let sysctl = format!("/proc/sys/net/ipv4/conf/{name}/forwarding");
-    std::fs::write(&sysctl, "0").map_err(|e| Error::Io(sysctl, e))?;
-    tracing::debug!(bridge = %name, network_id = %net.id, "bridge ready");
+    // Isolated: no routing off the bridge, so guests reach the host's services on the
+    // gateway and nothing beyond it. With a NAT uplink the host routes for the bridge and
+    // onebox's nft table decides what may pass.
+    nat::set_forwarding(&name, net.forwarding)?;
+    tracing::debug!(bridge = %name, network_id = %net.id, forwarding = net.forwarding, "bridge ready");
     Ok(name)
 }
 

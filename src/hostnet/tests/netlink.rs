@@ -57,6 +57,7 @@ fn a_namespace_on_a_bridge_is_reachable_from_the_host() {
         ),
         cidr: format!("10.251.{n}.0/24"),
         gateway: format!("10.251.{n}.1"),
+        forwarding: false,
     };
     let veth = format!("obt{:x}", std::process::id());
     let mut guard = Cleanup {

@@ -107,6 +107,9 @@ pub struct LibvirtConfig {
     pub default_cmdline: String,
     /// Always attach a config drive, whatever the request says.
     pub force_config_drive: bool,
+    /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
+    /// `false`: isolated.
+    pub forwarding: bool,
 }
 
 impl LibvirtConfig {
@@ -121,6 +124,7 @@ impl LibvirtConfig {
             dnsmasq: "dnsmasq".into(),
             default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             force_config_drive: false,
+            forwarding: false,
         }
     }
 }
@@ -314,6 +318,7 @@ impl LibvirtDriver {
                 id: p.network_id.clone(),
                 cidr: p.cidr.clone(),
                 gateway: p.gateway.clone(),
+                forwarding: self.cfg.forwarding,
             };
             let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
             nics.push((br.clone(), p.mac.clone()));
