@@ -51,6 +51,7 @@ def vmbox():
     had_metadata_addr = "169.254.169.254/32" in subprocess.run(
         ["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True).stdout
     data_dir = tempfile.mkdtemp(prefix="onebox-vm-")
+    links_before = set(os.listdir("/sys/class/net"))
     box = Onebox(binary, data_dir, free_port())
     box.fake = False
     # The periodic power-state sync is an hour away: what a guest does by itself reaches
@@ -78,10 +79,40 @@ def vmbox():
         except Exception:  # noqa: BLE001 - best effort before the stop
             pass
         box.stop()
+        left = sweep(data_dir, links_before)
         shutil.rmtree(data_dir, ignore_errors=True)
         if not had_metadata_addr:
             subprocess.run(["ip", "addr", "del", "169.254.169.254/32", "dev", "lo"],
                            capture_output=True)
+    assert not left, f"left behind after the VM tests: {left}"
+
+
+def sweep(data_dir, links_before):
+    """What the box's servers left once all were deleted (domains of this box, network links,
+    dnsmasq processes, instance files), removed so that a failed run does not spoil the
+    next one, and returned so that the run still fails."""
+    left = []
+    for name in virsh("list", "--all", "--name").split():
+        if name.startswith("onebox-") and data_dir in virsh("dumpxml", name):
+            left.append(f"domain {name}")
+            virsh("destroy", name)
+            virsh("undefine", "--managed-save", name)
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if os.path.basename(cmd.split(" ")[0]) == "dnsmasq" and data_dir in cmd:
+            left.append(f"dnsmasq {pid}")
+            os.kill(int(pid), signal.SIGTERM)
+    for n in set(os.listdir("/sys/class/net")) - links_before:
+        left.append(f"link {n}")
+        subprocess.run(["ip", "link", "del", n], capture_output=True)
+    inst = os.path.join(data_dir, "instances")
+    if os.path.isdir(inst):
+        left += [f"instance files {n}" for n in os.listdir(inst)]
+    return left
 
 
 def console_until(box, server, needle, timeout=180):
