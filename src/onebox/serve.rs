@@ -90,6 +90,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             resize_confirm_window_secs: cfg.compute.resize_confirm_window_secs,
             shelved_offload_time: cfg.compute.shelved_offload_time,
             reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
+            avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },
     );

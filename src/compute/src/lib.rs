@@ -93,6 +93,9 @@ pub struct ComputeConfig {
     /// Nova's `reclaim_instance_interval`: with a value above 0, a delete only soft-deletes
     /// (the server can be restored) and the server is reclaimed that many seconds later.
     pub reclaim_instance_interval: u64,
+    /// New project networks avoid the /16s the host already routes (see `network`). Off
+    /// where nothing reaches the host's networking (the fake driver).
+    pub avoid_host_routes: bool,
 }
 
 impl Default for ComputeConfig {
@@ -105,6 +108,7 @@ impl Default for ComputeConfig {
             resize_confirm_window_secs: 0,
             shelved_offload_time: 0,
             reclaim_instance_interval: 0,
+            avoid_host_routes: false,
         }
     }
 }

@@ -312,6 +312,11 @@ impl Compute {
         let user = ctx.user_id.clone();
         let request_id = request_id.to_owned();
         let reservation_out = reservation.clone();
+        let routed = if self.cfg.avoid_host_routes {
+            network::host_routes()
+        } else {
+            Vec::new()
+        };
         let servers = self
             .store
             .write(move |tx| {
@@ -346,7 +351,9 @@ impl Compute {
                 let count = allowed.min(i64::from(req.max_count)) as u32;
                 let networks = match &req.networks {
                     NetworkRequest::None => Vec::new(),
-                    NetworkRequest::Auto => vec![network::default_network(tx, &project)?],
+                    NetworkRequest::Auto => {
+                        vec![network::default_network(tx, &project, &routed)?]
+                    }
                     NetworkRequest::List(ids) => {
                         let mut v = Vec::new();
                         for id in ids {
