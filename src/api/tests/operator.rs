@@ -935,6 +935,67 @@ async fn the_images_proxy_answers_through_the_image_service_until_2_35() {
     let r = a.call(Method::GET, "/images?limit=1", None).await;
     assert!(r.body["images_links"][0]["href"].is_string(), "{}", r.text);
 
+    // Nova's other proxy filters: a server's snapshots (by id or URL), the image type and
+    // changes-since go to the image service, before the page is cut.
+    let server = "5bbcc3c4-1da2-4437-a48a-66f15b1b13f9";
+    let snap = app
+        .call(
+            Method::POST,
+            "/image/v2/images",
+            &[("x-auth-token", &a.token)],
+            Some(json!({"name": "snap", "instance_uuid": server, "image_type": "snapshot"})),
+        )
+        .await;
+    let snap = snap.body["id"].as_str().expect("id").to_owned();
+    let ids = |r: &common::Resp| -> Vec<String> {
+        r.body["images"]
+            .as_array()
+            .expect("images")
+            .iter()
+            .map(|i| i["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    for q in [
+        format!("/images?server={server}"),
+        format!("/images/detail?server=http://box/compute/v2.1/servers/{server}"),
+        "/images?type=snapshot".to_owned(),
+        "/images?type=snapshot&limit=1".to_owned(),
+    ] {
+        let r = a.call(Method::GET, &q, None).await;
+        assert_eq!(ids(&r), vec![snap.clone()], "{q}: {}", r.text);
+    }
+    let r = a.call(Method::GET, "/images?type=backup", None).await;
+    assert!(ids(&r).is_empty());
+    let r = a
+        .call(
+            Method::GET,
+            "/images?changes-since=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(ids(&r).len(), 3, "{}", r.text);
+    let r = a
+        .call(
+            Method::GET,
+            "/images?changes-since=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert!(ids(&r).is_empty(), "{}", r.text);
+    let r = a
+        .call(Method::GET, "/images?changes-since=yesterday", None)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // A status filter and a limit: the page holds what matches, not what was read first.
+    let r = a
+        .call(Method::GET, "/images?status=ACTIVE&limit=1", None)
+        .await;
+    assert_eq!(ids(&r), vec![id.clone()], "{}", r.text);
+    let r = a
+        .call(Method::DELETE, &format!("/images/{snap}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+
     // Metadata (up to 2.38): merge, replace, one key, delete.
     let m = format!("/images/{id}/metadata");
     let r = a

@@ -101,6 +101,27 @@ fn detail(l: &Links, base: &str, i: &Image) -> Value {
     o
 }
 
+/// The Glance statuses a Nova image status stands for (the inverse of [`status`]).
+fn glance_statuses(nova: &str) -> Vec<ImageStatus> {
+    use ImageStatus as S;
+    [
+        S::Active,
+        S::Queued,
+        S::Saving,
+        S::Deleted,
+        S::Killed,
+        S::Deactivated,
+    ]
+    .into_iter()
+    .filter(|g| status(*g).0.eq_ignore_ascii_case(nova))
+    .collect()
+}
+
+/// The image listing with Nova's proxy filters, which go to the image service as Nova
+/// sends them to Glance: `name`, `status`, `changes-since` (images updated since),
+/// `server` (snapshots of that server: its id or URL) and `type` (`snapshot` or `backup`),
+/// then `minRam`/`minDisk`, which the image service has no filter for and which are applied
+/// here before the page is cut.
 async fn listing(
     s: &AppState,
     c: &identity::Context,
@@ -109,6 +130,26 @@ async fn listing(
     let mut lq = ListQuery::default();
     if let Some(n) = q.get("name") {
         lq.names = Some(vec![n.to_owned()]);
+    }
+    if let Some(st) = q.get("status") {
+        lq.statuses = Some(glance_statuses(st));
+    }
+    if let Some(t) = q.get("changes-since") {
+        let since = super::servers::parse_time("changes-since", t)?;
+        lq.updated_at.push((image::TimeOp::Gte, since));
+    }
+    if let Some(server) = q.get("server") {
+        // A server's id or its URL, as Nova accepts: the last path segment.
+        let id = server
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(server);
+        lq.properties
+            .push(("instance_uuid".to_owned(), id.to_owned()));
+    }
+    if let Some(t) = q.get("type") {
+        lq.properties.push(("image_type".to_owned(), t.to_owned()));
     }
     let (limit, marker) = v::paging(q)?;
     if let Some(m) = marker {
@@ -119,17 +160,23 @@ async fn listing(
     }
     let max = s.compute.config().max_limit;
     let limit = limit.map(|l| l.min(max));
-    lq.limit = limit.unwrap_or(max);
+    let min_ram = q.get("minRam").and_then(|x| x.parse::<u64>().ok());
+    let min_disk = q.get("minDisk").and_then(|x| x.parse::<u64>().ok());
+    let wanted = limit.unwrap_or(max);
+    // With filters applied here, a fuller page is read so that the page cut comes after them.
+    lq.limit = if min_ram.is_some() || min_disk.is_some() {
+        max
+    } else {
+        wanted
+    };
     let mut images = s.images.list(c, lq).await.map_err(fault)?.images;
-    if let Some(st) = q.get("status") {
-        images.retain(|i| status(i.status).0.eq_ignore_ascii_case(st));
-    }
-    if let Some(m) = q.get("minRam").and_then(|x| x.parse::<u64>().ok()) {
+    if let Some(m) = min_ram {
         images.retain(|i| i.min_ram >= m);
     }
-    if let Some(m) = q.get("minDisk").and_then(|x| x.parse::<u64>().ok()) {
+    if let Some(m) = min_disk {
         images.retain(|i| i.min_disk >= m);
     }
+    images.truncate(wanted);
     Ok((images, limit))
 }
 
