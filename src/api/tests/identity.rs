@@ -225,7 +225,8 @@ async fn failed_logins_lock_for_a_while_only() {
 #[tokio::test]
 async fn expired_tokens_are_refused_everywhere() {
     let mut cfg = common::fast_config();
-    cfg.token_ttl = Duration::from_secs(1);
+    // Long enough that a loaded machine still uses the fresh tokens before they expire.
+    cfg.token_ttl = Duration::from_secs(3);
     let app = TestApp::with_config(cfg).await;
     let t = app.demo().await;
     let admin = app.admin().await;
@@ -235,7 +236,7 @@ async fn expired_tokens_are_refused_everywhere() {
             .status,
         StatusCode::NOT_FOUND
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
     assert_identity_error(&app.get("/compute/v2.1/no-such-thing", Some(&t)).await, 401);
     assert_identity_error(&app.get("/identity/v3/auth/projects", Some(&t)).await, 401);
     // Admin's token expired too; a fresh one sees the old token as unknown.
