@@ -20,21 +20,8 @@ use std::time::{Duration, Instant};
 
 use hostnet::{InterfaceConfig, NetworkDef};
 
-fn uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-fn required() -> bool {
-    std::env::var("ONEBOX_REQUIRE_BACKENDS").is_ok_and(|v| v == "1")
-}
+mod common;
+use common::{required, uid};
 
 /// A network namespace held by a `sleep` in it; killing the sleep ends the namespace and
 /// every link in it.

@@ -5,24 +5,11 @@ use std::process::{Child, Command};
 
 use hostnet::{InterfaceConfig, NetworkDef};
 
+mod common;
+use common::{required, uid};
+
 fn root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .and_then(|u| u.parse().ok())
-        .unwrap_or(u32::MAX)
-}
-
-fn required() -> bool {
-    std::env::var("ONEBOX_REQUIRE_BACKENDS").is_ok_and(|v| v == "1")
+    uid() == 0
 }
 
 struct Cleanup {
