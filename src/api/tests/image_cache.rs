@@ -34,10 +34,7 @@ async fn the_image_caches_are_pruned_every_interval() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     assert_eq!(app.compute.run_periodic_tasks().await, 0);
     // One backend (the fake serves every kind): one call, with the minimum age.
-    assert_eq!(
-        wait_prunes(&app, 1).await,
-        vec![Duration::from_secs(7200)]
-    );
+    assert_eq!(wait_prunes(&app, 1).await, vec![Duration::from_secs(7200)]);
     // Not again within the next interval.
     app.compute.run_periodic_tasks().await;
     tokio::time::sleep(Duration::from_millis(200)).await;

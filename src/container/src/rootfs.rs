@@ -103,7 +103,11 @@ pub fn referenced(instances: &Path) -> Result<HashSet<String>, String> {
 /// `instances` uses and that were last used more than `min_unused_age` ago, and unpack
 /// leftovers older than a day (see [`imagecache::sweep`]). The caller holds the driver's
 /// unpack lock.
-pub fn prune_cache(cache: &Path, instances: &Path, min_unused_age: Duration) -> Result<Swept, String> {
+pub fn prune_cache(
+    cache: &Path,
+    instances: &Path,
+    min_unused_age: Duration,
+) -> Result<Swept, String> {
     let refs = referenced(instances)?;
     imagecache::sweep(cache, &refs, min_unused_age)
         .map_err(|e| format!("pruning {}: {e}", cache.display()))

@@ -44,7 +44,9 @@ fn set_age(p: &Path, ago: Duration) {
 }
 
 fn age(p: &Path) -> Duration {
-    let m = std::fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
+    let m = std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     SystemTime::now().duration_since(m).unwrap_or_default()
 }
 
@@ -100,7 +102,12 @@ fn only_unused_unpacked_images_older_than_the_minimum_age_are_removed() {
     // S1 uses A; S2's record names B as its lower layer (and some other image id). A VM's
     // directory has no record and uses nothing here.
     instance(&d, S1, A, &d.cache.join(A));
-    instance(&d, S2, "ffffffff-0000-4000-8000-000000000000", &d.cache.join(B));
+    instance(
+        &d,
+        S2,
+        "ffffffff-0000-4000-8000-000000000000",
+        &d.cache.join(B),
+    );
     std::fs::create_dir_all(d.instances.join(VM)).expect("vm dir");
     std::fs::write(d.instances.join(VM).join("disk"), b"QFI\xfb").expect("vm disk");
     // Unpacks that died: two days ago and an hour ago.
@@ -120,7 +127,10 @@ fn only_unused_unpacked_images_older_than_the_minimum_age_are_removed() {
     assert_eq!(swept.leftovers, vec![format!(".unpack-{D}-1")]);
     assert!(swept.failed.is_empty(), "{:?}", swept.failed);
     for id in [A, B, D] {
-        assert!(d.cache.join(id).join("sbin/init").exists(), "{id} was removed");
+        assert!(
+            d.cache.join(id).join("sbin/init").exists(),
+            "{id} was removed"
+        );
     }
     assert!(new_tmp.exists());
     assert!(outside.join("keep").exists());
@@ -177,19 +187,23 @@ fn using_an_unpacked_image_makes_it_young() {
     let root = rootfs::ensure_unpacked(&d.cache, A, &tarball).expect("unpack");
     assert!(root.join("sbin/init").exists());
     assert!(age(&root) < Duration::from_secs(600), "{:?}", age(&root));
-    assert!(rootfs::prune_cache(&d.cache, &d.instances, DAY)
-        .expect("prune")
-        .removed
-        .is_empty());
+    assert!(
+        rootfs::prune_cache(&d.cache, &d.instances, DAY)
+            .expect("prune")
+            .removed
+            .is_empty()
+    );
     // Found in the cache a month later: used now again.
     set_age(&root, 30 * DAY);
     let again = rootfs::ensure_unpacked(&d.cache, A, &tarball).expect("cached");
     assert_eq!(again, root);
     assert!(age(&root) < Duration::from_secs(600), "{:?}", age(&root));
-    assert!(rootfs::prune_cache(&d.cache, &d.instances, DAY)
-        .expect("prune")
-        .removed
-        .is_empty());
+    assert!(
+        rootfs::prune_cache(&d.cache, &d.instances, DAY)
+            .expect("prune")
+            .removed
+            .is_empty()
+    );
     set_age(&root, 30 * DAY);
     assert_eq!(
         rootfs::prune_cache(&d.cache, &d.instances, DAY)

@@ -126,7 +126,13 @@ mod tests {
         let outside = dir.path().join("outside");
         std::fs::create_dir(&outside).expect("outside");
         std::fs::write(outside.join("keep"), b"x").expect("outside file");
-        for f in ["old-unused", "old-used", "new-unused", ".tmp-old", ".tmp-new"] {
+        for f in [
+            "old-unused",
+            "old-used",
+            "new-unused",
+            ".tmp-old",
+            ".tmp-new",
+        ] {
             std::fs::write(cache.join(f), b"x").expect("entry");
         }
         std::fs::create_dir(cache.join("old-dir")).expect("dir entry");

@@ -734,11 +734,9 @@ impl ComputeDriver for LibvirtDriver {
                 }
             }
         }
-        let swept = self.disks.prune(
-            &self.cfg.data_dir.join("instances"),
-            &defs,
-            min_unused_age,
-        )?;
+        let swept =
+            self.disks
+                .prune(&self.cfg.data_dir.join("instances"), &defs, min_unused_age)?;
         for id in &swept.removed {
             tracing::info!(image_id = %id, "unused cached image removed");
         }

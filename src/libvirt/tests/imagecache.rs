@@ -43,7 +43,14 @@ fn qemu_img(args: &[&str]) {
 
 fn base(d: &Dirs, id: &str) -> PathBuf {
     let p = d.cache.join(id);
-    qemu_img(&["create", "-q", "-f", "qcow2", p.to_str().expect("utf-8"), "1M"]);
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        p.to_str().expect("utf-8"),
+        "1M",
+    ]);
     p
 }
 
@@ -166,7 +173,10 @@ fn only_unreferenced_bases_unused_for_the_minimum_age_are_removed() {
         set_age(&d.cache.join(id), 30 * DAY);
     }
     set_age(&d.cache.join(format!(".tmp-{D}-old")), 2 * DAY);
-    set_age(&d.cache.join(format!(".tmp-{D}-new")), Duration::from_secs(3600));
+    set_age(
+        &d.cache.join(format!(".tmp-{D}-new")),
+        Duration::from_secs(3600),
+    );
     // D: unreferenced and an hour old, younger than the minimum age.
     set_age(&d.cache.join(D), Duration::from_secs(3600));
     // The cache's lock is taken: through Disks, as the driver does.
