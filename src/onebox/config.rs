@@ -182,6 +182,12 @@ pub struct ComputeSection {
     /// With a value above 0, deleting a server only soft-deletes it: it can be restored
     /// until it is reclaimed this many seconds later (Nova's `reclaim_instance_interval`).
     pub reclaim_instance_interval: u64,
+    /// How often, in seconds, the backends' image caches are pruned; 0 never (Nova's
+    /// `image_cache_manager_interval`).
+    pub image_cache_interval_secs: u64,
+    /// Seconds a cached image no instance uses is kept after its last use (Nova's
+    /// `remove_unused_original_minimum_age_seconds`).
+    pub image_cache_min_age_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -199,6 +205,8 @@ impl Default for ComputeSection {
             resize_confirm_window_secs: 0,
             shelved_offload_time: 0,
             reclaim_instance_interval: 0,
+            image_cache_interval_secs: 2400,
+            image_cache_min_age_secs: 86400,
         }
     }
 }
@@ -413,6 +421,18 @@ mod tests {
             uncommented.compute.power_sync_interval_secs,
             d.power_sync_interval_secs
         );
+        assert_eq!(
+            uncommented.compute.image_cache_interval_secs,
+            d.image_cache_interval_secs
+        );
+        assert_eq!(
+            uncommented.compute.image_cache_min_age_secs,
+            d.image_cache_min_age_secs
+        );
+        // The library's defaults are the same.
+        let cc = compute::ComputeConfig::default();
+        assert_eq!(cc.image_cache_interval_secs, d.image_cache_interval_secs);
+        assert_eq!(cc.image_cache_min_age_secs, d.image_cache_min_age_secs);
         assert_eq!(c.container.enabled, ContainerEnabled::Auto);
         assert_eq!(c.container.cgroup_parent, "onebox");
         assert_eq!(c.libvirt.uri, "qemu:///system");

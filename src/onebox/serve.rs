@@ -90,6 +90,8 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             resize_confirm_window_secs: cfg.compute.resize_confirm_window_secs,
             shelved_offload_time: cfg.compute.shelved_offload_time,
             reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
+            image_cache_interval_secs: cfg.compute.image_cache_interval_secs,
+            image_cache_min_age_secs: cfg.compute.image_cache_min_age_secs,
             avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },

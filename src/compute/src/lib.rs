@@ -96,6 +96,12 @@ pub struct ComputeConfig {
     /// New project networks avoid the /16s the host already routes (see `network`). Off
     /// where nothing reaches the host's networking (the fake driver).
     pub avoid_host_routes: bool,
+    /// Nova's `image_cache_manager_interval`: every this many seconds each backend prunes
+    /// its image cache; 0 never.
+    pub image_cache_interval_secs: u64,
+    /// Nova's `remove_unused_original_minimum_age_seconds`: a cached image no instance uses
+    /// is removed once it has been unused this long.
+    pub image_cache_min_age_secs: u64,
 }
 
 impl Default for ComputeConfig {
@@ -109,6 +115,8 @@ impl Default for ComputeConfig {
             shelved_offload_time: 0,
             reclaim_instance_interval: 0,
             avoid_host_routes: false,
+            image_cache_interval_secs: 2400,
+            image_cache_min_age_secs: 86400,
         }
     }
 }
@@ -120,6 +128,8 @@ pub struct Compute {
     images: Arc<dyn ImageCatalog>,
     cfg: Arc<ComputeConfig>,
     tasks: Arc<tasks::Runner>,
+    /// When the image caches are next pruned (see `run_periodic_tasks`).
+    image_cache_due: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl Compute {
@@ -142,12 +152,15 @@ impl Compute {
         cfg: ComputeConfig,
     ) -> Self {
         let tasks = Arc::new(tasks::Runner::new(cfg.task_concurrency));
+        let image_cache_due = std::time::Instant::now()
+            + std::time::Duration::from_secs(cfg.image_cache_interval_secs);
         Self {
             store,
             backends,
             images,
             cfg: Arc::new(cfg),
             tasks,
+            image_cache_due: Arc::new(std::sync::Mutex::new(image_cache_due)),
         }
     }
 

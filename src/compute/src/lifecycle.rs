@@ -1,7 +1,7 @@
 //! Server actions beyond power: rebuild, resize with its confirmation or revert, the admin
 //! password, crash dumps, os-resetState, soft delete with restore and forceDelete; and the
 //! periodic work that confirms resizes, offloads shelved servers and reclaims soft-deleted
-//! ones when their time has come.
+//! ones when their time has come, and prunes the backends' image caches.
 //!
 //! Every action takes the task state in the transaction that records its instance action
 //! (see [`Compute::begin`]), and its background work moves the server only from the task
@@ -1112,10 +1112,63 @@ impl Compute {
             .collect()
     }
 
+    /// Asks every backend of the box to prune its image cache of what no instance uses and
+    /// has been unused for `image_cache_min_age_secs` (Nova's image cache manager), each on a
+    /// blocking thread, one after the other. Returns how many cached images were removed.
+    pub async fn prune_image_caches(&self) -> usize {
+        let min_age = std::time::Duration::from_secs(self.cfg.image_cache_min_age_secs);
+        let mut removed = 0;
+        for (kinds, d) in self.backends.present() {
+            let name = d.name();
+            match tokio::task::spawn_blocking(move || d.prune_image_cache(min_age)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(backend = name, ?kinds, removed = n, "image cache pruned");
+                    removed += n;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(backend = name, ?kinds, error = %e, "pruning the image cache");
+                }
+                Err(e) => {
+                    tracing::error!(backend = name, ?kinds, error = %e, "pruning the image cache");
+                }
+            }
+        }
+        removed
+    }
+
+    /// Whether the image caches are due for a prune at `now` (every
+    /// `image_cache_interval_secs`, never with 0); when they are, the next prune is due one
+    /// interval later.
+    fn image_cache_prune_due(&self, now: std::time::Instant) -> bool {
+        let every = self.cfg.image_cache_interval_secs;
+        if every == 0 {
+            return false;
+        }
+        let mut due = self
+            .image_cache_due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if now < *due {
+            return false;
+        }
+        *due = now + std::time::Duration::from_secs(every);
+        true
+    }
+
     /// Confirms resizes older than `resize_confirm_window_secs`, offloads servers shelved
     /// longer than `shelved_offload_time` and reclaims servers soft-deleted longer than
     /// `reclaim_instance_interval`, as Nova's periodic tasks do. Returns how many it started.
+    /// Every `image_cache_interval_secs` it also starts a prune of the backends' image caches
+    /// in the background ([`prune_image_caches`](Self::prune_image_caches)); a prune waits
+    /// for an image being converted, and the other periodic work does not wait for it.
     pub async fn run_periodic_tasks(&self) -> usize {
+        if self.image_cache_prune_due(std::time::Instant::now()) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.prune_image_caches().await;
+            });
+        }
         let mut started = 0;
         if self.cfg.resize_confirm_window_secs > 0 {
             for id in self

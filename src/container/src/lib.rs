@@ -123,7 +123,7 @@ pub fn unavailable_reason() -> Option<String> {
 pub struct ContainerDriver {
     cfg: Config,
     layout: Layout,
-    /// One image unpacked at a time.
+    /// One image unpacked at a time; the rootfs cache is pruned under it too.
     unpack: Mutex<()>,
 }
 
@@ -628,6 +628,24 @@ impl ComputeDriver for ContainerDriver {
             hypervisor_type: "lxc".into(),
             hypervisor_version: version,
         })
+    }
+
+    fn prune_image_cache(&self, min_unused_age: Duration) -> Result<usize> {
+        let swept = {
+            let _g = self.unpack.lock().unwrap_or_else(|e| e.into_inner());
+            rootfs::prune_cache(&self.cache_dir(), &self.instances_dir(), min_unused_age)
+                .map_err(failed)?
+        };
+        for id in &swept.removed {
+            tracing::info!(image_id = %id, "unused unpacked image removed");
+        }
+        for name in &swept.leftovers {
+            tracing::info!(name = %name, "leftover of an interrupted unpack removed");
+        }
+        for (id, e) in &swept.failed {
+            tracing::warn!(image_id = %id, error = %e, "cannot remove an unpacked image");
+        }
+        Ok(swept.removed.len())
     }
 
     fn rebuild(&self, spec: &InstanceSpec) -> Result<()> {

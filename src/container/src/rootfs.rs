@@ -1,19 +1,31 @@
-//! Root filesystems: images unpacked once into the shared read-only cache, and snapshots
-//! packed back into tarballs.
+//! Root filesystems: images unpacked once into the shared read-only cache (pruned of the
+//! ones no container uses), and snapshots packed back into tarballs.
 
+use std::collections::HashSet;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use driver::imagecache::{self, Swept};
 
 /// Unpacks the rootfs tarball `image` (plain or gzip-compressed tar) into
 /// `<cache>/<image_id>/` unless it is there already, and returns that directory. The tarball
 /// is unpacked beside it and renamed into place, so a directory under its final name is
-/// always complete.
+/// always complete. The directory's mtime is set to now either way: it is when the image was
+/// last used, which [`prune_cache`] goes by. The caller holds the driver's unpack lock.
 pub fn ensure_unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<PathBuf, String> {
+    let dest = unpacked(cache, image_id, image)?;
+    // Unpacking kept the tarball's own mtime on the directory.
+    imagecache::touch(&dest).map_err(|e| format!("marking {} used: {e}", dest.display()))?;
+    Ok(dest)
+}
+
+fn unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<PathBuf, String> {
     if image_id.is_empty() || image_id.contains('/') || image_id.starts_with('.') {
         return Err(format!("bad image id {image_id:?}"));
     }
     let dest = cache.join(image_id);
-    if dest.is_dir() {
+    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
         return Ok(dest);
     }
     std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
@@ -41,6 +53,64 @@ pub fn ensure_unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<Pat
             Err(format!("renaming the unpacked image: {e}"))
         }
     }
+}
+
+/// The names of the rootfs cache entries the container instances under `instances` use:
+/// the image id and the lower layer's directory name in each `instance.json`. Directories
+/// without one (a VM's, or a spawn not written yet) refer to nothing; an `instance.json`
+/// that cannot be read is an error, so a prune that cannot tell what is in use removes
+/// nothing.
+pub fn referenced(instances: &Path) -> Result<HashSet<String>, String> {
+    let mut refs = HashSet::new();
+    let dirs = match std::fs::read_dir(instances) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(refs),
+        Err(e) => return Err(format!("reading {}: {e}", instances.display())),
+    };
+    for d in dirs {
+        let d = d.map_err(|e| format!("reading {}: {e}", instances.display()))?;
+        let file = d.path().join("instance.json");
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(format!("reading {}: {e}", file.display())),
+        };
+        // Only the two fields that matter are read, so a record of another version counts.
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("reading {}: {e}", file.display()))?;
+        if let Some(id) = v.get("image_id").and_then(|v| v.as_str()) {
+            refs.insert(id.to_owned());
+        }
+        if let Some(name) = v
+            .get("lower")
+            .and_then(|v| v.as_str())
+            .and_then(|l| Path::new(l).file_name())
+        {
+            refs.insert(name.to_string_lossy().into_owned());
+        }
+    }
+    Ok(refs)
+}
+
+/// Removes from the rootfs cache `cache` the unpacked images no container under
+/// `instances` uses and that were last used more than `min_unused_age` ago, and unpack
+/// leftovers older than a day (see [`imagecache::sweep`]). The caller holds the driver's
+/// unpack lock.
+pub fn prune_cache(
+    cache: &Path,
+    instances: &Path,
+    min_unused_age: Duration,
+) -> Result<Swept, String> {
+    let refs = referenced(instances)?;
+    imagecache::sweep(cache, &refs, min_unused_age)
+        .map_err(|e| format!("pruning {}: {e}", cache.display()))
 }
 
 fn unpack(image: &Path, into: &Path) -> Result<(), String> {

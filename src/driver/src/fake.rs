@@ -32,6 +32,8 @@ pub struct FakeDriver {
     behaviour: Mutex<Behaviour>,
     /// Where [`set_power`](Self::set_power) reports, once the compute service watches.
     sinks: Mutex<Vec<crate::StateSink>>,
+    /// The minimum ages of every `prune_image_cache` call, in order.
+    prunes: Mutex<Vec<Duration>>,
 }
 
 #[derive(Default)]
@@ -96,6 +98,14 @@ impl FakeDriver {
             )));
         }
         Ok(())
+    }
+
+    /// The `min_unused_age` of every image-cache prune asked of this driver, in order.
+    pub fn prune_calls(&self) -> Vec<Duration> {
+        self.prunes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The spec the instance now runs with (for tests of rebuild and resize).
@@ -405,6 +415,15 @@ impl ComputeDriver for FakeDriver {
                     .collect(),
             })
         })
+    }
+
+    fn prune_image_cache(&self, min_unused_age: Duration) -> Result<usize> {
+        self.prunes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(min_unused_age);
+        // Nothing is cached: instances live in memory.
+        Ok(0)
     }
 
     fn available_resources(&self) -> Result<Resources> {

@@ -13,6 +13,7 @@
 
 pub mod conformance;
 pub mod fake;
+pub mod imagecache;
 pub mod metadata;
 pub mod unavailable;
 
@@ -293,6 +294,14 @@ pub trait ComputeDriver: Send + Sync {
     fn diagnostics(&self, id: &ServerId) -> Result<Diagnostics> {
         let _ = id;
         Err(DriverError::NotSupported(Operation::Diagnostics))
+    }
+    /// Removes the backend's cached images (bases converted or unpacked from the image
+    /// service) that no instance of the backend refers to and that were last used more than
+    /// `min_unused_age` ago; returns how many it removed. A backend that caches nothing
+    /// removes nothing.
+    fn prune_image_cache(&self, min_unused_age: std::time::Duration) -> Result<usize> {
+        let _ = min_unused_age;
+        Ok(0)
     }
     /// Starts reporting state changes the backend notices by itself to `sink`, for as long
     /// as the driver lives. Returns false when the backend has no such events; the periodic

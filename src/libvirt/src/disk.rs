@@ -2,11 +2,15 @@
 //! config drive's ISO. Every tool is a child process with the image format passed
 //! explicitly (never probed).
 
+use std::collections::HashSet;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
 
 use driver::ImageFile;
+use driver::imagecache::{self, Swept};
 
 use crate::Error;
 
@@ -14,8 +18,13 @@ pub struct Disks {
     pub qemu_img: String,
     pub genisoimage: String,
     pub cache_dir: PathBuf,
-    /// Serialises filling the cache, so two spawns of one image convert it once.
+    /// Serialises filling the cache, so two spawns of one image convert it once; a prune
+    /// takes it too, so it never runs during a fill.
     fill: Mutex<()>,
+    /// Held shared while a cached entry is found and touched, exclusively while the cache
+    /// is pruned: an entry a spawn found is either fresh when the prune looks at it, or
+    /// gone before the spawn looks (and then filled again).
+    entries: RwLock<()>,
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<String, Error> {
@@ -47,7 +56,44 @@ impl Disks {
             genisoimage,
             cache_dir,
             fill: Mutex::new(()),
+            entries: RwLock::new(()),
         }
+    }
+
+    /// The cached entry `dest`, touched (its mtime is when it was last used), if it is there.
+    fn cached(&self, dest: &Path) -> Option<PathBuf> {
+        let _g = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        if !std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_file()) {
+            return None;
+        }
+        if let Err(e) = imagecache::touch(dest) {
+            tracing::warn!(path = %dest.display(), error = %e, "cannot mark a cached image used");
+        }
+        Some(dest.to_path_buf())
+    }
+
+    /// Removes the cached bases, kernels and ramdisks that nothing refers to and that were
+    /// last used more than `min_unused_age` ago. What refers to them: the qcow2 files in the
+    /// instance directories under `instances` (any name: `disk`, `disk.resize-backup`,
+    /// `disk.rescue`, ... and their backing chains), the `*.xml` files there, and the domain
+    /// definitions in `domain_xml`.
+    pub fn prune(
+        &self,
+        instances: &Path,
+        domain_xml: &[String],
+        min_unused_age: Duration,
+    ) -> Result<Swept, Error> {
+        let _fill = self.fill.lock().unwrap_or_else(|e| e.into_inner());
+        let _entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        prune_cache(&self.cache_dir, instances, domain_xml, min_unused_age)
+    }
+
+    /// The cache entry of image `id`; an id that is not a plain file name is refused.
+    fn entry(&self, id: &str) -> Result<PathBuf, Error> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(Error::Invalid(format!("bad image id {id:?}")));
+        }
+        Ok(self.cache_dir.join(id))
     }
 
     fn tmp_name(dir: &Path, name: &str) -> PathBuf {
@@ -57,13 +103,13 @@ impl Disks {
     /// The image as a qcow2 base in the cache (`<cache>/<image id>`), converted from its
     /// declared format the first time it is needed. Base files are never written again.
     pub fn base(&self, img: &ImageFile) -> Result<PathBuf, Error> {
-        let dest = self.cache_dir.join(&img.id);
-        if dest.exists() {
-            return Ok(dest);
+        let dest = self.entry(&img.id)?;
+        if let Some(p) = self.cached(&dest) {
+            return Ok(p);
         }
         let _g = self.fill.lock().unwrap_or_else(|e| e.into_inner());
-        if dest.exists() {
-            return Ok(dest);
+        if let Some(p) = self.cached(&dest) {
+            return Ok(p);
         }
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|e| Error::Io(format!("creating {}", self.cache_dir.display()), e))?;
@@ -97,13 +143,13 @@ impl Disks {
     /// A kernel or ramdisk as a file in the cache (copied: the image store's file may be
     /// deleted while a guest still boots from it).
     pub fn blob(&self, img: &ImageFile) -> Result<PathBuf, Error> {
-        let dest = self.cache_dir.join(&img.id);
-        if dest.exists() {
-            return Ok(dest);
+        let dest = self.entry(&img.id)?;
+        if let Some(p) = self.cached(&dest) {
+            return Ok(p);
         }
         let _g = self.fill.lock().unwrap_or_else(|e| e.into_inner());
-        if dest.exists() {
-            return Ok(dest);
+        if let Some(p) = self.cached(&dest) {
+            return Ok(p);
         }
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|e| Error::Io(format!("creating {}", self.cache_dir.display()), e))?;
@@ -208,4 +254,146 @@ impl Disks {
         )?;
         Ok(())
     }
+}
+
+/// The backing file named in the header of the qcow2 file `path`, as written there
+/// (relative names are relative to `path`'s directory); `None` when the file is not qcow2
+/// or has no backing file. Reads the header only: magic `QFI\xfb`, then big-endian
+/// `backing_file_offset` (u64 at byte 8) and `backing_file_size` (u32 at byte 16).
+pub fn qcow2_backing_file(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = [0u8; 20];
+    match f.read_exact(&mut h) {
+        Ok(()) => {}
+        // Shorter than a qcow2 header: not qcow2.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    if h[0..4] != *b"QFI\xfb" {
+        return Ok(None);
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().unwrap_or_default());
+    let size = u32::from_be_bytes(h[16..20].try_into().unwrap_or_default());
+    if offset == 0 || size == 0 {
+        return Ok(None);
+    }
+    // QEMU refuses names over 1023 bytes; so does this.
+    if size > 1023 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: backing file name of {size} bytes", path.display()),
+        ));
+    }
+    let mut name = vec![0u8; size as usize];
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(&mut name)?;
+    use std::os::unix::ffi::OsStringExt;
+    Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(name))))
+}
+
+/// How deep a backing chain is followed from a file in an instance directory.
+const MAX_CHAIN: usize = 16;
+
+/// Adds the file name of every file in `disk`'s backing chain to `into`.
+fn add_backing_chain(disk: &Path, into: &mut HashSet<String>) -> Result<(), Error> {
+    let mut cur = disk.to_path_buf();
+    for _ in 0..MAX_CHAIN {
+        let backing = match qcow2_backing_file(&cur) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(()),
+            // A file removed meanwhile (a confirmed resize's backup) refers to nothing; a
+            // missing backing file ends the chain.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Io(format!("reading {}", cur.display()), e)),
+        };
+        let Some(name) = backing.file_name() else {
+            return Ok(());
+        };
+        into.insert(name.to_string_lossy().into_owned());
+        cur = match cur.parent() {
+            Some(dir) => dir.join(&backing),
+            None => backing,
+        };
+    }
+    Ok(())
+}
+
+/// Adds the last component of every path in a domain definition (kernel, initrd, disk
+/// sources, backing stores) to `into`. Words that are no path add names no cache entry has
+/// (cache entries are image ids), so this errs only on the side of keeping.
+fn add_xml_paths(xml: &str, into: &mut HashSet<String>) {
+    for word in xml.split(|c: char| matches!(c, '<' | '>' | '\'' | '"') || c.is_whitespace()) {
+        if let Some((_, name)) = word.rsplit_once('/')
+            && !name.is_empty()
+        {
+            into.insert(name.to_string());
+        }
+    }
+}
+
+/// The names of the cache entries referred to from the instance directories under
+/// `instances` and from `domain_xml`. Any error reading what an instance refers to is an
+/// error: a prune that cannot tell what is in use removes nothing.
+pub fn referenced(instances: &Path, domain_xml: &[String]) -> Result<HashSet<String>, Error> {
+    let mut refs = HashSet::new();
+    for xml in domain_xml {
+        add_xml_paths(xml, &mut refs);
+    }
+    let dirs = match std::fs::read_dir(instances) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(refs),
+        Err(e) => return Err(Error::Io(format!("reading {}", instances.display()), e)),
+    };
+    let io = |p: &Path, e| Error::Io(format!("reading {}", p.display()), e);
+    for d in dirs {
+        let d = d.map_err(|e| io(instances, e))?;
+        if !d.file_type().map_err(|e| io(&d.path(), e))?.is_dir() {
+            continue;
+        }
+        let dir = d.path();
+        let files = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            // An instance deleted meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir, e)),
+        };
+        for f in files {
+            let f = f.map_err(|e| io(&dir, e))?;
+            let path = f.path();
+            let meta = match std::fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&path, e)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            if path.extension().is_some_and(|x| x == "xml") {
+                match std::fs::read_to_string(&path) {
+                    Ok(xml) => add_xml_paths(&xml, &mut refs),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&path, e)),
+                }
+            } else {
+                // Every file, not only `disk*`: whatever is qcow2 may have a base.
+                add_backing_chain(&path, &mut refs)?;
+            }
+        }
+    }
+    Ok(refs)
+}
+
+/// Removes from the VM image cache `cache` the entries no instance under `instances` (nor
+/// any definition in `domain_xml`) refers to and that were last used more than
+/// `min_unused_age` ago (see [`imagecache::sweep`]). The caller holds the cache's fill lock
+/// ([`Disks::prune`] does).
+pub fn prune_cache(
+    cache: &Path,
+    instances: &Path,
+    domain_xml: &[String],
+    min_unused_age: Duration,
+) -> Result<Swept, Error> {
+    let refs = referenced(instances, domain_xml)?;
+    imagecache::sweep(cache, &refs, min_unused_age)
+        .map_err(|e| Error::Io(format!("pruning {}", cache.display()), e))
 }

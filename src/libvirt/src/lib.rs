@@ -6,7 +6,8 @@
 //! `console.log` (the serial console), and `config.iso` (the config drive, when asked for).
 //! Images carrying `kernel_id`/`ramdisk_id` boot their kernel directly. Guests attach to the
 //! bridge of each port's network (see [`hostnet`]) and get their port's address from the
-//! bridge's dnsmasq ([`dhcp`]). Domain names and libvirt never leave this crate: the compute
+//! bridge's dnsmasq ([`dhcp`]). Cached images no instance refers to are pruned once unused
+//! for a minimum age ([`disk::prune_cache`]). Domain names and libvirt never leave this crate: the compute
 //! service knows servers by UUID.
 
 pub mod dhcp;
@@ -718,6 +719,34 @@ impl ComputeDriver for LibvirtDriver {
             disk_format: "qcow2".into(),
             container_format: "bare".into(),
         })
+    }
+
+    fn prune_image_cache(&self, min_unused_age: Duration) -> driver::Result<usize> {
+        // The definitions name the kernels and ramdisks; a definition that cannot be read
+        // stops the prune (a domain undefined meanwhile needs nothing).
+        let mut defs = Vec::new();
+        for (_, d) in self.all()? {
+            for flags in [sys::VIR_DOMAIN_XML_INACTIVE, 0] {
+                match d.get_xml_desc(flags) {
+                    Ok(x) => defs.push(x),
+                    Err(e) if no_domain(&e) => {}
+                    Err(e) => return Err(Error::from(e).into()),
+                }
+            }
+        }
+        let swept =
+            self.disks
+                .prune(&self.cfg.data_dir.join("instances"), &defs, min_unused_age)?;
+        for id in &swept.removed {
+            tracing::info!(image_id = %id, "unused cached image removed");
+        }
+        for name in &swept.leftovers {
+            tracing::info!(name = %name, "leftover of an interrupted image conversion removed");
+        }
+        for (id, e) in &swept.failed {
+            tracing::warn!(image_id = %id, error = %e, "cannot remove a cached image");
+        }
+        Ok(swept.removed.len())
     }
 
     fn diagnostics(&self, id: &ServerId) -> driver::Result<Diagnostics> {
