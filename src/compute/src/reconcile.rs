@@ -3,11 +3,10 @@
 //! A restart is always safe. Servers caught mid-task are resolved: a delete is carried out
 //! again, a build that never finished ends in ERROR with a fault, a resize is undone in the
 //! backend (old flavor, old disk), a rebuild, a revert/confirm or a rescue/unrescue in doubt
-//! ends in ERROR with a fault, and any other task is rolled back to the stable state. Every live server's power
-//! state is then read from the backend;
-//! a running server the backend no longer has is reported SHUTOFF. Instances the backend
-//! holds that the database does not know are orphans: they are reported, and destroyed only
-//! if the configured policy says so.
+//! ends in ERROR with a fault, and any other task is rolled back to the stable state. Every
+//! live server's power state is then read from the backend; a running server the backend no
+//! longer has is reported SHUTOFF. Instances the backend holds that the database does not
+//! know are orphans: they are reported, and destroyed only if the configured policy says so.
 
 use chrono::Utc;
 use model::compute::{PowerState, ServerFault, ServerId, TaskState, VmState};

@@ -48,8 +48,11 @@ impl Compute {
                     s.id
                 ))
             })?;
-        let unsupported =
-            || Error::BadRequest(format!("Requested rescue image '{image_ref}' is not supported"));
+        let unsupported = || {
+            Error::BadRequest(format!(
+                "Requested rescue image '{image_ref}' is not supported"
+            ))
+        };
         let image = self
             .images
             .find(ctx, &image_ref)

@@ -143,7 +143,8 @@ pub fn run(d: &dyn ComputeDriver, spec: InstanceSpec) {
         d.unrescue(&spec).expect("unrescue");
         assert_eq!(power(d, &id), PowerState::Running, "running after unrescue");
         // Left rescued: destroy must take the rescue with it.
-        d.rescue(&spec, &rescue, "rescue-pass").expect("rescue again");
+        d.rescue(&spec, &rescue, "rescue-pass")
+            .expect("rescue again");
     } else {
         assert!(matches!(
             d.rescue(&spec, &rescue, "x"),

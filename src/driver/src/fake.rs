@@ -189,7 +189,13 @@ impl ComputeDriver for FakeDriver {
             set_admin_password: true,
             trigger_crash_dump: true,
             diagnostics: true,
-            rescue: true,
+            // A fake told rescue is unsupported is a backend without a rescue mode.
+            rescue: !self
+                .behaviour
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unsupported
+                .contains(&Operation::Rescue),
         }
     }
 

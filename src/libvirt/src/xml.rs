@@ -189,7 +189,9 @@ mod tests {
             owner: "onebox /x".into(),
         };
         let x = d.to_xml();
-        let first = x.find("<source file='/d/disk.rescue'/>").expect("rescue disk");
+        let first = x
+            .find("<source file='/d/disk.rescue'/>")
+            .expect("rescue disk");
         let second = x.find("<source file='/d/disk'/>").expect("own disk");
         assert!(first < second);
         assert!(x[first..].starts_with("<source file='/d/disk.rescue'/>\n      <target dev='vda'"));
