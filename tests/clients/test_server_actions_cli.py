@@ -1,5 +1,6 @@
 """Server actions with the real `openstack` CLI on the fake driver: power actions, lock,
-console, resize with confirm and revert, rebuild, snapshots into the image service, shelve."""
+console, resize with confirm and revert, rebuild, snapshots into the image service, shelve,
+rescue."""
 
 import os
 import subprocess
@@ -138,3 +139,32 @@ def test_shelve_and_unshelve(onebox, server):
     assert s["status"] == "ACTIVE"
     images = {i["Name"] for i in onebox.osc_json("image", "list", cloud=DEMO)}
     assert server + "-shelved" not in images
+
+
+def test_rescue_and_unrescue(onebox, server, image):
+    onebox.osc("server", "rescue", "--password", "rescue-pw", server, cloud=DEMO)
+    s = wait_status(onebox, server, "RESCUE")
+    assert s["OS-EXT-STS:vm_state"] == "rescued"
+    # Rescued, the server refuses what Nova refuses there.
+    refused = onebox.osc("server", "reboot", server, cloud=DEMO, check=False)
+    assert refused.returncode != 0 and "409" in refused.stderr
+    onebox.osc("server", "unrescue", server, cloud=DEMO)
+    wait_status(onebox, server, "ACTIVE")
+    # With a named image (by name, as the CLI resolves it), from a stopped server.
+    onebox.osc("server", "stop", server, cloud=DEMO)
+    wait_status(onebox, server, "SHUTOFF")
+    onebox.osc("server", "rescue", "--image", image["name"], server, cloud=DEMO)
+    wait_status(onebox, server, "RESCUE")
+    again = onebox.osc("server", "rescue", server, cloud=DEMO, check=False)
+    assert again.returncode != 0 and "409" in again.stderr
+    onebox.osc("server", "unrescue", server, cloud=DEMO)
+    wait_status(onebox, server, "ACTIVE")
+    events = onebox.osc_json("server", "event", "list", server, cloud=DEMO)
+    assert [e["Action"] for e in events].count("rescue") == 2
+    unrescue = [e for e in events if e["Action"] == "unrescue"][0]
+    detail = onebox.osc_json("server", "event", "show", server, unrescue["Request ID"],
+                             cloud=DEMO)
+    assert "compute_unrescue_instance" in str(detail["events"])
+    # Unrescue of a server not in rescue is Nova's 409.
+    wrong = onebox.osc("server", "unrescue", server, cloud=DEMO, check=False)
+    assert wrong.returncode != 0 and "409" in wrong.stderr

@@ -229,6 +229,7 @@ async fn responses_match_novas_samples() {
         "os-server-diagnostics",
         "images",
         "os-aggregates",
+        "os-rescue",
     ];
     let mut checked = Vec::new();
     let mut skipped = Vec::new();
@@ -649,6 +650,34 @@ async fn responses_match_novas_samples() {
                         ctx.app.compute.idle().await;
                         r
                     }
+                    ("os-rescue", "server-rescue-req-with-image-ref.json") => {
+                        skipped.push(format!(
+                            "{label} (a request: action_requests_of_novas_samples_are_accepted sends it)"
+                        ));
+                        continue;
+                    }
+                    ("os-rescue", n) => {
+                        let id = ctx.server(false).await;
+                        let path = format!("/servers/{id}/action");
+                        let r = ctx
+                            .call(Method::POST, &path, req("server-rescue-req.json"))
+                            .await;
+                        ctx.app.compute.idle().await;
+                        match n {
+                            "server-rescue.json" => r,
+                            _ => {
+                                assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+                                if n == "server-get-resp-unrescue.json" {
+                                    let u = ctx
+                                        .call(Method::POST, &path, req("server-unrescue-req.json"))
+                                        .await;
+                                    assert_eq!(u.status.as_u16(), 202, "{}", u.text);
+                                    ctx.app.compute.idle().await;
+                                }
+                                ctx.call(Method::GET, &format!("/servers/{id}"), None).await
+                            }
+                        }
+                    }
                     ("os-availability-zone", "availability-zone-list-resp.json") => {
                         ctx.call(Method::GET, "/os-availability-zone", None).await
                     }
@@ -780,6 +809,9 @@ fn sanitize_action_req(ctx: &Ctx, mut body: Value) -> Value {
             if let Some(a) = arg.as_object_mut() {
                 if a.contains_key("imageRef") {
                     a.insert("imageRef".into(), json!(common::IMAGE));
+                }
+                if a.contains_key("rescue_image_ref") {
+                    a.insert("rescue_image_ref".into(), json!(common::IMAGE));
                 }
                 a.remove("trusted_image_certificates");
                 a.remove("personality");
@@ -920,6 +952,20 @@ async fn action_requests_of_novas_samples_are_accepted() {
             "ACTIVE",
             false,
         ),
+        ("os-rescue/server-rescue-req.json", "ACTIVE", false),
+        (
+            "os-rescue/server-rescue-req-with-image-ref.json",
+            "ACTIVE",
+            false,
+        ),
+        ("os-rescue/server-unrescue-req.json", "RESCUE", false),
+        ("os-rescue/v2.87/server-rescue-req.json", "SHUTOFF", false),
+        (
+            "os-rescue/v2.87/server-rescue-req-with-image-ref.json",
+            "ACTIVE",
+            false,
+        ),
+        ("os-rescue/v2.87/server-unrescue-req.json", "RESCUE", false),
     ];
     let mut failures = Vec::new();
     for (sample, state, admin) in table {
@@ -978,6 +1024,7 @@ async fn action_requests_of_novas_samples_are_accepted() {
             "VERIFY_RESIZE" => vec![json!({"resize": {"flavorRef": "2"}})],
             "SHELVED" => vec![json!({"shelve": null})],
             "SHELVED_OFFLOADED" => vec![json!({"shelve": null}), json!({"shelveOffload": null})],
+            "RESCUE" => vec![json!({"rescue": null})],
             "ERROR" => vec![],
             _ => vec![],
         };
@@ -1025,6 +1072,7 @@ fn ctx_user(_b: &Value) -> Value {
 /// a response there.
 const LENIENT_NAMES: &[&str] = &[
     "os-instance-actions",
+    "os-rescue",
     "os-simple-tenant-usage",
     "os-migrations",
     "server-migrations",

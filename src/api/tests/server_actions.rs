@@ -1,6 +1,7 @@
 //! Server actions on the fake driver: rebuild, resize with confirm and revert, snapshots and
-//! backups, shelving, soft delete with restore, reset state, password and crash dump; the
-//! table of every (status, action) pair; and what a driver failing mid-action leaves behind.
+//! backups, shelving, soft delete with restore, reset state, password, crash dump, rescue and
+//! unrescue; the table of every (status, action) pair; and what a driver failing mid-action
+//! leaves behind.
 
 mod common;
 
@@ -771,6 +772,200 @@ async fn a_backend_without_an_operation_gets_novas_fault() {
     );
 }
 
+#[tokio::test]
+async fn rescue_boots_the_rescue_image_and_unrescue_returns() {
+    let app = TestApp::new().await;
+    let admin = api(&app, app.admin().await).await;
+    let a = api(&app, app.demo().await).await;
+    let id = a.create("resc").await;
+
+    // Nova's sample: the password given comes back in a 200.
+    let r = a
+        .act(&id, json!({"rescue": {"adminPass": "MySecretPass"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({"adminPass": "MySecretPass"}));
+    app.compute.idle().await;
+    let s = a.server(&id).await;
+    assert_eq!(s["status"], "RESCUE");
+    assert_eq!(s["OS-EXT-STS:vm_state"], "rescued");
+    assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    // The server's own image rescues it when no rescue_image_ref is given.
+    let (img, pass) = app.driver.rescue_of(&sid(&id)).expect("rescued");
+    assert_eq!(
+        (img.image_id.as_str(), pass.as_str()),
+        (IMAGE, "MySecretPass")
+    );
+    let events = a.events(&id, "rescue").await;
+    assert_eq!(events[0]["event"], "compute_rescue_instance");
+    assert_eq!(events[0]["result"], "Success");
+
+    // Rescued: another rescue, a reboot, a stop are Nova's 409s; delete is not refused.
+    for (body, name) in [
+        (json!({"rescue": null}), "rescue"),
+        (json!({"reboot": {"type": "HARD"}}), "reboot"),
+        (json!({"os-stop": null}), "stop"),
+    ] {
+        let r = a.act(&id, body).await;
+        assert_compute_fault(&r, 409, "conflictingRequest");
+        assert!(
+            r.text.contains(&format!(
+                "Cannot '{name}' instance {id} while it is in vm_state rescued"
+            )),
+            "{}",
+            r.text
+        );
+    }
+
+    // Unrescue: 202 without a body, ACTIVE again, the rescue gone from the backend.
+    let r = a.act_ok(&id, json!({"unrescue": null}), 202).await;
+    assert!(r.text.is_empty(), "{}", r.text);
+    let s = a.server(&id).await;
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    assert!(app.driver.rescue_of(&sid(&id)).is_none());
+    let events = a.events(&id, "unrescue").await;
+    assert_eq!(events[0]["event"], "compute_unrescue_instance");
+    assert_eq!(events[0]["result"], "Success");
+    let r = a.act(&id, json!({"unrescue": null})).await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
+    assert!(
+        r.text.contains(&format!(
+            "Cannot 'unrescue' instance {id} while it is in vm_state active"
+        )),
+        "{}",
+        r.text
+    );
+
+    // `{"rescue": null}` generates a password; a stopped server is rescued too and comes
+    // back ACTIVE, as in Nova.
+    a.act_ok(&id, json!({"os-stop": null}), 202).await;
+    let r = a.act_ok(&id, json!({"rescue": null}), 200).await;
+    let generated = r.body["adminPass"].as_str().expect("adminPass").to_owned();
+    assert!(generated.len() >= 8, "{generated}");
+    assert_eq!(
+        app.driver.rescue_of(&sid(&id)).expect("rescued").1,
+        generated
+    );
+    assert_eq!(a.status(&id).await, "RESCUE");
+    a.act_ok(&id, json!({"unrescue": null}), 202).await;
+    assert_eq!(a.status(&id).await, "ACTIVE");
+
+    // Another image the caller may boot rescues it when named.
+    let r = a
+        .act_ok(&id, json!({"createImage": {"name": "rescuer"}}), 202)
+        .await;
+    let other = r.body["image_id"].as_str().expect("image_id").to_owned();
+    a.act_ok(&id, json!({"rescue": {"rescue_image_ref": other}}), 200)
+        .await;
+    assert_eq!(
+        app.driver.rescue_of(&sid(&id)).expect("rescued").0.image_id,
+        other
+    );
+    a.act_ok(&id, json!({"unrescue": null}), 202).await;
+
+    // Bad requests leave the server alone.
+    let missing = "6f1a5a6e-0000-4000-8000-00000000dead";
+    for (body, text) in [
+        (
+            json!({"rescue": {"rescue_image_ref": missing}}),
+            format!("Requested rescue image '{missing}' is not supported"),
+        ),
+        (
+            json!({"rescue": {"rescue_image_ref": "cirros"}}),
+            "'cirros' is not a 'uuid'".to_owned(),
+        ),
+        (
+            json!({"rescue": {"adminPass": "x", "image": IMAGE}}),
+            "Additional properties are not allowed".to_owned(),
+        ),
+        (
+            json!({"rescue": {"adminPass": 5}}),
+            "is not of type 'string'".to_owned(),
+        ),
+    ] {
+        let r = a.act(&id, body.clone()).await;
+        assert_compute_fault(&r, 400, "badRequest");
+        assert!(r.text.contains(&text), "{body}: {}", r.text);
+        app.compute.idle().await;
+        assert_eq!(a.status(&id).await, "ACTIVE", "{body}");
+    }
+
+    // A lock stops the owner's rescue and unrescue, not the admin's.
+    admin.act_ok(&id, json!({"lock": null}), 202).await;
+    let r = a.act(&id, json!({"rescue": null})).await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
+    assert!(r.text.contains("is locked"), "{}", r.text);
+    admin.act_ok(&id, json!({"rescue": null}), 200).await;
+    assert_eq!(a.status(&id).await, "RESCUE");
+    let r = a.act(&id, json!({"unrescue": null})).await;
+    assert_compute_fault(&r, 409, "conflictingRequest");
+    admin.act_ok(&id, json!({"unlock": null}), 202).await;
+
+    // A rescued server can be deleted, and the backend's instance goes with it.
+    let r = a
+        .call(Method::DELETE, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    app.compute.idle().await;
+    assert!(app.driver.spec_of(&sid(&id)).is_none());
+
+    // A backend without a rescue mode refuses before anything changes.
+    let id = a.create("norescue").await;
+    app.driver.set_unsupported(Operation::Rescue, true);
+    let r = a.act(&id, json!({"rescue": null})).await;
+    app.driver.set_unsupported(Operation::Rescue, false);
+    assert_compute_fault(&r, 400, "badRequest");
+    assert!(r.text.contains("cannot be rescued"), "{}", r.text);
+    app.compute.idle().await;
+    assert_eq!(a.status(&id).await, "ACTIVE");
+}
+
+#[tokio::test]
+async fn a_restart_mid_rescue_leaves_error_and_a_new_rescue_recovers() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    for (task, vm) in [
+        (
+            model::compute::TaskState::Rescuing,
+            model::compute::VmState::Active,
+        ),
+        (
+            model::compute::TaskState::Unrescuing,
+            model::compute::VmState::Rescued,
+        ),
+    ] {
+        let id = a.create("cut").await;
+        if vm == model::compute::VmState::Rescued {
+            a.act_ok(&id, json!({"rescue": null}), 200).await;
+        }
+        let s2 = sid(&id);
+        app.store
+            .write(move |tx| store::compute::transition(tx, &s2, None, vm, Some(task), None))
+            .await
+            .expect("mid-task");
+        app.compute
+            .reconcile(compute::reconcile::OrphanPolicy::Report)
+            .await
+            .expect("reconcile");
+        let s = a.server(&id).await;
+        assert_eq!(s["status"], "ERROR", "{task:?}");
+        assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+        assert!(
+            s["fault"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(task.as_str())),
+            "{s}"
+        );
+        // From ERROR: rescue (legal there), then unrescue, and the server runs again.
+        a.act_ok(&id, json!({"rescue": null}), 200).await;
+        assert_eq!(a.status(&id).await, "RESCUE");
+        a.act_ok(&id, json!({"unrescue": null}), 202).await;
+        assert_eq!(a.status(&id).await, "ACTIVE");
+    }
+}
+
 /// How to bring a fresh server to a status, and what each action's request is.
 async fn bring_to(a: &Api<'_>, admin: &Api<'_>, id: &str, status: &str) {
     match status {
@@ -799,6 +994,9 @@ async fn bring_to(a: &Api<'_>, admin: &Api<'_>, id: &str, status: &str) {
         "SHELVED_OFFLOADED" => {
             a.act_ok(id, json!({"shelve": null}), 202).await;
             a.act_ok(id, json!({"shelveOffload": null}), 202).await;
+        }
+        "RESCUE" => {
+            a.act_ok(id, json!({"rescue": null}), 200).await;
         }
         "SOFT_DELETED" => {
             let r = a
@@ -846,6 +1044,7 @@ async fn every_action_in_every_status_follows_novas_table() {
         "SHELVED",
         "SHELVED_OFFLOADED",
         "SOFT_DELETED",
+        "RESCUE",
     ];
     let mut checked = 0;
     for status in statuses {
@@ -874,6 +1073,8 @@ async fn every_action_in_every_status_follows_novas_table() {
                 Action::Restore => (json!({"restore": null}), 202),
                 Action::ChangePassword => (json!({"changePassword": {"adminPass": "p"}}), 202),
                 Action::TriggerCrashDump => (json!({"trigger_crash_dump": null}), 202),
+                Action::Rescue => (json!({"rescue": {"adminPass": "p"}}), 200),
+                Action::Unrescue => (json!({"unrescue": null}), 202),
             };
             let vm = match status {
                 "ACTIVE" => "active",
@@ -884,6 +1085,7 @@ async fn every_action_in_every_status_follows_novas_table() {
                 "VERIFY_RESIZE" => "resized",
                 "SHELVED" => "shelved",
                 "SHELVED_OFFLOADED" => "shelved_offloaded",
+                "RESCUE" => "rescued",
                 _ => "soft-delete",
             };
             let legal = {
@@ -910,6 +1112,8 @@ async fn every_action_in_every_status_follows_novas_table() {
                     A::TriggerCrashDump => {
                         matches!(vm, "active" | "paused" | "rescued" | "resized" | "error")
                     }
+                    A::Rescue => matches!(vm, "active" | "stopped" | "error"),
+                    A::Unrescue => vm == "rescued",
                 }
             };
             let expected_end = match action {
@@ -923,6 +1127,7 @@ async fn every_action_in_every_status_follows_novas_table() {
                 Action::CreateImage | Action::CreateBackup | Action::TriggerCrashDump => status,
                 Action::Shelve => "SHELVED",
                 Action::ShelveOffload => "SHELVED_OFFLOADED",
+                Action::Rescue => "RESCUE",
                 _ => "ACTIVE",
             };
             let id = a.create("t").await;
@@ -1076,6 +1281,35 @@ async fn a_driver_failing_mid_action_leaves_the_server_where_nova_would() {
     assert_eq!(s["status"], "SHELVED_OFFLOADED");
     assert_eq!(app.standin.snapshots().len(), 1);
     a.act_ok(&id, json!({"unshelve": null}), 202).await;
+    assert_eq!(a.status(&id).await, "ACTIVE");
+
+    // Rescue and unrescue failing: the guest is in doubt, ERROR with a fault, as Nova
+    // leaves it; a rescue from ERROR and an unrescue bring the server back.
+    let id = a.create("rsc").await;
+    d.set_failing(Operation::Rescue, true);
+    a.act_ok(&id, json!({"rescue": null}), 200).await;
+    d.set_failing(Operation::Rescue, false);
+    let s = a.server(&id).await;
+    settled(&s);
+    assert_eq!(s["status"], "ERROR");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot be rescued")),
+        "{s}"
+    );
+    assert_eq!(a.events(&id, "rescue").await[0]["result"], "Error");
+    a.act_ok(&id, json!({"rescue": null}), 200).await;
+    assert_eq!(a.status(&id).await, "RESCUE");
+    d.set_failing(Operation::Unrescue, true);
+    a.act_ok(&id, json!({"unrescue": null}), 202).await;
+    d.set_failing(Operation::Unrescue, false);
+    let s = a.server(&id).await;
+    settled(&s);
+    assert_eq!(s["status"], "ERROR");
+    assert_eq!(a.events(&id, "unrescue").await[0]["result"], "Error");
+    a.act_ok(&id, json!({"rescue": null}), 200).await;
+    a.act_ok(&id, json!({"unrescue": null}), 202).await;
     assert_eq!(a.status(&id).await, "ACTIVE");
 
     // Power actions and restore roll back; a failing password change answers 409.

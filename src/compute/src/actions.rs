@@ -101,6 +101,8 @@ pub enum Action {
     Restore,
     ChangePassword,
     TriggerCrashDump,
+    Rescue,
+    Unrescue,
 }
 
 impl Action {
@@ -126,6 +128,8 @@ impl Action {
         Action::Restore,
         Action::ChangePassword,
         Action::TriggerCrashDump,
+        Action::Rescue,
+        Action::Unrescue,
     ];
 
     /// The name Nova's conflict messages use (the API action's name).
@@ -144,6 +148,8 @@ impl Action {
             Action::Restore => "restore",
             Action::ChangePassword => "changePassword",
             Action::TriggerCrashDump => "trigger_crash_dump",
+            Action::Rescue => "rescue",
+            Action::Unrescue => "unrescue",
         }
     }
 
@@ -208,6 +214,8 @@ pub fn check_action(action: Action, s: &Server) -> Result<()> {
         A::Unshelve => (matches!(vm, V::Shelved | V::ShelvedOffloaded), idle),
         A::Restore => (vm == V::SoftDeleted, idle),
         A::ChangePassword => (vm == V::Active, idle),
+        A::Rescue => (matches!(vm, V::Active | V::Stopped | V::Error), idle),
+        A::Unrescue => (vm == V::Rescued, idle),
         A::TriggerCrashDump => (
             matches!(
                 vm,

@@ -17,6 +17,7 @@ mod network;
 pub mod operator;
 pub mod quotas;
 pub mod reconcile;
+mod rescue;
 pub mod servers;
 mod snapshots;
 mod tasks;

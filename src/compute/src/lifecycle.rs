@@ -55,6 +55,11 @@ pub(crate) enum Work {
         from_vm: VmState,
     },
     Restore,
+    Rescue {
+        admin_pass: String,
+        image: String,
+    },
+    Unrescue,
 }
 
 /// What a rebuild changes. `None` leaves a field as it is; `Some(None)` clears it.
@@ -231,6 +236,10 @@ impl Compute {
             Work::Unshelve { ctx, from_vm } => self.run_unshelve(id, action, *ctx, from_vm).await,
             Work::SoftDelete { from_vm } => self.run_soft_delete(id, action, from_vm).await,
             Work::Restore => self.run_restore(id, action).await,
+            Work::Rescue { admin_pass, image } => {
+                self.run_rescue(id, action, admin_pass, image).await
+            }
+            Work::Unrescue => self.run_unrescue(id, action).await,
         }
     }
 

@@ -2,12 +2,11 @@
 //!
 //! A restart is always safe. Servers caught mid-task are resolved: a delete is carried out
 //! again, a build that never finished ends in ERROR with a fault, a resize is undone in the
-//! backend (old flavor, old disk), a rebuild or a revert/confirm in doubt ends in ERROR with a
-//! fault, and any other task is rolled back to the stable state. Every live server's power
-//! state is then read from the backend;
-//! a running server the backend no longer has is reported SHUTOFF. Instances the backend
-//! holds that the database does not know are orphans: they are reported, and destroyed only
-//! if the configured policy says so.
+//! backend (old flavor, old disk), a rebuild, a revert/confirm or a rescue/unrescue in doubt
+//! ends in ERROR with a fault, and any other task is rolled back to the stable state. Every
+//! live server's power state is then read from the backend; a running server the backend no
+//! longer has is reported SHUTOFF. Instances the backend holds that the database does not
+//! know are orphans: they are reported, and destroyed only if the configured policy says so.
 
 use chrono::Utc;
 use model::compute::{PowerState, ServerFault, ServerId, TaskState, VmState};
@@ -91,9 +90,10 @@ impl Compute {
                 ) if self.roll_back_resize(&s, vm, task).await => {
                     report.tasks_rolled_back += 1;
                 }
-                // A rebuild cut short, a resize whose roll-back failed, or a revert or
-                // confirm cut short leaves the guest in doubt: ERROR with a fault, as Nova
-                // leaves it.
+                // A rebuild cut short, a resize whose roll-back failed, a revert or confirm
+                // cut short, or a rescue or unrescue cut short leaves the guest in doubt:
+                // ERROR with a fault, as Nova leaves it. A rescue from ERROR followed by an
+                // unrescue brings such a server back.
                 (
                     _,
                     task @ Some(
@@ -103,7 +103,9 @@ impl Compute {
                         | TaskState::ResizeMigrated
                         | TaskState::ResizeFinish
                         | TaskState::ResizeReverting
-                        | TaskState::ResizeConfirming,
+                        | TaskState::ResizeConfirming
+                        | TaskState::Rescuing
+                        | TaskState::Unrescuing,
                     ),
                 ) => {
                     let id2 = id.clone();
@@ -125,7 +127,7 @@ impl Compute {
                             )
                         })
                         .await?;
-                    tracing::warn!(server_id = %id, "interrupted rebuild or resize set to ERROR");
+                    tracing::warn!(server_id = %id, "interrupted rebuild, resize or rescue set to ERROR");
                     report.tasks_rolled_back += 1;
                 }
                 (vm, task) => {

@@ -449,6 +449,7 @@ impl ComputeDriver for ContainerDriver {
             set_admin_password: false,
             trigger_crash_dump: false,
             diagnostics: true,
+            rescue: false,
         }
     }
 

@@ -131,6 +131,26 @@ pub fn run(d: &dyn ComputeDriver, spec: InstanceSpec) {
         let diag = d.diagnostics(&id).expect("diagnostics");
         assert!(diag.num_cpus > 0, "diagnostics count the cpus");
     }
+    let rescue = crate::RescueImage {
+        image_id: spec.image_id.clone().unwrap_or_default(),
+        image: spec.image.clone(),
+        kernel: spec.kernel.clone(),
+        ramdisk: spec.ramdisk.clone(),
+    };
+    if caps.rescue {
+        d.rescue(&spec, &rescue, "rescue-pass").expect("rescue");
+        assert_eq!(power(d, &id), PowerState::Running, "running after rescue");
+        d.unrescue(&spec).expect("unrescue");
+        assert_eq!(power(d, &id), PowerState::Running, "running after unrescue");
+        // Left rescued: destroy must take the rescue with it.
+        d.rescue(&spec, &rescue, "rescue-pass")
+            .expect("rescue again");
+    } else {
+        assert!(matches!(
+            d.rescue(&spec, &rescue, "x"),
+            Err(DriverError::NotSupported(_))
+        ));
+    }
 
     d.destroy(&id).expect("destroy");
     assert!(

@@ -10,7 +10,7 @@ use model::compute::{PowerState, ServerId};
 
 use crate::{
     Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
-    NicStats, Operation, RebootKind, Resources, Result, Snapshot,
+    NicStats, Operation, RebootKind, RescueImage, Resources, Result, Snapshot,
 };
 
 #[derive(Debug)]
@@ -21,6 +21,8 @@ struct Instance {
     /// The spec before a resize, until it is confirmed or reverted.
     resized_from: Option<InstanceSpec>,
     password: Option<String>,
+    /// The rescue image and password while the instance is rescued.
+    rescued: Option<(RescueImage, String)>,
     started: std::time::Instant,
 }
 
@@ -118,6 +120,11 @@ impl FakeDriver {
         self.with(id, |i| Ok(i.password.clone())).ok().flatten()
     }
 
+    /// The rescue image and the rescue password while the instance is rescued.
+    pub fn rescue_of(&self, id: &ServerId) -> Option<(RescueImage, String)> {
+        self.with(id, |i| Ok(i.rescued.clone())).ok().flatten()
+    }
+
     /// Changes an instance's power state as if it happened inside the guest (a shutdown
     /// from within, a crash), for tests of the power-state sync.
     /// Watchers hear of it as they would of a real backend's event.
@@ -192,6 +199,13 @@ impl ComputeDriver for FakeDriver {
             set_admin_password: true,
             trigger_crash_dump: true,
             diagnostics: true,
+            // A fake told rescue is unsupported is a backend without a rescue mode.
+            rescue: !self
+                .behaviour
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .unsupported
+                .contains(&Operation::Rescue),
         }
     }
 
@@ -209,6 +223,7 @@ impl ComputeDriver for FakeDriver {
                 spec: spec.clone(),
                 resized_from: None,
                 password: spec.admin_pass.clone(),
+                rescued: None,
                 started: std::time::Instant::now(),
             },
         );
@@ -387,6 +402,30 @@ impl ComputeDriver for FakeDriver {
         self.with(id, |i| {
             i.console.push_str("NMI received: crash dump triggered\n");
             i.power = PowerState::Crashed;
+            Ok(())
+        })
+    }
+
+    fn rescue(&self, spec: &InstanceSpec, rescue: &RescueImage, admin_pass: &str) -> Result<()> {
+        self.begin(Operation::Rescue)?;
+        self.with(&spec.id, |i| {
+            i.rescued = Some((rescue.clone(), admin_pass.to_owned()));
+            i.power = PowerState::Running;
+            i.console
+                .push_str(&format!("rescue from {}\nrescue login:\n", rescue.image_id));
+            Ok(())
+        })
+    }
+
+    fn unrescue(&self, spec: &InstanceSpec) -> Result<()> {
+        self.begin(Operation::Unrescue)?;
+        self.with(&spec.id, |i| {
+            if i.rescued.take().is_none() {
+                return Err(DriverError::Failed("the instance is not rescued".into()));
+            }
+            i.power = PowerState::Running;
+            i.console
+                .push_str(&format!("unrescue\n{} login:\n", spec.hostname));
             Ok(())
         })
     }

@@ -79,6 +79,17 @@ pub struct InstanceSpec {
     pub ports: Vec<Port>,
 }
 
+/// The image a server is rescued with ([`ComputeDriver::rescue`]), resolved as a spec's
+/// image is: its data, and the kernel and ramdisk it names for direct kernel boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RescueImage {
+    pub image_id: String,
+    /// `None` when the image catalog keeps no data (the fake needs none).
+    pub image: Option<ImageFile>,
+    pub kernel: Option<ImageFile>,
+    pub ramdisk: Option<ImageFile>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RebootKind {
     Soft,
@@ -157,6 +168,7 @@ pub struct Capabilities {
     pub set_admin_password: bool,
     pub trigger_crash_dump: bool,
     pub diagnostics: bool,
+    pub rescue: bool,
 }
 
 /// Every operation a driver can be asked for; used to report `NotSupported` and to inject
@@ -181,6 +193,8 @@ pub enum Operation {
     SetAdminPassword,
     TriggerCrashDump,
     Diagnostics,
+    Rescue,
+    Unrescue,
 }
 
 impl Operation {
@@ -204,6 +218,8 @@ impl Operation {
             Operation::SetAdminPassword => "set_admin_password",
             Operation::TriggerCrashDump => "trigger_crash_dump",
             Operation::Diagnostics => "diagnostics",
+            Operation::Rescue => "rescue",
+            Operation::Unrescue => "unrescue",
         }
     }
 }
@@ -302,6 +318,20 @@ pub trait ComputeDriver: Send + Sync {
     fn prune_image_cache(&self, min_unused_age: std::time::Duration) -> Result<usize> {
         let _ = min_unused_age;
         Ok(0)
+    }
+    /// Boots the instance from a fresh disk of `rescue` with its own root disk attached
+    /// second, keeping what is needed to go back; `admin_pass` is the rescue system's
+    /// password. The instance runs afterwards. Rescuing an instance already rescued (a
+    /// rescue that failed half-way) keeps what the first rescue kept.
+    fn rescue(&self, spec: &InstanceSpec, rescue: &RescueImage, admin_pass: &str) -> Result<()> {
+        let _ = (spec, rescue, admin_pass);
+        Err(DriverError::NotSupported(Operation::Rescue))
+    }
+    /// Ends a rescue: the instance boots from its own disk again (as `spec` describes it)
+    /// and the rescue disk is gone. The instance runs afterwards.
+    fn unrescue(&self, spec: &InstanceSpec) -> Result<()> {
+        let _ = spec;
+        Err(DriverError::NotSupported(Operation::Unrescue))
     }
     /// Starts reporting state changes the backend notices by itself to `sink`, for as long
     /// as the driver lives. Returns false when the backend has no such events; the periodic

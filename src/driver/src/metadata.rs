@@ -75,6 +75,11 @@ pub fn meta_data(spec: &InstanceSpec) -> Value {
         doc["public_keys"] = Value::Object(public_keys);
         doc["keys"] = Value::Array(keys);
     }
+    // Only a config drive written for a rebuild or a rescue carries a password, as Nova's
+    // does; the metadata service's specs never have one.
+    if let Some(p) = &spec.admin_pass {
+        doc["admin_pass"] = Value::String(p.clone());
+    }
     doc
 }
 
@@ -312,6 +317,10 @@ mod tests {
         assert_eq!(user_data_bytes("not base64!"), b"not base64!");
         let files = openstack_files(&s);
         assert_eq!(files["user_data"], b"#!/bin/sh\necho hi");
+        assert!(md.get("admin_pass").is_none());
+        let mut rescue = spec();
+        rescue.admin_pass = Some("pw".into());
+        assert_eq!(meta_data(&rescue)["admin_pass"], "pw");
     }
 
     #[test]

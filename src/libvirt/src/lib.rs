@@ -4,6 +4,9 @@
 //! Its files live in `<data_dir>/instances/<uuid>/`: `disk` (a qcow2 overlay on the image's
 //! cached base in `<data_dir>/cache/images/<image id>`, grown to the flavor's disk),
 //! `console.log` (the serial console), and `config.iso` (the config drive, when asked for).
+//! A rescue adds `domain.rescue-backup.xml` (the definition to go back to), `disk.rescue`
+//! (an overlay on the rescue image's cached base, booted as `vda` with `disk` as `vdb`) and
+//! `config.rescue.iso` (the config drive with the rescue password), all gone after unrescue.
 //! Images carrying `kernel_id`/`ramdisk_id` boot their kernel directly. Guests attach to the
 //! bridge of each port's network (see [`hostnet`]) and get their port's address from the
 //! bridge's dnsmasq ([`dhcp`]). Cached images no instance refers to are pruned once unused
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use driver::{
     Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
-    NicStats, RebootKind, Resources, Snapshot,
+    NicStats, RebootKind, RescueImage, Resources, Snapshot,
 };
 use model::compute::{PowerState, ServerId};
 use virt::connect::Connect;
@@ -273,7 +276,17 @@ impl LibvirtDriver {
 
     /// Writes the config drive for `spec` into `dir/config.iso`.
     fn config_drive(&self, spec: &InstanceSpec, dir: &Path) -> Result<PathBuf, Error> {
-        let tree = dir.join("config-drive");
+        self.config_drive_as(spec, dir, "config.iso")
+    }
+
+    /// Writes the config drive for `spec` into `dir/<name>`.
+    fn config_drive_as(
+        &self,
+        spec: &InstanceSpec,
+        dir: &Path,
+        name: &str,
+    ) -> Result<PathBuf, Error> {
+        let tree = dir.join(format!("{name}.tree"));
         let _ = std::fs::remove_dir_all(&tree);
         let io = |what: &Path, e| Error::Io(format!("writing {}", what.display()), e);
         let files = driver::metadata::openstack_files(spec);
@@ -304,7 +317,7 @@ impl LibvirtDriver {
                 std::fs::write(&f, driver::metadata::user_data_bytes(u)).map_err(|e| io(&f, e))?;
             }
         }
-        let iso = dir.join("config.iso");
+        let iso = dir.join(name);
         let r = self.disks.iso(&tree, &iso);
         let _ = std::fs::remove_dir_all(&tree);
         r.map(|_| iso)
@@ -385,6 +398,7 @@ impl LibvirtDriver {
             vcpus: spec.vcpus,
             ram_mb: spec.ram_mb,
             disk: Some(disk),
+            data_disk: None,
             cmdline: kernel.as_ref().map(|_| self.cmdline(spec)),
             kernel,
             initrd,
@@ -432,7 +446,94 @@ impl LibvirtDriver {
         self.stop(&d)?;
         let _ = d.managed_save_remove(0);
         let def = self.build(spec, new_disk)?;
-        Ok(self.define(&def)?)
+        let d = self.define(&def)?;
+        // A fresh definition: whatever a rescue left (after a failed unrescue, say) is stale.
+        remove_rescue_files(&self.instance_dir(&spec.id))?;
+        Ok(d)
+    }
+
+    /// The rescue definition: a fresh overlay of the rescue image as `disk.rescue` (vda),
+    /// the server's own `disk` second (vdb), the rescue image's kernel and ramdisk, and a
+    /// config drive carrying the rescue password when the server has one.
+    fn build_rescue(
+        &self,
+        spec: &InstanceSpec,
+        rescue: &RescueImage,
+        admin_pass: &str,
+    ) -> Result<xml::DomainDef, Error> {
+        let img = rescue.image.as_ref().ok_or_else(|| {
+            Error::Invalid(format!("rescue image {} has no data", rescue.image_id))
+        })?;
+        let dir = self.instance_dir(&spec.id);
+        let base = self.disks.base(img)?;
+        // Made under a `.part` name and renamed, so a `disk.rescue` is always whole.
+        let part = dir.join(RESCUE_DISK_PART);
+        disk::remove_file(&part)?;
+        self.disks.overlay(Some(&base), &part, spec.disk_gb)?;
+        let rescue_disk = dir.join(RESCUE_DISK);
+        std::fs::rename(&part, &rescue_disk)
+            .map_err(|e| Error::Io(format!("renaming into {}", rescue_disk.display()), e))?;
+        let kernel = match &rescue.kernel {
+            Some(k) => Some(self.disks.blob(k)?),
+            None => None,
+        };
+        let initrd = match (&kernel, &rescue.ramdisk) {
+            (Some(_), Some(r)) => Some(self.disks.blob(r)?),
+            _ => None,
+        };
+        let cmdline = kernel.as_ref().map(|_| {
+            img.properties
+                .get("os_command_line")
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .unwrap_or_else(|| self.cfg.default_cmdline.clone())
+        });
+        let config_drive = if spec.config_drive || self.cfg.force_config_drive {
+            let mut with_pass = spec.clone();
+            with_pass.admin_pass = Some(admin_pass.to_owned());
+            Some(self.config_drive_as(&with_pass, &dir, RESCUE_ISO)?)
+        } else {
+            None
+        };
+        let nics = self.plug(spec)?;
+        Ok(xml::DomainDef {
+            name: domain_name(&spec.id),
+            uuid: spec.id.to_string(),
+            virt_type: self.virt_type.as_str().into(),
+            vcpus: spec.vcpus,
+            ram_mb: spec.ram_mb,
+            disk: Some(rescue_disk),
+            data_disk: Some(dir.join("disk")),
+            kernel,
+            initrd,
+            cmdline,
+            config_drive,
+            nics,
+            console_log: dir.join("console.log"),
+            title: spec.name.clone(),
+            owner: self.owner(),
+        })
+    }
+
+    /// Ends a rescue on a shut-off domain: defines again what the rescue saved (or, when
+    /// nothing was saved, the definition `spec` makes), then removes the rescue's files, the
+    /// saved definition last.
+    fn end_rescue(&self, spec: &InstanceSpec) -> Result<Domain, Error> {
+        let dir = self.instance_dir(&spec.id);
+        let saved = dir.join(RESCUE_XML);
+        let d = match std::fs::read_to_string(&saved) {
+            Ok(x) => {
+                let c = self.conn()?;
+                Domain::define_xml(&c, &x)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let def = self.build(spec, false)?;
+                self.define(&def)?
+            }
+            Err(e) => return Err(Error::Io(format!("reading {}", saved.display()), e)),
+        };
+        remove_rescue_files(&dir)?;
+        Ok(d)
     }
 
     fn power(d: &Domain) -> Result<PowerState, Error> {
@@ -478,6 +579,41 @@ impl LibvirtDriver {
     }
 }
 
+/// The files of a rescue in the instance directory: the definition to go back to, the
+/// rescue disk (made under the `.part` name) and the rescue's config drive.
+const RESCUE_XML: &str = "domain.rescue-backup.xml";
+const RESCUE_DISK: &str = "disk.rescue";
+const RESCUE_DISK_PART: &str = "disk.rescue.part";
+const RESCUE_ISO: &str = "config.rescue.iso";
+
+/// Removes what a rescue made, the saved definition last.
+fn remove_rescue_files(dir: &Path) -> Result<(), Error> {
+    for f in [
+        RESCUE_DISK_PART,
+        RESCUE_DISK,
+        RESCUE_ISO,
+        "domain.rescue-backup.xml.part",
+        RESCUE_XML,
+    ] {
+        disk::remove_file(&dir.join(f))?;
+    }
+    Ok(())
+}
+
+/// Writes `path` whole: into `<path>.part`, synced, renamed, the directory synced.
+fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    std::fs::write(&part, data)?;
+    std::fs::File::open(&part)?.sync_all()?;
+    std::fs::rename(&part, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn statvfs_gb(p: &Path) -> u64 {
     let mut q = p.to_path_buf();
     while !q.exists() {
@@ -511,6 +647,7 @@ impl ComputeDriver for LibvirtDriver {
             set_admin_password: false,
             trigger_crash_dump: false,
             diagnostics: true,
+            rescue: true,
         }
     }
 
@@ -697,6 +834,58 @@ impl ComputeDriver for LibvirtDriver {
         disk::remove_file(&dir.join("domain.resize-backup.xml"))?;
         disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         let d = self.redefine(old, false)?;
+        d.create().map_err(Error::from)?;
+        Ok(())
+    }
+
+    fn rescue(
+        &self,
+        spec: &InstanceSpec,
+        rescue: &RescueImage,
+        admin_pass: &str,
+    ) -> driver::Result<()> {
+        let dir = self.instance_dir(&spec.id);
+        let d = self.domain(&spec.id)?;
+        // The guest is shut down cleanly first, as Nova does.
+        self.stop(&d)?;
+        let _ = d.managed_save_remove(0);
+        // The definition to go back to is kept, written whole under a `.part` name and
+        // renamed. A rescue of a domain already rescued (one that failed half-way) keeps
+        // the definition the first rescue saved.
+        let saved = dir.join(RESCUE_XML);
+        if !saved.exists() {
+            let x = d
+                .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                .map_err(Error::from)?;
+            write_whole(&saved, x.as_bytes())
+                .map_err(|e| Error::Io("keeping the definition for an unrescue".into(), e))?;
+        }
+        let r = (|| -> Result<(), Error> {
+            let def = self.build_rescue(spec, rescue, admin_pass)?;
+            self.define(&def)?.create()?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!(server_id = %spec.id, error = %e, "rescue failed; restoring the definition");
+            if let Ok(Some(d)) = self.lookup(&spec.id)
+                && d.is_active().unwrap_or(false)
+            {
+                let _ = Self::force_stop(&d);
+            }
+            let _ = self.end_rescue(spec);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn unrescue(&self, spec: &InstanceSpec) -> driver::Result<()> {
+        let d = self.domain(&spec.id)?;
+        // The rescue system is not shut down cleanly, as Nova's is not.
+        if d.is_active().map_err(Error::from)? {
+            Self::force_stop(&d)?;
+        }
+        let _ = d.managed_save_remove(0);
+        let d = self.end_rescue(spec)?;
         d.create().map_err(Error::from)?;
         Ok(())
     }

@@ -12,6 +12,9 @@ pub struct DomainDef {
     pub vcpus: u32,
     pub ram_mb: u64,
     pub disk: Option<PathBuf>,
+    /// A second qcow2 disk (`vdb`): the server's own disk while a rescue system boots from
+    /// `disk`.
+    pub data_disk: Option<PathBuf>,
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
@@ -94,6 +97,12 @@ impl DomainDef {
             let _ = writeln!(x, "      <source file='{}'/>", p(d));
             x.push_str("      <target dev='vda' bus='virtio'/>\n    </disk>\n");
         }
+        if let Some(d) = &self.data_disk {
+            x.push_str("    <disk type='file' device='disk'>\n");
+            x.push_str("      <driver name='qemu' type='qcow2'/>\n");
+            let _ = writeln!(x, "      <source file='{}'/>", p(d));
+            x.push_str("      <target dev='vdb' bus='virtio'/>\n    </disk>\n");
+        }
         if let Some(c) = &self.config_drive {
             x.push_str("    <disk type='file' device='cdrom'>\n");
             x.push_str("      <driver name='qemu' type='raw'/>\n");
@@ -133,6 +142,7 @@ mod tests {
             vcpus: 2,
             ram_mb: 256,
             disk: Some("/d/disk".into()),
+            data_disk: None,
             kernel: Some("/c/k".into()),
             initrd: Some("/c/r".into()),
             cmdline: Some("console=ttyS0 a<b".into()),
@@ -156,5 +166,36 @@ mod tests {
         assert!(x.contains("<source path='/d/console.log' append='on'/>"));
         assert!(x.contains("device='cdrom'"));
         assert!(!x.contains("<boot dev='hd'/>"));
+        assert!(!x.contains("vdb"));
+    }
+
+    #[test]
+    fn a_rescue_boots_its_disk_first_with_the_servers_disk_second() {
+        let d = DomainDef {
+            name: "onebox-1".into(),
+            uuid: "6f1a5a6e-0000-4000-8000-000000000001".into(),
+            virt_type: "qemu".into(),
+            vcpus: 1,
+            ram_mb: 128,
+            disk: Some("/d/disk.rescue".into()),
+            data_disk: Some("/d/disk".into()),
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            config_drive: None,
+            nics: vec![],
+            console_log: "/d/console.log".into(),
+            title: "t".into(),
+            owner: "onebox /x".into(),
+        };
+        let x = d.to_xml();
+        let first = x
+            .find("<source file='/d/disk.rescue'/>")
+            .expect("rescue disk");
+        let second = x.find("<source file='/d/disk'/>").expect("own disk");
+        assert!(first < second);
+        assert!(x[first..].starts_with("<source file='/d/disk.rescue'/>\n      <target dev='vda'"));
+        assert!(x[second..].starts_with("<source file='/d/disk'/>\n      <target dev='vdb'"));
+        assert!(x.contains("<boot dev='hd'/>"));
     }
 }

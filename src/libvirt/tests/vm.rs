@@ -1,6 +1,7 @@
 //! The VM backend against real libvirt and QEMU: the tiny guest boots, every action's effect
-//! is checked from libvirt and from the guest's serial console, the conformance suite
-//! passes, and nothing (domains, bridges, taps, dnsmasq, files) is left behind.
+//! (rescue and unrescue too) is checked from libvirt and from the guest's serial console, the
+//! conformance suite passes, and nothing (domains, bridges, taps, dnsmasq, files) is left
+//! behind.
 //!
 //! Needs root and a libvirtd (`scripts/libvirtd.sh start`); skips otherwise, or fails when
 //! `ONEBOX_REQUIRE_BACKENDS` is set. One test function: the steps share bridges and a
@@ -299,6 +300,101 @@ fn vm_backend_on_real_libvirt() {
     let text = common::wait_console(&log, "onebox-guest: ready", BOOT);
     assert_eq!(text.matches("onebox-guest: booted").count(), 1, "{text}");
     assert!(virsh(&["domuuid", &name]).contains(id.as_str()));
+
+    // Rescue: the guest boots again, from a fresh `disk.rescue` of the rescue image as vda
+    // with its own disk second (vdb), and reads the rescue's config drive, which carries the
+    // rescue password. Unrescue: one disk again, the rescue's files gone, a new boot.
+    // The driver names files under the canonical data directory.
+    let inst = std::fs::canonicalize(left.data.path())
+        .expect("data dir")
+        .join("instances")
+        .join(id.as_str());
+    let disk_targets = |xml: &str| -> Vec<(String, String)> {
+        xml.split("<disk ")
+            .skip(1)
+            .filter(|d| d.contains("device='disk'"))
+            .map(|d| {
+                let attr = |start: &str| {
+                    d.split(start)
+                        .nth(1)
+                        .and_then(|r| r.split('\'').next())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                (attr("<source file='"), attr("<target dev='"))
+            })
+            .collect()
+    };
+    let mut rs = again.clone();
+    rs.config_drive = true;
+    let rescue = driver::RescueImage {
+        image_id: rs.image_id.clone().unwrap_or_default(),
+        image: rs.image.clone(),
+        kernel: rs.kernel.clone(),
+        ramdisk: rs.ramdisk.clone(),
+    };
+    d.rescue(&rs, &rescue, "rescue-pw-7f3a").expect("rescue");
+    wait_count(&log, "onebox-guest: ready", 2);
+    assert!(virsh(&["domstate", &name]).contains("running"));
+    assert_eq!(
+        d.get_info(&id).expect("info").power_state,
+        PowerState::Running
+    );
+    let disks = disk_targets(&virsh(&["dumpxml", &name]));
+    assert_eq!(
+        disks,
+        vec![
+            (
+                inst.join("disk.rescue").display().to_string(),
+                "vda".to_owned()
+            ),
+            (inst.join("disk").display().to_string(), "vdb".to_owned()),
+        ],
+        "the rescue disk first, the server's own second"
+    );
+    let rescue_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let second_boot = rescue_text
+        .rsplit("onebox-guest: booted")
+        .next()
+        .unwrap_or("");
+    assert!(
+        second_boot.contains("onebox-guest: config=config-drive"),
+        "the rescue boot read its config drive: {rescue_text}"
+    );
+    let iso = std::fs::read(inst.join("config.rescue.iso")).expect("rescue config drive");
+    assert!(
+        iso.windows(14).any(|w| w == b"rescue-pw-7f3a"),
+        "the rescue password is on the rescue's config drive"
+    );
+    assert!(inst.join("domain.rescue-backup.xml").exists());
+    let backing = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json", "-f", "qcow2"])
+        .arg(inst.join("disk.rescue"))
+        .output()
+        .expect("qemu-img");
+    let v: serde_json::Value = serde_json::from_slice(&backing.stdout).expect("json");
+    assert!(
+        v["backing-filename"]
+            .as_str()
+            .is_some_and(|b| b.contains("cache")),
+        "disk.rescue is an overlay on the cached base: {v}"
+    );
+    d.unrescue(&again).expect("unrescue");
+    wait_count(&log, "onebox-guest: ready", 3);
+    assert!(virsh(&["domstate", &name]).contains("running"));
+    let disks = disk_targets(&virsh(&["dumpxml", &name]));
+    assert_eq!(
+        disks,
+        vec![(inst.join("disk").display().to_string(), "vda".to_owned())],
+        "one disk again"
+    );
+    for f in [
+        "disk.rescue",
+        "domain.rescue-backup.xml",
+        "config.rescue.iso",
+    ] {
+        assert!(!inst.join(f).exists(), "{f} left after unrescue");
+    }
 
     let diag = d.diagnostics(&id).expect("diagnostics");
     assert_eq!(diag.num_cpus, 2);

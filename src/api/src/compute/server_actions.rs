@@ -209,6 +209,17 @@ pub async fn action(
             s.compute.trigger_crash_dump(&c, &id, &rid).await?;
             None
         }
+        "rescue" => {
+            let (pass, image) = rescue_args(arg)?;
+            let pass = s.compute.rescue(&c, &id, pass, image, &rid).await?;
+            // `enable_instance_password` is always on: the password is returned.
+            return Ok(Json(json!({ "adminPass": pass })).into_response());
+        }
+        // Nova's unrescue takes no schema: the body's value is ignored.
+        "unrescue" => {
+            s.compute.unrescue(&c, &id, &rid).await?;
+            None
+        }
         "changePassword" => {
             v::only("changePassword", arg, &["adminPass"])?;
             let o = v::object("changePassword", arg)?;
@@ -231,6 +242,35 @@ pub async fn action(
         s.compute.power_action(&c, &id, a, &rid).await?;
     }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// rescue's body: null, or `adminPass` (any string) and `rescue_image_ref` (an image
+/// uuid), both optional.
+fn rescue_args(arg: &Value) -> Result<(Option<String>, Option<String>), Fault> {
+    if arg.is_null() {
+        return Ok((None, None));
+    }
+    v::only("rescue", arg, &["adminPass", "rescue_image_ref"])?;
+    let o = v::object("rescue", arg)?;
+    let pass = match o.get("adminPass") {
+        None => None,
+        Some(p) => Some(v::string("adminPass", p, 0, usize::MAX)?),
+    };
+    let image = match o.get("rescue_image_ref") {
+        None => None,
+        Some(r) => {
+            let r = v::string("rescue_image_ref", r, 0, usize::MAX)?;
+            let u = uuid::Uuid::parse_str(&r).map_err(|_| {
+                v::invalid(
+                    "rescue_image_ref",
+                    &json!(r),
+                    &format!("'{r}' is not a 'uuid'"),
+                )
+            })?;
+            Some(u.hyphenated().to_string())
+        }
+    };
+    Ok((pass, image))
 }
 
 /// `OS-DCF:diskConfig` is accepted (`AUTO` or `MANUAL`) and otherwise ignored: onebox's
