@@ -826,7 +826,10 @@ impl ComputeDriver for LibvirtDriver {
         let dir = self.instance_dir(&old.id);
         let backup = dir.join("disk.resize-backup");
         let d = self.domain(&old.id)?;
-        self.stop(&d)?;
+        // The resized guest is discarded, as Nova's revert destroys it: forced off, not
+        // asked. A guest still booting ignores the power button, and a restart that rolls
+        // back an interrupted resize must not wait for it.
+        Self::force_stop(&d)?;
         if backup.exists() {
             std::fs::rename(&backup, dir.join("disk"))
                 .map_err(|e| Error::Io("restoring the disk".into(), e))?;
