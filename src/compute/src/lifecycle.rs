@@ -746,26 +746,44 @@ impl Compute {
         }
     }
 
-    /// Reverts a resize awaiting confirmation: the server returns to its old flavor.
-    pub async fn revert_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+    /// The start of an action whose request carries nothing but the server: the caller may
+    /// act on it in its state, the task state and the instance action are taken together,
+    /// and `work` runs in the background.
+    pub(crate) async fn start_work(
+        &self,
+        ctx: &Context,
+        id: &str,
+        (act, name, task): (Action, &'static str, TaskState),
+        request_id: &str,
+        work: Work,
+    ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::RevertResize)?;
+        self.may_act(ctx, &s, act)?;
         let action = self
-            .begin(
-                &s,
-                "revertResize",
-                TaskState::ResizeReverting,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
+            .begin(&s, name, task, request_id, &ctx.user_id, |_| Ok(()))
             .await?;
         self.run(Job::Work {
             server: s.id.clone(),
             action,
-            work: Box::new(Work::RevertResize),
+            work: Box::new(work),
         });
         Ok(())
+    }
+
+    /// Reverts a resize awaiting confirmation: the server returns to its old flavor.
+    pub async fn revert_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
+        self.start_work(
+            ctx,
+            id,
+            (
+                Action::RevertResize,
+                "revertResize",
+                TaskState::ResizeReverting,
+            ),
+            request_id,
+            Work::RevertResize,
+        )
+        .await
     }
 
     async fn run_revert_resize(&self, id: ServerId, action: i64) {
@@ -1040,24 +1058,14 @@ impl Compute {
 
     /// Brings a soft-deleted server back (owner or admin).
     pub async fn restore(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::Restore)?;
-        let action = self
-            .begin(
-                &s,
-                "restore",
-                TaskState::Restoring,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Restore),
-        });
-        Ok(())
+        self.start_work(
+            ctx,
+            id,
+            (Action::Restore, "restore", TaskState::Restoring),
+            request_id,
+            Work::Restore,
+        )
+        .await
     }
 
     async fn run_restore(&self, id: ServerId, action: i64) {

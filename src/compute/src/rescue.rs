@@ -85,24 +85,14 @@ impl Compute {
 
     /// Starts an unrescue.
     pub async fn unrescue(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::Unrescue)?;
-        let action = self
-            .begin(
-                &s,
-                "unrescue",
-                TaskState::Unrescuing,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Unrescue),
-        });
-        Ok(())
+        self.start_work(
+            ctx,
+            id,
+            (Action::Unrescue, "unrescue", TaskState::Unrescuing),
+            request_id,
+            Work::Unrescue,
+        )
+        .await
     }
 
     /// The rescue image's data with the kernel and ramdisk it names, resolved as a spec's
