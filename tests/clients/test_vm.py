@@ -171,6 +171,24 @@ def boot_and_check(box, name, config_drive, expect_source):
 
 def test_guest_reads_key_and_user_data_from_the_metadata_service(vmbox):
     sid = boot_and_check(vmbox, "vm-md", False, "metadata-service")
+
+    # Rescue through the CLI: the guest boots a fresh rescue disk, its own disk second.
+    dom = f"onebox-{sid}"
+    boots = vmbox.osc("console", "log", "show", sid).stdout.count("onebox-guest: booted")
+    vmbox.osc("server", "rescue", "--password", "rescue-pw-1", sid)
+    wait_status(vmbox, sid, "RESCUE")
+    xml = virsh("dumpxml", dom)
+    assert "/disk.rescue'" in xml and "/disk'" in xml, xml
+    assert xml.index("/disk.rescue'") < xml.index("/disk'"), "the rescue disk boots first"
+    deadline = time.time() + 180
+    while vmbox.osc("console", "log", "show", sid).stdout.count("onebox-guest: booted") <= boots:
+        assert time.time() < deadline, "the rescue system did not boot"
+        time.sleep(2)
+    vmbox.osc("server", "unrescue", sid)
+    wait_status(vmbox, sid, "ACTIVE")
+    assert "disk.rescue" not in virsh("dumpxml", dom)
+    assert not os.path.exists(os.path.join(vmbox.data_dir, "instances", sid, "disk.rescue"))
+
     vmbox.osc("server", "delete", "--wait", sid)
     assert sid not in subprocess.run(["virsh", "-q", "-c", "qemu:///system", "list", "--all",
                                       "--name"], capture_output=True, text=True).stdout
