@@ -16,6 +16,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo clippy, the API alone (no VM or container backend compiled in)"
+cargo clippy --locked -p onebox --no-default-features --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace
 cargo build --locked

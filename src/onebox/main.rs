@@ -116,12 +116,15 @@ enum DbCommand {
 fn main() -> Result<()> {
     // The container supervisor: `onebox container-shim <instance dir>`, started by the
     // container backend; not a user command, so not in the CLI's help.
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "container-shim") {
-        let Some(dir) = args.next() else {
-            anyhow::bail!("usage: onebox container-shim <instance dir>");
-        };
-        std::process::exit(container::shim::main(std::path::Path::new(&dir)));
+    #[cfg(feature = "container")]
+    {
+        let mut args = std::env::args_os();
+        if args.nth(1).is_some_and(|a| a == "container-shim") {
+            let Some(dir) = args.next() else {
+                anyhow::bail!("usage: onebox container-shim <instance dir>");
+            };
+            std::process::exit(container::shim::main(std::path::Path::new(&dir)));
+        }
     }
     let cli = Cli::parse();
     if let Command::Generate { what } = &cli.command {

@@ -117,6 +117,11 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
         return driver::Backends::single(Arc::new(fake)).with(driver::Backend::BareMetal, ironic);
     }
     let mut b = driver::Backends::none().with(driver::Backend::BareMetal, ironic);
+    #[cfg(not(feature = "container"))]
+    {
+        b = b.with(driver::Backend::Container, unbuilt("container"));
+    }
+    #[cfg(feature = "container")]
     if cfg.container.enabled == crate::config::ContainerEnabled::Auto {
         match container_driver(cfg) {
             Ok(d) => {
@@ -126,12 +131,26 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
             Err(why) => tracing::warn!(reason = %why, "no container backend"),
         }
     }
+    #[cfg(not(feature = "vm"))]
+    {
+        b = b.with(driver::Backend::Vm, unbuilt("vm"));
+    }
+    #[cfg(feature = "vm")]
     if let Some(vm) = libvirt_driver(cfg) {
         b = b.with(driver::Backend::Vm, vm);
     }
     b
 }
 
+/// The driver of a backend this binary was built without (its cargo feature was off).
+#[cfg(not(all(feature = "vm", feature = "container")))]
+fn unbuilt(feature: &str) -> Arc<dyn driver::ComputeDriver> {
+    Arc::new(driver::unavailable::Unavailable {
+        reason: format!("this onebox was built without the {feature} backend"),
+    })
+}
+
+#[cfg(feature = "container")]
 fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> {
     let c = &cfg.container;
     let mut dc = container::Config::new(&cfg.data_dir);
@@ -146,6 +165,7 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
 }
 
 /// The VM backend, when it is enabled and libvirtd answers.
+#[cfg(feature = "vm")]
 fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     let l = &cfg.libvirt;
     if !l.enabled {
