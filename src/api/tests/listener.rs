@@ -110,7 +110,7 @@ async fn attack_slowloris_is_dropped_after_the_header_timeout_and_blocks_no_one(
 }
 
 #[tokio::test]
-async fn a_stalled_request_body_fails_and_shutdown_waits_for_no_idle_client() {
+async fn stalled_bodies_and_idle_connections_are_dropped_and_shutdown_waits_for_neither() {
     let (addr, stop, served) = start(ListenerLimits {
         header_read_timeout: Duration::from_secs(5),
         body_timeout: Duration::from_millis(500),
@@ -132,6 +132,23 @@ async fn a_stalled_request_body_fails_and_shutdown_waits_for_no_idle_client() {
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     let out = String::from_utf8_lossy(&out);
     assert!(!out.starts_with("HTTP/1.1 200"), "{out}");
+    // A kept-alive connection left idle after its request is closed at the header timeout.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: onebox\r\n\r\n")
+        .await
+        .expect("request");
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("idle connection closed")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    let idle = t0.elapsed();
+    assert!(
+        idle >= Duration::from_millis(4500) && idle < Duration::from_secs(8),
+        "{idle:?}"
+    );
     // An idle kept-alive client does not hold up shutdown.
     let _idle = TcpStream::connect(addr).await.expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -37,15 +37,19 @@ struct Parent {
 }
 
 /// How the lockout names an account that does not exist: by what was asked for, so that an
-/// unknown name is refused exactly like a known one.
+/// unknown name is refused exactly like a known one. Hashed, so a stranger sending huge names
+/// cannot make the lockout table hold them.
 fn unknown_account(user: &UserRef) -> AccountKey {
-    match user {
-        UserRef::Id(id) => format!("?id:{id}"),
+    let asked = match user {
+        UserRef::Id(id) => format!("id:{id}"),
         UserRef::Name { name, domain } => match domain {
-            DomainRef::Id(d) => format!("?name:{d}/{name}"),
-            DomainRef::Name(d) => format!("?name:@{d}/{name}"),
+            DomainRef::Id(d) => format!("name:{d}/{name}"),
+            DomainRef::Name(d) => format!("name:@{d}/{name}"),
         },
-    }
+    };
+    let digest = secret::token_hash(&asked);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("?{hex}")
 }
 
 impl Identity {

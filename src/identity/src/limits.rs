@@ -12,7 +12,8 @@ use crate::{Error, Result};
 
 /// Buckets kept before full ones (sources quiet long enough) are dropped.
 const PRUNE_AT: usize = 4096;
-/// Buckets kept at most; a source that finds the table full is refused until it drains.
+/// Buckets kept at most; a new source that finds the table still full after pruning clears
+/// it (every source starts with a full bucket again) rather than being refused.
 const MAX_BUCKETS: usize = 65_536;
 
 /// A token bucket per source address (see [`crate::lockout::source_key`] for how addresses
@@ -60,7 +61,13 @@ impl RateLimit {
             b.next_prune = (b.map.len() * 2).clamp(PRUNE_AT, MAX_BUCKETS);
         }
         if b.map.len() >= MAX_BUCKETS && !b.map.contains_key(&source) {
-            return Err(Duration::from_secs(1));
+            // So many sources at once: start afresh rather than refuse every new one.
+            tracing::warn!(
+                sources = b.map.len(),
+                "token rate limit table full: cleared"
+            );
+            b.map.clear();
+            b.next_prune = PRUNE_AT;
         }
         let k = b.map.entry(source).or_insert(Bucket {
             tokens: self.burst,
@@ -214,6 +221,17 @@ mod tests {
         for _ in 0..10 {
             assert!(off.admit(a, t0).is_ok());
         }
+    }
+
+    #[test]
+    fn the_bucket_table_stays_bounded_and_new_sources_are_not_refused() {
+        let r = RateLimit::new(1.0, 5);
+        let t0 = Instant::now();
+        for i in 0..(MAX_BUCKETS as u32 + 10) {
+            assert!(r.admit(IpAddr::from(i.to_be_bytes()), t0).is_ok());
+        }
+        let n = r.buckets.lock().expect("lock").map.len();
+        assert!(n <= MAX_BUCKETS, "{n}");
     }
 
     #[tokio::test]
