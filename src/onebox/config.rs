@@ -37,6 +37,7 @@ pub struct Config {
     pub firmware_dir: Option<PathBuf>,
     pub log: LogConfig,
     pub identity: IdentitySection,
+    pub listener: ListenerSection,
     pub image: ImageSection,
     pub compute: ComputeSection,
     pub baremetal: BaremetalSection,
@@ -238,6 +239,42 @@ pub struct IdentitySection {
     pub lockout_base_secs: u64,
     /// Longest refusal period in seconds.
     pub lockout_max_secs: u64,
+    /// Token requests per second one client address may make (a token bucket); 0 turns the
+    /// limit off. Past it: 429 with `Retry-After`.
+    pub auth_rate_per_sec: f64,
+    /// Token requests one address may make at once before the rate applies.
+    pub auth_burst: u32,
+    /// Password hashes that may wait for a hashing thread (one thread per CPU); past it,
+    /// requests that need a hash get 503 with `Retry-After`. Unset: 8 per CPU.
+    pub hash_queue: Option<usize>,
+    /// Live tokens per user; issuing one more revokes the user's oldest.
+    pub max_tokens_per_user: usize,
+    /// How often expired and revoked tokens are deleted, in seconds.
+    pub token_purge_interval_secs: u64,
+}
+
+/// Bounds on the API's connections (`[listener]`), so slow or idle clients cannot hold the
+/// box.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Seconds a client has to send a request's headers once the connection is ready for
+    /// them; also how long a kept-alive connection may idle between requests.
+    pub header_read_timeout_secs: u64,
+    /// Longest pause, in seconds, within a request body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; further clients wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ListenerSection {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 60,
+            max_connections: 1024,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -270,6 +307,7 @@ impl Default for Config {
             firmware_dir: None,
             log: LogConfig::default(),
             identity: IdentitySection::default(),
+            listener: ListenerSection::default(),
             image: ImageSection::default(),
             compute: ComputeSection::default(),
             baremetal: BaremetalSection::default(),
@@ -296,6 +334,11 @@ impl Default for IdentitySection {
             lockout_threshold: 5,
             lockout_base_secs: 2,
             lockout_max_secs: 300,
+            auth_rate_per_sec: 20.0,
+            auth_burst: 100,
+            hash_queue: None,
+            max_tokens_per_user: 1000,
+            token_purge_interval_secs: 60,
         }
     }
 }
@@ -452,6 +495,39 @@ mod tests {
         let uncommented: Config =
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
+    }
+
+    #[test]
+    fn the_documented_identity_and_listener_keys_are_the_defaults() {
+        let text = include_str!("../../packaging/onebox.toml");
+        let section = |name: &str| -> String {
+            text.split(&format!("[{name}]"))
+                .nth(1)
+                .and_then(|rest| rest.split("\n[").next())
+                .unwrap_or_else(|| panic!("[{name}] section"))
+                .lines()
+                .filter_map(|l| l.strip_prefix("# "))
+                .filter(|l| l.contains(" = "))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let c: Config = toml::from_str(&format!(
+            "[identity]\n{}[listener]\n{}",
+            section("identity"),
+            section("listener")
+        ))
+        .expect("documented keys");
+        let (i, d) = (&c.identity, IdentitySection::default());
+        assert_eq!(i.auth_rate_per_sec, d.auth_rate_per_sec);
+        assert_eq!(i.auth_burst, d.auth_burst);
+        assert_eq!(i.max_tokens_per_user, d.max_tokens_per_user);
+        assert_eq!(i.token_purge_interval_secs, d.token_purge_interval_secs);
+        let (l, d) = (&c.listener, ListenerSection::default());
+        assert_eq!(l.header_read_timeout_secs, d.header_read_timeout_secs);
+        assert_eq!(l.body_timeout_secs, d.body_timeout_secs);
+        assert_eq!(l.max_connections, d.max_connections);
+        let c: Config = toml::from_str("[identity]\nhash_queue = 0").expect("hash_queue");
+        assert_eq!(c.identity.hash_queue, Some(0));
     }
 
     #[test]

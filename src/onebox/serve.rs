@@ -55,6 +55,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             base_backoff: Duration::from_secs(cfg.identity.lockout_base_secs),
             max_backoff: Duration::from_secs(cfg.identity.lockout_max_secs),
         },
+        limits: auth_limits(&cfg.identity),
     };
     let identity = identity::Identity::new(store.clone(), icfg);
     let baremetal = baremetal::Baremetal::new(
@@ -102,6 +103,26 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         images,
         baremetal,
     })
+}
+
+/// `[identity]`'s bounds on authentication.
+fn auth_limits(c: &crate::config::IdentitySection) -> identity::AuthLimits {
+    let d = identity::AuthLimits::default();
+    identity::AuthLimits {
+        auth_per_sec: c.auth_rate_per_sec.max(0.0),
+        auth_burst: c.auth_burst.max(1),
+        hash_queue: c.hash_queue.unwrap_or(d.hash_queue),
+        max_tokens_per_user: c.max_tokens_per_user.max(1),
+    }
+}
+
+/// `[listener]`'s bounds on connections.
+fn listener_limits(c: &crate::config::ListenerSection) -> api::listener::ListenerLimits {
+    api::listener::ListenerLimits {
+        header_read_timeout: Duration::from_secs(c.header_read_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(c.body_timeout_secs.max(1)),
+        max_connections: c.max_connections.max(1),
+    }
 }
 
 /// The compute backends of this box: the fake driver alone when configured, else each real
@@ -335,18 +356,25 @@ pub async fn run(cfg: Config) -> Result<()> {
             tracing::error!(error = format!("{e:#}"), "no metadata service");
         }
     }
-    tokio::spawn(upkeep(identity));
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    tokio::spawn(upkeep(
+        identity,
+        Duration::from_secs(cfg.identity.token_purge_interval_secs.max(1)),
+    ));
+    // Header-read, body and connection bounds on every client (see api::listener).
+    api::listener::serve(
+        listener,
+        api::app(state),
+        listener_limits(&cfg.listener),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("onebox stopped");
     Ok(())
 }
 
-/// Periodic housekeeping: drop long-expired tokens.
-async fn upkeep(identity: identity::Identity) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+/// Periodic housekeeping: drop expired and revoked tokens.
+async fn upkeep(identity: identity::Identity, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         match identity.purge_expired().await {

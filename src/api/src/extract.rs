@@ -197,3 +197,27 @@ mod tests {
         );
     }
 }
+
+/// The address of the client's end of the connection, when the request came over one (the
+/// listener puts it in the request as [`axum::extract::ConnectInfo`]). Forwarding headers
+/// are not believed: any client can write them.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl ClientAddr {
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        Self(
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.extensions))
+    }
+}

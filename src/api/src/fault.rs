@@ -33,6 +33,8 @@ pub enum Service {
 pub struct Fault {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds after which the client may try again, sent as `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
 }
 
 impl Fault {
@@ -40,7 +42,15 @@ impl Fault {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same fault with a `Retry-After` of `wait`, rounded up to whole seconds (at least 1).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -101,8 +111,28 @@ impl From<identity::Error> for Fault {
             E::BadRequest(m) => Fault::bad_request(m),
             E::Store(s) => Fault::internal(&s),
             E::Hash => Fault::internal(&"password hashing failed"),
+            E::Busy { retry_after } => {
+                Fault::new(StatusCode::SERVICE_UNAVAILABLE, e_busy()).retry_after(retry_after)
+            }
+            E::TooManyRequests { retry_after } => {
+                Fault::new(StatusCode::TOO_MANY_REQUESTS, e_too_many()).retry_after(retry_after)
+            }
         }
     }
+}
+
+fn e_busy() -> String {
+    identity::Error::Busy {
+        retry_after: std::time::Duration::ZERO,
+    }
+    .to_string()
+}
+
+fn e_too_many() -> String {
+    identity::Error::TooManyRequests {
+        retry_after: std::time::Duration::ZERO,
+    }
+    .to_string()
 }
 
 impl From<compute::Error> for Fault {
@@ -160,6 +190,10 @@ struct Rendered;
 /// Renders a fault in the format of `service`.
 pub fn render_fault(service: Service, fault: &Fault) -> Response {
     let mut r = render_body(service, fault);
+    if let Some(secs) = fault.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     r.extensions_mut().insert(Rendered);
     r
 }

@@ -21,6 +21,7 @@ pub mod extract;
 pub mod fault;
 pub mod identity;
 pub mod image;
+pub mod listener;
 pub mod metadata;
 pub mod microversion;
 pub mod request_id;

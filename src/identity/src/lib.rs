@@ -5,7 +5,9 @@
 //! with argon2id. The roles in a token are computed when it is validated, not when it is
 //! issued, so removing a role assignment takes effect at once, as in Keystone.
 
+mod auth;
 pub mod bootstrap;
+mod limits;
 mod lockout;
 pub mod policy;
 mod secret;
@@ -13,6 +15,7 @@ mod service;
 
 pub use lockout::LockoutConfig;
 pub use policy::Context;
+pub use service::AuthLimits;
 pub use service::{
     DomainRef, Identity, IdentityConfig, Issued, NewProject, NewUser, ProjectPatch, ProjectRef,
     Scope, TokenInfo, UserPatch, UserRef,
@@ -35,6 +38,12 @@ pub enum Error {
     Store(store::Error),
     #[error("password hashing failed")]
     Hash,
+    /// Too much password hashing is already waiting; the caller should retry shortly.
+    #[error("The service is busy checking other passwords; retry shortly.")]
+    Busy { retry_after: std::time::Duration },
+    /// The caller's address has sent too many authentication requests.
+    #[error("Too many authentication requests from this address; retry later.")]
+    TooManyRequests { retry_after: std::time::Duration },
 }
 
 impl From<store::Error> for Error {

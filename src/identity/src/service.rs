@@ -1,16 +1,16 @@
 //! The identity service proper: authentication, token validation and administration.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use model::{
-    Assignment, AuthMethod, Domain, DomainId, Persona, Project, ProjectId, Role, RoleId, Target,
-    TokenRecord, User, UserId,
+    Assignment, Domain, DomainId, Persona, Project, ProjectId, Role, RoleId, Target, TokenRecord,
+    User, UserId,
 };
 use store::Store;
 use store::identity as sql;
 
+use crate::limits::{HashGate, RateLimit};
 use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::Context;
 use crate::{Error, Result, not_found, secret};
@@ -20,6 +20,7 @@ pub struct IdentityConfig {
     /// How long a token lives.
     pub token_ttl: Duration,
     pub lockout: LockoutConfig,
+    pub limits: AuthLimits,
 }
 
 impl Default for IdentityConfig {
@@ -27,6 +28,33 @@ impl Default for IdentityConfig {
         Self {
             token_ttl: Duration::from_secs(3600),
             lockout: LockoutConfig::default(),
+            limits: AuthLimits::default(),
+        }
+    }
+}
+
+/// Bounds on what callers, authenticated or not, can make the identity service hold or do.
+#[derive(Clone, Debug)]
+pub struct AuthLimits {
+    /// Token requests (`POST /v3/auth/tokens`) per second from one source address; 0 turns
+    /// the limit off.
+    pub auth_per_sec: f64,
+    /// Token requests one source may make at once before the rate applies.
+    pub auth_burst: u32,
+    /// Password hashes that may wait for a hashing thread; past it requests get 503.
+    pub hash_queue: usize,
+    /// Live tokens per user; issuing one more revokes the user's oldest.
+    pub max_tokens_per_user: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            auth_per_sec: 20.0,
+            auth_burst: 100,
+            hash_queue: 8 * cpus,
+            max_tokens_per_user: 1000,
         }
     }
 }
@@ -131,199 +159,32 @@ pub struct UserPatch {
 
 #[derive(Clone)]
 pub struct Identity {
-    store: Store,
-    cfg: IdentityConfig,
-    lockout: Arc<Lockout>,
+    pub(crate) store: Store,
+    pub(crate) cfg: IdentityConfig,
+    pub(crate) lockout: Arc<Lockout>,
+    pub(crate) rate: Arc<RateLimit>,
+    pub(crate) hash_gate: Arc<HashGate>,
 }
 
 impl Identity {
     pub fn new(store: Store, cfg: IdentityConfig) -> Self {
         let lockout = Arc::new(Lockout::new(cfg.lockout.clone()));
+        let rate = Arc::new(RateLimit::new(
+            cfg.limits.auth_per_sec,
+            cfg.limits.auth_burst,
+        ));
+        let hash_gate = Arc::new(HashGate::new(cfg.limits.hash_queue));
         Self {
             store,
             cfg,
             lockout,
+            rate,
+            hash_gate,
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    // ---- authentication ------------------------------------------------------------------
-
-    /// The `password` auth method.
-    pub async fn authenticate_password(
-        &self,
-        user: UserRef,
-        password: String,
-        scope: Scope,
-    ) -> Result<Issued> {
-        let found = self
-            .store
-            .read(move |c| {
-                let u = match &user {
-                    UserRef::Id(id) => sql::get_user(c, id)?,
-                    UserRef::Name { name, domain } => match resolve_domain(c, domain)? {
-                        Some(d) => sql::find_user(c, &d.id, name)?,
-                        None => None,
-                    },
-                };
-                let hash = match &u {
-                    Some(u) => sql::password_hash(c, &u.id)?,
-                    None => None,
-                };
-                Ok((u, hash))
-            })
-            .await?;
-        let (user, hash) = found;
-        let id = user.as_ref().map(|u| u.id.clone());
-        if let Some(id) = &id
-            && let Some(wait) = self.lockout.locked_for(id, Instant::now())
-        {
-            tracing::warn!(user_id = %id, wait_s = wait.as_secs(), "login refused: too many failures");
-            // Keystone's wording; the wait is logged above, not told to the caller.
-            return Err(Error::Unauthorized(format!(
-                "The account is locked for user: {id}."
-            )));
-        }
-        // Verify on a blocking thread: argon2 costs tens of milliseconds by design.
-        let ok = argon2_gate(move || match hash {
-            Some(h) => secret::verify_password(&password, &h),
-            None => {
-                secret::verify_password(&password, secret::decoy_hash());
-                false
-            }
-        })
-        .await?;
-        let user = match (user, ok) {
-            (Some(u), true) => u,
-            (u, _) => {
-                if let Some(u) = &u {
-                    self.lockout.failed(&u.id, Instant::now());
-                    tracing::info!(user_id = %u.id, "login failed: wrong password");
-                }
-                return Err(invalid_credentials());
-            }
-        };
-        self.lockout.succeeded(&user.id);
-        if !user.enabled {
-            return Err(Error::Unauthorized(format!(
-                "The account is disabled for user: {}.",
-                user.id
-            )));
-        }
-        self.issue(user.id, vec![AuthMethod::Password], scope, Vec::new())
-            .await
-    }
-
-    /// The `token` auth method: a new token (usually with a new scope) from a valid one.
-    pub async fn authenticate_token(&self, token: &str, scope: Scope) -> Result<Issued> {
-        // Keystone answers a dead token here with 404, as it does on validation.
-        let info = self.validate(token).await?.ok_or(Error::NotFound {
-            kind: "token",
-            id: String::new(),
-        })?;
-        let mut methods = info.record.methods.clone();
-        if !methods.contains(&AuthMethod::Token) {
-            methods.push(AuthMethod::Token);
-        }
-        let parent_audit = info.record.audit_ids.first().cloned().into_iter().collect();
-        self.issue(info.user.id, methods, scope, parent_audit).await
-    }
-
-    async fn issue(
-        &self,
-        user_id: UserId,
-        methods: Vec<AuthMethod>,
-        scope: Scope,
-        parent_audit: Vec<String>,
-    ) -> Result<Issued> {
-        let token = secret::new_token();
-        let hash = secret::token_hash(&token);
-        // Keystone reports token times to the second (microseconds zeroed).
-        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
-        let ttl = chrono::Duration::from_std(self.cfg.token_ttl)
-            .unwrap_or_else(|_| chrono::Duration::hours(1));
-        let mut audit_ids = vec![secret::new_audit_id()];
-        audit_ids.extend(parent_audit);
-        let info = self
-            .store
-            .write(move |tx| {
-                let project_id = match &scope {
-                    Scope::Unscoped => None,
-                    Scope::Project(p) => {
-                        let project = match p {
-                            ProjectRef::Id(id) => sql::get_project(tx, id)?,
-                            ProjectRef::Name { name, domain } => {
-                                match resolve_domain(tx, domain)? {
-                                    Some(d) => sql::find_project(tx, &d.id, name)?,
-                                    None => None,
-                                }
-                            }
-                        };
-                        match project {
-                            Some(p) if p.enabled => Some(p.id),
-                            _ => return Ok(None),
-                        }
-                    }
-                };
-                let record = TokenRecord {
-                    user_id: user_id.clone(),
-                    project_id,
-                    methods,
-                    issued_at: now,
-                    expires_at: now + ttl,
-                    audit_ids,
-                };
-                let Some(info) = load_info(tx, record)? else {
-                    return Ok(None);
-                };
-                sql::insert_token(tx, &hash, &info.record)?;
-                Ok(Some(info))
-            })
-            .await?;
-        match info {
-            Some(info) => {
-                tracing::info!(user_id = %info.user.id, project_id = ?info.project.as_ref().map(|(p, _)| p.id.as_str()), "token issued");
-                Ok(Issued { token, info })
-            }
-            None => Err(Error::Unauthorized(
-                "The request you have made requires authentication.".into(),
-            )),
-        }
-    }
-
-    /// Validates a token: `None` if it is unknown, expired, revoked, or no longer backed by an
-    /// enabled user and a role on its project.
-    pub async fn validate(&self, token: &str) -> Result<Option<TokenInfo>> {
-        let hash = secret::token_hash(token);
-        self.store
-            .read(move |c| {
-                let Some(record) = sql::live_token(c, &hash, Utc::now())? else {
-                    return Ok(None);
-                };
-                load_info(c, record)
-            })
-            .await
-            .map_err(Error::from)
-    }
-
-    pub async fn revoke(&self, token: &str) -> Result<bool> {
-        let hash = secret::token_hash(token);
-        Ok(self
-            .store
-            .write(move |tx| sql::revoke_token(tx, &hash))
-            .await?)
-    }
-
-    /// Deletes tokens that expired more than a day ago.
-    pub async fn purge_expired(&self) -> Result<usize> {
-        let before = Utc::now() - chrono::Duration::days(1);
-        Ok(self
-            .store
-            .write(move |tx| sql::purge_tokens(tx, before))
-            .await?)
     }
 
     /// Projects the caller may scope a token to.
@@ -491,7 +352,7 @@ impl Identity {
     async fn create_user_unchecked(&self, new: NewUser, default_domain: &DomainId) -> Result<User> {
         validate_name(&new.name)?;
         let hash = match new.password {
-            Some(p) => Some(hash_blocking(p).await?),
+            Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
         let u = User {
@@ -530,7 +391,7 @@ impl Identity {
             validate_name(n)?;
         }
         let hash = match patch.password.clone() {
-            Some(p) => Some(hash_blocking(p).await?),
+            Some(p) => Some(self.hash_password(p).await?),
             None => None,
         };
         let id2 = id.clone();
@@ -568,43 +429,10 @@ impl Identity {
             })
             .await??;
         if patch.password.is_some() {
-            self.lockout.succeeded(&user.id);
+            self.lockout.forget(user.id.as_str());
             tracing::info!(user_id = %user.id, "password changed");
         }
         Ok(user)
-    }
-
-    /// A user changing its own password, proving the old one (`POST /v3/users/{id}/password`).
-    pub async fn change_own_password(
-        &self,
-        ctx: &Context,
-        id: &UserId,
-        original: String,
-        password: String,
-    ) -> Result<()> {
-        if !ctx.is_self(id) {
-            return Err(crate::policy::forbidden());
-        }
-        let id2 = id.clone();
-        let hash = self
-            .store
-            .read(move |c| sql::password_hash(c, &id2))
-            .await?;
-        let ok = argon2_gate(move || hash.is_some_and(|h| secret::verify_password(&original, &h)))
-            .await?;
-        if !ok {
-            return Err(invalid_credentials());
-        }
-        let new_hash = hash_blocking(password).await?;
-        let id2 = id.clone();
-        self.store
-            .write(move |tx| {
-                sql::set_password_hash(tx, &id2, &new_hash)?;
-                sql::revoke_user_tokens(tx, &id2)?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
     }
 
     pub async fn delete_user(&self, ctx: &Context, id: &UserId) -> Result<()> {
@@ -807,7 +635,7 @@ impl Identity {
     }
 }
 
-fn invalid_credentials() -> Error {
+pub(crate) fn invalid_credentials() -> Error {
     Error::Unauthorized("The request you have made requires authentication.".into())
 }
 
@@ -820,61 +648,19 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs password hashing work on onebox's own hashing threads, one per CPU.
-///
-/// Each argon2 computation takes tens of milliseconds and 19 MiB of memory by design. On the
-/// shared blocking pool a burst of logins would touch many threads, and the allocator keeps
-/// the memory of every thread that ever hashed (hundreds of MiB after a burst); a few
-/// dedicated threads bound both the CPU and the memory that hashing can take.
-async fn argon2_gate<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    type Job = Box<dyn FnOnce() + Send>;
-    static POOL: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
-        std::sync::OnceLock::new();
-    let pool = POOL.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        // The receiver is shared by the workers; each holds the lock only to take one job.
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        for i in 0..n {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a password hashing thread");
-            }
-        }
-        std::sync::Mutex::new(tx)
-    });
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = done.send(f());
-    });
-    pool.lock()
-        .map_err(|_| Error::Store(store::Error::Poisoned))?
-        .send(job)
-        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
-    result
-        .await
-        .map_err(|e| Error::Store(store::Error::Join(e.to_string())))
+impl Identity {
+    /// Hashes a new password on the hashing threads, within the queue's bound.
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
+        self.hash_gate
+            .run(move || secret::hash_password(&password))
+            .await?
+    }
 }
 
-async fn hash_blocking(password: String) -> Result<String> {
-    argon2_gate(move || secret::hash_password(&password)).await?
-}
-
-fn resolve_domain(c: &store::Connection, d: &DomainRef) -> store::Result<Option<Domain>> {
+pub(crate) fn resolve_domain(
+    c: &store::Connection,
+    d: &DomainRef,
+) -> store::Result<Option<Domain>> {
     match d {
         DomainRef::Id(id) => sql::get_domain(c, id),
         DomainRef::Name(n) => sql::find_domain_by_name(c, n),
@@ -926,7 +712,10 @@ fn effective_roles(
 
 /// Completes a token record with its user, project and roles, or `None` when it no longer
 /// stands (user gone or disabled, project gone or disabled, no role left on the project).
-fn load_info(c: &store::Connection, record: TokenRecord) -> store::Result<Option<TokenInfo>> {
+pub(crate) fn load_info(
+    c: &store::Connection,
+    record: TokenRecord,
+) -> store::Result<Option<TokenInfo>> {
     let Some(user) = sql::get_user(c, &record.user_id)? else {
         return Ok(None);
     };

@@ -446,11 +446,18 @@ pub fn direct_roles_on_project(
 
 // ---- tokens --------------------------------------------------------------------------------
 
-pub fn insert_token(c: &Connection, hash: &[u8], t: &TokenRecord) -> Result<()> {
+/// Stores a token; `parent` is the hash of the token it was made from (`token` method), so a
+/// revocation of the parent reaches it.
+pub fn insert_token(
+    c: &Connection,
+    hash: &[u8],
+    t: &TokenRecord,
+    parent: Option<&[u8]>,
+) -> Result<()> {
     let methods: Vec<&str> = t.methods.iter().map(|m| m.as_str()).collect();
     c.prepare_cached(
-        "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at, audit_ids)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO tokens (hash, user_id, project_id, methods, issued_at, expires_at, audit_ids, parent_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         hash,
@@ -459,7 +466,8 @@ pub fn insert_token(c: &Connection, hash: &[u8], t: &TokenRecord) -> Result<()> 
         methods.join(","),
         ts(t.issued_at),
         ts(t.expires_at),
-        t.audit_ids.join(",")
+        t.audit_ids.join(","),
+        parent
     ])
     .map_err(Error::from_write)?;
     Ok(())
@@ -494,11 +502,67 @@ pub fn live_token(c: &Connection, hash: &[u8], at: DateTime<Utc>) -> Result<Opti
     Ok(row)
 }
 
+/// Revokes a token and every token made from it, down the whole chain (a token issued with
+/// the `token` method from a revoked one must die with it). True when `hash` itself was live.
 pub fn revoke_token(c: &Connection, hash: &[u8]) -> Result<bool> {
-    Ok(c.execute(
+    let own = c.execute(
         "UPDATE tokens SET revoked = 1 WHERE hash = ?1 AND revoked = 0",
         [hash],
-    )? > 0)
+    )? > 0;
+    c.execute(
+        "WITH RECURSIVE chain(h) AS (
+             SELECT ?1
+             UNION
+             SELECT t.hash FROM tokens t JOIN chain ON t.parent_hash = chain.h
+         )
+         UPDATE tokens SET revoked = 1 WHERE revoked = 0 AND hash IN chain",
+        [hash],
+    )?;
+    Ok(own)
+}
+
+/// Revokes a user's oldest live tokens (with their chains) so that at most `keep` stay live.
+/// Returns how many were revoked.
+pub fn revoke_oldest_tokens(
+    c: &Connection,
+    user: &UserId,
+    keep: usize,
+    at: DateTime<Utc>,
+) -> Result<usize> {
+    let hashes: Vec<Vec<u8>> = c
+        .prepare_cached(
+            "SELECT hash FROM tokens WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2
+             ORDER BY issued_at DESC, rowid DESC LIMIT -1 OFFSET ?3",
+        )?
+        .query_map(
+            params![
+                user.as_str(),
+                ts(at),
+                i64::try_from(keep).unwrap_or(i64::MAX)
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for h in &hashes {
+        revoke_token(c, h)?;
+    }
+    Ok(hashes.len())
+}
+
+/// How many of a user's tokens are live at `at`.
+pub fn live_token_count(c: &Connection, user: &UserId, at: DateTime<Utc>) -> Result<usize> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tokens WHERE user_id = ?1 AND revoked = 0 AND expires_at > ?2",
+        )?
+        .query_row(params![user.as_str(), ts(at)], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// How many token rows the store holds, dead or alive.
+pub fn token_rows(c: &Connection) -> Result<usize> {
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Revokes every token of a user (on password change or disable).
@@ -509,9 +573,21 @@ pub fn revoke_user_tokens(c: &Connection, user: &UserId) -> Result<usize> {
     )?)
 }
 
-/// Drops tokens that expired before `before`; they can no longer be used or inspected.
-pub fn purge_tokens(c: &Connection, before: DateTime<Utc>) -> Result<usize> {
-    Ok(c.execute("DELETE FROM tokens WHERE expires_at < ?1", [ts(before)])?)
+/// Drops tokens that expired at or before `at`, and revoked ones: neither can be used or
+/// inspected again, so keeping them only grows the database.
+pub fn purge_tokens(c: &Connection, at: DateTime<Utc>) -> Result<usize> {
+    Ok(c.execute(
+        "DELETE FROM tokens WHERE expires_at <= ?1 OR revoked = 1",
+        [ts(at)],
+    )?)
+}
+
+/// [`purge_tokens`] for one user's tokens (done on every issue, cheap with the user index).
+pub fn purge_user_tokens(c: &Connection, user: &UserId, at: DateTime<Utc>) -> Result<usize> {
+    Ok(c.execute(
+        "DELETE FROM tokens WHERE user_id = ?1 AND (expires_at <= ?2 OR revoked = 1)",
+        params![user.as_str(), ts(at)],
+    )?)
 }
 
 #[cfg(test)]
@@ -593,7 +669,7 @@ mod tests {
             expires_at: now + chrono::Duration::hours(1),
             audit_ids: vec!["a".into()],
         };
-        insert_token(&c, b"h", &tok).expect("token");
+        insert_token(&c, b"h", &tok, None).expect("token");
         assert_eq!(live_token(&c, b"h", now).expect("get"), Some(tok));
         assert!(delete_project(&c, &p.id).expect("delete"));
         assert!(live_token(&c, b"h", now).expect("get").is_none());
@@ -618,7 +694,7 @@ mod tests {
             expires_at: now + chrono::Duration::seconds(10),
             audit_ids: vec!["x".into(), "y".into()],
         };
-        insert_token(&c, b"t", &tok).expect("insert");
+        insert_token(&c, b"t", &tok, None).expect("insert");
         assert!(live_token(&c, b"t", now).expect("live").is_some());
         assert!(
             live_token(&c, b"t", now + chrono::Duration::seconds(11))
@@ -631,5 +707,36 @@ mod tests {
             purge_tokens(&c, now + chrono::Duration::seconds(11)).expect("purge"),
             1
         );
+    }
+
+    #[test]
+    fn revoking_a_token_revokes_its_chain_and_the_cap_keeps_the_newest() {
+        let c = conn();
+        let u = user("dave");
+        insert_user(&c, &u, None).expect("user");
+        let now = Utc::now();
+        let tok = |audit: &str, age: i64| TokenRecord {
+            user_id: u.id.clone(),
+            project_id: None,
+            methods: vec![AuthMethod::Password],
+            issued_at: now - chrono::Duration::seconds(age),
+            expires_at: now + chrono::Duration::hours(1),
+            audit_ids: vec![audit.into()],
+        };
+        insert_token(&c, b"root", &tok("r", 30), None).expect("root");
+        insert_token(&c, b"child", &tok("c", 20), Some(b"root")).expect("child");
+        insert_token(&c, b"grandchild", &tok("g", 10), Some(b"child")).expect("grandchild");
+        insert_token(&c, b"other", &tok("o", 5), None).expect("other");
+        assert!(revoke_token(&c, b"child").expect("revoke"));
+        assert!(live_token(&c, b"root", now).expect("root").is_some());
+        assert!(live_token(&c, b"child", now).expect("child").is_none());
+        assert!(live_token(&c, b"grandchild", now).expect("gc").is_none());
+        assert_eq!(live_token_count(&c, &u.id, now).expect("count"), 2);
+        // Keep one: the oldest live one (root) goes, the newest stays.
+        assert_eq!(revoke_oldest_tokens(&c, &u.id, 1, now).expect("cap"), 1);
+        assert!(live_token(&c, b"root", now).expect("root").is_none());
+        assert!(live_token(&c, b"other", now).expect("other").is_some());
+        assert_eq!(purge_user_tokens(&c, &u.id, now).expect("purge"), 3);
+        assert_eq!(token_rows(&c).expect("rows"), 1);
     }
 }

@@ -314,6 +314,10 @@ const MIGRATIONS: &[&str] = &[
         provision_updated_at TEXT
     );
     CREATE INDEX baremetal_nodes_class ON baremetal_nodes (resource_class, provision_state);",
+    // Identity: the token a token was made from (`token` auth method), so revoking a token
+    // revokes its whole chain.
+    "ALTER TABLE tokens ADD COLUMN parent_hash BLOB;
+    CREATE INDEX tokens_parent ON tokens (parent_hash);",
 ];
 
 /// The schema version this build of onebox writes.

@@ -39,8 +39,11 @@ pub fn router(state: AppState) -> Router {
             "/identity/v3/auth/tokens",
             get(tokens::validate)
                 .head(tokens::check)
-                .post(tokens::issue)
-                .delete(tokens::revoke),
+                .delete(tokens::revoke)
+                .merge(
+                    axum::routing::post(tokens::issue)
+                        .layer(from_fn_with_state(state.clone(), tokens::rate_limit)),
+                ),
         )
         .route("/identity/v3/auth/catalog", get(tokens::auth_catalog))
         .route("/identity/v3/auth/projects", get(tokens::projects))

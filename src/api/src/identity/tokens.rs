@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::catalog::catalog;
 use super::views::{self, keystone_time};
-use crate::extract::{Caller, JsonBody, QueryPairs};
+use crate::extract::{Caller, ClientAddr, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 #[derive(Deserialize)]
@@ -112,9 +112,24 @@ struct ProjectSel {
     domain: Option<DomainSel>,
 }
 
+/// In front of `POST /v3/auth/tokens`: a token bucket per client address; past it, 429 with
+/// `Retry-After`, before the body is even read.
+pub async fn rate_limit(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let ClientAddr(source) = ClientAddr::of(req.extensions());
+    if let Err(e) = s.identity.admit_auth(source) {
+        return Fault::from(e).into_response();
+    }
+    next.run(req).await
+}
+
 /// `POST /v3/auth/tokens`.
 pub async fn issue(
     State(s): State<AppState>,
+    ClientAddr(source): ClientAddr,
     h: HeaderMap,
     q: QueryPairs,
     JsonBody(body): JsonBody<AuthBody>,
@@ -139,7 +154,7 @@ pub async fn issue(
             None => default_scope(&s, uref.clone()).await?,
         };
         s.identity
-            .authenticate_password(uref, user.password, scope)
+            .authenticate_password_from(source, uref, user.password, scope)
             .await?
     } else if ident.methods.iter().any(|m| m == "token") {
         let token = ident

@@ -168,6 +168,7 @@ pub async fn delete(
 pub async fn change_password(
     State(s): State<AppState>,
     Caller(c): Caller,
+    crate::extract::ClientAddr(source): crate::extract::ClientAddr,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> Result<StatusCode, Fault> {
@@ -177,6 +178,7 @@ pub async fn change_password(
             &UserId::new(id),
             body.user.original_password,
             body.user.password,
+            source,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)

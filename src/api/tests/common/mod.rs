@@ -58,6 +58,7 @@ pub fn fast_config() -> IdentityConfig {
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
         },
+        limits: identity::AuthLimits::default(),
     }
 }
 
@@ -196,6 +197,60 @@ impl TestApp {
     ) -> Resp {
         let raw = body.map(|b| b.to_string().into_bytes());
         self.call_raw(method, uri, headers, raw).await
+    }
+
+    /// Sends a request as if it came over a connection from `from` (an IP address).
+    pub async fn call_from(
+        &self,
+        from: &str,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let ip: std::net::IpAddr = from.parse().expect("an IP address");
+        let mut req = b
+            .body(body.map_or_else(Body::empty, |v| Body::from(v.to_string())))
+            .expect("request");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                ip, 40000,
+            )));
+        self.send(req).await
+    }
+
+    /// A password login (unscoped unless `project`) from the address `from`.
+    pub async fn login_from(
+        &self,
+        from: &str,
+        user: &str,
+        password: &str,
+        project: Option<&str>,
+    ) -> Resp {
+        let mut auth = json!({
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
+            }
+        });
+        if let Some(p) = project {
+            auth["scope"] = json!({"project": {"name": p, "domain": {"id": "default"}}});
+        }
+        self.call_from(
+            from,
+            Method::POST,
+            "/identity/v3/auth/tokens",
+            &[],
+            Some(json!({ "auth": auth })),
+        )
+        .await
     }
 
     pub async fn call_raw(
