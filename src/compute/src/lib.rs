@@ -81,7 +81,8 @@ pub struct ComputeConfig {
     pub host: String,
     /// The one availability zone of the box.
     pub availability_zone: String,
-    /// How many server tasks may run at once.
+    /// How many server tasks may run at once; one project's tasks hold at most half of them
+    /// (at least one).
     pub task_concurrency: usize,
     /// Nova's `[api] max_limit`: the most items one page holds.
     pub max_limit: usize,

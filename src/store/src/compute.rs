@@ -453,6 +453,16 @@ pub fn server_backend(c: &Connection, id: &ServerId) -> Result<Option<Backend>> 
     .and_then(|b| Backend::parse(&b)))
 }
 
+/// The project of a server (deleted or not).
+pub fn server_project(c: &Connection, id: &ServerId) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT project_id FROM servers WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?)
+}
+
 pub fn release_ports(c: &Connection, server: &ServerId) -> Result<()> {
     c.execute("DELETE FROM ports WHERE server_id = ?1", [server.as_str()])?;
     Ok(())

@@ -1,0 +1,148 @@
+//! Tenant isolation in compute, tried as a project member would: flooding the task runner,
+//! racing a lock, paging with another project's marker, reading a driver failure's details.
+//! Each `attack_*` test fails on a box without the defence it names.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use common::{IMAGE, TestApp};
+use serde_json::{Value, json};
+
+struct Api<'a> {
+    app: &'a TestApp,
+    token: String,
+}
+
+impl Api<'_> {
+    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
+        self.app
+            .call(
+                m,
+                &format!("/compute/v2.1{path}"),
+                &[
+                    ("x-auth-token", &self.token),
+                    ("openstack-api-version", "compute 2.100"),
+                ],
+                body,
+            )
+            .await
+    }
+
+    /// Creates a server and waits until its build has finished.
+    async fn create(&self, name: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/servers",
+                Some(json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let id = r.body["server"]["id"].as_str().expect("id").to_owned();
+        self.app.compute.idle().await;
+        id
+    }
+
+    async fn act(&self, id: &str, body: Value) -> common::Resp {
+        self.call(Method::POST, &format!("/servers/{id}/action"), Some(body))
+            .await
+    }
+
+    async fn server(&self, id: &str) -> Value {
+        let r = self
+            .call(Method::GET, &format!("/servers/{id}"), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["server"].clone()
+    }
+
+    /// Waits until the server shows `status` with no task; how long that took.
+    async fn until(&self, id: &str, status: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let s = self.server(id).await;
+            if s["status"] == status && s["OS-EXT-STS:task_state"].is_null() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{id} not {status} after {limit:?}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn api(app: &TestApp, token: String) -> Api<'_> {
+    Api { app, token }
+}
+
+/// A box with two task slots, a member of `demo` and a member of another project.
+async fn two_tenants(app: &TestApp) -> (Api<'_>, Api<'_>) {
+    let demo = api(app, app.demo().await).await;
+    let (_, _, token) = app.user_with_role("rival", "member").await;
+    (demo, api(app, token).await)
+}
+
+fn two_slots() -> compute::ComputeConfig {
+    compute::ComputeConfig {
+        task_concurrency: 2,
+        ..Default::default()
+    }
+}
+
+/// Each driver call takes this long while a test floods the runner.
+const STEP: Duration = Duration::from_millis(250);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attack_flooding_one_server_with_actions_does_not_starve_another_project() {
+    let app = TestApp::with_compute(two_slots()).await;
+    let (demo, rival) = two_tenants(&app).await;
+    let mine = demo.create("flood").await;
+    let theirs = rival.create("victim").await;
+    app.driver.set_delay(STEP);
+    // A hard reboot is accepted while one is under way (as in Nova): each queues a task.
+    for _ in 0..16 {
+        let r = demo.act(&mine, json!({"reboot": {"type": "HARD"}})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+    let r = rival.act(&theirs, json!({"os-stop": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // The flood holds one slot at most; the other project's stop takes the other at once
+    // instead of queueing behind sixteen reboots.
+    let took = rival
+        .until(&theirs, "SHUTOFF", Duration::from_secs(30))
+        .await;
+    assert!(took < STEP * 6, "the stop waited {took:?} behind the flood");
+    app.compute.idle().await;
+    app.driver.set_delay(Duration::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attack_one_project_acting_on_many_servers_cannot_hold_every_slot() {
+    let app = TestApp::with_compute(two_slots()).await;
+    let (demo, rival) = two_tenants(&app).await;
+    let mut mine = Vec::new();
+    for i in 0..4 {
+        mine.push(demo.create(&format!("many-{i}")).await);
+    }
+    let theirs = rival.create("victim").await;
+    app.driver.set_delay(STEP);
+    for _ in 0..6 {
+        for id in &mine {
+            let r = demo.act(id, json!({"reboot": {"type": "HARD"}})).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        }
+    }
+    let r = rival.act(&theirs, json!({"os-stop": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // With two slots a project's tasks hold one: the other project's stop runs at once.
+    let took = rival
+        .until(&theirs, "SHUTOFF", Duration::from_secs(30))
+        .await;
+    assert!(took < STEP * 6, "the stop waited {took:?} behind the flood");
+    app.compute.idle().await;
+    app.driver.set_delay(Duration::ZERO);
+}
