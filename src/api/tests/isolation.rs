@@ -146,3 +146,100 @@ async fn attack_one_project_acting_on_many_servers_cannot_hold_every_slot() {
     app.compute.idle().await;
     app.driver.set_delay(Duration::ZERO);
 }
+
+#[tokio::test]
+async fn attack_another_projects_server_is_no_listing_marker() {
+    let app = TestApp::new().await;
+    let (demo, rival) = two_tenants(&app).await;
+    let _older = demo.create("older").await;
+    let theirs = rival.create("theirs").await;
+    let _newer = demo.create("newer").await;
+    // The rival's server as a marker: Nova's 400, as for an id that does not exist, in the
+    // default order and in any other.
+    for path in [
+        format!("/servers?marker={theirs}"),
+        format!("/servers/detail?marker={theirs}&limit=1"),
+        format!("/servers?marker={theirs}&sort_key=display_name"),
+    ] {
+        let r = demo.call(Method::GET, &path, None).await;
+        common::assert_compute_fault(&r, 400, "badRequest");
+        assert_eq!(
+            r.body["badRequest"]["message"],
+            format!("marker [{theirs}] not found"),
+            "{path}"
+        );
+    }
+    // The same 400 as for an id nobody has.
+    let none = "00000000-0000-4000-8000-000000000000";
+    let r = demo
+        .call(Method::GET, &format!("/servers?marker={none}"), None)
+        .await;
+    common::assert_compute_fault(&r, 400, "badRequest");
+    // The owner pages with it; an admin listing every project does too.
+    let r = rival
+        .call(Method::GET, &format!("/servers?marker={theirs}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let admin = api(&app, app.admin().await).await;
+    let r = admin
+        .call(
+            Method::GET,
+            &format!("/servers?all_tenants=1&marker={theirs}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["servers"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+}
+
+/// Glance answers 400 for a marker the caller cannot see; so do both image listings here
+/// (a guard: the image service resolves markers among the images visible to the caller).
+#[tokio::test]
+async fn another_projects_private_image_is_no_image_marker() {
+    let app = TestApp::new().await;
+    let (demo, rival) = two_tenants(&app).await;
+    let made = app
+        .call(
+            Method::POST,
+            "/image/v2/images",
+            &[("x-auth-token", rival.token.as_str())],
+            Some(json!({"name": "private", "visibility": "private"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let id = made.body["id"].as_str().expect("id").to_owned();
+    let r = app
+        .get(
+            &format!("/image/v2/images?marker={id}"),
+            Some(demo.token.as_str()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(!r.text.contains("private"), "{}", r.text);
+    // Nova's image proxy (gone after 2.35) answers as Glance does.
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/images?marker={id}"),
+            &[
+                ("x-auth-token", demo.token.as_str()),
+                ("openstack-api-version", "compute 2.35"),
+            ],
+            None,
+        )
+        .await;
+    common::assert_compute_fault(&r, 400, "badRequest");
+    // Its owner pages with it.
+    let r = app
+        .get(
+            &format!("/image/v2/images?marker={id}"),
+            Some(rival.token.as_str()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

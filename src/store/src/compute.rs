@@ -888,7 +888,9 @@ pub fn server_keys(
 
 /// One page of a listing in the default order (newest first), found by keyset in SQL:
 /// the servers after `marker` that match `conds`, at most `limit`. `None` when the marker is
-/// not a server.
+/// not a server of the listing's project (`conds`' `Project`, when it has one): another
+/// project's server is no marker, as if it did not exist, so paging never tells one project
+/// that another's server exists nor where it sits.
 pub fn server_page_newest_first(
     c: &Connection,
     conds: &[Cond],
@@ -898,10 +900,22 @@ pub fn server_page_newest_first(
     let (where_sql, mut args) = where_clause(conds);
     let mut sql = format!("SELECT id FROM servers s{where_sql}");
     if let Some(m) = marker {
+        let scope: Vec<Cond> = conds
+            .iter()
+            .filter_map(|c| match c {
+                Cond::Project(p) => Some(Cond::Project(p.clone())),
+                _ => None,
+            })
+            .collect();
+        let (scope_sql, mut scope_args) = where_clause(&scope);
+        scope_args.push(Value::Text(m.to_owned()));
         let Some((created, seq)) = c
             .query_row(
-                "SELECT created_at, seq FROM servers WHERE id = ?1",
-                [m],
+                &format!(
+                    "SELECT created_at, seq FROM servers s{scope_sql} AND id = ?{}",
+                    scope_args.len()
+                ),
+                params_from_iter(scope_args.iter()),
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()?
