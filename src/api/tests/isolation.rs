@@ -243,3 +243,134 @@ async fn another_projects_private_image_is_no_image_marker() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+/// What a real backend's error can carry: a tool's stderr naming the host's paths.
+const HOST_DETAIL: &str =
+    "qemu-img: Could not open '/var/lib/onebox/instances/base/7a1c.qcow2': Permission denied";
+
+/// The events of a server's instance action named `action`, as `who` reads them.
+async fn events(who: &Api<'_>, id: &str, action: &str) -> Vec<Value> {
+    let r = who
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rid = r.body["instanceActions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["action"] == action)
+        .and_then(|a| a["request_id"].as_str())
+        .unwrap_or_else(|| panic!("no {action} in {}", r.text))
+        .to_owned();
+    let r = who
+        .call(
+            Method::GET,
+            &format!("/servers/{id}/os-instance-actions/{rid}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.body["instanceAction"]["events"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty()),
+        "{}",
+        r.text
+    );
+    r.body["instanceAction"]["events"]
+        .as_array()
+        .expect("events")
+        .clone()
+}
+
+#[tokio::test]
+async fn attack_a_driver_failure_shows_a_member_no_host_path() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    app.driver.set_failure_detail(Some(HOST_DETAIL));
+
+    // A build failing on the backend.
+    app.driver.set_failing(driver::Operation::Spawn, true);
+    let built = demo.create("doomed").await;
+    app.driver.set_failing(driver::Operation::Spawn, false);
+    // A reboot failing (ERROR with a fault) and a rebuild failing (ERROR with a fault).
+    let rebooted = demo.create("reboot").await;
+    let rebuilt = demo.create("rebuild").await;
+    app.driver.set_failing(driver::Operation::Reboot, true);
+    app.driver.set_failing(driver::Operation::Rebuild, true);
+    let r = demo
+        .act(&rebooted, json!({"reboot": {"type": "HARD"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = demo
+        .act(&rebuilt, json!({"rebuild": {"imageRef": IMAGE}}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    app.compute.idle().await;
+
+    for (id, action, what) in [
+        (&built, "create", "Build of instance"),
+        (&rebooted, "reboot", "Action reboot on instance"),
+        (&rebuilt, "rebuild", "Rebuild of instance"),
+    ] {
+        // The member: the server in ERROR with a fault saying what failed, no path, no
+        // stderr, no details; events without the backend's words.
+        let r = demo
+            .call(Method::GET, &format!("/servers/{id}"), None)
+            .await;
+        let s = &r.body["server"];
+        assert_eq!(s["status"], "ERROR", "{}", r.text);
+        let message = s["fault"]["message"].as_str().expect("fault message");
+        assert!(message.contains(what), "{message}");
+        assert!(s["fault"].get("details").is_none(), "{}", r.text);
+        assert!(!r.text.contains("/var/lib/onebox"), "{}", r.text);
+        assert!(!r.text.contains("qemu-img"), "{}", r.text);
+        let r = demo.call(Method::GET, "/servers/detail", None).await;
+        assert!(!r.text.contains("/var/lib/onebox"), "{}", r.text);
+        let evs = events(&demo, id, action).await;
+        let text = serde_json::to_string(&evs).expect("json");
+        assert!(!text.contains("/var/lib/onebox"), "{text}");
+
+        // The admin: the whole message in the fault and in the failed event.
+        let r = admin
+            .call(Method::GET, &format!("/servers/{id}"), None)
+            .await;
+        let full = r.body["server"]["fault"]["message"].as_str().expect("msg");
+        assert!(full.contains(HOST_DETAIL), "{}", r.text);
+        let evs = events(&admin, id, action).await;
+        let failed = evs
+            .iter()
+            .find(|e| e["result"] == "Error")
+            .unwrap_or_else(|| panic!("no failed event in {evs:?}"));
+        assert!(
+            failed["details"]
+                .as_str()
+                .is_some_and(|d| d.contains(HOST_DETAIL)),
+            "{failed}"
+        );
+        assert!(
+            failed["traceback"]
+                .as_str()
+                .is_some_and(|d| d.contains(HOST_DETAIL)),
+            "{failed}"
+        );
+    }
+
+    // A password the backend fails to set: Nova's generic reason, not the backend's.
+    let pw = demo.create("pw").await;
+    app.driver
+        .set_failing(driver::Operation::SetAdminPassword, true);
+    let r = demo
+        .act(&pw, json!({"changePassword": {"adminPass": "s3cret-Pass"}}))
+        .await;
+    common::assert_compute_fault(&r, 409, "conflictingRequest");
+    assert!(!r.text.contains("/var/lib/onebox"), "{}", r.text);
+    assert!(!r.text.contains("qemu-img"), "{}", r.text);
+    app.driver
+        .set_failing(driver::Operation::SetAdminPassword, false);
+}

@@ -485,7 +485,8 @@ impl Compute {
                 };
                 self.step(&id, Some(action.task()), vm, None, None).await;
                 let id2 = id.clone();
-                let msg = e.to_string();
+                // What failed, then the backend's words (which only admins read).
+                let msg = format!("Action {} on instance {id} failed: {e}", action.nova_name());
                 let _ = self
                     .store
                     .write(move |tx| {

@@ -908,10 +908,15 @@ impl Compute {
                 self.finish(event, false, Some(e.to_string())).await;
                 match e {
                     driver::DriverError::NotSupported(_) => Err(unsupported()),
-                    e => Err(Error::Conflict(format!(
-                        "Failed to set admin password on {} because {e}",
-                        s.id
-                    ))),
+                    // The backend's words go to the instance action's event (for
+                    // admins) and the log; the caller gets Nova's generic reason.
+                    e => {
+                        tracing::warn!(server_id = %s.id, error = %e, "setting the admin password failed");
+                        Err(Error::Conflict(format!(
+                            "Failed to set admin password on {} because error setting admin password",
+                            s.id
+                        )))
+                    }
                 }
             }
         }
