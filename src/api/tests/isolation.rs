@@ -374,3 +374,133 @@ async fn attack_a_driver_failure_shows_a_member_no_host_path() {
     app.driver
         .set_failing(driver::Operation::SetAdminPassword, false);
 }
+
+/// Holds the database's writer until the returned sender is used (or dropped): requests
+/// sent meanwhile all wait on it, and then run as close together as the box allows.
+fn hold_the_writer(app: &TestApp) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        let _ = store
+            .write(move |_| {
+                let _ = held_tx.send(());
+                let _ = rx.recv();
+                Ok(())
+            })
+            .await;
+    });
+    held_rx.recv().expect("the writer is held");
+    tx
+}
+
+/// The server's instance actions in the order they committed: (name, id).
+async fn committed(app: &TestApp, id: &str) -> Vec<(String, i64)> {
+    let sid = model::compute::ServerId::parse(id).expect("id");
+    let mut all = app
+        .store
+        .read(move |c| store::compute::list_actions(c, &sid))
+        .await
+        .expect("actions");
+    all.sort_by_key(|a| a.id);
+    all.into_iter().map(|a| (a.action, a.id)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attack_an_action_racing_an_admin_lock_never_starts_on_the_locked_server() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    let id = demo.create("raced").await;
+    for round in 0..25 {
+        let release = hold_the_writer(&app);
+        let (lock, stop, ()) = tokio::join!(
+            admin.act(&id, json!({"lock": null})),
+            demo.act(&id, json!({"os-stop": null})),
+            async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let _ = release.send(());
+            }
+        );
+        app.compute.idle().await;
+        assert_eq!(lock.status, StatusCode::ACCEPTED, "{}", lock.text);
+        let order = committed(&app, &id).await;
+        let at = |name: &str| order.iter().rev().find(|(n, _)| n == name).map(|(_, i)| *i);
+        if stop.status == StatusCode::ACCEPTED {
+            // The stop was decided before the lock committed, or it would have been refused.
+            assert!(
+                at("stop") < at("lock"),
+                "round {round}: a member's stop started after the admin's lock: {order:?}"
+            );
+        } else {
+            common::assert_compute_fault(&stop, 409, "conflictingRequest");
+        }
+        // Back to an unlocked, running server.
+        let r = admin.act(&id, json!({"unlock": null})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        if demo.server(&id).await["status"] == "SHUTOFF" {
+            let r = demo.act(&id, json!({"os-start": null})).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+            app.compute.idle().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attack_an_owners_unlock_racing_an_admin_lock_never_undoes_it() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    let id = demo.create("raced").await;
+    for round in 0..25 {
+        let r = demo.act(&id, json!({"lock": null})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let release = hold_the_writer(&app);
+        let (lock, unlock, ()) = tokio::join!(
+            admin.act(&id, json!({"lock": {"locked_reason": "investigating"}})),
+            demo.act(&id, json!({"unlock": null})),
+            async {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let _ = release.send(());
+            }
+        );
+        assert_eq!(lock.status, StatusCode::ACCEPTED, "{}", lock.text);
+        assert!(
+            unlock.status == StatusCode::ACCEPTED || unlock.status == StatusCode::FORBIDDEN,
+            "{}",
+            unlock.text
+        );
+        // Whichever came first, the admin's lock stands.
+        let s = admin.server(&id).await;
+        assert_eq!(
+            s["locked"], true,
+            "round {round}: the admin's lock was undone: {s}"
+        );
+        assert_eq!(s["locked_reason"], "investigating", "round {round}: {s}");
+        let r = admin.act(&id, json!({"unlock": null})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn attack_an_owner_cannot_take_over_an_admins_lock() {
+    let app = TestApp::new().await;
+    let demo = api(&app, app.demo().await).await;
+    let admin = api(&app, app.admin().await).await;
+    let id = demo.create("held").await;
+    let r = admin
+        .act(&id, json!({"lock": {"locked_reason": "abuse"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // Locking again as the owner changes nothing (Nova's rule), so the unlock that would
+    // follow is still the admin's to give.
+    let r = demo.act(&id, json!({"lock": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = demo.act(&id, json!({"unlock": null})).await;
+    common::assert_compute_fault(&r, 403, "forbidden");
+    let s = admin.server(&id).await;
+    assert_eq!(s["locked"], true, "{s}");
+    assert_eq!(s["locked_reason"], "abuse", "{s}");
+    let r = demo.act(&id, json!({"os-stop": null})).await;
+    common::assert_compute_fault(&r, 409, "conflictingRequest");
+}

@@ -133,9 +133,16 @@ impl Compute {
             s.project_id.clone(),
             user.clone(),
         );
+        // An action that passed the lock check on an unlocked server checks again in the
+        // transaction that starts it, so a lock committed in between wins. (Snapshots and
+        // backups are not lock-checked, as in Nova.)
+        let bound_by_lock = !s.locked() && !matches!(action, "createImage" | "createBackup");
         Ok(self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 if !sql::set_task_state(tx, &sid, vm, from, Some(task))? {
                     return Err(crate::abort(Error::Conflict(format!(
                         "Cannot '{action}' instance {sid} while it is in task_state changing"

@@ -1025,11 +1025,13 @@ pub fn mark_deleted(c: &Connection, id: &ServerId) -> Result<()> {
     Ok(())
 }
 
-/// Updates the fields `PUT /servers/{id}` may change.
+/// Updates the fields `PUT /servers/{id}` may change. The lock is not one of them: it
+/// changes only through [`set_lock`], so a rename never writes back a lock it read before
+/// another request changed it.
 pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
     c.execute(
         "UPDATE servers SET name = ?2, description = ?3, hostname = ?4, access_ipv4 = ?5,
-             access_ipv6 = ?6, locked_by = ?7, locked_reason = ?8, updated_at = ?9
+             access_ipv6 = ?6, updated_at = ?7
          WHERE id = ?1",
         params![
             s.id.as_str(),
@@ -1038,11 +1040,44 @@ pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
             s.hostname,
             s.access_ipv4,
             s.access_ipv6,
-            s.locked_by.map(|l| match l {
+            ts(Utc::now())
+        ],
+    )?;
+    Ok(())
+}
+
+/// Who holds a server's lock now. Read inside the write whose decision depends on it, so
+/// the lock a decision saw is the lock its write commits against.
+pub fn lock_holder(c: &Connection, id: &ServerId) -> Result<Option<LockedBy>> {
+    let by: Option<Option<String>> = c
+        .query_row(
+            "SELECT locked_by FROM servers WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(by.flatten().map(|b| match b.as_str() {
+        "admin" => LockedBy::Admin,
+        _ => LockedBy::Owner,
+    }))
+}
+
+/// Sets (or, with `None`, clears) a server's lock and its reason.
+pub fn set_lock(
+    c: &Connection,
+    id: &ServerId,
+    by: Option<LockedBy>,
+    reason: Option<&str>,
+) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET locked_by = ?2, locked_reason = ?3, updated_at = ?4 WHERE id = ?1",
+        params![
+            id.as_str(),
+            by.map(|l| match l {
                 LockedBy::Admin => "admin",
                 LockedBy::Owner => "owner",
             }),
-            s.locked_reason,
+            reason,
             ts(Utc::now())
         ],
     )?;
