@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, TestApp};
@@ -57,22 +57,6 @@ impl Api<'_> {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.body["server"].clone()
     }
-
-    /// Waits until the server shows `status` with no task; how long that took.
-    async fn until(&self, id: &str, status: &str, limit: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            let s = self.server(id).await;
-            if s["status"] == status && s["OS-EXT-STS:task_state"].is_null() {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "{id} not {status} after {limit:?}: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 async fn api(app: &TestApp, token: String) -> Api<'_> {
@@ -94,7 +78,44 @@ fn two_slots() -> compute::ComputeConfig {
 }
 
 /// Each driver call takes this long while a test floods the runner.
-const STEP: Duration = Duration::from_millis(250);
+const STEP: Duration = Duration::from_millis(150);
+
+/// When each of a server's `action`s finished, from the database.
+async fn finished(app: &TestApp, id: &str, action: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let sid = model::compute::ServerId::parse(id).expect("id");
+    let all = app
+        .store
+        .read(move |c| store::compute::list_actions(c, &sid))
+        .await
+        .expect("actions");
+    all.into_iter()
+        .filter(|a| a.action == action)
+        .map(|a| a.finish_time.expect("finished"))
+        .collect()
+}
+
+/// How many of the flood's reboots on `flooded` finished while the victim's stop, asked for
+/// at `asked`, waited and ran; and how many there were.
+async fn ran_before_the_victim(
+    app: &TestApp,
+    flooded: &[String],
+    victim: &str,
+    asked: chrono::DateTime<chrono::Utc>,
+) -> (usize, usize) {
+    let stop = finished(app, victim, "stop").await;
+    assert_eq!(stop.len(), 1, "{stop:?}");
+    let mut before = 0;
+    let mut total = 0;
+    for id in flooded {
+        let reboots = finished(app, id, "reboot").await;
+        total += reboots.len();
+        before += reboots
+            .iter()
+            .filter(|t| **t > asked && **t < stop[0])
+            .count();
+    }
+    (before, total)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attack_flooding_one_server_with_actions_does_not_starve_another_project() {
@@ -108,16 +129,21 @@ async fn attack_flooding_one_server_with_actions_does_not_starve_another_project
         let r = demo.act(&mine, json!({"reboot": {"type": "HARD"}})).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     }
+    let asked = chrono::Utc::now();
     let r = rival.act(&theirs, json!({"os-stop": null})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    // The flood holds one slot at most; the other project's stop takes the other at once
-    // instead of queueing behind sixteen reboots.
-    let took = rival
-        .until(&theirs, "SHUTOFF", Duration::from_secs(30))
-        .await;
-    assert!(took < STEP * 6, "the stop waited {took:?} behind the flood");
     app.compute.idle().await;
     app.driver.set_delay(Duration::ZERO);
+    assert_eq!(rival.server(&theirs).await["status"], "SHUTOFF");
+    // The flood holds one slot at most; the other project's stop takes the other at once
+    // (beside at most the one reboot holding the flood's slot) instead of queueing behind
+    // sixteen reboots.
+    let (before, total) = ran_before_the_victim(&app, &[mine], &theirs, asked).await;
+    assert_eq!(total, 16);
+    assert!(
+        before <= 2,
+        "{before} of the flood's {total} reboots ran before the other project's stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -125,26 +151,32 @@ async fn attack_one_project_acting_on_many_servers_cannot_hold_every_slot() {
     let app = TestApp::with_compute(two_slots()).await;
     let (demo, rival) = two_tenants(&app).await;
     let mut mine = Vec::new();
-    for i in 0..4 {
+    for i in 0..8 {
         mine.push(demo.create(&format!("many-{i}")).await);
     }
     let theirs = rival.create("victim").await;
-    app.driver.set_delay(STEP);
-    for _ in 0..6 {
+    app.driver.set_delay(STEP * 2);
+    for _ in 0..3 {
         for id in &mine {
             let r = demo.act(id, json!({"reboot": {"type": "HARD"}})).await;
             assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         }
     }
+    let asked = chrono::Utc::now();
     let r = rival.act(&theirs, json!({"os-stop": null})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    // With two slots a project's tasks hold one: the other project's stop runs at once.
-    let took = rival
-        .until(&theirs, "SHUTOFF", Duration::from_secs(30))
-        .await;
-    assert!(took < STEP * 6, "the stop waited {took:?} behind the flood");
     app.compute.idle().await;
     app.driver.set_delay(Duration::ZERO);
+    assert_eq!(rival.server(&theirs).await["status"], "SHUTOFF");
+    // With two slots a project's tasks hold one: the other project's stop runs at once,
+    // beside at most the one reboot holding the flood's slot (without the project's share
+    // it would wait for the flood's servers queued before it, two at a time).
+    let (before, total) = ran_before_the_victim(&app, &mine, &theirs, asked).await;
+    assert_eq!(total, 24);
+    assert!(
+        before <= 2,
+        "{before} of the flood's {total} reboots ran before the other project's stop"
+    );
 }
 
 #[tokio::test]
