@@ -954,9 +954,13 @@ impl Compute {
             ctx.user_id.clone(),
             self.cfg.host.clone(),
         );
+        let bound_by_lock = !ctx.is_admin();
         let event = self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 let a = sql::start_action(tx, &sid, &rid, "trigger_crash_dump", &project, &user)?;
                 sql::start_event(tx, a, "compute_trigger_crash_dump", &host)
             })
