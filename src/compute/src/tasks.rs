@@ -6,9 +6,10 @@
 //! semaphore of half the runner's slots (at least one), so one project's tasks never hold every
 //! slot; and the runner's semaphore bounding how many run at once. A task waiting for its
 //! server or its project holds no slot, so requests piling up on one server, or one project's
-//! many servers, never keep another project's tasks from running. Driver calls run on blocking threads. A task records its progress as an instance
-//! action event and moves the server only from the state it expects (see
-//! `store::compute::transition`), so a task that finds the server changed under it stops.
+//! many servers, never keep another project's tasks from running. Driver calls run on
+//! blocking threads. A task records its progress as an instance action event and moves the
+//! server only from the state it expects (see `store::compute::transition`), so a task that
+//! finds the server changed under it stops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
