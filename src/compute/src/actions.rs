@@ -291,9 +291,15 @@ impl Compute {
             ctx.user_id.clone(),
         );
         let (vm, from) = (s.vm_state, s.task_state);
+        // The lock checked above is checked again where the task state is taken: a lock
+        // that landed in between refuses the action.
+        let bound_by_lock = !ctx.is_admin();
         let action_id = self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 if !sql::set_task_state(tx, &sid, vm, from, Some(action.task()))? {
                     return Err(crate::abort(Error::Conflict(format!(
                         "Cannot '{}' instance {sid} while it is in task_state changing",
@@ -313,7 +319,10 @@ impl Compute {
     }
 
     /// Locks or unlocks a server. An admin's lock on another project's server can be undone
-    /// only by an admin.
+    /// only by an admin; a lock asked for by the server's own project on a server already
+    /// locked changes nothing (Nova's rule: so an owner never takes over an admin's lock).
+    /// The lock is read and written in one transaction, so two lock requests, or a lock and
+    /// an action, are decided in the order they commit.
     pub async fn set_lock(
         &self,
         ctx: &Context,
@@ -321,44 +330,47 @@ impl Compute {
         change: LockChange,
         request_id: &str,
     ) -> Result<()> {
-        let mut s = self.get_server(ctx, id).await?;
+        let s = self.get_server(ctx, id).await?;
         if !ctx.can_write(&s.project_id) {
             return Err(Error::Forbidden(
                 "Policy doesn't allow os_compute_api:os-lock-server:lock to be performed.".into(),
             ));
         }
-        let name = match &change {
-            LockChange::Lock { reason } => {
-                s.locked_by = Some(if ctx.in_project(&s.project_id) {
-                    model::compute::LockedBy::Owner
-                } else {
-                    model::compute::LockedBy::Admin
-                });
-                s.locked_reason = reason.clone();
-                "lock"
-            }
-            LockChange::Unlock => {
-                if s.locked_by == Some(model::compute::LockedBy::Admin) && !ctx.is_admin() {
-                    return Err(Error::Forbidden(
-                        "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed."
-                            .into(),
-                    ));
-                }
-                s.locked_by = None;
-                s.locked_reason = None;
-                "unlock"
-            }
-        };
+        let owner = ctx.in_project(&s.project_id);
+        let admin = ctx.is_admin();
         let (rid, project, user) = (
             request_id.to_owned(),
             s.project_id.clone(),
             ctx.user_id.clone(),
         );
         let host = self.cfg.host.clone();
+        let sid = s.id.clone();
         self.store
             .write(move |tx| {
-                sql::update_server_fields(tx, &s)?;
-                let a = sql::start_action(tx, &s.id, &rid, name, &project, &user)?;
+                let held = sql::lock_holder(tx, &sid)?;
+                let name = match &change {
+                    LockChange::Lock { .. } if held.is_some() && owner => return Ok(()),
+                    LockChange::Lock { reason } => {
+                        let by = if owner {
+                            model::compute::LockedBy::Owner
+                        } else {
+                            model::compute::LockedBy::Admin
+                        };
+                        sql::set_lock(tx, &sid, Some(by), reason.as_deref())?;
+                        "lock"
+                    }
+                    LockChange::Unlock => {
+                        if held == Some(model::compute::LockedBy::Admin) && !admin {
+                            return Err(crate::abort(Error::Forbidden(
+                                "Policy doesn't allow os_compute_api:os-lock-server:unlock:unlock_override to be performed."
+                                    .into(),
+                            )));
+                        }
+                        sql::set_lock(tx, &sid, None, None)?;
+                        "unlock"
+                    }
+                };
+                let a = sql::start_action(tx, &sid, &rid, name, &project, &user)?;
                 let ev = sql::start_event(tx, a, &format!("api_{name}"), &host)?;
                 sql::finish_event(tx, ev, true, None)
             })
@@ -485,7 +497,8 @@ impl Compute {
                 };
                 self.step(&id, Some(action.task()), vm, None, None).await;
                 let id2 = id.clone();
-                let msg = e.to_string();
+                // What failed, then the backend's words (which only admins read).
+                let msg = format!("Action {} on instance {id} failed: {e}", action.nova_name());
                 let _ = self
                     .store
                     .write(move |tx| {

@@ -73,6 +73,19 @@ pub(crate) fn abort(e: Error) -> store::Error {
     store::abort(e)
 }
 
+/// Inside a write: refuses with Nova's 409 when the server is locked now. Actions a lock
+/// stops check the lock again here, in the transaction that starts them, so a lock that
+/// committed after the request read the server still wins.
+pub(crate) fn refuse_if_locked(
+    tx: &store::Connection,
+    id: &model::compute::ServerId,
+) -> store::Result<()> {
+    if store::compute::lock_holder(tx, id)?.is_some() {
+        return Err(abort(Error::Conflict(format!("Instance {id} is locked"))));
+    }
+    Ok(())
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
@@ -81,7 +94,8 @@ pub struct ComputeConfig {
     pub host: String,
     /// The one availability zone of the box.
     pub availability_zone: String,
-    /// How many server tasks may run at once.
+    /// How many server tasks may run at once; one project's tasks hold at most half of them
+    /// (at least one).
     pub task_concurrency: usize,
     /// Nova's `[api] max_limit`: the most items one page holds.
     pub max_limit: usize,

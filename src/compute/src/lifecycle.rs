@@ -133,9 +133,16 @@ impl Compute {
             s.project_id.clone(),
             user.clone(),
         );
+        // An action that passed the lock check on an unlocked server checks again in the
+        // transaction that starts it, so a lock committed in between wins. (Snapshots and
+        // backups are not lock-checked, as in Nova.)
+        let bound_by_lock = !s.locked() && !matches!(action, "createImage" | "createBackup");
         Ok(self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 if !sql::set_task_state(tx, &sid, vm, from, Some(task))? {
                     return Err(crate::abort(Error::Conflict(format!(
                         "Cannot '{action}' instance {sid} while it is in task_state changing"
@@ -908,10 +915,15 @@ impl Compute {
                 self.finish(event, false, Some(e.to_string())).await;
                 match e {
                     driver::DriverError::NotSupported(_) => Err(unsupported()),
-                    e => Err(Error::Conflict(format!(
-                        "Failed to set admin password on {} because {e}",
-                        s.id
-                    ))),
+                    // The backend's words go to the instance action's event (for
+                    // admins) and the log; the caller gets Nova's generic reason.
+                    e => {
+                        tracing::warn!(server_id = %s.id, error = %e, "setting the admin password failed");
+                        Err(Error::Conflict(format!(
+                            "Failed to set admin password on {} because error setting admin password",
+                            s.id
+                        )))
+                    }
                 }
             }
         }
@@ -942,9 +954,13 @@ impl Compute {
             ctx.user_id.clone(),
             self.cfg.host.clone(),
         );
+        let bound_by_lock = !ctx.is_admin();
         let event = self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 let a = sql::start_action(tx, &sid, &rid, "trigger_crash_dump", &project, &user)?;
                 sql::start_event(tx, a, "compute_trigger_crash_dump", &host)
             })

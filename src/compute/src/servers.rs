@@ -682,9 +682,13 @@ impl Compute {
         }
         // Delete is legal in any state: it takes the task state whatever it was, and a task
         // already running finds the server no longer in the state it expects and stops.
+        let bound_by_lock = !ctx.is_admin();
         let action = self
             .store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 sql::mark_deleting(tx, &sid)?;
                 sql::start_action(tx, &sid, &rid, "delete", &project, &user)
             })
@@ -741,8 +745,12 @@ impl Compute {
             .await?;
         let sid = s.id.clone();
         let m2 = merged.clone();
+        let bound_by_lock = !ctx.is_admin();
         self.store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 sql::clear_metadata(tx, &sid)?;
                 for (k, v) in &m2 {
                     sql::set_metadata_item(tx, &sid, k, v)?;
@@ -773,8 +781,12 @@ impl Compute {
             return Err(Error::NotFound("Metadata item was not found".into()));
         }
         let (sid, k) = (s.id.clone(), key.to_owned());
+        let bound_by_lock = !ctx.is_admin();
         self.store
             .write(move |tx| {
+                if bound_by_lock {
+                    crate::refuse_if_locked(tx, &sid)?;
+                }
                 sql::delete_metadata_item(tx, &sid, &k)?;
                 sql::touch_server(tx, &sid)
             })

@@ -1,11 +1,15 @@
 //! The task runner: background work on servers, detached from the request that asked for it.
 //!
-//! Every task runs on the tokio runtime under two guards: a semaphore bounding how many run at
-//! once, and a per-server mutex so that two tasks never drive the same server's backend at the
-//! same time (a delete waits for a build to finish its driver call, then destroys what it
-//! made). Driver calls run on blocking threads. A task records its progress as an instance
-//! action event and moves the server only from the state it expects (see
-//! `store::compute::transition`), so a task that finds the server changed under it stops.
+//! Every task runs on the tokio runtime under three guards, taken in this order: a per-server
+//! mutex so that two tasks never drive the same server's backend at the same time (a delete
+//! waits for a build to finish its driver call, then destroys what it made); a per-project
+//! semaphore of half the runner's slots (at least one), so one project's tasks never hold every
+//! slot; and the runner's semaphore bounding how many run at once. A task waiting for its
+//! server or its project holds no slot, so requests piling up on one server, or one project's
+//! many servers, never keep another project's tasks from running. Driver calls run on
+//! blocking threads. A task records its progress as an instance action event and moves the
+//! server only from the state it expects (see `store::compute::transition`), so a task that
+//! finds the server changed under it stops.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +49,11 @@ pub(crate) enum Job {
 
 pub(crate) struct Runner {
     slots: Arc<Semaphore>,
+    /// How many slots one project's tasks may hold at once.
+    per_project: usize,
+    /// One semaphore per project with a task queued or running (the same discipline as
+    /// `locks`).
+    projects: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// One mutex per server with a task queued or running. The std mutex guards the map only
     /// for an insert or lookup, never across an `.await`.
     locks: Mutex<HashMap<ServerId, Arc<tokio::sync::Mutex<()>>>>,
@@ -54,8 +63,11 @@ pub(crate) struct Runner {
 
 impl Runner {
     pub fn new(concurrency: usize) -> Self {
+        let concurrency = concurrency.max(1);
         Self {
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(concurrency)),
+            per_project: project_share(concurrency),
+            projects: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -77,6 +89,22 @@ impl Runner {
         }
     }
 
+    fn project_slots(&self, project: &str) -> Arc<Semaphore> {
+        let mut map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(project.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_project)))
+            .clone()
+    }
+
+    fn forget_project(&self, project: &str) {
+        let mut map = self.projects.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(project)
+            && Arc::strong_count(s) <= 1
+        {
+            map.remove(project);
+        }
+    }
+
     pub async fn idle(&self) {
         loop {
             let notified = self.idle.notified();
@@ -86,6 +114,11 @@ impl Runner {
             notified.await;
         }
     }
+}
+
+/// The slots one project's tasks may hold: half the runner's, at least one.
+fn project_share(concurrency: usize) -> usize {
+    (concurrency / 2).max(1)
 }
 
 impl Compute {
@@ -101,9 +134,15 @@ impl Compute {
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let lock = this.tasks.lock_of(&id);
+            let project = this.project_of(&id).await;
             {
-                let _permit = this.tasks.slots.clone().acquire_owned().await;
+                // The server first, then the project's share, then a slot: nothing waits
+                // while holding what another project's task needs.
                 let _guard = lock.lock().await;
+                let mine = this.tasks.project_slots(&project);
+                let _share = mine.clone().acquire_owned().await;
+                let _permit = this.tasks.slots.clone().acquire_owned().await;
+                drop(mine);
                 match job {
                     Job::Build { server, action } => this.build(*server, action).await,
                     Job::Delete { server, action } => this.destroy(server, action).await,
@@ -122,10 +161,24 @@ impl Compute {
             }
             drop(lock);
             this.tasks.forget(&id);
+            this.tasks.forget_project(&project);
             if this.tasks.running.fetch_sub(1, Ordering::SeqCst) == 1 {
                 this.tasks.idle.notify_waiters();
             }
         });
+    }
+
+    /// The project a server belongs to, for its task's share of the runner; a server the
+    /// database no longer has shares the empty project's.
+    async fn project_of(&self, id: &ServerId) -> String {
+        let id2 = id.clone();
+        match self.store.read(move |c| sql::server_project(c, &id2)).await {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(server_id = %id, error = %e, "reading a server's project");
+                String::new()
+            }
+        }
     }
 
     /// The backend a server runs on; a server the database no longer has is looked for on
@@ -400,5 +453,18 @@ impl Compute {
     /// Re-runs a delete that a restart interrupted.
     pub(crate) fn resume_delete(&self, id: ServerId, action: i64) {
         self.run(Job::Delete { server: id, action });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::project_share;
+
+    #[test]
+    fn a_project_gets_half_the_slots_and_at_least_one() {
+        assert_eq!(project_share(1), 1);
+        assert_eq!(project_share(2), 1);
+        assert_eq!(project_share(3), 1);
+        assert_eq!(project_share(8), 4);
     }
 }

@@ -43,6 +43,9 @@ struct Behaviour {
     failing: HashSet<Operation>,
     unsupported: HashSet<Operation>,
     delay: Duration,
+    /// What a failing operation's error says after its name, as a real backend's error
+    /// carries a tool's stderr and host paths.
+    failure_detail: Option<String>,
 }
 
 impl FakeDriver {
@@ -68,6 +71,15 @@ impl FakeDriver {
         }
     }
 
+    /// Makes every failing operation's error end with `detail` (as a real backend's carries
+    /// a tool's stderr or a host path), or with nothing more again.
+    pub fn set_failure_detail(&self, detail: Option<&str>) {
+        self.behaviour
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failure_detail = detail.map(str::to_owned);
+    }
+
     /// Makes `op` answer `NotSupported`, as a backend without it does (or work again).
     pub fn set_unsupported(&self, op: Operation, unsupported: bool) {
         let mut b = self.behaviour.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,12 +91,13 @@ impl FakeDriver {
     }
 
     fn begin(&self, op: Operation) -> Result<()> {
-        let (delay, fail, unsupported) = {
+        let (delay, fail, unsupported, detail) = {
             let b = self.behaviour.lock().unwrap_or_else(|e| e.into_inner());
             (
                 b.delay,
                 b.failing.contains(&op),
                 b.unsupported.contains(&op),
+                b.failure_detail.clone(),
             )
         };
         if unsupported {
@@ -94,8 +107,9 @@ impl FakeDriver {
             std::thread::sleep(delay);
         }
         if fail {
+            let tail = detail.map(|d| format!(": {d}")).unwrap_or_default();
             return Err(DriverError::Failed(format!(
-                "the fake driver was told to fail {}",
+                "the fake driver was told to fail {}{tail}",
                 op.as_str()
             )));
         }

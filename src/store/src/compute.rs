@@ -453,6 +453,16 @@ pub fn server_backend(c: &Connection, id: &ServerId) -> Result<Option<Backend>> 
     .and_then(|b| Backend::parse(&b)))
 }
 
+/// The project of a server (deleted or not).
+pub fn server_project(c: &Connection, id: &ServerId) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT project_id FROM servers WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?)
+}
+
 pub fn release_ports(c: &Connection, server: &ServerId) -> Result<()> {
     c.execute("DELETE FROM ports WHERE server_id = ?1", [server.as_str()])?;
     Ok(())
@@ -878,7 +888,9 @@ pub fn server_keys(
 
 /// One page of a listing in the default order (newest first), found by keyset in SQL:
 /// the servers after `marker` that match `conds`, at most `limit`. `None` when the marker is
-/// not a server.
+/// not a server of the listing's project (`conds`' `Project`, when it has one): another
+/// project's server is no marker, as if it did not exist, so paging never tells one project
+/// that another's server exists nor where it sits.
 pub fn server_page_newest_first(
     c: &Connection,
     conds: &[Cond],
@@ -888,10 +900,22 @@ pub fn server_page_newest_first(
     let (where_sql, mut args) = where_clause(conds);
     let mut sql = format!("SELECT id FROM servers s{where_sql}");
     if let Some(m) = marker {
+        let scope: Vec<Cond> = conds
+            .iter()
+            .filter_map(|c| match c {
+                Cond::Project(p) => Some(Cond::Project(p.clone())),
+                _ => None,
+            })
+            .collect();
+        let (scope_sql, mut scope_args) = where_clause(&scope);
+        scope_args.push(Value::Text(m.to_owned()));
         let Some((created, seq)) = c
             .query_row(
-                "SELECT created_at, seq FROM servers WHERE id = ?1",
-                [m],
+                &format!(
+                    "SELECT created_at, seq FROM servers s{scope_sql} AND id = ?{}",
+                    scope_args.len()
+                ),
+                params_from_iter(scope_args.iter()),
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()?
@@ -1001,11 +1025,13 @@ pub fn mark_deleted(c: &Connection, id: &ServerId) -> Result<()> {
     Ok(())
 }
 
-/// Updates the fields `PUT /servers/{id}` may change.
+/// Updates the fields `PUT /servers/{id}` may change. The lock is not one of them: it
+/// changes only through [`set_lock`], so a rename never writes back a lock it read before
+/// another request changed it.
 pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
     c.execute(
         "UPDATE servers SET name = ?2, description = ?3, hostname = ?4, access_ipv4 = ?5,
-             access_ipv6 = ?6, locked_by = ?7, locked_reason = ?8, updated_at = ?9
+             access_ipv6 = ?6, updated_at = ?7
          WHERE id = ?1",
         params![
             s.id.as_str(),
@@ -1014,11 +1040,44 @@ pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
             s.hostname,
             s.access_ipv4,
             s.access_ipv6,
-            s.locked_by.map(|l| match l {
+            ts(Utc::now())
+        ],
+    )?;
+    Ok(())
+}
+
+/// Who holds a server's lock now. Read inside the write whose decision depends on it, so
+/// the lock a decision saw is the lock its write commits against.
+pub fn lock_holder(c: &Connection, id: &ServerId) -> Result<Option<LockedBy>> {
+    let by: Option<Option<String>> = c
+        .query_row(
+            "SELECT locked_by FROM servers WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(by.flatten().map(|b| match b.as_str() {
+        "admin" => LockedBy::Admin,
+        _ => LockedBy::Owner,
+    }))
+}
+
+/// Sets (or, with `None`, clears) a server's lock and its reason.
+pub fn set_lock(
+    c: &Connection,
+    id: &ServerId,
+    by: Option<LockedBy>,
+    reason: Option<&str>,
+) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET locked_by = ?2, locked_reason = ?3, updated_at = ?4 WHERE id = ?1",
+        params![
+            id.as_str(),
+            by.map(|l| match l {
                 LockedBy::Admin => "admin",
                 LockedBy::Owner => "owner",
             }),
-            s.locked_reason,
+            reason,
             ts(Utc::now())
         ],
     )?;

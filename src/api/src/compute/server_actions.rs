@@ -569,8 +569,12 @@ pub async fn show(
                         "finish_time": e.finish_time.map(views::naive_time),
                         "result": e.result,
                     });
+                    // The backend's error, paths and all, is for admins only.
                     if admin {
-                        ev["traceback"] = Value::Null;
+                        ev["traceback"] = match e.result.as_deref() {
+                            Some("Error") => json!(e.details),
+                            _ => Value::Null,
+                        };
                     }
                     if ver.at_least(62) {
                         ev["hostId"] = json!(host_id);

@@ -246,10 +246,15 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
     if matches!(status, "ERROR" | "DELETED")
         && let Some(f) = &s.fault
     {
+        let message = if view.admin || f.code != 500 {
+            f.message.clone()
+        } else {
+            member_fault_message(&f.message)
+        };
         let mut fault = json!({
             "code": f.code,
             "created": nova_time(f.created_at),
-            "message": f.message,
+            "message": message,
         });
         if (view.admin || f.code != 500)
             && let Some(d) = &f.details
@@ -261,10 +266,56 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
     o
 }
 
+/// What a member reads of a failure to be carried out (a 500 fault's message, a failed
+/// instance action event).
+pub const BACKEND_FAILURE: &str = "The server's backend failed; an administrator can see why.";
+
+/// A 500 fault's message as a member reads it. The compute service words a failure as
+/// `<what failed>: <the backend's error>`, and the backend's error may hold host paths, tool
+/// stderr or libvirt's words: a member reads what failed, and an admin the whole message and
+/// the instance action events' details (Nova likewise shows a member only a foreign
+/// exception's class, its text only to admins). What is left still naming a path, or over
+/// one line, gives way to a generic message. The database keeps the whole message.
+pub fn member_fault_message(message: &str) -> String {
+    let head = message.split_once(": ").map_or(message, |(h, _)| h);
+    let hostish =
+        head.trim().is_empty() || head.contains(['/', '\\', '\n', '\r']) || head.len() > 255;
+    if hostish {
+        BACKEND_FAILURE.to_owned()
+    } else {
+        head.to_owned()
+    }
+}
+
 pub fn server_brief(l: &Links, s: &Server) -> Value {
     json!({
         "id": s.id.as_str(),
         "name": s.name,
         "links": l.pair("servers", s.id.as_str()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BACKEND_FAILURE, member_fault_message};
+
+    #[test]
+    fn a_member_reads_what_failed_and_never_the_backends_words() {
+        assert_eq!(
+            member_fault_message(
+                "Rebuild of instance 1f2e failed: qemu-img: /var/lib/onebox/instances/1f2e/disk: Permission denied"
+            ),
+            "Rebuild of instance 1f2e failed"
+        );
+        assert_eq!(
+            member_fault_message("onebox stopped while the server was in task state rebooting."),
+            "onebox stopped while the server was in task state rebooting."
+        );
+        assert_eq!(
+            member_fault_message("cannot open /var/lib/onebox/x"),
+            BACKEND_FAILURE
+        );
+        assert_eq!(member_fault_message("line one\nline two"), BACKEND_FAILURE);
+        assert_eq!(member_fault_message(""), BACKEND_FAILURE);
+    }
 }
