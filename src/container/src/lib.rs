@@ -20,13 +20,18 @@
 //!   reported CRASHED; any other end of init is SHUTDOWN.
 
 pub mod cgroup;
+pub mod devices;
+mod mounts;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod state;
+mod sys;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use driver::{
@@ -45,6 +50,11 @@ use state::{Boot, Exit, Instance, Nic, Paths};
 pub const INIT_PROPERTY: &str = "onebox_init";
 /// The flavor extra spec that caps the number of processes (default: [`Config::pids_max`]).
 pub const PIDS_EXTRA_SPEC: &str = "onebox:pids_max";
+
+/// The flavor extra spec that, set to `false`, runs the flavor's containers without a user
+/// namespace (root inside is the host's root, confined by capabilities, seccomp and the
+/// device list only). Flavor extra specs are set by admins only.
+pub const USERNS_EXTRA_SPEC: &str = "onebox:userns";
 
 /// How the driver starts a shim: `program args… <instance dir>`.
 #[derive(Clone, Debug)]
@@ -78,9 +88,12 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// `nameserver` lines of the containers' /etc/resolv.conf; empty: the network's gateway.
     pub nameservers: Vec<String>,
-    /// Give containers a user namespace (root inside maps to uid 0 outside, but its
-    /// capabilities hold only in its own namespaces).
+    /// Give containers a user namespace (on by default): root inside is an unprivileged
+    /// user of the host, with a range of ids of its own ([`userns`]). A flavor whose extra
+    /// spec [`USERNS_EXTRA_SPEC`] is `false` opts out (extra specs are admin-only).
     pub user_namespace: bool,
+    /// Where the containers' id ranges are recorded (the onebox binary: SQLite).
+    pub id_ranges: Arc<dyn userns::IdRanges>,
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
     /// `false`: isolated.
     pub forwarding: bool,
@@ -96,7 +109,8 @@ impl Config {
             pids_max: 4096,
             stop_timeout: Duration::from_secs(10),
             nameservers: Vec::new(),
-            user_namespace: false,
+            user_namespace: true,
+            id_ranges: Arc::new(userns::MemoryIdRanges::default()),
             forwarding: false,
             shim: ShimCommand::onebox(),
         }
@@ -242,6 +256,22 @@ impl ContainerDriver {
         }
     }
 
+    /// The base of the id range of `spec`'s container, when it has a user namespace.
+    fn id_range(&self, spec: &InstanceSpec) -> Result<Option<u32>> {
+        let opted_out = spec
+            .extra_specs
+            .get(USERNS_EXTRA_SPEC)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        if !self.cfg.user_namespace || opted_out {
+            return Ok(None);
+        }
+        self.cfg
+            .id_ranges
+            .allocate(spec.id.as_str())
+            .map(Some)
+            .map_err(failed)
+    }
+
     /// The instance record for `spec` (a new one, or a rebuild's keeping the boot count).
     fn instance_for(&self, spec: &InstanceSpec, boot: u64) -> Result<Instance> {
         let image = spec
@@ -296,7 +326,7 @@ impl ContainerDriver {
             nics,
             nameservers,
             console_max_bytes: self.cfg.console_max_bytes,
-            user_namespace: self.cfg.user_namespace.then_some(0),
+            user_namespace: self.id_range(spec)?,
             boot,
             forwarding: self.cfg.forwarding,
         })
@@ -320,6 +350,7 @@ impl ContainerDriver {
         if !cg.exists() {
             cg.create().map_err(failed)?;
         }
+        cg.restrict_devices().map_err(failed)?;
         if cg.is_frozen() {
             cg.set_frozen(false).map_err(failed)?;
         }
@@ -463,6 +494,7 @@ impl ComputeDriver for ContainerDriver {
             for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
+            userns::own_layers(&p, inst.user_namespace).map_err(failed)?;
             self.boot(&p, &mut inst)
         })();
         if r.is_err() {
@@ -484,10 +516,12 @@ impl ComputeDriver for ContainerDriver {
             }
         }
         match std::fs::remove_dir_all(&p.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(failed(format!("removing {}: {e}", p.dir.display()))),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(format!("removing {}: {e}", p.dir.display()))),
         }
+        // The ids go back to the pool only once no file or process of the container is left.
+        self.cfg.id_ranges.release(id.as_str()).map_err(failed)
     }
 
     fn reboot(&self, id: &ServerId, kind: RebootKind) -> Result<()> {
@@ -657,6 +691,7 @@ impl ComputeDriver for ContainerDriver {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
         }
+        userns::own_layers(&p, inst.user_namespace).map_err(failed)?;
         self.boot(&p, &mut inst)
     }
 
@@ -703,13 +738,14 @@ impl ComputeDriver for ContainerDriver {
                 let cg = self.cgroup(id);
                 let was_frozen = cg.is_frozen();
                 cg.set_frozen(true).map_err(failed)?;
-                let r = rootfs::pack(Path::new(&format!("/proc/{}/root", b.init_pid)), dest);
+                let root = format!("/proc/{}/root", b.init_pid);
+                let r = rootfs::pack(Path::new(&root), dest, inst.user_namespace);
                 if !was_frozen {
                     cg.set_frozen(false).map_err(failed)?;
                 }
                 r
             }
-            None => snapshot_stopped(&p, &inst, dest),
+            None => rootfs::snapshot_stopped(&p, &inst, dest),
         };
         r.map_err(failed)?;
         Ok(Snapshot {
@@ -752,32 +788,6 @@ impl ComputeDriver for ContainerDriver {
             nics: Vec::new(),
         })
     }
-}
-
-/// Packs a stopped container's root: its overlay mounted for the time of the copy on a
-/// private mount point in the instance directory.
-fn snapshot_stopped(p: &Paths, inst: &Instance, dest: &Path) -> std::result::Result<(), String> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    let mnt = p.dir.join("snapshot-mnt");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        inst.lower.display(),
-        p.upper().display(),
-        p.work().display()
-    );
-    mount(
-        Some("overlay"),
-        &mnt,
-        Some("overlay"),
-        MsFlags::MS_RDONLY,
-        Some(opts.as_str()),
-    )
-    .map_err(|e| format!("mounting the root filesystem: {e}"))?;
-    let r = rootfs::pack(&mnt, dest);
-    let u = umount2(&mnt, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting: {e}"));
-    let _ = std::fs::remove_dir(&mnt);
-    r.and(u)
 }
 
 #[cfg(test)]
