@@ -20,6 +20,7 @@
 //!   reported CRASHED; any other end of init is SHUTDOWN.
 
 pub mod cgroup;
+mod config;
 pub mod devices;
 mod mounts;
 pub mod rootfs;
@@ -31,7 +32,7 @@ pub mod userns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use driver::{
@@ -41,6 +42,8 @@ use driver::{
 use model::compute::{PowerState, ServerId};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+pub use config::{Config, ShimCommand};
 
 use cgroup::{Cgroup, Layout, Limits};
 use state::{Boot, Exit, Instance, Nic, Paths};
@@ -55,67 +58,6 @@ pub const PIDS_EXTRA_SPEC: &str = "onebox:pids_max";
 /// namespace (root inside is the host's root, confined by capabilities, seccomp and the
 /// device list only). Flavor extra specs are set by admins only.
 pub const USERNS_EXTRA_SPEC: &str = "onebox:userns";
-
-/// How the driver starts a shim: `program args… <instance dir>`.
-#[derive(Clone, Debug)]
-pub struct ShimCommand {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
-
-impl ShimCommand {
-    /// The running onebox binary re-executed as `onebox container-shim <dir>`.
-    /// `/proc/self/exe` still names the running binary after a package upgrade replaced it.
-    pub fn onebox() -> Self {
-        Self {
-            program: PathBuf::from("/proc/self/exe"),
-            args: vec!["container-shim".into()],
-        }
-    }
-}
-
-/// The driver's settings (`[container]` in onebox.toml).
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    /// The cgroup that holds every container's cgroup (`/sys/fs/cgroup/<it>/<uuid>` on v2,
-    /// `/sys/fs/cgroup/<controller>/<it>/<uuid>` on v1).
-    pub cgroup_parent: String,
-    /// Cap on each container's console log (init's stdout and stderr).
-    pub console_max_bytes: u64,
-    pub pids_max: u64,
-    /// How long a soft stop waits for init after SIGTERM before SIGKILL.
-    pub stop_timeout: Duration,
-    /// `nameserver` lines of the containers' /etc/resolv.conf; empty: the network's gateway.
-    pub nameservers: Vec<String>,
-    /// Give containers a user namespace (on by default): root inside is an unprivileged
-    /// user of the host, with a range of ids of its own ([`userns`]). A flavor whose extra
-    /// spec [`USERNS_EXTRA_SPEC`] is `false` opts out (extra specs are admin-only).
-    pub user_namespace: bool,
-    /// Where the containers' id ranges are recorded (the onebox binary: SQLite).
-    pub id_ranges: Arc<dyn userns::IdRanges>,
-    /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
-    /// `false`: isolated.
-    pub forwarding: bool,
-    pub shim: ShimCommand,
-}
-
-impl Config {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            data_dir: data_dir.to_owned(),
-            cgroup_parent: "onebox".into(),
-            console_max_bytes: 1 << 20,
-            pids_max: 4096,
-            stop_timeout: Duration::from_secs(10),
-            nameservers: Vec::new(),
-            user_namespace: true,
-            id_ranges: Arc::new(userns::MemoryIdRanges::default()),
-            forwarding: false,
-            shim: ShimCommand::onebox(),
-        }
-    }
-}
 
 /// Why this host cannot run containers, or `None` when it can.
 pub fn unavailable_reason() -> Option<String> {
