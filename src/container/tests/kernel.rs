@@ -424,3 +424,76 @@ fn containers_have_a_user_namespace_by_default() {
     assert!(wait_http(&spec.ports[0].address, Duration::from_secs(10)).is_some());
     env.teardown_and_check();
 }
+
+/// The project's own container image (firmware/build-rootfs.sh) boots under the default
+/// confinement (user namespace, seccomp, no CAP_MKNOD/CAP_NET_RAW): its init's console
+/// lines, and its httpd on port 80 answering through the bridge.
+#[test]
+fn the_onebox_rootfs_image_boots_confined() {
+    let _g = lock();
+    if !common::can_run() {
+        return;
+    }
+    let tarball = std::env::var("ONEBOX_FIRMWARE_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware/build")
+        })
+        .join("onebox-rootfs.tar");
+    if !tarball.exists() {
+        eprintln!(
+            "skipped: no {} (firmware/build-rootfs.sh makes it)",
+            tarball.display()
+        );
+        return;
+    }
+    let mut env = Env::new("fwroot");
+    env.image.id = format!("{}-fw", env.image.id);
+    env.image.path = tarball;
+    let spec = env.spec("fw-1");
+    let id = spec.id.clone();
+    env.d().spawn(&spec).expect("spawn onebox-rootfs");
+    env.observe(&id);
+    let d = env.d();
+    let console = || d.console_output(&id, None).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || console()
+            .contains("onebox-rootfs: ready")),
+        "init got ready:\n{}",
+        console()
+    );
+    let out = console();
+    for line in [
+        "onebox-rootfs: booted",
+        "onebox-rootfs: hostname=fw-1",
+        "onebox-rootfs: http-port=80",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    let addr: std::net::SocketAddr = format!("{}:80", spec.ports[0].address)
+        .parse()
+        .expect("addr");
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let mut page = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            page = get();
+            page.is_some()
+        }),
+        "httpd answers on port 80"
+    );
+    let page = page.unwrap_or_default();
+    assert!(page.contains("onebox-rootfs fw-1"), "{page}");
+    let pid = d.init_pid(&id).expect("runs");
+    let status = status_field(pid, "Seccomp:").unwrap_or_default();
+    assert_eq!(status.trim(), "2", "init is under the seccomp filter");
+    env.teardown_and_check();
+}
