@@ -208,6 +208,26 @@ fn every_action_has_its_effect_seen_from_outside() {
         "the snapshot holds the upper layer"
     );
     assert!(names.iter().any(|n| n == "bin/busybox"), "and the image");
+    // What the container's root wrote (in its user namespace) is root's in the snapshot,
+    // not the host uid it is stored under.
+    let owners: Vec<(String, u64)> = tar::Archive::new(std::fs::File::open(&snap).expect("open"))
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let uid = e.header().uid().expect("uid");
+            (e.path().expect("path").to_string_lossy().into_owned(), uid)
+        })
+        .collect();
+    assert!(
+        owners.contains(&("www/index.html".to_owned(), 0)),
+        "files the container wrote are root's: {:?}",
+        owners.iter().find(|(n, _)| n == "www/index.html")
+    );
+    assert!(
+        owners.iter().all(|(_, u)| *u < 65536),
+        "no host uid leaks into the snapshot"
+    );
     assert!(
         !names.iter().any(|n| n.starts_with("proc/") && n.len() > 5),
         "but not /proc"
