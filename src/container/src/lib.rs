@@ -59,6 +59,16 @@ pub const PIDS_EXTRA_SPEC: &str = "onebox:pids_max";
 /// device list only). Flavor extra specs are set by admins only.
 pub const USERNS_EXTRA_SPEC: &str = "onebox:userns";
 
+/// The running kernel's (major, minor) version.
+fn kernel_release() -> Option<(u32, u32)> {
+    let u = nix::sys::utsname::uname().ok()?;
+    let r = u.release().to_string_lossy().into_owned();
+    let mut it = r
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
+    Some((it.next()?, it.next()?))
+}
+
 /// Why this host cannot run containers, or `None` when it can.
 pub fn unavailable_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
@@ -108,6 +118,19 @@ impl ContainerDriver {
     pub fn new(cfg: Config) -> std::result::Result<Self, String> {
         if let Some(why) = unavailable_reason() {
             return Err(why);
+        }
+        if cfg.user_namespace
+            && let Some(old) = kernel_release().filter(|v| *v < userns::IDMAPPED_OVERLAY_KERNEL)
+        {
+            return Err(format!(
+                "Linux {}.{} cannot give containers an idmapped image (overlay layers need \
+                 {}.{}): set [container] user_namespace = false to run them without user \
+                 namespaces",
+                old.0,
+                old.1,
+                userns::IDMAPPED_OVERLAY_KERNEL.0,
+                userns::IDMAPPED_OVERLAY_KERNEL.1
+            ));
         }
         let layout = Layout::detect()?;
         let d = Self {

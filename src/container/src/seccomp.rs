@@ -211,7 +211,7 @@ mod tests {
     /// The filter on a thread of the test (seccomp without TSYNC holds for the calling
     /// thread only): refused calls fail with EPERM, others still work.
     #[test]
-    fn a_filtered_thread_gets_eperm_for_refused_calls() {
+    fn attack_a_filtered_thread_gets_eperm_for_kernel_facing_calls() {
         use nix::errno::Errno;
         use nix::mount::{MsFlags, mount};
         let r = std::thread::spawn(|| {
@@ -226,12 +226,57 @@ mod tests {
             );
             let u = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS);
             let ok = std::fs::read_to_string("/proc/self/status").is_ok();
-            (m, u, ok)
+            // Each of these would succeed, or fail otherwise than EPERM, unfiltered.
+            let raw = |nr, a, b, c| crate::sys::raw_syscall3(nr, a, b, c);
+            let calls = vec![
+                // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
+                ("keyctl", raw(libc::SYS_keyctl, 0, -3, 0), libc::EPERM),
+                ("bpf", raw(libc::SYS_bpf, -1, 0, 0), libc::EPERM),
+                (
+                    "perf_event_open",
+                    raw(libc::SYS_perf_event_open, 0, 0, -1),
+                    libc::EPERM,
+                ),
+                (
+                    "finit_module",
+                    raw(libc::SYS_finit_module, -1, 0, 0),
+                    libc::EPERM,
+                ),
+                (
+                    "open_by_handle_at",
+                    raw(libc::SYS_open_by_handle_at, -1, 0, 0),
+                    libc::EPERM,
+                ),
+                ("setns", raw(libc::SYS_setns, -1, 0, 0), libc::EPERM),
+                // clone(CLONE_NEWUSER) with a bad signal number, so it never forks.
+                (
+                    "clone",
+                    raw(libc::SYS_clone, libc::CLONE_NEWUSER as i64 | 0xff, 0, 0),
+                    libc::EPERM,
+                ),
+                ("clone3", raw(libc::SYS_clone3, 0, 0, 0), libc::ENOSYS),
+                // READ_IMPLIES_EXEC
+                (
+                    "personality",
+                    raw(libc::SYS_personality, 0x0400000, 0, 0),
+                    libc::EPERM,
+                ),
+                #[cfg(target_arch = "x86_64")]
+                (
+                    "x32 getpid",
+                    raw(0x4000_0000 | libc::SYS_getpid, 0, 0, 0),
+                    libc::EPERM,
+                ),
+            ];
+            (m, u, ok, calls)
         })
         .join()
         .expect("thread");
         assert_eq!(r.0, Err(Errno::EPERM), "mount");
         assert_eq!(r.1, Err(Errno::EPERM), "unshare(CLONE_NEWUTS)");
         assert!(r.2, "ordinary calls still work");
+        for (name, got, want) in r.3 {
+            assert_eq!(got, Err(want), "{name}");
+        }
     }
 }

@@ -192,3 +192,19 @@ pub fn device_programs_attached(dir: &Path) -> Result<u32, String> {
         .map_err(|e| format!("querying the device programs of {}: {e}", dir.display()))?;
     Ok(attr.prog_cnt)
 }
+
+/// A raw system call with three integer arguments, for the seccomp tests: the call's
+/// result or its errno.
+#[cfg(test)]
+#[allow(unsafe_code)]
+pub(crate) fn raw_syscall3(nr: i64, a: i64, b: i64, c: i64) -> Result<i64, i32> {
+    // SAFETY: only called by tests with arguments that are integers or null pointers, for
+    // which the kernel reads and writes no memory of ours (a null pointer fails with
+    // EFAULT, or the call is refused before it looks).
+    let r = unsafe { libc::syscall(nr, a, b, c) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r)
+    }
+}

@@ -21,6 +21,9 @@ pub const RANGE_SIZE: u32 = 65536;
 /// The lowest base: 2^20, above every uid a host gives its own users.
 pub const FLOOR: u32 = 1 << 20;
 
+/// The first kernel whose overlayfs takes idmapped lower layers.
+pub const IDMAPPED_OVERLAY_KERNEL: (u32, u32) = (5, 19);
+
 /// Where the containers' id ranges are recorded.
 pub trait IdRanges: Send + Sync + std::fmt::Debug {
     /// The base of `server`'s range, allocating a free one when it has none.
