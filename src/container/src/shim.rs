@@ -2,14 +2,20 @@
 //! the driver (`onebox container-shim <instance dir>`, or the crate's
 //! `onebox-container-shim` binary) in a session of its own, so it outlives onebox.
 //!
-//! It clones init into new pid, mount, uts, ipc and net namespaces (and a user namespace
-//! when configured), puts it into the container's cgroup, gives it its network (a veth from
-//! the project network's bridge, configured inside over netlink), then lets it go on: the
-//! child mounts the overlay root filesystem, `/proc`, `/sys`, a minimal `/dev`, writes
-//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, sets the hostname, pivots into the
-//! root, drops capabilities to a default set, sets `no_new_privs` and executes init. The shim
-//! records the boot (pids and start times) in `boot.json`, copies init's stdout and stderr
-//! into the capped console log, waits for init and records how it ended in `exit.json`.
+//! It clones init into new user (unless the flavor opted out), pid, mount, uts, ipc and net
+//! namespaces, writes the user namespace's id map (the container's own range, see
+//! [`crate::userns`]) and mounts the root overlay on the idmapped image inside the child's
+//! mount namespace, puts the child into the container's cgroup (whose device allow-list the
+//! driver set, see [`crate::devices`]), gives it its network (a veth from the project
+//! network's bridge, configured inside over netlink), then lets it go on: the child becomes
+//! its namespace's root, mounts the overlay itself when it has no user namespace, writes
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, mounts `/proc` (with masked and
+//! read-only paths), a read-only `/sys` and a `/dev` of the standard nodes
+//! ([`crate::mounts`]), sets the hostname, pivots into the root, drops capabilities to a
+//! default set, sets `no_new_privs`, installs the seccomp filter ([`crate::seccomp`]) and
+//! executes init. The shim records the boot (pids and start times) in `boot.json`, copies
+//! init's stdout and stderr into the capped console log, waits for init and records how it
+//! ended in `exit.json`.
 
 use std::collections::HashSet;
 use std::ffi::CString;
