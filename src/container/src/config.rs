@@ -42,6 +42,10 @@ pub struct Config {
     /// user of the host, with a range of ids of its own ([`crate::userns`]). A flavor whose extra
     /// spec [`crate::USERNS_EXTRA_SPEC`] is `false` opts out (extra specs are admin-only).
     pub user_namespace: bool,
+    /// Give a container in a user namespace the shared image through an idmapped mount
+    /// (Linux 5.19 and later; turned off by the driver on older kernels); `false`: a copy of
+    /// the image per container, its ids shifted.
+    pub idmapped_lower: bool,
     /// Where the containers' id ranges are recorded (the onebox binary: SQLite).
     pub id_ranges: Arc<dyn userns::IdRanges>,
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
@@ -60,6 +64,7 @@ impl Config {
             stop_timeout: Duration::from_secs(10),
             nameservers: Vec::new(),
             user_namespace: true,
+            idmapped_lower: true,
             id_ranges: Arc::new(userns::MemoryIdRanges::default()),
             forwarding: false,
             shim: ShimCommand::onebox(),

@@ -119,18 +119,17 @@ impl ContainerDriver {
         if let Some(why) = unavailable_reason() {
             return Err(why);
         }
+        let mut cfg = cfg;
         if cfg.user_namespace
+            && cfg.idmapped_lower
             && let Some(old) = kernel_release().filter(|v| *v < userns::IDMAPPED_OVERLAY_KERNEL)
         {
-            return Err(format!(
-                "Linux {}.{} cannot give containers an idmapped image (overlay layers need \
-                 {}.{}): set [container] user_namespace = false to run them without user \
-                 namespaces",
-                old.0,
-                old.1,
-                userns::IDMAPPED_OVERLAY_KERNEL.0,
-                userns::IDMAPPED_OVERLAY_KERNEL.1
-            ));
+            tracing::warn!(
+                kernel = %format!("{}.{}", old.0, old.1),
+                "overlayfs takes no idmapped layer here: each container in a user namespace \
+                 gets its own copy of its image"
+            );
+            cfg.idmapped_lower = false;
         }
         let layout = Layout::detect()?;
         let d = Self {
@@ -292,6 +291,7 @@ impl ContainerDriver {
             nameservers,
             console_max_bytes: self.cfg.console_max_bytes,
             user_namespace: self.id_range(spec)?,
+            lower_shifted: false,
             boot,
             forwarding: self.cfg.forwarding,
         })
@@ -459,7 +459,7 @@ impl ComputeDriver for ContainerDriver {
             for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
-            userns::own_layers(&p, inst.user_namespace).map_err(failed)?;
+            userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
             self.boot(&p, &mut inst)
         })();
         if r.is_err() {
@@ -656,7 +656,7 @@ impl ComputeDriver for ContainerDriver {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
         }
-        userns::own_layers(&p, inst.user_namespace).map_err(failed)?;
+        userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
         self.boot(&p, &mut inst)
     }
 

@@ -141,14 +141,20 @@ fn run(paths: &Paths) -> Result<(), String> {
             }
         }
         // Before any thread is started: entering a mount namespace needs a single thread.
-        let mounted = crate::userns::idmapped_lower(&inst.lower, pid).and_then(|lower| {
-            let opts = overlay_options(
-                &format!("/proc/self/fd/{}", lower.as_raw_fd()),
-                &paths.upper(),
-                &paths.work(),
-            );
+        let mounted = if inst.lower_shifted {
+            let opts =
+                overlay_options(&inst.lower.to_string_lossy(), &paths.upper(), &paths.work());
             crate::userns::mount_root_in(pid, &opts, &paths.rootfs())
-        });
+        } else {
+            crate::userns::idmapped_lower(&inst.lower, pid).and_then(|lower| {
+                let opts = overlay_options(
+                    &format!("/proc/self/fd/{}", lower.as_raw_fd()),
+                    &paths.upper(),
+                    &paths.work(),
+                );
+                crate::userns::mount_root_in(pid, &opts, &paths.rootfs())
+            })
+        };
         if let Err(e) = mounted {
             return Err(fail(format!("the root file system: {e}")));
         }

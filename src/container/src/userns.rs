@@ -11,9 +11,12 @@
 //! container's root overlay on it, as the host's root, inside the container's mount
 //! namespace; the upper layer (the container's own files) holds the shifted ids on disk
 //! (its directories are given to the container's root), and a snapshot shifts them back.
+//! On a kernel whose overlayfs takes no idmapped layer (before 5.19) each container gets its
+//! own copy of the image with shifted ids instead ([`prepare_layers`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::Mutex;
 
 /// The ids of one container.
@@ -94,13 +97,79 @@ pub fn idmapped_lower(lower: &std::path::Path, pid: i32) -> Result<OwnedFd, Stri
     Ok(tree)
 }
 
-/// Gives the container's root (`base`) the overlay's upper and work directories, so the
-/// root of its file system is its own.
-pub fn own_layers(p: &crate::state::Paths, base: Option<u32>) -> Result<(), String> {
-    let Some(base) = base else { return Ok(()) };
+/// Readies the overlay's layers of `inst` for its user namespace: gives the container's
+/// root the upper and work directories (so the root of its file system is its own), and,
+/// without idmapped mounts, makes the container's own copy of the image with shifted ids
+/// (`<instance>/lower`), which becomes its lower layer.
+pub fn prepare_layers(
+    p: &crate::state::Paths,
+    inst: &mut crate::state::Instance,
+    idmapped: bool,
+) -> Result<(), String> {
+    let Some(base) = inst.user_namespace else {
+        return Ok(());
+    };
     for d in [p.upper(), p.work()] {
         std::os::unix::fs::chown(&d, Some(base), Some(base))
             .map_err(|e| format!("giving {} to the container: {e}", d.display()))?;
+    }
+    if idmapped {
+        inst.lower_shifted = false;
+        return Ok(());
+    }
+    let copy = p.dir.join("lower");
+    let tmp = p.dir.join("lower.tmp");
+    for d in [&copy, &tmp] {
+        match std::fs::remove_dir_all(d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing {}: {e}", d.display()));
+            }
+            _ => {}
+        }
+    }
+    shifted_copy(&inst.lower, &tmp, base)?;
+    std::fs::rename(&tmp, &copy).map_err(|e| format!("renaming {}: {e}", tmp.display()))?;
+    inst.lower = copy;
+    inst.lower_shifted = true;
+    Ok(())
+}
+
+/// Copies the tree `from` to `to` (which must not exist) with every owner shifted up by
+/// `base`: directories, regular files and symbolic links (device nodes, sockets and fifos
+/// are left out), modes kept (set after the owner, which clears set-id bits).
+pub fn shifted_copy(from: &Path, to: &Path, base: u32) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
+    let err = |p: &Path, e: std::io::Error| format!("copying {}: {e}", p.display());
+    let meta = std::fs::symlink_metadata(from).map_err(|e| err(from, e))?;
+    let (uid, gid) = (
+        meta.uid()
+            .checked_add(base)
+            .filter(|u| *u - base < RANGE_SIZE),
+        meta.gid()
+            .checked_add(base)
+            .filter(|g| *g - base < RANGE_SIZE),
+    );
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        std::fs::create_dir(to).map_err(|e| err(to, e))?;
+        for entry in std::fs::read_dir(from).map_err(|e| err(from, e))? {
+            let entry = entry.map_err(|e| err(from, e))?;
+            shifted_copy(&entry.path(), &to.join(entry.file_name()), base)?;
+        }
+    } else if ft.is_file() {
+        std::fs::copy(from, to).map_err(|e| err(from, e))?;
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(from).map_err(|e| err(from, e))?;
+        std::os::unix::fs::symlink(target, to).map_err(|e| err(to, e))?;
+    } else {
+        return Ok(());
+    }
+    // An id beyond the container's range becomes its nobody (65534).
+    let nobody = base + 65534;
+    lchown(to, Some(uid.unwrap_or(nobody)), Some(gid.unwrap_or(nobody))).map_err(|e| err(to, e))?;
+    if !ft.is_symlink() {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|e| err(to, e))?;
     }
     Ok(())
 }

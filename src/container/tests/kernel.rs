@@ -517,3 +517,46 @@ fn the_onebox_rootfs_image_boots_confined() {
     assert_eq!(status.trim(), "2", "init is under the seccomp filter");
     env.teardown_and_check();
 }
+
+/// On a kernel whose overlayfs takes no idmapped layer, a container in a user namespace
+/// gets its own copy of the image with shifted ids; the shared unpacked image is untouched.
+#[test]
+fn without_idmapped_mounts_a_container_gets_a_shifted_copy_of_its_image() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = lock();
+    if !common::can_run() {
+        return;
+    }
+    let mut env = Env::new("shifted");
+    env.cfg.idmapped_lower = false;
+    env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("driver"));
+    let spec = env.spec("shifted-1");
+    env.d().spawn(&spec).expect("spawn with a shifted copy");
+    env.observe(&spec.id);
+    let pid = env.d().init_pid(&spec.id).expect("runs");
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
+    let base: u32 = map
+        .split_whitespace()
+        .nth(1)
+        .and_then(|b| b.parse().ok())
+        .expect("base");
+    assert!(base >= 1 << 20, "{map}");
+    let inst = env.cfg.data_dir.join("instances").join(spec.id.as_str());
+    let copy = std::fs::metadata(inst.join("lower/bin/busybox")).expect("the copy");
+    assert_eq!(
+        (copy.uid(), copy.gid()),
+        (base, base),
+        "the copy is the container's"
+    );
+    assert_eq!(copy.mode() & 0o7777, 0o755);
+    let cached = env
+        .cfg
+        .data_dir
+        .join("cache/rootfs")
+        .join(&env.image.id)
+        .join("bin/busybox");
+    let cached = std::fs::metadata(cached).expect("the cache");
+    assert_eq!(cached.uid(), 0, "the shared image is never chowned");
+    assert!(wait_http(&spec.ports[0].address, Duration::from_secs(10)).is_some());
+    env.teardown_and_check();
+}
