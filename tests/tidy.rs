@@ -64,6 +64,9 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "src/libvirt/src/events.rs",
     // clone(2) into new namespaces with a child stack.
     "src/container/src/shim.rs",
+    // open_tree, mount_setattr (idmapped mounts), bpf(2) for the cgroup v2 device program,
+    // and taking over a descriptor received with SCM_RIGHTS.
+    "src/container/src/sys.rs",
 ];
 
 /// The largest a source file (outside tests) may grow.
@@ -75,7 +78,6 @@ const LONG_FILES: &[&str] = &[
     "src/api/src/compute/servers.rs",
     "src/compute/src/lifecycle.rs",
     "src/compute/src/servers.rs",
-    "src/identity/src/service.rs",
     "src/image/src/lib.rs",
     "src/ipmi/src/codec.rs",
     "src/libvirt/src/lib.rs",

@@ -101,7 +101,9 @@ pub struct ContainerSection {
     /// `nameserver`s written into each container's /etc/resolv.conf; empty: the gateway of
     /// its first network.
     pub nameservers: Vec<String>,
-    /// Run each container in a user namespace too.
+    /// Run each container in a user namespace of its own (the default), root inside an
+    /// unprivileged host user with 65536 ids of its own; `false` turns them off for every
+    /// container (a flavor's `onebox:userns=false` extra spec does it for that flavor).
     pub user_namespace: bool,
 }
 
@@ -121,7 +123,7 @@ impl Default for ContainerSection {
             pids_max: 4096,
             stop_timeout_secs: 10,
             nameservers: Vec::new(),
-            user_namespace: false,
+            user_namespace: true,
         }
     }
 }

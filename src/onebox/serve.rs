@@ -66,7 +66,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             console_dir: cfg.data_dir.join("consoles"),
         },
     );
-    let backends = backends(cfg, &baremetal);
+    let backends = backends(cfg, &baremetal, &store);
     let images = image::Images::open(
         store.clone(),
         image::ImageConfig {
@@ -129,7 +129,7 @@ fn listener_limits(c: &crate::config::ListenerSection) -> api::listener::Listene
 /// backend the host can run (a kind with none refuses its servers with a fault saying why).
 /// Bare metal is always there: it runs on the nodes enrolled through `/baremetal`, whose BMCs
 /// are reached over the network (with the fake driver too, so demos can mix both).
-fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
+fn backends(cfg: &Config, bm: &baremetal::Baremetal, store: &store::Store) -> driver::Backends {
     let ironic: Arc<dyn driver::ComputeDriver> =
         Arc::new(baremetal::driver::IronicDriver::new(bm.clone()));
     if cfg.fake_driver {
@@ -140,11 +140,12 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
     let mut b = driver::Backends::none().with(driver::Backend::BareMetal, ironic);
     #[cfg(not(feature = "container"))]
     {
+        let _ = store;
         b = b.with(driver::Backend::Container, unbuilt("container"));
     }
     #[cfg(feature = "container")]
     if cfg.container.enabled == crate::config::ContainerEnabled::Auto {
-        match container_driver(cfg) {
+        match container_driver(cfg, store) {
             Ok(d) => {
                 tracing::info!(cgroups = d.layout().describe(), "container backend ready");
                 b = b.with(driver::Backend::Container, Arc::new(d));
@@ -171,8 +172,46 @@ fn unbuilt(feature: &str) -> Arc<dyn driver::ComputeDriver> {
     })
 }
 
+/// The containers' user-namespace id ranges, kept in the database.
 #[cfg(feature = "container")]
-fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> {
+struct StoredIdRanges(store::Store);
+
+#[cfg(feature = "container")]
+impl std::fmt::Debug for StoredIdRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredIdRanges")
+    }
+}
+
+#[cfg(feature = "container")]
+impl container::userns::IdRanges for StoredIdRanges {
+    fn allocate(&self, server: &str) -> Result<u32, String> {
+        let id = server.to_owned();
+        self.0
+            .write_blocking(move |tx| {
+                store::id_ranges::allocate(
+                    tx,
+                    &id,
+                    container::userns::FLOOR,
+                    container::userns::RANGE_SIZE,
+                )
+            })
+            .map_err(|e| format!("allocating the container's user ids: {e}"))
+    }
+
+    fn release(&self, server: &str) -> Result<(), String> {
+        let id = server.to_owned();
+        self.0
+            .write_blocking(move |tx| store::id_ranges::release(tx, &id))
+            .map_err(|e| format!("freeing the container's user ids: {e}"))
+    }
+}
+
+#[cfg(feature = "container")]
+fn container_driver(
+    cfg: &Config,
+    store: &store::Store,
+) -> Result<container::ContainerDriver, String> {
     let c = &cfg.container;
     let mut dc = container::Config::new(&cfg.data_dir);
     dc.cgroup_parent = c.cgroup_parent.clone();
@@ -181,6 +220,7 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
     dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;
+    dc.id_ranges = std::sync::Arc::new(StoredIdRanges(store.clone()));
     dc.forwarding = cfg.network.uplink().is_some();
     container::ContainerDriver::new(dc)
 }

@@ -89,7 +89,7 @@ def box():
         finally:
             os.environ.pop("ONEBOX_CONFIG", None)
             b.stop()
-            for ctrl in ["memory", "cpu", "pids", "freezer", ""]:
+            for ctrl in ["memory", "cpu", "cpuacct", "pids", "freezer", "devices", ""]:
                 d = os.path.join("/sys/fs/cgroup", ctrl, parent)
                 if os.path.isdir(d):
                     for c in os.listdir(d):

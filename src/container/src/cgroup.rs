@@ -27,6 +27,8 @@ pub enum Layout {
 }
 
 const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
+/// The v1 hierarchy of the device allow-list.
+const V1_DEVICES: &str = "devices";
 /// The v1 hierarchy that reports CPU time (`cpuacct.usage`).
 const V1_CPUACCT: &str = "cpuacct";
 
@@ -128,6 +130,12 @@ impl Cgroup {
                 if let Some(acct) = self.cpuacct_separate() {
                     v.push(acct);
                 }
+                // The device allow-list lives in the `devices` hierarchy, where there is one.
+                if let Layout::V1(root) = &self.layout
+                    && root.join(V1_DEVICES).join("tasks").exists()
+                {
+                    v.push(self.v1(V1_DEVICES));
+                }
                 v
             }
         }
@@ -156,6 +164,47 @@ impl Cgroup {
             std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
         Ok(())
+    }
+
+    /// Restricts the devices the cgroup's processes may create or open to
+    /// [`crate::devices::ALLOWED`]: on v1 through the `devices` controller (a v1 host without
+    /// it cannot confine devices and is refused), on v2 with the device program attached to
+    /// the cgroup (once: a cgroup kept across boots keeps its program).
+    pub fn restrict_devices(&self) -> Result<(), String> {
+        match &self.layout {
+            Layout::V1(root) => {
+                if !root.join(V1_DEVICES).join("tasks").exists() {
+                    return Err(format!(
+                        "{} has no v1 devices hierarchy: containers cannot be confined to \
+                         the standard devices",
+                        root.display()
+                    ));
+                }
+                let d = self.v1(V1_DEVICES);
+                write(&d.join("devices.deny"), "a")?;
+                for line in crate::devices::v1_allow_lines(&crate::devices::ALLOWED) {
+                    write(&d.join("devices.allow"), &line)?;
+                }
+                Ok(())
+            }
+            Layout::V2(_) => {
+                let d = self.v1("");
+                if crate::sys::device_programs_attached(&d)? == 0 {
+                    crate::devices::attach_v2(&d)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The device allow-list as the kernel holds it: the v1 `devices.list`, or on v2 how
+    /// many device programs are attached (for checks and diagnostics).
+    pub fn device_policy(&self) -> Result<String, String> {
+        match &self.layout {
+            Layout::V1(_) => read(&self.v1(V1_DEVICES).join("devices.list")),
+            Layout::V2(_) => crate::sys::device_programs_attached(&self.v1(""))
+                .map(|n| format!("{n} device program(s) attached")),
+        }
     }
 
     pub fn exists(&self) -> bool {

@@ -20,9 +20,15 @@
 //!   reported CRASHED; any other end of init is SHUTDOWN.
 
 pub mod cgroup;
+mod config;
+pub mod devices;
+mod mounts;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod state;
+mod sys;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -37,6 +43,8 @@ use model::compute::{PowerState, ServerId};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub use config::{Config, ShimCommand};
+
 use cgroup::{Cgroup, Layout, Limits};
 use state::{Boot, Exit, Instance, Nic, Paths};
 
@@ -46,61 +54,19 @@ pub const INIT_PROPERTY: &str = "onebox_init";
 /// The flavor extra spec that caps the number of processes (default: [`Config::pids_max`]).
 pub const PIDS_EXTRA_SPEC: &str = "onebox:pids_max";
 
-/// How the driver starts a shim: `program args… <instance dir>`.
-#[derive(Clone, Debug)]
-pub struct ShimCommand {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-}
+/// The flavor extra spec that, set to `false`, runs the flavor's containers without a user
+/// namespace (root inside is the host's root, confined by capabilities, seccomp and the
+/// device list only). Flavor extra specs are set by admins only.
+pub const USERNS_EXTRA_SPEC: &str = "onebox:userns";
 
-impl ShimCommand {
-    /// The running onebox binary re-executed as `onebox container-shim <dir>`.
-    /// `/proc/self/exe` still names the running binary after a package upgrade replaced it.
-    pub fn onebox() -> Self {
-        Self {
-            program: PathBuf::from("/proc/self/exe"),
-            args: vec!["container-shim".into()],
-        }
-    }
-}
-
-/// The driver's settings (`[container]` in onebox.toml).
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    /// The cgroup that holds every container's cgroup (`/sys/fs/cgroup/<it>/<uuid>` on v2,
-    /// `/sys/fs/cgroup/<controller>/<it>/<uuid>` on v1).
-    pub cgroup_parent: String,
-    /// Cap on each container's console log (init's stdout and stderr).
-    pub console_max_bytes: u64,
-    pub pids_max: u64,
-    /// How long a soft stop waits for init after SIGTERM before SIGKILL.
-    pub stop_timeout: Duration,
-    /// `nameserver` lines of the containers' /etc/resolv.conf; empty: the network's gateway.
-    pub nameservers: Vec<String>,
-    /// Give containers a user namespace (root inside maps to uid 0 outside, but its
-    /// capabilities hold only in its own namespaces).
-    pub user_namespace: bool,
-    /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
-    /// `false`: isolated.
-    pub forwarding: bool,
-    pub shim: ShimCommand,
-}
-
-impl Config {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            data_dir: data_dir.to_owned(),
-            cgroup_parent: "onebox".into(),
-            console_max_bytes: 1 << 20,
-            pids_max: 4096,
-            stop_timeout: Duration::from_secs(10),
-            nameservers: Vec::new(),
-            user_namespace: false,
-            forwarding: false,
-            shim: ShimCommand::onebox(),
-        }
-    }
+/// The running kernel's (major, minor) version.
+fn kernel_release() -> Option<(u32, u32)> {
+    let u = nix::sys::utsname::uname().ok()?;
+    let r = u.release().to_string_lossy().into_owned();
+    let mut it = r
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok());
+    Some((it.next()?, it.next()?))
 }
 
 /// Why this host cannot run containers, or `None` when it can.
@@ -152,6 +118,18 @@ impl ContainerDriver {
     pub fn new(cfg: Config) -> std::result::Result<Self, String> {
         if let Some(why) = unavailable_reason() {
             return Err(why);
+        }
+        let mut cfg = cfg;
+        if cfg.user_namespace
+            && cfg.idmapped_lower
+            && let Some(old) = kernel_release().filter(|v| *v < userns::IDMAPPED_OVERLAY_KERNEL)
+        {
+            tracing::warn!(
+                kernel = %format!("{}.{}", old.0, old.1),
+                "overlayfs takes no idmapped layer here: each container in a user namespace \
+                 gets its own copy of its image"
+            );
+            cfg.idmapped_lower = false;
         }
         let layout = Layout::detect()?;
         let d = Self {
@@ -242,6 +220,22 @@ impl ContainerDriver {
         }
     }
 
+    /// The base of the id range of `spec`'s container, when it has a user namespace.
+    fn id_range(&self, spec: &InstanceSpec) -> Result<Option<u32>> {
+        let opted_out = spec
+            .extra_specs
+            .get(USERNS_EXTRA_SPEC)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        if !self.cfg.user_namespace || opted_out {
+            return Ok(None);
+        }
+        self.cfg
+            .id_ranges
+            .allocate(spec.id.as_str())
+            .map(Some)
+            .map_err(failed)
+    }
+
     /// The instance record for `spec` (a new one, or a rebuild's keeping the boot count).
     fn instance_for(&self, spec: &InstanceSpec, boot: u64) -> Result<Instance> {
         let image = spec
@@ -296,7 +290,8 @@ impl ContainerDriver {
             nics,
             nameservers,
             console_max_bytes: self.cfg.console_max_bytes,
-            user_namespace: self.cfg.user_namespace.then_some(0),
+            user_namespace: self.id_range(spec)?,
+            lower_shifted: false,
             boot,
             forwarding: self.cfg.forwarding,
         })
@@ -320,6 +315,7 @@ impl ContainerDriver {
         if !cg.exists() {
             cg.create().map_err(failed)?;
         }
+        cg.restrict_devices().map_err(failed)?;
         if cg.is_frozen() {
             cg.set_frozen(false).map_err(failed)?;
         }
@@ -463,6 +459,7 @@ impl ComputeDriver for ContainerDriver {
             for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
+            userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
             self.boot(&p, &mut inst)
         })();
         if r.is_err() {
@@ -484,10 +481,12 @@ impl ComputeDriver for ContainerDriver {
             }
         }
         match std::fs::remove_dir_all(&p.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(failed(format!("removing {}: {e}", p.dir.display()))),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(format!("removing {}: {e}", p.dir.display()))),
         }
+        // The ids go back to the pool only once no file or process of the container is left.
+        self.cfg.id_ranges.release(id.as_str()).map_err(failed)
     }
 
     fn reboot(&self, id: &ServerId, kind: RebootKind) -> Result<()> {
@@ -657,6 +656,7 @@ impl ComputeDriver for ContainerDriver {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
         }
+        userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
         self.boot(&p, &mut inst)
     }
 
@@ -703,13 +703,14 @@ impl ComputeDriver for ContainerDriver {
                 let cg = self.cgroup(id);
                 let was_frozen = cg.is_frozen();
                 cg.set_frozen(true).map_err(failed)?;
-                let r = rootfs::pack(Path::new(&format!("/proc/{}/root", b.init_pid)), dest);
+                let root = format!("/proc/{}/root", b.init_pid);
+                let r = rootfs::pack(Path::new(&root), dest, inst.user_namespace);
                 if !was_frozen {
                     cg.set_frozen(false).map_err(failed)?;
                 }
                 r
             }
-            None => snapshot_stopped(&p, &inst, dest),
+            None => rootfs::snapshot_stopped(&p, &inst, dest),
         };
         r.map_err(failed)?;
         Ok(Snapshot {
@@ -752,32 +753,6 @@ impl ComputeDriver for ContainerDriver {
             nics: Vec::new(),
         })
     }
-}
-
-/// Packs a stopped container's root: its overlay mounted for the time of the copy on a
-/// private mount point in the instance directory.
-fn snapshot_stopped(p: &Paths, inst: &Instance, dest: &Path) -> std::result::Result<(), String> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    let mnt = p.dir.join("snapshot-mnt");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        inst.lower.display(),
-        p.upper().display(),
-        p.work().display()
-    );
-    mount(
-        Some("overlay"),
-        &mnt,
-        Some("overlay"),
-        MsFlags::MS_RDONLY,
-        Some(opts.as_str()),
-    )
-    .map_err(|e| format!("mounting the root filesystem: {e}"))?;
-    let r = rootfs::pack(&mnt, dest);
-    let u = umount2(&mnt, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting: {e}"));
-    let _ = std::fs::remove_dir(&mnt);
-    r.and(u)
 }
 
 #[cfg(test)]

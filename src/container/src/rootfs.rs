@@ -141,9 +141,41 @@ fn unpack(image: &Path, into: &Path) -> Result<(), String> {
     })
 }
 
+/// Appends one entry; with `base` (a container in a user namespace) its owner is written as
+/// the container sees it, not as the host stores it.
+fn append<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    full: &Path,
+    rel: &Path,
+    meta: &std::fs::Metadata,
+    base: Option<u32>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if base.is_none() {
+        return b.append_path_with_name(full, rel);
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    h.set_uid(crate::userns::unshift(u64::from(meta.uid()), base));
+    h.set_gid(crate::userns::unshift(u64::from(meta.gid()), base));
+    let ft = meta.file_type();
+    if ft.is_file() {
+        let f = std::fs::File::open(full)?;
+        b.append_data(&mut h, rel, f)
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(full)?;
+        h.set_size(0);
+        b.append_link(&mut h, rel, target)
+    } else {
+        h.set_size(0);
+        b.append_data(&mut h, rel, std::io::empty())
+    }
+}
+
 /// Packs the tree at `root` into the tar file `dest`, leaving out the contents of the
-/// kernel's filesystems (`/proc`, `/sys`, `/dev`) but keeping their directories.
-pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
+/// kernel's filesystems (`/proc`, `/sys`, `/dev`) but keeping their directories. `base`:
+/// the container's id range, whose host ids are written back as the container's own.
+pub fn pack(root: &Path, dest: &Path, base: Option<u32>) -> Result<(), String> {
     let out = std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(out));
     b.follow_symlinks(false);
@@ -159,7 +191,7 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
             if ft.is_socket() || ft.is_fifo() {
                 continue;
             }
-            b.append_path_with_name(&full, &rel)
+            append(&mut b, &full, &rel, &meta, base)
                 .map_err(|e| format!("packing {}: {e}", rel.display()))?;
         }
         if ft.is_dir() {
@@ -199,4 +231,34 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
         .map_err(|e| format!("writing {}: {e}", dest.display()))?
         .sync_all()
         .map_err(|e| format!("syncing {}: {e}", dest.display()))
+}
+
+/// Packs a stopped container's root: its overlay mounted for the time of the copy on a
+/// private mount point in the instance directory.
+pub fn snapshot_stopped(
+    p: &crate::state::Paths,
+    inst: &crate::state::Instance,
+    dest: &Path,
+) -> Result<(), String> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let mnt = p.dir.join("snapshot-mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        inst.lower.display(),
+        p.upper().display(),
+        p.work().display()
+    );
+    mount(
+        Some("overlay"),
+        &mnt,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mounting the root filesystem: {e}"))?;
+    let r = pack(&mnt, dest, inst.user_namespace);
+    let u = umount2(&mnt, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting: {e}"));
+    let _ = std::fs::remove_dir(&mnt);
+    r.and(u)
 }

@@ -2,14 +2,20 @@
 //! the driver (`onebox container-shim <instance dir>`, or the crate's
 //! `onebox-container-shim` binary) in a session of its own, so it outlives onebox.
 //!
-//! It clones init into new pid, mount, uts, ipc and net namespaces (and a user namespace
-//! when configured), puts it into the container's cgroup, gives it its network (a veth from
-//! the project network's bridge, configured inside over netlink), then lets it go on: the
-//! child mounts the overlay root filesystem, `/proc`, `/sys`, a minimal `/dev`, writes
-//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, sets the hostname, pivots into the
-//! root, drops capabilities to a default set, sets `no_new_privs` and executes init. The shim
-//! records the boot (pids and start times) in `boot.json`, copies init's stdout and stderr
-//! into the capped console log, waits for init and records how it ended in `exit.json`.
+//! It clones init into new user (unless the flavor opted out), pid, mount, uts, ipc and net
+//! namespaces, writes the user namespace's id map (the container's own range, see
+//! [`crate::userns`]) and mounts the root overlay on the idmapped image inside the child's
+//! mount namespace, puts the child into the container's cgroup (whose device allow-list the
+//! driver set, see [`crate::devices`]), gives it its network (a veth from the project
+//! network's bridge, configured inside over netlink), then lets it go on: the child becomes
+//! its namespace's root, mounts the overlay itself when it has no user namespace, writes
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, mounts `/proc` (with masked and
+//! read-only paths), a read-only `/sys` and a `/dev` of the standard nodes
+//! ([`crate::mounts`]), sets the hostname, pivots into the root, drops capabilities to a
+//! default set, sets `no_new_privs`, installs the seccomp filter ([`crate::seccomp`]) and
+//! executes init. The shim records the boot (pids and start times) in `boot.json`, copies
+//! init's stdout and stderr into the capped console log, waits for init and records how it
+//! ended in `exit.json`.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -18,23 +24,24 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags, umount2};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
+use crate::mounts::{self, etc_files, mnt};
 use crate::state::{self, Boot, Exit, Instance, Paths};
 
-/// The capabilities init keeps (the usual container default set); every other one is
-/// dropped from the bounding set, so no process of the container can regain it.
-pub const KEPT_CAPABILITIES: [caps::Capability; 14] = [
+/// The capabilities init keeps (the usual container default set, less `CAP_MKNOD` and
+/// `CAP_NET_RAW`: no device node can be made, no raw packet sent; ping works through ICMP
+/// echo sockets, open to every group by `ping_group_range`); every other one is dropped
+/// from the bounding set, so no process of the container can regain it.
+pub const KEPT_CAPABILITIES: [caps::Capability; 12] = [
     caps::Capability::CAP_CHOWN,
     caps::Capability::CAP_DAC_OVERRIDE,
     caps::Capability::CAP_FSETID,
     caps::Capability::CAP_FOWNER,
-    caps::Capability::CAP_MKNOD,
-    caps::Capability::CAP_NET_RAW,
     caps::Capability::CAP_SETGID,
     caps::Capability::CAP_SETUID,
     caps::Capability::CAP_SETFCAP,
@@ -45,8 +52,26 @@ pub const KEPT_CAPABILITIES: [caps::Capability; 14] = [
     caps::Capability::CAP_AUDIT_WRITE,
 ];
 
-/// Device nodes bind-mounted from the host into the container's `/dev`.
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The overlay's mount point, relative to the instance directory (see [`Paths`]).
+const ROOTFS: &str = "rootfs";
+
+fn overlay_options(lower: &str, upper: &Path, work: &Path) -> String {
+    format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    )
+}
+
+/// Makes the calling process uid and gid 0 of its (new, mapped) user namespace, with no
+/// supplementary groups.
+fn become_namespace_root() -> Result<(), String> {
+    let root_g = nix::unistd::Gid::from_raw(0);
+    let root_u = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| format!("setresuid: {e}"))
+}
 
 /// Runs one boot of the container in `dir`; returns the shim's exit code.
 pub fn main(dir: &Path) -> i32 {
@@ -86,13 +111,12 @@ fn run(paths: &Paths) -> Result<(), String> {
     let parent_ends = [console_r.as_raw_fd(), go_w.as_raw_fd(), err_r.as_raw_fd()];
     let child = {
         let inst = inst.clone();
-        let root = paths.rootfs();
-        let (upper, work) = (paths.upper(), paths.work());
+        let dir = paths.dir.clone();
         spawn_child(flags, move || {
             for fd in parent_ends {
                 let _ = nix::unistd::close(fd);
             }
-            let r = child_main(&inst, &root, &upper, &work, &go_r, &console_w);
+            let r = child_main(&inst, &dir, &go_r, &console_w);
             // Only reached when setting up or executing init failed.
             let msg = match r {
                 Err(e) => e,
@@ -109,17 +133,35 @@ fn run(paths: &Paths) -> Result<(), String> {
         msg
     };
     let pid = child.as_raw();
-    // The cgroup is joined while the network is made (both wait on the kernel).
-    let cgroup = inst.cgroup.clone();
-    let joining = std::thread::spawn(move || cgroup.add(pid));
     if let Some(base) = inst.user_namespace {
-        let map = format!("0 {base} 4294967295\n");
+        let map = crate::userns::map_line(base);
         for f in ["uid_map", "gid_map"] {
             if let Err(e) = std::fs::write(format!("/proc/{pid}/{f}"), &map) {
                 return Err(fail(format!("writing {f}: {e}")));
             }
         }
+        // Before any thread is started: entering a mount namespace needs a single thread.
+        let mounted = if inst.lower_shifted {
+            let opts =
+                overlay_options(&inst.lower.to_string_lossy(), &paths.upper(), &paths.work());
+            crate::userns::mount_root_in(pid, &opts, &paths.rootfs())
+        } else {
+            crate::userns::idmapped_lower(&inst.lower, pid).and_then(|lower| {
+                let opts = overlay_options(
+                    &format!("/proc/self/fd/{}", lower.as_raw_fd()),
+                    &paths.upper(),
+                    &paths.work(),
+                );
+                crate::userns::mount_root_in(pid, &opts, &paths.rootfs())
+            })
+        };
+        if let Err(e) = mounted {
+            return Err(fail(format!("the root file system: {e}")));
+        }
     }
+    // The cgroup is joined while the network is made (both wait on the kernel).
+    let cgroup = inst.cgroup.clone();
+    let joining = std::thread::spawn(move || cgroup.add(pid));
     let net = network(&inst, pid as u32);
     match joining.join() {
         Ok(Ok(())) => {}
@@ -269,66 +311,9 @@ fn cstr(s: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{s:?} holds a NUL byte"))
 }
 
-fn mnt(
-    src: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<(), String> {
-    mount(src, target, fstype, flags, data).map_err(|e| {
-        format!(
-            "mounting {} on {}: {e}",
-            fstype.or(src).unwrap_or("?"),
-            target.display()
-        )
-    })
-}
-
-fn mkdir(p: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))
-}
-
-/// Writes `/etc/<name>` of the root filesystem, replacing a symbolic link (whose target
-/// would be resolved on the host) with a file.
-fn write_etc(root: &Path, name: &str, content: &str) -> Result<(), String> {
-    let etc = root.join("etc");
-    if std::fs::symlink_metadata(&etc).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err("/etc of the image is a symbolic link".into());
-    }
-    mkdir(&etc)?;
-    let p = etc.join(name);
-    if std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_file()) {
-        let _ = std::fs::remove_file(&p);
-    }
-    std::fs::write(&p, content).map_err(|e| format!("writing /etc/{name}: {e}"))
-}
-
-fn etc_files(inst: &Instance, root: &Path) -> Result<(), String> {
-    write_etc(root, "hostname", &format!("{}\n", inst.hostname))?;
-    let mut hosts =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    match inst.nics.first() {
-        Some(n) => hosts.push_str(&format!("{}\t{}\n", n.address, inst.hostname)),
-        None => hosts.push_str(&format!("127.0.1.1\t{}\n", inst.hostname)),
-    }
-    write_etc(root, "hosts", &hosts)?;
-    let mut resolv = String::from("# written by onebox\n");
-    for ns in &inst.nameservers {
-        resolv.push_str(&format!("nameserver {ns}\n"));
-    }
-    write_etc(root, "resolv.conf", &resolv)
-}
-
 /// The container side, between clone and exec. Returns only on failure.
-fn child_main(
-    inst: &Instance,
-    root: &Path,
-    upper: &Path,
-    work: &Path,
-    go: &OwnedFd,
-    console: &OwnedFd,
-) -> Result<(), String> {
+fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> Result<(), String> {
+    let root = Path::new(ROOTFS);
     // Wait until the shim has placed us in the cgroup and given us our network.
     let mut b = [0u8; 1];
     match nix::unistd::read(go, &mut b) {
@@ -349,111 +334,30 @@ fn child_main(
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        inst.lower.display(),
-        upper.display(),
-        work.display()
-    );
-    mnt(
-        Some("overlay"),
-        root,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&opts),
-    )?;
-    etc_files(inst, root)?;
-
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc = root.join("proc");
-    mkdir(&proc)?;
-    mnt(Some("proc"), &proc, Some("proc"), nosuid, None)?;
-    // Kernel knobs stay read-only, and a few host-wide files are hidden.
-    let sys_knobs = proc.join("sys");
-    mnt(
-        Some(&sys_knobs.to_string_lossy()),
-        &sys_knobs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    mnt(
-        None,
-        &sys_knobs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nosuid,
-        None,
-    )?;
-    for masked in ["kcore", "sysrq-trigger", "keys", "timer_list"] {
-        let p = proc.join(masked);
-        if p.exists() {
-            let _ = mount(
-                Some("/dev/null"),
-                &p,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            );
-        }
-    }
-    let sys = root.join("sys");
-    mkdir(&sys)?;
-    mnt(
-        Some("sysfs"),
-        &sys,
-        Some("sysfs"),
-        nosuid | MsFlags::MS_RDONLY,
-        None,
-    )?;
-
-    let dev = root.join("dev");
-    mkdir(&dev)?;
-    mnt(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )?;
-    for d in DEVICES {
-        let target = dev.join(d);
-        std::fs::File::create(&target).map_err(|e| format!("/dev/{d}: {e}"))?;
+    // Paths from here on are relative to the instance directory, entered while still the
+    // host's root (the data directory may be closed to others); then, in a user namespace,
+    // init becomes the namespace's root: an unprivileged user of the host.
+    nix::unistd::chdir(dir).map_err(|e| format!("entering {}: {e}", dir.display()))?;
+    if inst.user_namespace.is_some() {
+        // The shim mounted the root already.
+        become_namespace_root()?;
+    } else {
+        let opts = overlay_options(
+            &inst.lower.to_string_lossy(),
+            &dir.join("upper"),
+            &dir.join("work"),
+        );
+        // nodev: a device node on the root file system opens nothing.
         mnt(
-            Some(&format!("/dev/{d}")),
-            &target,
-            None,
-            MsFlags::MS_BIND,
-            None,
+            Some("overlay"),
+            root,
+            Some("overlay"),
+            MsFlags::MS_NODEV,
+            Some(&opts),
         )?;
     }
-    let pts = dev.join("pts");
-    mkdir(&pts)?;
-    mnt(
-        Some("devpts"),
-        &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )?;
-    let shm = dev.join("shm");
-    mkdir(&shm)?;
-    mnt(
-        Some("shm"),
-        &shm,
-        Some("tmpfs"),
-        nosuid,
-        Some("mode=1777,size=65536k"),
-    )?;
-    for (link, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(link))
-            .map_err(|e| format!("/dev/{link}: {e}"))?;
-    }
+    etc_files(inst, root)?;
+    mounts::kernel_filesystems(root, inst.user_namespace.is_some())?;
 
     nix::unistd::sethostname(&inst.hostname).map_err(|e| format!("sethostname: {e}"))?;
 
@@ -466,6 +370,9 @@ fn child_main(
 
     drop_capabilities()?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    // The last step before init: from here on no process of the container can make the
+    // refused system calls.
+    crate::seccomp::install()?;
 
     let argv: Vec<CString> = inst
         .init

@@ -52,6 +52,10 @@ pub struct Instance {
     pub console_max_bytes: u64,
     /// Run in a user namespace, root inside mapped to `uid_base` outside.
     pub user_namespace: Option<u32>,
+    /// `lower` is the container's own copy of the image with its ids shifted already (a
+    /// kernel whose overlayfs takes no idmapped layer); otherwise the shim idmaps it.
+    #[serde(default)]
+    pub lower_shifted: bool,
     /// Bumped by every boot the driver starts; the shim records the one it ran.
     pub boot: u64,
     /// The networks' bridges route to the NAT uplink (see [`crate::Config::forwarding`]);

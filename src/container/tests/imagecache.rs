@@ -79,6 +79,7 @@ fn instance(d: &Dirs, server: &str, image_id: &str, lower: &Path) {
         nameservers: Vec::new(),
         console_max_bytes: 1 << 20,
         user_namespace: None,
+        lower_shifted: false,
         boot: 1,
         forwarding: false,
     };

@@ -208,6 +208,26 @@ fn every_action_has_its_effect_seen_from_outside() {
         "the snapshot holds the upper layer"
     );
     assert!(names.iter().any(|n| n == "bin/busybox"), "and the image");
+    // What the container's root wrote (in its user namespace) is root's in the snapshot,
+    // not the host uid it is stored under.
+    let owners: Vec<(String, u64)> = tar::Archive::new(std::fs::File::open(&snap).expect("open"))
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let uid = e.header().uid().expect("uid");
+            (e.path().expect("path").to_string_lossy().into_owned(), uid)
+        })
+        .collect();
+    assert!(
+        owners.contains(&("www/index.html".to_owned(), 0)),
+        "files the container wrote are root's: {:?}",
+        owners.iter().find(|(n, _)| n == "www/index.html")
+    );
+    assert!(
+        owners.iter().all(|(_, u)| *u < 65536),
+        "no host uid leaks into the snapshot"
+    );
     assert!(
         !names.iter().any(|n| n.starts_with("proc/") && n.len() > 5),
         "but not /proc"
@@ -396,14 +416,12 @@ fn a_new_driver_adopts_running_containers() {
 }
 
 #[test]
-fn a_user_namespace_can_be_asked_for() {
+fn containers_have_a_user_namespace_by_default() {
     let _g = lock();
     if !common::can_run() {
         return;
     }
     let mut env = Env::new("userns");
-    env.cfg.user_namespace = true;
-    env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("driver"));
     let spec = env.spec("userns-1");
     env.d().spawn(&spec).expect("spawn in a user namespace");
     env.observe(&spec.id);
@@ -412,10 +430,133 @@ fn a_user_namespace_can_be_asked_for() {
     let its = std::fs::read_link(format!("/proc/{pid}/ns/user")).expect("ns");
     assert_ne!(mine, its, "init has its own user namespace");
     let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
-    assert_eq!(
-        map.split_whitespace().collect::<Vec<_>>(),
-        ["0", "0", "4294967295"]
+    let map: Vec<u64> = map
+        .split_whitespace()
+        .map(|w| w.parse().expect("number"))
+        .collect();
+    assert_eq!(map.len(), 3, "one line: {map:?}");
+    assert_eq!(map[0], 0);
+    assert!(
+        map[1] >= 1 << 20,
+        "root inside is an unprivileged host uid: {map:?}"
     );
+    assert_eq!(map[2], 65536);
+    assert!(wait_http(&spec.ports[0].address, Duration::from_secs(10)).is_some());
+    env.teardown_and_check();
+}
+
+/// The project's own container image (firmware/build-rootfs.sh) boots under the default
+/// confinement (user namespace, seccomp, no CAP_MKNOD/CAP_NET_RAW): its init's console
+/// lines, and its httpd on port 80 answering through the bridge.
+#[test]
+fn the_onebox_rootfs_image_boots_confined() {
+    let _g = lock();
+    if !common::can_run() {
+        return;
+    }
+    let tarball = std::env::var("ONEBOX_FIRMWARE_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware/build")
+        })
+        .join("onebox-rootfs.tar");
+    if !tarball.exists() {
+        eprintln!(
+            "skipped: no {} (firmware/build-rootfs.sh makes it)",
+            tarball.display()
+        );
+        return;
+    }
+    let mut env = Env::new("fwroot");
+    env.image.id = format!("{}-fw", env.image.id);
+    env.image.path = tarball;
+    let spec = env.spec("fw-1");
+    let id = spec.id.clone();
+    env.d().spawn(&spec).expect("spawn onebox-rootfs");
+    env.observe(&id);
+    let d = env.d();
+    let console = || d.console_output(&id, None).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || console()
+            .contains("onebox-rootfs: ready")),
+        "init got ready:\n{}",
+        console()
+    );
+    let out = console();
+    for line in [
+        "onebox-rootfs: booted",
+        "onebox-rootfs: hostname=fw-1",
+        "onebox-rootfs: http-port=80",
+    ] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    let addr: std::net::SocketAddr = format!("{}:80", spec.ports[0].address)
+        .parse()
+        .expect("addr");
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let mut page = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            page = get();
+            page.is_some()
+        }),
+        "httpd answers on port 80"
+    );
+    let page = page.unwrap_or_default();
+    assert!(page.contains("onebox-rootfs fw-1"), "{page}");
+    let pid = d.init_pid(&id).expect("runs");
+    let status = status_field(pid, "Seccomp:").unwrap_or_default();
+    assert_eq!(status.trim(), "2", "init is under the seccomp filter");
+    env.teardown_and_check();
+}
+
+/// On a kernel whose overlayfs takes no idmapped layer, a container in a user namespace
+/// gets its own copy of the image with shifted ids; the shared unpacked image is untouched.
+#[test]
+fn without_idmapped_mounts_a_container_gets_a_shifted_copy_of_its_image() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = lock();
+    if !common::can_run() {
+        return;
+    }
+    let mut env = Env::new("shifted");
+    env.cfg.idmapped_lower = false;
+    env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("driver"));
+    let spec = env.spec("shifted-1");
+    env.d().spawn(&spec).expect("spawn with a shifted copy");
+    env.observe(&spec.id);
+    let pid = env.d().init_pid(&spec.id).expect("runs");
+    let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).expect("uid_map");
+    let base: u32 = map
+        .split_whitespace()
+        .nth(1)
+        .and_then(|b| b.parse().ok())
+        .expect("base");
+    assert!(base >= 1 << 20, "{map}");
+    let inst = env.cfg.data_dir.join("instances").join(spec.id.as_str());
+    let copy = std::fs::metadata(inst.join("lower/bin/busybox")).expect("the copy");
+    assert_eq!(
+        (copy.uid(), copy.gid()),
+        (base, base),
+        "the copy is the container's"
+    );
+    assert_eq!(copy.mode() & 0o7777, 0o755);
+    let cached = env
+        .cfg
+        .data_dir
+        .join("cache/rootfs")
+        .join(&env.image.id)
+        .join("bin/busybox");
+    let cached = std::fs::metadata(cached).expect("the cache");
+    assert_eq!(cached.uid(), 0, "the shared image is never chowned");
     assert!(wait_http(&spec.ports[0].address, Duration::from_secs(10)).is_some());
     env.teardown_and_check();
 }

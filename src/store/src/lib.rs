@@ -10,6 +10,7 @@
 
 pub mod baremetal;
 pub mod compute;
+pub mod id_ranges;
 pub mod identity;
 pub mod image;
 mod migrations;

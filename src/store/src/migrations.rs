@@ -318,6 +318,13 @@ const MIGRATIONS: &[&str] = &[
     // revokes its whole chain.
     "ALTER TABLE tokens ADD COLUMN parent_hash BLOB;
     CREATE INDEX tokens_parent ON tokens (parent_hash);",
+    // The host uid/gid range of each container's user namespace (65536 ids from `base`).
+    // Not tied to the servers table: a range is freed when the container's files and
+    // processes are gone, which can be after the server's row is.
+    "CREATE TABLE container_id_ranges (
+        server_id TEXT PRIMARY KEY,
+        base INTEGER NOT NULL UNIQUE
+    );",
 ];
 
 /// The schema version this build of onebox writes.
