@@ -53,6 +53,10 @@ pub struct NetworkSection {
     /// masqueraded as its own. Empty: project networks are isolated (guests reach each other
     /// and onebox's services on their gateway, nothing else).
     pub nat_uplink: String,
+    /// Private destinations (`a.b.c.d/len`) guests may reach through the uplink. Without
+    /// them guests reach no RFC 1918, CGNAT or link-local address and no network the host
+    /// routes to (its LAN, a BMC network), only what lies beyond the default route.
+    pub nat_allow: Vec<String>,
 }
 
 impl NetworkSection {
