@@ -20,6 +20,7 @@
 //!   reported CRASHED; any other end of init is SHUTDOWN.
 
 pub mod cgroup;
+mod net;
 pub mod rootfs;
 pub mod shim;
 pub mod state;
@@ -316,6 +317,8 @@ impl ContainerDriver {
             let _ = std::fs::remove_file(f);
         }
         state::write_json(&paths.instance(), inst).map_err(failed)?;
+        // Pinned before the shim makes the veths, so no frame passes unchecked.
+        net::pin_ports(&self.cfg.data_dir, inst).map_err(failed)?;
         let cg = &inst.cgroup;
         if !cg.exists() {
             cg.create().map_err(failed)?;
@@ -483,6 +486,7 @@ impl ComputeDriver for ContainerDriver {
                 let _ = hostnet::delete_link(&n.peer_if);
             }
         }
+        net::unpin_ports(&self.cfg.data_dir, id.as_str()).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -16,6 +16,7 @@
 pub mod dhcp;
 pub mod disk;
 mod events;
+mod net;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -324,10 +325,10 @@ impl LibvirtDriver {
     }
 
     /// The bridges of the spec's ports, made to exist, with DHCP for the ports.
-    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<(String, String)>, Error> {
+    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<xml::Nic>, Error> {
         let mut nics = Vec::new();
         let mut by_bridge: Vec<(String, Vec<&driver::Port>)> = Vec::new();
-        for p in &spec.ports {
+        for (i, p) in spec.ports.iter().enumerate() {
             let net = hostnet::NetworkDef {
                 id: p.network_id.clone(),
                 cidr: p.cidr.clone(),
@@ -335,7 +336,11 @@ impl LibvirtDriver {
                 forwarding: self.cfg.forwarding,
             };
             let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
-            nics.push((br.clone(), p.mac.clone()));
+            nics.push(xml::Nic {
+                bridge: br.clone(),
+                mac: p.mac.clone(),
+                tap: net::tap_name(spec.id.as_str(), i),
+            });
             match by_bridge.iter_mut().find(|(b, _)| *b == br) {
                 Some((_, ps)) => ps.push(p),
                 None => by_bridge.push((br, vec![p])),
@@ -344,12 +349,15 @@ impl LibvirtDriver {
         for (br, ports) in by_bridge {
             self.dhcp.add_host(&br, spec.id.as_str(), &ports)?;
         }
+        // Pinned before libvirt makes the taps, so no frame passes unchecked.
+        net::pin(&self.cfg.data_dir, spec, &nics)?;
         Ok(nics)
     }
 
     /// Forgets the server's DHCP hosts; a bridge no guest or container uses any more is
     /// removed with its dnsmasq.
     fn unplug(&self, id: &ServerId) -> Result<(), Error> {
+        net::unpin(&self.cfg.data_dir, id.as_str())?;
         for br in self.dhcp.remove_server(id.as_str())? {
             let in_use = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
                 .map(|mut r| r.next().is_some())
