@@ -479,14 +479,7 @@ impl ComputeDriver for ContainerDriver {
         let inst = state::read_json::<Instance>(&p.instance()).ok();
         self.stop(id, false)?;
         self.cgroup(id).remove().map_err(failed)?;
-        // The veths go with the container's network namespace; a half-made one may not.
-        if let Some(inst) = &inst {
-            for n in &inst.nics {
-                let _ = hostnet::delete_link(&n.host_if);
-                let _ = hostnet::delete_link(&n.peer_if);
-            }
-        }
-        net::unpin_ports(&self.cfg.data_dir, id.as_str()).map_err(failed)?;
+        net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
