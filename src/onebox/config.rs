@@ -456,6 +456,7 @@ mod tests {
         let uncommented: Config =
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
+        assert_eq!(uncommented.network.nat_allow, ["192.168.1.20/32"]);
     }
 
     #[test]
