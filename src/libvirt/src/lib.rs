@@ -172,14 +172,16 @@ impl LibvirtDriver {
         );
         let dhcp = dhcp::Dhcp::new(cfg.dnsmasq.clone(), cfg.data_dir.join("dhcp"));
         tracing::info!(uri = %cfg.uri, virt_type = virt_type.as_str(), "libvirt connected");
-        Ok(Self {
+        let d = Self {
             cfg,
             virt_type,
             conn: Mutex::new(Arc::new(conn)),
             disks,
             dhcp,
             life: Arc::new(()),
-        })
+        };
+        net::adopt_old_guests(&d);
+        Ok(d)
     }
 
     pub fn virt_type(&self) -> VirtType {
