@@ -419,3 +419,30 @@ async fn shutdown_signal() {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_table_follows_the_configuration() {
+        let mut cfg = Config::default();
+        let r = host_rules(&cfg).expect("rules");
+        assert_eq!(r.uplink, None);
+        assert_eq!(
+            r.metadata,
+            Some("169.254.169.254:80".parse().expect("addr"))
+        );
+        assert!(!r.dns);
+        cfg.network.nat_uplink = "eth0".into();
+        cfg.network.nat_allow = vec!["192.168.1.20/32".into(), "10.9.0.0/16".into()];
+        cfg.libvirt.metadata_listen = String::new();
+        let r = host_rules(&cfg).expect("rules");
+        assert_eq!(r.uplink.as_deref(), Some("eth0"));
+        assert_eq!(r.nat_allow.len(), 2);
+        assert_eq!(r.metadata, None);
+        cfg.network.nat_allow = vec!["192.168.1.0/40".into()];
+        let e = host_rules(&cfg).expect_err("a bad prefix");
+        assert!(format!("{e:#}").contains("nat_allow"), "{e:#}");
+    }
+}
