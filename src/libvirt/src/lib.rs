@@ -672,6 +672,7 @@ impl ComputeDriver for LibvirtDriver {
             let def = self.build(spec, true)?;
             let d = self.define(&def)?;
             d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -699,6 +700,7 @@ impl ComputeDriver for LibvirtDriver {
         // A suspended guest's saved state is dropped by a reboot, as Nova's is.
         let _ = d.managed_save_remove(0);
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -711,6 +713,7 @@ impl ComputeDriver for LibvirtDriver {
         let d = self.domain(id)?;
         if !d.is_active().map_err(Error::from)? {
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         } else if Self::is_state(&d, sys::VIR_DOMAIN_PAUSED) {
             d.resume().map_err(Error::from)?;
         }
@@ -740,6 +743,7 @@ impl ComputeDriver for LibvirtDriver {
         if !d.is_active().map_err(Error::from)? {
             // Starts from the managed save when there is one.
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         }
         Ok(())
     }
@@ -791,6 +795,7 @@ impl ComputeDriver for LibvirtDriver {
         // The console log starts afresh with the new disk.
         let _ = std::fs::remove_file(self.console_log(&spec.id));
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -821,6 +826,7 @@ impl ComputeDriver for LibvirtDriver {
         self.disks.grow(&disk, spec.disk_gb)?;
         let d = self.redefine(spec, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -848,6 +854,7 @@ impl ComputeDriver for LibvirtDriver {
         disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         let d = self.redefine(old, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -875,7 +882,9 @@ impl ComputeDriver for LibvirtDriver {
         }
         let r = (|| -> Result<(), Error> {
             let def = self.build_rescue(spec, rescue, admin_pass)?;
-            self.define(&def)?.create()?;
+            let d = self.define(&def)?;
+            d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -900,6 +909,7 @@ impl ComputeDriver for LibvirtDriver {
         let _ = d.managed_save_remove(0);
         let d = self.end_rescue(spec)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 

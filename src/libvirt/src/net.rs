@@ -49,6 +49,17 @@ pub(crate) fn pin(data_dir: &Path, spec: &InstanceSpec, nics: &[xml::Nic]) -> Re
         .map_err(|e| Error::Net(e.to_string()))
 }
 
+/// Turns IPv6 off on the host side of a started guest's taps (libvirt makes them at each
+/// start): no router advertisement from the guest is acted on there. Failures are logged.
+pub(crate) fn harden_taps(d: &Domain) {
+    let live = d.get_xml_desc(0).unwrap_or_default();
+    for (_, tap) in interfaces(&live) {
+        if let Err(e) = hostnet::no_ipv6(&tap) {
+            tracing::warn!(%tap, error = %e, "could not turn IPv6 off on the tap");
+        }
+    }
+}
+
 /// Unpins and forgets the ports of server `id`.
 pub(crate) fn unpin(data_dir: &Path, id: &str) -> Result<(), Error> {
     Ports::new(state_dir(data_dir))
