@@ -54,6 +54,10 @@ pub struct NetworkSection {
     /// masqueraded as its own. Empty: project networks are isolated (guests reach each other
     /// and onebox's services on their gateway, nothing else).
     pub nat_uplink: String,
+    /// Private destinations (`a.b.c.d/len`) guests may reach through the uplink. Without
+    /// them guests reach no RFC 1918, CGNAT or link-local address and no network the host
+    /// routes to (its LAN, a BMC network), only what lies beyond the default route.
+    pub nat_allow: Vec<String>,
 }
 
 impl NetworkSection {
@@ -497,6 +501,7 @@ mod tests {
         let uncommented: Config =
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
+        assert_eq!(uncommented.network.nat_allow, ["192.168.1.20/32"]);
     }
 
     #[test]

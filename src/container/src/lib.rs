@@ -23,6 +23,7 @@ pub mod cgroup;
 mod config;
 pub mod devices;
 mod mounts;
+mod net;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
@@ -311,6 +312,8 @@ impl ContainerDriver {
             let _ = std::fs::remove_file(f);
         }
         state::write_json(&paths.instance(), inst).map_err(failed)?;
+        // Pinned before the shim makes the veths, so no frame passes unchecked.
+        net::pin_ports(&self.cfg.data_dir, inst).map_err(failed)?;
         let cg = &inst.cgroup;
         if !cg.exists() {
             cg.create().map_err(failed)?;
@@ -473,13 +476,7 @@ impl ComputeDriver for ContainerDriver {
         let inst = state::read_json::<Instance>(&p.instance()).ok();
         self.stop(id, false)?;
         self.cgroup(id).remove().map_err(failed)?;
-        // The veths go with the container's network namespace; a half-made one may not.
-        if let Some(inst) = &inst {
-            for n in &inst.nics {
-                let _ = hostnet::delete_link(&n.host_if);
-                let _ = hostnet::delete_link(&n.peer_if);
-            }
-        }
+        net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -16,6 +16,7 @@
 pub mod dhcp;
 pub mod disk;
 mod events;
+mod net;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -171,14 +172,16 @@ impl LibvirtDriver {
         );
         let dhcp = dhcp::Dhcp::new(cfg.dnsmasq.clone(), cfg.data_dir.join("dhcp"));
         tracing::info!(uri = %cfg.uri, virt_type = virt_type.as_str(), "libvirt connected");
-        Ok(Self {
+        let d = Self {
             cfg,
             virt_type,
             conn: Mutex::new(Arc::new(conn)),
             disks,
             dhcp,
             life: Arc::new(()),
-        })
+        };
+        net::adopt_old_guests(&d);
+        Ok(d)
     }
 
     pub fn virt_type(&self) -> VirtType {
@@ -324,10 +327,10 @@ impl LibvirtDriver {
     }
 
     /// The bridges of the spec's ports, made to exist, with DHCP for the ports.
-    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<(String, String)>, Error> {
+    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<xml::Nic>, Error> {
         let mut nics = Vec::new();
         let mut by_bridge: Vec<(String, Vec<&driver::Port>)> = Vec::new();
-        for p in &spec.ports {
+        for (i, p) in spec.ports.iter().enumerate() {
             let net = hostnet::NetworkDef {
                 id: p.network_id.clone(),
                 cidr: p.cidr.clone(),
@@ -335,7 +338,11 @@ impl LibvirtDriver {
                 forwarding: self.cfg.forwarding,
             };
             let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
-            nics.push((br.clone(), p.mac.clone()));
+            nics.push(xml::Nic {
+                bridge: br.clone(),
+                mac: p.mac.clone(),
+                tap: net::tap_name(spec.id.as_str(), i),
+            });
             match by_bridge.iter_mut().find(|(b, _)| *b == br) {
                 Some((_, ps)) => ps.push(p),
                 None => by_bridge.push((br, vec![p])),
@@ -344,12 +351,15 @@ impl LibvirtDriver {
         for (br, ports) in by_bridge {
             self.dhcp.add_host(&br, spec.id.as_str(), &ports)?;
         }
+        // Pinned before libvirt makes the taps, so no frame passes unchecked.
+        net::pin(&self.cfg.data_dir, spec, &nics)?;
         Ok(nics)
     }
 
     /// Forgets the server's DHCP hosts; a bridge no guest or container uses any more is
     /// removed with its dnsmasq.
     fn unplug(&self, id: &ServerId) -> Result<(), Error> {
+        net::unpin(&self.cfg.data_dir, id.as_str())?;
         for br in self.dhcp.remove_server(id.as_str())? {
             let in_use = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
                 .map(|mut r| r.next().is_some())
@@ -662,6 +672,7 @@ impl ComputeDriver for LibvirtDriver {
             let def = self.build(spec, true)?;
             let d = self.define(&def)?;
             d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -689,6 +700,7 @@ impl ComputeDriver for LibvirtDriver {
         // A suspended guest's saved state is dropped by a reboot, as Nova's is.
         let _ = d.managed_save_remove(0);
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -701,6 +713,7 @@ impl ComputeDriver for LibvirtDriver {
         let d = self.domain(id)?;
         if !d.is_active().map_err(Error::from)? {
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         } else if Self::is_state(&d, sys::VIR_DOMAIN_PAUSED) {
             d.resume().map_err(Error::from)?;
         }
@@ -730,6 +743,7 @@ impl ComputeDriver for LibvirtDriver {
         if !d.is_active().map_err(Error::from)? {
             // Starts from the managed save when there is one.
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         }
         Ok(())
     }
@@ -781,6 +795,7 @@ impl ComputeDriver for LibvirtDriver {
         // The console log starts afresh with the new disk.
         let _ = std::fs::remove_file(self.console_log(&spec.id));
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -811,6 +826,7 @@ impl ComputeDriver for LibvirtDriver {
         self.disks.grow(&disk, spec.disk_gb)?;
         let d = self.redefine(spec, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -838,6 +854,7 @@ impl ComputeDriver for LibvirtDriver {
         disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         let d = self.redefine(old, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -865,7 +882,9 @@ impl ComputeDriver for LibvirtDriver {
         }
         let r = (|| -> Result<(), Error> {
             let def = self.build_rescue(spec, rescue, admin_pass)?;
-            self.define(&def)?.create()?;
+            let d = self.define(&def)?;
+            d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -890,6 +909,7 @@ impl ComputeDriver for LibvirtDriver {
         let _ = d.managed_save_remove(0);
         let d = self.end_rescue(spec)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
