@@ -92,6 +92,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
             image_cache_interval_secs: cfg.compute.image_cache_interval_secs,
             image_cache_min_age_secs: cfg.compute.image_cache_min_age_secs,
+            zero_disk_max_gb: cfg.compute.zero_disk_max_gb,
             avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },

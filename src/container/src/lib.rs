@@ -84,6 +84,8 @@ pub struct Config {
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
     /// `false`: isolated.
     pub forwarding: bool,
+    /// How far one root filesystem tarball may unpack (bytes, entries).
+    pub unpack: rootfs::UnpackLimits,
     pub shim: ShimCommand,
 }
 
@@ -98,6 +100,7 @@ impl Config {
             nameservers: Vec::new(),
             user_namespace: false,
             forwarding: false,
+            unpack: rootfs::UnpackLimits::default(),
             shim: ShimCommand::onebox(),
         }
     }
@@ -250,7 +253,9 @@ impl ContainerDriver {
             .ok_or_else(|| failed("a container needs an image: a root filesystem tarball"))?;
         let lower = {
             let _g = self.unpack.lock().unwrap_or_else(|e| e.into_inner());
-            rootfs::ensure_unpacked(&self.cache_dir(), &image.id, &image.path).map_err(failed)?
+            let key = image.cache_key().map_err(failed)?;
+            rootfs::ensure_unpacked(&self.cache_dir(), &key, &image.path, self.cfg.unpack)
+                .map_err(failed)?
         };
         let init: Vec<String> = image
             .properties

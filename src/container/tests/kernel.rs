@@ -225,6 +225,7 @@ fn every_action_has_its_effect_seen_from_outside() {
     let mut from_snap = env.spec("from-snap");
     let snap_image = ImageFile {
         id: "5a5a5a5a-0000-4000-8000-00000000beef".into(),
+        content_hash: driver::imagecache::content_hash_of(&snap).expect("hash"),
         path: snap,
         disk_format: "raw".into(),
         container_format: "bare".into(),

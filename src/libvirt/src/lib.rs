@@ -13,6 +13,7 @@
 //! for a minimum age ([`disk::prune_cache`]). Domain names and libvirt never leave this crate: the compute
 //! service knows servers by UUID.
 
+pub mod bounded;
 pub mod dhcp;
 pub mod disk;
 mod events;
