@@ -20,6 +20,7 @@
 //!   reported CRASHED; any other end of init is SHUTDOWN.
 
 pub mod cgroup;
+pub mod layer;
 pub mod rootfs;
 pub mod shim;
 pub mod state;
@@ -86,6 +87,8 @@ pub struct Config {
     pub forwarding: bool,
     /// How far one root filesystem tarball may unpack (bytes, entries).
     pub unpack: rootfs::UnpackLimits,
+    /// The writable layer of a container on a `disk=0` flavor, in bytes ([`layer`]).
+    pub zero_disk_layer_bytes: u64,
     pub shim: ShimCommand,
 }
 
@@ -101,6 +104,7 @@ impl Config {
             user_namespace: false,
             forwarding: false,
             unpack: rootfs::UnpackLimits::default(),
+            zero_disk_layer_bytes: 20 << 30,
             shim: ShimCommand::onebox(),
         }
     }
@@ -309,6 +313,8 @@ impl ContainerDriver {
 
     /// Starts a new boot of the instance and waits until its init runs.
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
+        // The layer is mounted before the shim starts (after a host reboot it is not).
+        layer::mount(paths).map_err(failed)?;
         inst.boot += 1;
         // The policy of now, not of when the instance was made.
         inst.forwarding = self.cfg.forwarding;
@@ -465,7 +471,10 @@ impl ComputeDriver for ContainerDriver {
         }
         let mut inst = self.instance_for(spec, 0)?;
         let r = (|| {
-            for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
+            std::fs::create_dir_all(&p.dir).map_err(failed)?;
+            let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+            layer::create(&p, cap).map_err(failed)?;
+            for d in [p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
             self.boot(&p, &mut inst)
@@ -488,6 +497,7 @@ impl ComputeDriver for ContainerDriver {
                 let _ = hostnet::delete_link(&n.peer_if);
             }
         }
+        layer::remove(&p).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -658,6 +668,7 @@ impl ComputeDriver for ContainerDriver {
         let (p, old) = self.load(&spec.id)?;
         self.stop(&spec.id, false)?;
         let mut inst = self.instance_for(spec, old.boot)?;
+        layer::mount(&p).map_err(failed)?;
         for d in [p.upper(), p.work()] {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
@@ -668,6 +679,8 @@ impl ComputeDriver for ContainerDriver {
     fn resize(&self, spec: &InstanceSpec) -> Result<()> {
         let (p, mut inst) = self.load(&spec.id)?;
         let new = self.limits(spec);
+        let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+        layer::grow(&p, cap).map_err(failed)?;
         if !p.resize_old().exists() {
             state::write_json(&p.resize_old(), &inst.limits).map_err(failed)?;
         }
@@ -714,7 +727,7 @@ impl ComputeDriver for ContainerDriver {
                 }
                 r
             }
-            None => snapshot_stopped(&p, &inst, dest),
+            None => rootfs::pack_stopped(&p, &inst, dest),
         };
         r.map_err(failed)?;
         Ok(Snapshot {
@@ -757,32 +770,6 @@ impl ComputeDriver for ContainerDriver {
             nics: Vec::new(),
         })
     }
-}
-
-/// Packs a stopped container's root: its overlay mounted for the time of the copy on a
-/// private mount point in the instance directory.
-fn snapshot_stopped(p: &Paths, inst: &Instance, dest: &Path) -> std::result::Result<(), String> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    let mnt = p.dir.join("snapshot-mnt");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        inst.lower.display(),
-        p.upper().display(),
-        p.work().display()
-    );
-    mount(
-        Some("overlay"),
-        &mnt,
-        Some("overlay"),
-        MsFlags::MS_RDONLY,
-        Some(opts.as_str()),
-    )
-    .map_err(|e| format!("mounting the root filesystem: {e}"))?;
-    let r = rootfs::pack(&mnt, dest);
-    let u = umount2(&mnt, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting: {e}"));
-    let _ = std::fs::remove_dir(&mnt);
-    r.and(u)
 }
 
 #[cfg(test)]

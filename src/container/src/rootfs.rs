@@ -278,3 +278,34 @@ pub fn pack(root: &Path, dest: &Path) -> Result<(), String> {
         .sync_all()
         .map_err(|e| format!("syncing {}: {e}", dest.display()))
 }
+
+/// Packs a stopped container's root: its overlay mounted for the time of the copy on a
+/// private mount point in the instance directory.
+pub(crate) fn pack_stopped(
+    p: &crate::state::Paths,
+    inst: &crate::state::Instance,
+    dest: &Path,
+) -> std::result::Result<(), String> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    crate::layer::mount(p)?;
+    let mnt = p.dir.join("snapshot-mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        inst.lower.display(),
+        p.upper().display(),
+        p.work().display()
+    );
+    mount(
+        Some("overlay"),
+        &mnt,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("mounting the root filesystem: {e}"))?;
+    let r = pack(&mnt, dest);
+    let u = umount2(&mnt, MntFlags::MNT_DETACH).map_err(|e| format!("unmounting: {e}"));
+    let _ = std::fs::remove_dir(&mnt);
+    r.and(u)
+}
