@@ -139,6 +139,9 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
     dc.cgroup_parent = c.cgroup_parent.clone();
     dc.console_max_bytes = c.console_max_bytes;
     dc.pids_max = c.pids_max;
+    // A container on a disk=0 flavor (admins only) gets the largest root disk such a
+    // server may have.
+    dc.zero_disk_layer_bytes = cfg.compute.zero_disk_max_gb.saturating_mul(1 << 30);
     dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;
