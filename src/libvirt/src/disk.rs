@@ -436,3 +436,67 @@ fn verify_content(path: &Path, hash: &str) -> Result<(), Error> {
     imagecache::verify_content(path, hash)
         .map_err(|e| Error::Io(format!("checking {}", path.display()), e))
 }
+
+/// Refuses to boot an image whose `kernel_id` (or, with a kernel, `ramdisk_id`) was not
+/// resolved: the compute service resolves them with the server owner's visibility and
+/// leaves out what the owner may not see, and a guest must then not boot as if the image
+/// named nothing.
+pub fn check_linked(
+    image: Option<&ImageFile>,
+    kernel: Option<&ImageFile>,
+    ramdisk: Option<&ImageFile>,
+) -> Result<(), Error> {
+    let Some(img) = image else {
+        return Ok(());
+    };
+    let named = |k: &str| img.properties.get(k).filter(|v| !v.is_empty());
+    if let Some(k) = named("kernel_id")
+        && kernel.is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "image {} names kernel {k}, which is not available to this server",
+            img.id
+        )));
+    }
+    if let Some(r) = named("ramdisk_id")
+        && kernel.is_some()
+        && ramdisk.is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "image {} names ramdisk {r}, which is not available to this server",
+            img.id
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: &str, props: &[(&str, &str)]) -> ImageFile {
+        ImageFile {
+            id: id.into(),
+            path: PathBuf::from("/nonexistent"),
+            disk_format: "qcow2".into(),
+            container_format: "bare".into(),
+            content_hash: String::new(),
+            properties: props
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn attack_a_linked_image_left_out_stops_the_boot() {
+        let img = file("i", &[("kernel_id", "k"), ("ramdisk_id", "r")]);
+        let k = file("k", &[]);
+        let r = file("r", &[]);
+        assert!(check_linked(Some(&img), None, None).is_err());
+        assert!(check_linked(Some(&img), Some(&k), None).is_err());
+        assert!(check_linked(Some(&img), Some(&k), Some(&r)).is_ok());
+        assert!(check_linked(Some(&file("p", &[])), None, None).is_ok());
+        assert!(check_linked(None, None, None).is_ok());
+    }
+}

@@ -377,6 +377,11 @@ impl LibvirtDriver {
             disk::remove_file(&disk)?;
             self.disks.overlay(base.as_deref(), &disk, spec.disk_gb)?;
         }
+        disk::check_linked(
+            spec.image.as_ref(),
+            spec.kernel.as_ref(),
+            spec.ramdisk.as_ref(),
+        )?;
         let kernel = match &spec.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
@@ -474,6 +479,7 @@ impl LibvirtDriver {
         let rescue_disk = dir.join(RESCUE_DISK);
         std::fs::rename(&part, &rescue_disk)
             .map_err(|e| Error::Io(format!("renaming into {}", rescue_disk.display()), e))?;
+        disk::check_linked(Some(img), rescue.kernel.as_ref(), rescue.ramdisk.as_ref())?;
         let kernel = match &rescue.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
