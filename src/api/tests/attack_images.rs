@@ -219,6 +219,26 @@ async fn attack_another_projects_private_kernel_cannot_be_linked() {
     let sid = model::compute::ServerId::parse(&shared).expect("sid");
     let spec = app.driver.spec_of(&sid).expect("spec");
     assert_eq!(spec.kernel.expect("kernel").id, kernel);
+    // Shelved (its snapshot inherits kernel_id) and then no longer shared with: it cannot
+    // come back on the kernel it lost.
+    let r = demo.act(&shared, json!({"shelve": null})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = victim
+        .glance(
+            Method::DELETE,
+            &format!("/images/{kernel}/members/{attacker_project}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = demo.act(&shared, json!({"unshelve": null})).await;
+    assert_compute_fault(&r, 400, "badRequest");
+    assert_eq!(
+        r.body["badRequest"]["message"],
+        format!("Image {kernel} could not be found."),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
