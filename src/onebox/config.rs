@@ -195,6 +195,9 @@ pub struct ComputeSection {
     /// Seconds a cached image no instance uses is kept after its last use (Nova's
     /// `remove_unused_original_minimum_age_seconds`).
     pub image_cache_min_age_secs: u64,
+    /// The largest root disk, in GiB, of an admin's server on a `disk=0` flavor (such a disk
+    /// is as large as its image; members may not boot images on `disk=0` flavors).
+    pub zero_disk_max_gb: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -214,6 +217,7 @@ impl Default for ComputeSection {
             reclaim_instance_interval: 0,
             image_cache_interval_secs: 2400,
             image_cache_min_age_secs: 86400,
+            zero_disk_max_gb: 20,
         }
     }
 }
@@ -482,6 +486,8 @@ mod tests {
         let cc = compute::ComputeConfig::default();
         assert_eq!(cc.image_cache_interval_secs, d.image_cache_interval_secs);
         assert_eq!(cc.image_cache_min_age_secs, d.image_cache_min_age_secs);
+        assert_eq!(uncommented.compute.zero_disk_max_gb, d.zero_disk_max_gb);
+        assert_eq!(cc.zero_disk_max_gb, d.zero_disk_max_gb);
         assert_eq!(c.container.enabled, ContainerEnabled::Auto);
         assert_eq!(c.container.cgroup_parent, "onebox");
         assert_eq!(c.libvirt.uri, "qemu:///system");

@@ -94,6 +94,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
             image_cache_interval_secs: cfg.compute.image_cache_interval_secs,
             image_cache_min_age_secs: cfg.compute.image_cache_min_age_secs,
+            zero_disk_max_gb: cfg.compute.zero_disk_max_gb,
             avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },
@@ -219,6 +220,9 @@ fn container_driver(
     dc.cgroup_parent = c.cgroup_parent.clone();
     dc.console_max_bytes = c.console_max_bytes;
     dc.pids_max = c.pids_max;
+    // A container on a disk=0 flavor (admins only) gets the largest root disk such a
+    // server may have.
+    dc.zero_disk_layer_bytes = cfg.compute.zero_disk_max_gb.saturating_mul(1 << 30);
     dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;

@@ -22,6 +22,7 @@
 pub mod cgroup;
 mod config;
 pub mod devices;
+pub mod layer;
 mod mounts;
 mod net;
 pub mod rootfs;
@@ -245,7 +246,9 @@ impl ContainerDriver {
             .ok_or_else(|| failed("a container needs an image: a root filesystem tarball"))?;
         let lower = {
             let _g = self.unpack.lock().unwrap_or_else(|e| e.into_inner());
-            rootfs::ensure_unpacked(&self.cache_dir(), &image.id, &image.path).map_err(failed)?
+            let key = image.cache_key().map_err(failed)?;
+            rootfs::ensure_unpacked(&self.cache_dir(), &key, &image.path, self.cfg.unpack)
+                .map_err(failed)?
         };
         let init: Vec<String> = image
             .properties
@@ -300,6 +303,8 @@ impl ContainerDriver {
 
     /// Starts a new boot of the instance and waits until its init runs.
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
+        // The layer is mounted before the shim starts (after a host reboot it is not).
+        layer::mount(paths).map_err(failed)?;
         inst.boot += 1;
         // The policy of now, not of when the instance was made.
         inst.forwarding = self.cfg.forwarding;
@@ -459,7 +464,10 @@ impl ComputeDriver for ContainerDriver {
         }
         let mut inst = self.instance_for(spec, 0)?;
         let r = (|| {
-            for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
+            std::fs::create_dir_all(&p.dir).map_err(failed)?;
+            let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+            layer::create(&p, cap).map_err(failed)?;
+            for d in [p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
             userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
@@ -477,6 +485,7 @@ impl ComputeDriver for ContainerDriver {
         self.stop(id, false)?;
         self.cgroup(id).remove().map_err(failed)?;
         net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
+        layer::remove(&p).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -649,6 +658,7 @@ impl ComputeDriver for ContainerDriver {
         let (p, old) = self.load(&spec.id)?;
         self.stop(&spec.id, false)?;
         let mut inst = self.instance_for(spec, old.boot)?;
+        layer::mount(&p).map_err(failed)?;
         for d in [p.upper(), p.work()] {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
@@ -660,6 +670,8 @@ impl ComputeDriver for ContainerDriver {
     fn resize(&self, spec: &InstanceSpec) -> Result<()> {
         let (p, mut inst) = self.load(&spec.id)?;
         let new = self.limits(spec);
+        let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+        layer::grow(&p, cap).map_err(failed)?;
         if !p.resize_old().exists() {
             state::write_json(&p.resize_old(), &inst.limits).map_err(failed)?;
         }
@@ -707,7 +719,7 @@ impl ComputeDriver for ContainerDriver {
                 }
                 r
             }
-            None => rootfs::snapshot_stopped(&p, &inst, dest),
+            None => rootfs::pack_stopped(&p, &inst, dest),
         };
         r.map_err(failed)?;
         Ok(Snapshot {

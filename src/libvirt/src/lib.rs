@@ -13,6 +13,7 @@
 //! for a minimum age ([`disk::prune_cache`]). Domain names and libvirt never leave this crate: the compute
 //! service knows servers by UUID.
 
+pub mod bounded;
 pub mod dhcp;
 pub mod disk;
 mod events;
@@ -386,6 +387,11 @@ impl LibvirtDriver {
             disk::remove_file(&disk)?;
             self.disks.overlay(base.as_deref(), &disk, spec.disk_gb)?;
         }
+        disk::check_linked(
+            spec.image.as_ref(),
+            spec.kernel.as_ref(),
+            spec.ramdisk.as_ref(),
+        )?;
         let kernel = match &spec.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
@@ -483,6 +489,7 @@ impl LibvirtDriver {
         let rescue_disk = dir.join(RESCUE_DISK);
         std::fs::rename(&part, &rescue_disk)
             .map_err(|e| Error::Io(format!("renaming into {}", rescue_disk.display()), e))?;
+        disk::check_linked(Some(img), rescue.kernel.as_ref(), rescue.ramdisk.as_ref())?;
         let kernel = match &rescue.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
