@@ -4,9 +4,11 @@ mod backup;
 mod config;
 mod firmware;
 mod init;
+mod listen;
 mod lock;
 mod serve;
 mod status;
+mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -156,6 +158,14 @@ fn main() -> Result<()> {
                 cfg.listen = l;
             }
             serve::init_tracing(&cfg)?;
+            serve::ensure_data_dir(&cfg)?;
+            // A running onebox initialised the box at its first start; a second writer would
+            // race it on the credentials files and the firmware images.
+            let _lock = lock::acquire(
+                &cfg.data_dir,
+                "onebox is serving this data directory (it initialised the box when it first \
+                 started); stop it first to run `onebox init`",
+            )?;
             runtime()?.block_on(async {
                 let services = serve::open_services(&cfg).await?;
                 init::run(
@@ -219,6 +229,15 @@ fn db(cfg: &Config, command: DbCommand) -> Result<()> {
     let path = cfg.db_path();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // Migrating under a running onebox would change the schema beneath its queries.
+    let _lock = match command {
+        DbCommand::Migrate { .. } => Some(lock::acquire(
+            &cfg.data_dir,
+            "onebox is serving this data directory; stop it first, then run `onebox db migrate` \
+             (nothing was changed)",
+        )?),
+        DbCommand::Version => None,
+    };
     let existed = path.exists();
     let store = store::Store::open_unmigrated(&path)?;
     let version = store.schema_version()?;

@@ -297,13 +297,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             region: cfg.region.clone(),
         }),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "onebox listening");
+    let listeners = crate::listen::Listeners::bind(&cfg).await?;
+    let (addr, https) = listeners.main_addr()?;
+    let plain = listeners.plain_addr()?;
+    tracing::info!(%addr, https, plain = ?plain, data_dir = %cfg.data_dir.display(), "onebox listening");
     // Scripts and tests that bind port 0 learn the port from this line on stdout.
     println!("listening on {addr}");
+    if let Some(p) = plain {
+        println!("plain HTTP for local tools on {p}");
+    }
     // Under systemd (Type=notify) the unit becomes active only now, when clients can connect.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
@@ -316,10 +318,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
     }
     tokio::spawn(upkeep(identity));
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    listeners.serve(api::app(state), shutdown_signal()).await?;
     tracing::info!("onebox stopped");
     Ok(())
 }
