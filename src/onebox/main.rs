@@ -8,6 +8,7 @@ mod listen;
 mod lock;
 mod serve;
 mod status;
+mod teardown;
 mod tls;
 
 use std::os::unix::fs::PermissionsExt;
@@ -80,6 +81,15 @@ enum Command {
         /// A file written by `onebox backup`
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
+    },
+    /// Stop what onebox started on this host (guests, dnsmasq, bridges, its nft table);
+    /// run by the package when it is removed, refused while onebox serves
+    #[command(hide = true)]
+    Teardown {
+        /// Destroy the guests (their disks go with the state directory) instead of powering
+        /// them off
+        #[arg(long)]
+        purge: bool,
     },
     /// Write shell completions or the man page to stdout (used to build the package)
     #[command(hide = true)]
@@ -200,6 +210,21 @@ fn main() -> Result<()> {
                 s.files.join(", "),
                 cfg.data_dir.display()
             );
+            Ok(())
+        }
+        Command::Teardown { purge } => {
+            serve::init_tracing(&cfg)?;
+            let r = teardown::run(&cfg, purge)?;
+            println!(
+                "{} {} guest(s); stopped {} dnsmasq; deleted {} bridge(s) and onebox's nft table",
+                if purge { "destroyed" } else { "powered off" },
+                r.guests,
+                r.dnsmasq.len(),
+                r.bridges.len()
+            );
+            for f in &r.failures {
+                eprintln!("onebox teardown: {f}");
+            }
             Ok(())
         }
         Command::Generate { .. } => Ok(()),

@@ -132,7 +132,7 @@ fn backends(cfg: &Config, bm: &baremetal::Baremetal) -> driver::Backends {
     b
 }
 
-fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> {
+pub(crate) fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> {
     let c = &cfg.container;
     let mut dc = container::Config::new(&cfg.data_dir);
     dc.cgroup_parent = c.cgroup_parent.clone();
@@ -146,7 +146,7 @@ fn container_driver(cfg: &Config) -> Result<container::ContainerDriver, String> 
 }
 
 /// The VM backend, when it is enabled and libvirtd answers.
-fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
+pub(crate) fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     let l = &cfg.libvirt;
     if !l.enabled {
         return None;

@@ -127,7 +127,8 @@ pub(crate) fn set_forwarding(ifname: &str, on: bool) -> Result<()> {
 }
 
 /// The project bridges of the current network namespace.
-fn bridges() -> Result<Vec<String>> {
+/// The project bridges that exist on the host (`obr*`).
+pub fn bridges() -> Result<Vec<String>> {
     let dir = conf_dir();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::Io(dir.into(), e))?;
     Ok(rd

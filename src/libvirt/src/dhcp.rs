@@ -178,6 +178,34 @@ impl Dhcp {
         }
         Ok(emptied)
     }
+
+    /// Stops every dnsmasq onebox started (each verified by its command line before it is
+    /// signalled), keeping their hosts files; the bridges they served are returned.
+    pub fn stop_all(&self) -> Vec<String> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return stopped;
+        };
+        for e in entries.flatten() {
+            let d = e.path();
+            let Some(pid) = read_pid(&d.join("pid")).filter(|p| is_ours(*p, &d)) else {
+                continue;
+            };
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if !is_ours(pid, &d) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if is_ours(pid, &d) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            stopped.push(e.file_name().to_string_lossy().into_owned());
+        }
+        stopped
+    }
 }
 
 #[cfg(test)]
