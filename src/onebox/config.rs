@@ -179,6 +179,9 @@ pub struct LibvirtSection {
     pub kernel_cmdline: String,
     pub dnsmasq: PathBuf,
     pub genisoimage: PathBuf,
+    /// Cap on each guest's serial log, in bytes (its newest half is kept in
+    /// `console.log.1` when it is reached).
+    pub console_max_bytes: u64,
 }
 
 impl Default for LibvirtSection {
@@ -193,6 +196,7 @@ impl Default for LibvirtSection {
             kernel_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             dnsmasq: PathBuf::from("dnsmasq"),
             genisoimage: PathBuf::from("genisoimage"),
+            console_max_bytes: 1 << 20,
         }
     }
 }

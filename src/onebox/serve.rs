@@ -165,6 +165,7 @@ pub(crate) fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriv
     lc.qemu_img = cfg.image.qemu_img.to_string_lossy().into_owned();
     lc.dnsmasq = l.dnsmasq.to_string_lossy().into_owned();
     lc.genisoimage = l.genisoimage.to_string_lossy().into_owned();
+    lc.console_max_bytes = l.console_max_bytes.max(4096);
     match driver_libvirt::LibvirtDriver::connect(lc) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
