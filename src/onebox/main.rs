@@ -90,6 +90,9 @@ enum Command {
         /// them off
         #[arg(long)]
         purge: bool,
+        /// Leave the project bridges and onebox's nft table in place
+        #[arg(long)]
+        keep_network: bool,
     },
     /// Write shell completions or the man page to stdout (used to build the package)
     #[command(hide = true)]
@@ -212,11 +215,14 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Teardown { purge } => {
+        Command::Teardown {
+            purge,
+            keep_network,
+        } => {
             serve::init_tracing(&cfg)?;
-            let r = teardown::run(&cfg, purge)?;
+            let r = teardown::run(&cfg, purge, !keep_network)?;
             println!(
-                "{} {} guest(s); stopped {} dnsmasq; deleted {} bridge(s) and onebox's nft table",
+                "{} {} guest(s); stopped {} dnsmasq; deleted {} bridge(s)",
                 if purge { "destroyed" } else { "powered off" },
                 r.guests,
                 r.dnsmasq.len(),

@@ -29,7 +29,8 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
-pub fn run(cfg: &Config, purge: bool) -> Result<Report> {
+/// With `network`, the project bridges and onebox's nft table are deleted too.
+pub fn run(cfg: &Config, purge: bool, network: bool) -> Result<Report> {
     let mut report = Report::default();
     let _lock = if cfg.data_dir.is_dir() {
         Some(crate::lock::acquire(
@@ -47,8 +48,8 @@ pub fn run(cfg: &Config, purge: bool) -> Result<Report> {
         );
         report.dnsmasq = dhcp.stop_all();
     }
-    if !cfg.fake_driver {
-        network(&mut report);
+    if network && !cfg.fake_driver {
+        self::network(&mut report);
     }
     Ok(report)
 }
