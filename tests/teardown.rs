@@ -66,10 +66,10 @@ fn wait(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn attack_package_removal_stops_the_containers_onebox_left_running() {
-    if let Some(why) = container::unavailable_reason() {
-        if skip(&why) {
-            return;
-        }
+    if let Some(why) = container::unavailable_reason()
+        && skip(&why)
+    {
+        return;
     }
     if !rootfs().is_file() && skip("no firmware/build/onebox-rootfs.tar (scripts/setup.sh)") {
         return;
