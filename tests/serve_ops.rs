@@ -261,6 +261,22 @@ async fn attack_plain_http_to_the_tls_listener_is_refused_and_https_verifies_wit
         text.contains(&format!("listener:  {plain} reachable")),
         "{text}"
     );
+
+    // Without the plain listener, `onebox status` asks over HTTPS, verifying the box's CA.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("plain_listen"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, text).expect("config");
+    let out = onebox(&config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("listener:  {} reachable", served.main)),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
