@@ -53,6 +53,23 @@ fn gone(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
+/// Live processes whose command line names `data` (the container supervisors of that data
+/// directory: `onebox container-shim <data>/...`).
+fn supervisors(data: &Path) -> Vec<i32> {
+    let needle = data.to_string_lossy().into_owned();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != std::process::id() as i32 && !gone(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
 fn wait(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < within {
@@ -120,6 +137,10 @@ fn attack_package_removal_stops_the_containers_onebox_left_running() {
     let init = d.init_pid(&id).expect("init runs");
     let cgroup = d.cgroup(&id);
     assert!(cgroup.exists());
+    assert!(
+        !supervisors(&data).is_empty(),
+        "the container has a supervisor"
+    );
 
     // Removal: powered off, its files kept for a reinstall.
     let out = teardown(&config, &[]);
@@ -135,6 +156,11 @@ fn attack_package_removal_stops_the_containers_onebox_left_running() {
     assert!(
         cgroup.procs().is_empty(),
         "processes left in the container's cgroup"
+    );
+    assert!(
+        wait(Duration::from_secs(5), || supervisors(&data).is_empty()),
+        "container supervisors left: {:?}",
+        supervisors(&data)
     );
     assert_eq!(
         d.get_info(&id).expect("still known").power_state,
