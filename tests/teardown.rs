@@ -114,6 +114,10 @@ fn attack_package_removal_stops_the_containers_onebox_left_running() {
         args: vec!["container-shim".into()],
     };
     let d = container::ContainerDriver::new(cfg.clone()).expect("driver");
+    let _cleanup = Cleanup {
+        driver: container::ContainerDriver::new(cfg.clone()).expect("driver"),
+        parent: parent.clone(),
+    };
     let id = ServerId::generate();
     let spec = InstanceSpec {
         id: id.clone(),
@@ -172,5 +176,22 @@ fn attack_package_removal_stops_the_containers_onebox_left_running() {
     assert!(out.status.success(), "{out:?}");
     assert!(d.list_instances().expect("list").is_empty());
     assert!(!cgroup.exists(), "the container's cgroup is left");
-    let _ = d.destroy(&id);
+}
+
+/// Destroys what the test started, also when it failed midway, and the test's cgroup
+/// parent.
+struct Cleanup {
+    driver: container::ContainerDriver,
+    parent: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for id in self.driver.list_instances().unwrap_or_default() {
+            let _ = self.driver.destroy(&id);
+        }
+        for p in container::cgroup::Cgroup::parent_dirs(self.driver.layout(), &self.parent) {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
 }
