@@ -211,7 +211,7 @@ impl container::userns::IdRanges for StoredIdRanges {
 }
 
 #[cfg(feature = "container")]
-fn container_driver(
+pub(crate) fn container_driver(
     cfg: &Config,
     store: &store::Store,
 ) -> Result<container::ContainerDriver, String> {
@@ -233,7 +233,7 @@ fn container_driver(
 
 /// The VM backend, when it is enabled and libvirtd answers.
 #[cfg(feature = "vm")]
-fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
+pub(crate) fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     let l = &cfg.libvirt;
     if !l.enabled {
         return None;
@@ -252,6 +252,7 @@ fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     lc.qemu_img = cfg.image.qemu_img.to_string_lossy().into_owned();
     lc.dnsmasq = l.dnsmasq.to_string_lossy().into_owned();
     lc.genisoimage = l.genisoimage.to_string_lossy().into_owned();
+    lc.console_max_bytes = l.console_max_bytes.max(4096);
     match driver_libvirt::LibvirtDriver::connect(lc) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
@@ -450,13 +451,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             region: cfg.region.clone(),
         }),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "onebox listening");
+    let listeners = crate::listen::Listeners::bind(&cfg).await?;
+    let (addr, https) = listeners.main_addr()?;
+    let plain = listeners.plain_addr()?;
+    tracing::info!(%addr, https, plain = ?plain, data_dir = %cfg.data_dir.display(), "onebox listening");
     // Scripts and tests that bind port 0 learn the port from this line on stdout.
     println!("listening on {addr}");
+    if let Some(p) = plain {
+        println!("plain HTTP for local tools on {p}");
+    }
     // Under systemd (Type=notify) the unit becomes active only now, when clients can connect.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
@@ -472,14 +475,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity,
         Duration::from_secs(cfg.identity.token_purge_interval_secs.max(1)),
     ));
-    // Header-read, body and connection bounds on every client (see api::listener).
-    api::listener::serve(
-        listener,
-        api::app(state),
-        listener_limits(&cfg.listener),
-        shutdown_signal(),
-    )
-    .await;
+    // Header-read, body and connection bounds on every client of every listener (see
+    // api::listener).
+    listeners
+        .serve(
+            api::app(state),
+            listener_limits(&cfg.listener),
+            shutdown_signal(),
+        )
+        .await?;
     tracing::info!("onebox stopped");
     Ok(())
 }

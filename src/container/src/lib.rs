@@ -537,24 +537,11 @@ impl ComputeDriver for ContainerDriver {
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> Result<String> {
         let (p, _) = self.load(id)?;
-        let mut text = String::new();
-        for f in [p.console_old(), p.console()] {
-            if let Ok(b) = std::fs::read(&f) {
-                text.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-        Ok(match lines {
-            None => text,
-            Some(n) => {
-                let all: Vec<&str> = text.lines().collect();
-                let from = all.len().saturating_sub(n);
-                let mut out = all[from..].join("\n");
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out
-            }
-        })
+        // Read from the end: the supervisor caps the log, the reader never relies on it.
+        let (old, new) = (p.console_old(), p.console());
+        let raw =
+            driver::console::tail(&[&old, &new], driver::console::TAIL_BYTES).unwrap_or_default();
+        Ok(driver::console::last_lines(&raw, lines))
     }
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {

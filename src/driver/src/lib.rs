@@ -12,6 +12,7 @@
 //! fake or real, must pass.
 
 pub mod conformance;
+pub mod console;
 pub mod fake;
 pub mod imagecache;
 pub mod metadata;

@@ -226,7 +226,8 @@ pub fn ruleset(r: &HostRules) -> Result<String> {
 /// The script that deletes onebox's host tables, whether they exist or not.
 fn removal() -> String {
     format!(
-        "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\n"
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\n\
+         table bridge {TABLE}\ndelete table bridge {TABLE}\n"
     )
 }
 
@@ -277,7 +278,8 @@ pub(crate) fn set_forwarding(ifname: &str, on: bool) -> Result<()> {
 }
 
 /// The project bridges of the current network namespace.
-fn bridges() -> Result<Vec<String>> {
+/// The project bridges that exist on the host (`obr*`).
+pub fn bridges() -> Result<Vec<String>> {
     let dir = conf_dir();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::Io(dir.into(), e))?;
     Ok(rd
@@ -344,7 +346,8 @@ pub fn apply(r: &HostRules) -> Result<()> {
     Ok(())
 }
 
-/// Deletes onebox's host tables and turns forwarding off on every project bridge (used
+/// Deletes onebox's tables (the host guard and NAT, and the guest ports' bridge table) and
+/// turns forwarding off on every project bridge (used
 /// when onebox is removed; while it runs, [`apply`] keeps the table).
 pub fn remove() -> Result<()> {
     if nft_available() {

@@ -157,7 +157,8 @@ fn uplink_names_are_checked_before_they_reach_nft() {
 fn removal_deletes_only_onebox_tables() {
     assert_eq!(
         removal(),
-        "table ip onebox\ndelete table ip onebox\ntable inet onebox\ndelete table inet onebox\n"
+        "table ip onebox\ndelete table ip onebox\ntable inet onebox\ndelete table inet onebox\n\
+         table bridge onebox\ndelete table bridge onebox\n"
     );
 }
 

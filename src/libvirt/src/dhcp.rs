@@ -245,11 +245,111 @@ impl Dhcp {
         }
         Ok(emptied)
     }
+
+    /// Stops every dnsmasq onebox started (each verified by its command line before it is
+    /// signalled), keeping their hosts files; the bridges they served are returned.
+    pub fn stop_all(&self) -> Vec<String> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return stopped;
+        };
+        for e in entries.flatten() {
+            let d = e.path();
+            let Some(pid) = read_pid(&d.join("pid")).filter(|p| is_ours(*p, &d)) else {
+                continue;
+            };
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if !is_ours(pid, &d) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if is_ours(pid, &d) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            stopped.push(e.file_name().to_string_lossy().into_owned());
+        }
+        stopped
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bridge of one test's own, deleted when dropped.
+    struct Dummy(String);
+
+    impl Drop for Dummy {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+
+    fn ip(args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn attack_teardown_stops_the_dnsmasq_onebox_left_running() {
+        let root = nix::unistd::geteuid().is_root();
+        let have = Command::new("dnsmasq").arg("--version").output().is_ok();
+        if !root || !have {
+            assert!(
+                std::env::var("ONEBOX_REQUIRE_BACKENDS").as_deref() != Ok("1"),
+                "needs root and dnsmasq"
+            );
+            eprintln!("skipped: needs root and dnsmasq");
+            return;
+        }
+        let n = std::process::id() % 200 + 20;
+        let name = format!("obt{:x}", std::process::id());
+        let _dummy = Dummy(name.clone());
+        assert!(ip(&["link", "add", &name, "type", "bridge"]));
+        assert!(ip(&[
+            "addr",
+            "add",
+            &format!("10.254.{n}.1/24"),
+            "dev",
+            &name
+        ]));
+        assert!(ip(&["link", "set", &name, "up"]));
+        let dir = tempfile::tempdir().expect("tmp");
+        let dhcp = Dhcp::new("dnsmasq".into(), dir.path().to_owned());
+        let port = Port {
+            network_id: "net".into(),
+            network_name: "net".into(),
+            cidr: format!("10.254.{n}.0/24"),
+            gateway: format!("10.254.{n}.1"),
+            address: format!("10.254.{n}.10"),
+            mac: "fa:16:3e:00:00:10".into(),
+        };
+        dhcp.add_host(&name, "server-1", &[&port])
+            .expect("dnsmasq starts");
+        let pid = dhcp.running(&name).expect("dnsmasq runs");
+        let stopped = dhcp.stop_all();
+        // A zombie (dnsmasq daemonised; its reaper may be slow) runs nothing.
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            !st.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        if alive {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        assert_eq!(stopped, vec![name.clone()]);
+        assert!(!alive, "dnsmasq {pid} still runs");
+        assert!(dhcp.running(&name).is_none());
+        // Its hosts stay, for a reinstalled onebox.
+        assert!(dir.path().join(&name).join("hosts/server-1").exists());
+    }
 
     #[test]
     fn ranges() {

@@ -116,6 +116,9 @@ pub struct LibvirtConfig {
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
     /// `false`: isolated.
     pub forwarding: bool,
+    /// Cap on each guest's serial log (`console.log`), in bytes: past it, its newest half
+    /// moves to `console.log.1` (see [`driver::console::copy_truncate`]).
+    pub console_max_bytes: u64,
 }
 
 impl LibvirtConfig {
@@ -131,6 +134,7 @@ impl LibvirtConfig {
             default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             force_config_drive: false,
             forwarding: false,
+            console_max_bytes: 1 << 20,
         }
     }
 }
@@ -205,6 +209,17 @@ impl LibvirtDriver {
     /// The instance's serial console log.
     pub fn console_log(&self, id: &ServerId) -> PathBuf {
         self.instance_dir(id).join("console.log")
+    }
+
+    /// Keeps a serial log under its cap. QEMU writes it through a descriptor opened with
+    /// `O_APPEND` (`append='on'`), so it is copied and truncated rather than renamed; a
+    /// host whose libvirt hands the file to virtlogd gets virtlogd's rotation on top.
+    /// Done on every power-state sync and console read, so a flooding guest overshoots by
+    /// at most what it writes in one sync interval.
+    fn cap_console(&self, log: &Path) {
+        if let Err(e) = driver::console::copy_truncate(log, self.cfg.console_max_bytes) {
+            tracing::warn!(log = %log.display(), error = %e, "capping the serial log");
+        }
     }
 
     fn lookup(&self, id: &ServerId) -> Result<Option<Domain>, Error> {
@@ -757,25 +772,19 @@ impl ComputeDriver for LibvirtDriver {
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> driver::Result<String> {
         let _ = self.domain(id)?;
-        let bytes = match std::fs::read(self.console_log(id)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::Io("reading the console log".into(), e).into()),
-        };
-        // Nova returns at most the last 100 KiB.
-        let start = bytes.len().saturating_sub(100 * 1024);
-        let text = String::from_utf8_lossy(&bytes[start..]).replace('\r', "");
-        Ok(match lines {
-            Some(n) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(n)..].join("\n")
-            }
-            None => text,
-        })
+        let log = self.console_log(id);
+        self.cap_console(&log);
+        // Nova returns at most the last 100 KiB, read here from the end of the files.
+        let old = driver::console::rotated(&log);
+        let raw = driver::console::tail(&[&old, &log], driver::console::TAIL_BYTES)
+            .map_err(|e| Error::Io("reading the console log".into(), e))?;
+        Ok(driver::console::last_lines(&raw, lines))
     }
 
     fn get_info(&self, id: &ServerId) -> driver::Result<InstanceInfo> {
         let d = self.domain(id)?;
+        // The power-state sync asks every few seconds: the serial log is capped here.
+        self.cap_console(&self.console_log(id));
         Ok(InstanceInfo {
             power_state: Self::power(&d)?,
         })
@@ -800,7 +809,9 @@ impl ComputeDriver for LibvirtDriver {
     fn rebuild(&self, spec: &InstanceSpec) -> driver::Result<()> {
         let d = self.redefine(spec, true)?;
         // The console log starts afresh with the new disk.
-        let _ = std::fs::remove_file(self.console_log(&spec.id));
+        let log = self.console_log(&spec.id);
+        let _ = std::fs::remove_file(driver::console::rotated(&log));
+        let _ = std::fs::remove_file(log);
         d.create().map_err(Error::from)?;
         net::harden_taps(&d);
         Ok(())
