@@ -7,9 +7,11 @@
 //! - `apt remove` (the prerm's `remove`): every guest is powered off, keeping its disk or
 //!   root filesystem and its definition in the state directory (a reinstalled onebox finds
 //!   them SHUTOFF); dnsmasq stopped; bridges and the nft table deleted.
-//! - `apt purge` (the same prerm, with `--purge` from the postrm's purge when onebox is still
-//!   there, else the prerm of a `dpkg --purge`): every guest destroyed as a delete would,
-//!   before the state directory that holds their disks is deleted.
+//! - `apt purge`: the prerm's teardown has powered every guest off; the postrm (the binary
+//!   is gone by then) undefines onebox's domains, removes the empty cgroups, unmounts the
+//!   containers' layers and deletes the tables and the state directory.
+//! - `onebox teardown --purge` destroys every guest as a delete would, for an administrator
+//!   who wants the box empty while onebox is still installed.
 //!
 //! Refused while a onebox serves the data directory: the service must stop first.
 

@@ -110,8 +110,10 @@ check "/etc/onebox/onebox.toml is a conffile" \
 check "Depends comes from the shared libraries (libc6)" grep -q '^ Depends:.*libc6' "$tmp/info"
 check "Depends on qemu-utils (the image service checks every disk with qemu-img)" \
     grep -q '^ Depends:.*qemu-utils' "$tmp/info"
-check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend), nftables (the NAT uplink)" \
-    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage, nftables$' "$tmp/info"
+check "Depends on nftables (the host table that guards the host from guests)" \
+    grep -q '^ Depends:.*nftables' "$tmp/info"
+check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend)" \
+    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage$' "$tmp/info"
 check "nothing Python in the dependencies" \
     sh -c "! grep -E '^ (Pre-)?Depends:.*python' '$tmp/info'"
 
@@ -309,9 +311,13 @@ leftovers() {
     done
     pgrep -f 'dnsmasq.*/var/lib/onebox' >/dev/null && { echo "  a dnsmasq of onebox's"; return 1; }
     ls /sys/class/net | grep -q '^obr' && { echo "  a project bridge"; return 1; }
-    if command -v nft >/dev/null 2>&1 && nft list table ip onebox >/dev/null 2>&1; then
-        echo "  onebox's nft table"
-        return 1
+    if command -v nft >/dev/null 2>&1; then
+        for t in "ip onebox" "inet onebox" "bridge onebox"; do
+            if nft list table $t >/dev/null 2>&1; then
+                echo "  onebox's nft table $t"
+                return 1
+            fi
+        done
     fi
     return 0
 }

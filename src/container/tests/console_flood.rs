@@ -53,6 +53,9 @@ fn a_container_flooding_its_console_leaves_a_capped_log_and_its_last_lines_are_s
     }
     let mut env = Env::new("flood");
     with_init(&env.image.path, FLOOD_INIT);
+    // The image changed: its content hash (the cache's key) with it.
+    env.image.content_hash =
+        driver::imagecache::content_hash_of(&env.image.path).expect("the image's hash");
     let cap: u64 = 64 * 1024;
     env.cfg.console_max_bytes = cap;
     env.driver = Some(ContainerDriver::new(env.cfg.clone()).expect("driver"));
