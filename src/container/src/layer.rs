@@ -97,9 +97,15 @@ pub fn mount(p: &Paths) -> Result<(), String> {
         return Ok(());
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // Checking and growing the file system is safe only while no loop device holds it;
+    // otherwise it grows at a later mount.
     if p.layer_grow_mark().exists() {
-        grow_offline(&img)?;
-        let _ = std::fs::remove_file(p.layer_grow_mark());
+        if still_attached(&img) {
+            tracing::warn!(image = %img.display(), "the layer is still in use; it grows later");
+        } else {
+            grow_offline(&img)?;
+            let _ = std::fs::remove_file(p.layer_grow_mark());
+        }
     }
     tool(
         Command::new("mount")
@@ -186,12 +192,37 @@ fn grow_offline(img: &Path) -> Result<(), String> {
     tool(Command::new("resize2fs").arg(img), "resize2fs")
 }
 
-/// Unmounts the layer, leaving its file.
+/// Unmounts the layer, leaving its file: at once when nothing uses it, else lazily (the
+/// file system lives on until its last user goes).
 pub fn unmount(p: &Paths) -> Result<(), String> {
     let dir = p.layer();
     if is_mounted(&dir) {
-        nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| format!("unmounting {}: {e}", dir.display()))?;
+        match nix::mount::umount2(&dir, nix::mount::MntFlags::empty()) {
+            Err(nix::errno::Errno::EBUSY) => {
+                nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH)
+                    .map_err(|e| format!("unmounting {}: {e}", dir.display()))?
+            }
+            r => r.map_err(|e| format!("unmounting {}: {e}", dir.display()))?,
+        }
     }
     Ok(())
+}
+
+/// Whether a loop device still holds `img` (a lazily unmounted layer that is still in use,
+/// or one whose loop device the kernel has not released yet), waiting a little for the
+/// kernel to let go.
+fn still_attached(img: &Path) -> bool {
+    for _ in 0..50 {
+        let held = Command::new("losetup")
+            .args(["-n", "-O", "NAME", "-j"])
+            .arg(img)
+            .output()
+            .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+            .unwrap_or(true);
+        if !held {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    true
 }
