@@ -15,6 +15,7 @@ pub mod identity;
 pub mod image;
 mod migrations;
 pub mod operator;
+mod query_columns;
 pub mod stats;
 
 use std::path::{Path, PathBuf};

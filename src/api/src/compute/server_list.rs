@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use compute::{ServerQuery, SortKey};
+use compute::ServerQuery;
 use model::ProjectId;
-use model::compute::{PowerState, states_for_status};
+use model::compute::{PowerState, ServerFilter, ServerSortKey, states_for_status};
 use regex::Regex;
 use serde_json::{Value, json};
-use store::compute::SqlValue;
 
 use super::Links;
 use super::servers::{id_from_ref, view};
@@ -201,7 +200,7 @@ fn status_filters(
                 return Err(Fault::bad_request("Invalid status value"));
             }
             // Before 2.38 an unknown status matches nothing.
-            None => query.exact.push(("vm_state", SqlValue::Text("-".into()))),
+            None => query.filters.push(ServerFilter::Nothing),
         }
     }
     Ok(())
@@ -264,19 +263,15 @@ fn pattern_filters(
 /// The exact filters everyone may use: `image`, `flavor`, `reservation_id`, `locked` (2.73).
 fn exact_filters(ver: ApiVersion, q: &QueryPairs, query: &mut ServerQuery) -> Result<(), Fault> {
     if let Some(img) = q.get("image") {
-        query
-            .exact
-            .push(("image_id", SqlValue::Text(id_from_ref(img))));
+        query.filters.push(ServerFilter::ImageId(id_from_ref(img)));
     }
     if let Some(f) = q.get("flavor") {
-        query
-            .exact
-            .push(("flavorid", SqlValue::Text(id_from_ref(f))));
+        query.filters.push(ServerFilter::FlavorId(id_from_ref(f)));
     }
     if let Some(r) = q.get("reservation_id") {
         query
-            .exact
-            .push(("reservation_id", SqlValue::Text(r.to_owned())));
+            .filters
+            .push(ServerFilter::ReservationId(r.to_owned()));
     }
     if ver.at_least(73)
         && let Some(l) = q.get("locked")
@@ -284,9 +279,7 @@ fn exact_filters(ver: ApiVersion, q: &QueryPairs, query: &mut ServerQuery) -> Re
         let on = v::query_bool(l).ok_or_else(|| {
             Fault::bad_request(format!("Unrecognized value '{l}', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'"))
         })?;
-        query
-            .exact
-            .push(("(locked_by IS NOT NULL)", SqlValue::Integer(i64::from(on))));
+        query.filters.push(ServerFilter::Locked(on));
     }
     Ok(())
 }
@@ -295,35 +288,29 @@ fn exact_filters(ver: ApiVersion, q: &QueryPairs, query: &mut ServerQuery) -> Re
 fn opened_filters(q: &QueryPairs, query: &mut ServerQuery) -> Result<(), Fault> {
     if let Some(az) = q.get("availability_zone") {
         query
-            .exact
-            .push(("availability_zone", SqlValue::Text(az.to_owned())));
+            .filters
+            .push(ServerFilter::AvailabilityZone(az.to_owned()));
     }
     if let Some(u) = q.get("user_id") {
-        query.exact.push(("user_id", SqlValue::Text(u.to_owned())));
+        query.filters.push(ServerFilter::UserId(u.to_owned()));
     }
     if let Some(k) = q.get("key_name") {
         query.key_name = Some(regex_filter(k)?);
     }
     if let Some(vs) = q.get("vm_state") {
-        query
-            .exact
-            .push(("vm_state", SqlValue::Text(vs.to_owned())));
+        query.filters.push(ServerFilter::VmState(vs.to_owned()));
     }
     if let Some(ts) = q.get("task_state") {
-        query
-            .exact
-            .push(("task_state", SqlValue::Text(ts.to_owned())));
+        query.filters.push(ServerFilter::TaskState(ts.to_owned()));
     }
     if let Some(p) = q.get("power_state") {
         query
-            .exact
-            .push(("power_state", SqlValue::Integer(power_state_code(p)?)));
+            .filters
+            .push(ServerFilter::PowerState(power_state_code(p)?));
     }
     if let Some(cd) = q.get("config_drive") {
         let on = v::query_bool(cd).unwrap_or(false);
-        query
-            .exact
-            .push(("config_drive", SqlValue::Integer(i64::from(on))));
+        query.filters.push(ServerFilter::ConfigDrive(on));
     }
     Ok(())
 }
@@ -349,7 +336,11 @@ fn power_state_code(p: &str) -> Result<i64, Fault> {
 }
 
 /// `sort_key` and `sort_dir`, paired by position (a missing direction is `desc`).
-fn sort_keys(ver: ApiVersion, q: &QueryPairs, admin: bool) -> Result<Vec<(SortKey, bool)>, Fault> {
+fn sort_keys(
+    ver: ApiVersion,
+    q: &QueryPairs,
+    admin: bool,
+) -> Result<Vec<(ServerSortKey, bool)>, Fault> {
     let keys: Vec<&str> =
         q.0.iter()
             .filter(|(k, _)| k == "sort_key")
@@ -367,7 +358,8 @@ fn sort_keys(ver: ApiVersion, q: &QueryPairs, admin: bool) -> Result<Vec<(SortKe
                 "Only administrators can sort servers by host or node",
             ));
         }
-        let Some(key) = SortKey::parse(k).filter(|_| *k != "locked" || ver.at_least(73)) else {
+        let Some(key) = ServerSortKey::parse(k).filter(|_| *k != "locked" || ver.at_least(73))
+        else {
             if ver.at_least(75) {
                 return Err(Fault::bad_request(format!(
                     "Invalid input for query parameters sort_key. Value: {k}. '{k}' is not one of the allowed sort keys"
