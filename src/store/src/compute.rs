@@ -11,6 +11,8 @@ use model::compute::{
 use model::{ProjectId, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 
+pub use model::compute::{ActionEvent, InstanceAction};
+
 use crate::query_columns::{flavor_sort_column, server_condition, server_sort_column};
 use crate::{Error, Result, parse_ts, ts};
 
@@ -1281,30 +1283,6 @@ pub fn live_server_ids(c: &Connection) -> Result<Vec<String>> {
 }
 
 // ---- instance actions ----------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstanceAction {
-    pub id: i64,
-    pub server_id: String,
-    pub request_id: String,
-    pub action: String,
-    pub project_id: String,
-    pub user_id: String,
-    pub start_time: DateTime<Utc>,
-    pub finish_time: Option<DateTime<Utc>>,
-    pub message: Option<String>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionEvent {
-    pub event: String,
-    pub start_time: DateTime<Utc>,
-    pub finish_time: Option<DateTime<Utc>>,
-    pub result: Option<String>,
-    pub details: Option<String>,
-    pub host: String,
-}
 
 pub fn start_action(
     c: &Connection,

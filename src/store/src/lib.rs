@@ -62,6 +62,15 @@ impl Error {
             _ => Error::Sqlite(e),
         }
     }
+
+    /// The message of a [`Error::Conflict`] (the caller's to answer, as a 409); `None` for
+    /// every other error, which is the server's.
+    pub fn conflict(&self) -> Option<&str> {
+        match self {
+            Error::Conflict(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,7 +11,7 @@ use crate::extract::{Caller, Path, QueryPairs};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
-fn action_view(ver: ApiVersion, a: &store::compute::InstanceAction) -> Value {
+fn action_view(ver: ApiVersion, a: &model::compute::InstanceAction) -> Value {
     let mut o = json!({
         "action": a.action,
         "instance_uuid": a.server_id,
