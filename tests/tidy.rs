@@ -25,8 +25,8 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("container", &["driver", "model", "hostnet"]),
     ("driver-libvirt", &["driver", "model", "hostnet"]),
     ("baremetal", &["driver", "ipmi", "model", "store"]),
-    // `store` is still reached from `api` for row types and filters; those move down into
-    // `model` or up into the services, and then the edge goes.
+    // `api` speaks to the services, never to the store: row types and filters it shows are
+    // `model`'s.
     (
         "api",
         &[
@@ -36,7 +36,6 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "model",
             "driver",
             "baremetal",
-            "store",
         ],
     ),
     (
@@ -75,7 +74,6 @@ const MAX_LINES: usize = 800;
 /// Source files allowed past `MAX_LINES` for now, each to be split by operation.
 const LONG_FILES: &[&str] = &[
     "src/api/src/baremetal/mod.rs",
-    "src/api/src/compute/servers.rs",
     "src/compute/src/lifecycle.rs",
     "src/compute/src/servers.rs",
     "src/image/src/lib.rs",
@@ -291,17 +289,25 @@ fn long_file_allowances_are_still_needed() {
 fn a_forbidden_edge_is_caught() {
     let mut crates = manifests();
     assert!(forbidden_edges(&crates, ALLOWED_EDGES).is_empty());
-    // model reaching up into compute, and store into api: both must be refused.
+    // model reaching up into compute, store into api, and api past the services into
+    // store: all must be refused.
     crates
         .entry("model".into())
         .or_default()
         .insert("compute".into());
     crates
+        .entry("api".into())
+        .or_default()
+        .insert("store".into());
+    crates
         .entry("store".into())
         .or_default()
         .insert("api".into());
     let bad = forbidden_edges(&crates, ALLOWED_EDGES);
-    assert_eq!(bad, vec!["model -> compute", "store -> api"]);
+    assert_eq!(
+        bad,
+        vec!["api -> store", "model -> compute", "store -> api"]
+    );
     // A crate the table does not know may depend on no workspace crate.
     let mut unknown = BTreeMap::new();
     unknown.insert(

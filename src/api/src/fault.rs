@@ -150,12 +150,12 @@ impl From<compute::Error> for Fault {
     }
 }
 
-impl From<store::Error> for Fault {
-    fn from(e: store::Error) -> Self {
-        match e {
-            store::Error::Conflict(m) => Fault::conflict(m),
-            other => Fault::internal(&other),
-        }
+/// A storage error that reached the API inside another service's error: a conflict (a
+/// constraint the request broke) is the caller's, anything else is internal.
+pub(crate) fn storage(conflict: Option<&str>, cause: &dyn std::fmt::Display) -> Fault {
+    match conflict {
+        Some(m) => Fault::conflict(m.to_owned()),
+        None => Fault::internal(cause),
     }
 }
 

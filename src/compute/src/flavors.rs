@@ -1,7 +1,7 @@
 //! Flavors: who sees which, and their administration.
 
 use model::ProjectId;
-use model::compute::{Flavor, FlavorId};
+use model::compute::{Flavor, FlavorId, FlavorSortKey};
 use store::compute::{self as sql, FlavorQuery, FlavorVisibility};
 
 use identity::Context;
@@ -64,7 +64,7 @@ impl Compute {
         is_public: Option<bool>,
         min_ram: Option<u64>,
         min_disk: Option<u64>,
-        sort_key: &'static str,
+        sort_key: FlavorSortKey,
         ascending: bool,
     ) -> Result<Vec<Flavor>> {
         let visibility = if ctx.is_admin() {

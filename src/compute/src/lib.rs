@@ -32,7 +32,8 @@ pub use images::{
     CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
 };
 pub use lifecycle::RebuildRequest;
-pub use servers::{CreateRequest, NetworkRequest, ServerQuery, SortKey};
+pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
+pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

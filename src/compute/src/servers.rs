@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use model::compute::{
-    Backend, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerId, TaskState, VmState,
+    Backend, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerFilter, ServerId, ServerSortKey,
+    TaskState, VmState,
 };
 use model::{Persona, ProjectId};
 use regex::Regex;
@@ -66,45 +67,6 @@ pub struct ServerPatch {
     pub access_ipv6: Option<Option<String>>,
 }
 
-/// A sort key Nova accepts for servers, mapped to a column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SortKey(pub &'static str);
-
-impl SortKey {
-    /// Nova's sort key name → column; `None` for keys onebox does not sort on.
-    pub fn parse(key: &str) -> Option<Self> {
-        let col = match key {
-            "access_ip_v4" => "access_ipv4",
-            "access_ip_v6" => "access_ipv6",
-            "availability_zone" => "availability_zone",
-            "config_drive" => "config_drive",
-            "created_at" => "created_at",
-            "display_description" => "description",
-            "display_name" => "name",
-            "host" | "node" => "host",
-            "hostname" => "hostname",
-            "image_ref" => "image_id",
-            "instance_type_id" => "flavorid",
-            "key_name" => "key_name",
-            "launch_index" => "launch_index",
-            "launched_at" => "launched_at",
-            "locked" | "locked_by" => "locked_by",
-            "power_state" => "power_state",
-            "progress" => "progress",
-            "project_id" => "project_id",
-            "task_state" => "task_state",
-            "terminated_at" => "terminated_at",
-            "updated_at" => "updated_at",
-            "user_id" => "user_id",
-            "uuid" => "id",
-            "vm_state" => "vm_state",
-            "kernel_id" | "ramdisk_id" | "root_device_name" | "auto_disk_config" => "seq",
-            _ => return None,
-        };
-        Some(SortKey(col))
-    }
-}
-
 /// A validated server listing.
 #[derive(Clone, Debug, Default)]
 pub struct ServerQuery {
@@ -121,13 +83,14 @@ pub struct ServerQuery {
     pub hostname: Option<Regex>,
     pub ip: Option<Regex>,
     pub key_name: Option<Regex>,
-    /// Exact matches on columns the API chose.
-    pub exact: Vec<(&'static str, store::compute::SqlValue)>,
+    /// Exact matches, all of which a server must meet.
+    pub filters: Vec<ServerFilter>,
     pub tags: Vec<String>,
     pub tags_any: Vec<String>,
     pub not_tags: Vec<String>,
     pub not_tags_any: Vec<String>,
-    pub sort: Vec<(SortKey, bool)>,
+    /// Sort keys, each ascending or not; none for newest first.
+    pub sort: Vec<(ServerSortKey, bool)>,
     pub marker: Option<String>,
     pub limit: Option<usize>,
 }
@@ -515,9 +478,7 @@ impl Compute {
         if let Some(t) = q.changes_before {
             conds.push(Cond::ChangedBefore(t));
         }
-        for (col, v) in &q.exact {
-            conds.push(Cond::Eq(col, v.clone()));
-        }
+        conds.extend(q.filters.iter().cloned().map(Cond::Is));
         if !q.tags.is_empty() {
             conds.push(Cond::AllTags(q.tags.clone()));
         }
@@ -552,10 +513,10 @@ impl Compute {
             };
             return Ok(self.store.read(move |c| sql::load_servers(c, &ids)).await?);
         }
-        let order: Vec<(&'static str, bool)> = if q.sort.is_empty() {
-            vec![("created_at", false)]
+        let order = if q.sort.is_empty() {
+            vec![(ServerSortKey::CreatedAt, false)]
         } else {
-            q.sort.iter().map(|(k, asc)| (k.0, *asc)).collect()
+            q.sort.clone()
         };
         let with_addresses = q.ip.is_some();
         let keys = self

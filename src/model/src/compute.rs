@@ -7,6 +7,12 @@ use chrono::{DateTime, Utc};
 
 use crate::{ProjectId, UserId};
 
+mod actions;
+mod query;
+
+pub use actions::{ActionEvent, InstanceAction};
+pub use query::{FlavorSortKey, ServerFilter, ServerSortKey};
+
 /// A server's id: a UUID in its hyphenated form, as Nova shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServerId(String);

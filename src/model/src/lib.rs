@@ -5,6 +5,10 @@
 //! user id is expected.
 
 pub mod compute;
+mod identity_filters;
+pub mod operator;
+
+pub use identity_filters::{AssignmentFilter, ProjectFilter, UserFilter};
 
 use std::fmt;
 

@@ -5,15 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use model::compute::{
-    Address, Backend, Flavor, FlavorId, Keypair, KeypairType, LockedBy, PowerState, Server,
-    ServerFault, ServerId, TaskState, Usage, VmState,
+    Address, Backend, Flavor, FlavorId, FlavorSortKey, Keypair, KeypairType, LockedBy, PowerState,
+    Server, ServerFault, ServerFilter, ServerId, ServerSortKey, TaskState, Usage, VmState,
 };
 use model::{ProjectId, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 
-use crate::{Error, Result, parse_ts, ts};
+pub use model::compute::{ActionEvent, InstanceAction};
 
-pub use rusqlite::types::Value as SqlValue;
+use crate::query_columns::{flavor_sort_column, server_condition, server_sort_column};
+use crate::{Error, Result, parse_ts, ts};
 
 // ---- flavors -------------------------------------------------------------------------------
 
@@ -112,8 +113,7 @@ pub struct FlavorQuery {
     pub visibility: FlavorVisibility,
     pub min_ram: Option<u64>,
     pub min_disk: Option<u64>,
-    /// Sort column (already validated) and direction.
-    pub sort_key: &'static str,
+    pub sort_key: FlavorSortKey,
     pub ascending: bool,
 }
 
@@ -133,7 +133,7 @@ pub fn list_flavors(c: &Connection, q: &FlavorQuery) -> Result<Vec<Flavor>> {
         "SELECT {FLAVOR_COLS} FROM flavors
          WHERE {vis} AND (?1 IS NULL OR ram_mb >= ?1) AND (?2 IS NULL OR disk_gb >= ?2)
          ORDER BY {key} {dir}, flavorid {dir}",
-        key = q.sort_key
+        key = flavor_sort_column(q.sort_key)
     );
     let mut st = c.prepare_cached(&sql)?;
     let rows = st.query_map(params![q.min_ram, q.min_disk, project], flavor_row)?;
@@ -729,7 +729,8 @@ pub enum Cond {
     Deleted(bool),
     VmStates(Vec<VmState>),
     TaskStates(Vec<Option<TaskState>>),
-    Eq(&'static str, Value),
+    /// An exact match the API asked for.
+    Is(ServerFilter),
     /// `updated_at >= t`
     ChangedSince(DateTime<Utc>),
     /// `updated_at <= t`
@@ -796,9 +797,9 @@ fn where_clause(conds: &[Cond]) -> (String, Vec<Value>) {
                 }
                 sql.push_str(&format!(" AND ({})", parts.join(" OR ")));
             }
-            Cond::Eq(col, v) => {
-                let m = push(&mut args, v.clone());
-                sql.push_str(&format!(" AND {col} IS {m}"));
+            Cond::Is(f) => {
+                let c = server_condition(f, |v| push(&mut args, v));
+                sql.push_str(&format!(" AND {c}"));
             }
             Cond::ChangedSince(t) => {
                 let m = push(&mut args, Value::Text(ts(*t)));
@@ -844,19 +845,21 @@ fn where_clause(conds: &[Cond]) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// Candidates for a listing, in the requested order. `order` pairs are (column, ascending);
-/// columns come from a fixed list in the caller, never from the client.
+/// Candidates for a listing, in the requested order. `order` pairs are (key, ascending).
 pub fn server_keys(
     c: &Connection,
     conds: &[Cond],
-    order: &[(&'static str, bool)],
+    order: &[(ServerSortKey, bool)],
     with_addresses: bool,
 ) -> Result<Vec<ServerKey>> {
     let (where_sql, args) = where_clause(conds);
     let mut sql = format!("SELECT id, name, hostname, key_name FROM servers s{where_sql}");
     let mut order_sql: Vec<String> = order
         .iter()
-        .map(|(col, asc)| format!("{col} {}", if *asc { "ASC" } else { "DESC" }))
+        .map(|(key, asc)| {
+            let col = server_sort_column(*key);
+            format!("{col} {}", if *asc { "ASC" } else { "DESC" })
+        })
         .collect();
     let last_dir = order.last().is_some_and(|(_, a)| *a);
     order_sql.push(format!("seq {}", if last_dir { "ASC" } else { "DESC" }));
@@ -1280,30 +1283,6 @@ pub fn live_server_ids(c: &Connection) -> Result<Vec<String>> {
 }
 
 // ---- instance actions ----------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InstanceAction {
-    pub id: i64,
-    pub server_id: String,
-    pub request_id: String,
-    pub action: String,
-    pub project_id: String,
-    pub user_id: String,
-    pub start_time: DateTime<Utc>,
-    pub finish_time: Option<DateTime<Utc>>,
-    pub message: Option<String>,
-    pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionEvent {
-    pub event: String,
-    pub start_time: DateTime<Utc>,
-    pub finish_time: Option<DateTime<Utc>>,
-    pub result: Option<String>,
-    pub details: Option<String>,
-    pub host: String,
-}
 
 pub fn start_action(
     c: &Connection,

@@ -9,6 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Error, Result, parse_ts, ts};
 
+pub use model::{AssignmentFilter, ProjectFilter, UserFilter};
+
 fn now() -> String {
     ts(Utc::now())
 }
@@ -107,13 +109,6 @@ pub fn find_project(c: &Connection, domain: &DomainId, name: &str) -> Result<Opt
         project_row,
     )
     .optional()?)
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct ProjectFilter {
-    pub name: Option<String>,
-    pub domain_id: Option<DomainId>,
-    pub enabled: Option<bool>,
 }
 
 pub fn list_projects(c: &Connection, f: &ProjectFilter) -> Result<Vec<Project>> {
@@ -248,13 +243,6 @@ pub fn password_hash(c: &Connection, id: &UserId) -> Result<Option<String>> {
             .optional()?
             .flatten(),
     )
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct UserFilter {
-    pub name: Option<String>,
-    pub domain_id: Option<DomainId>,
-    pub enabled: Option<bool>,
 }
 
 pub fn list_users(c: &Connection, f: &UserFilter) -> Result<Vec<User>> {
@@ -411,13 +399,6 @@ pub fn revoke(c: &Connection, a: &Assignment) -> Result<bool> {
          WHERE user_id = ?1 AND target_type = ?2 AND target_id = ?3 AND role_id = ?4",
         params![a.user_id.as_str(), kind, id, a.role_id.as_str()],
     )? > 0)
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct AssignmentFilter {
-    pub user_id: Option<UserId>,
-    pub target: Option<Target>,
-    pub role_id: Option<RoleId>,
 }
 
 pub fn list_assignments(c: &Connection, f: &AssignmentFilter) -> Result<Vec<Assignment>> {

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod image;
 mod migrations;
 pub mod operator;
+mod query_columns;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,15 @@ impl Error {
                 Error::Conflict(msg.clone().unwrap_or_else(|| "constraint violation".into()))
             }
             _ => Error::Sqlite(e),
+        }
+    }
+
+    /// The message of a [`Error::Conflict`] (the caller's to answer, as a 409); `None` for
+    /// every other error, which is the server's.
+    pub fn conflict(&self) -> Option<&str> {
+        match self {
+            Error::Conflict(m) => Some(m),
+            _ => None,
         }
     }
 }

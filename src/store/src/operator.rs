@@ -6,20 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Result, parse_ts, ts};
 
-// ---- server groups -------------------------------------------------------------------------
+pub use model::operator::{SERVICES, ServerGroup, ServiceRow};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerGroup {
-    pub id: String,
-    pub name: String,
-    pub project_id: String,
-    pub user_id: String,
-    pub policy: String,
-    pub max_server_per_host: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    /// Live member servers, in the order they joined.
-    pub members: Vec<String>,
-}
+// ---- server groups -------------------------------------------------------------------------
 
 const GROUP_COLS: &str = "id, name, project_id, user_id, policy, max_server_per_host, created_at";
 
@@ -151,26 +140,6 @@ pub fn placed_members(c: &Connection, group: &str, server: &str) -> Result<i64> 
 }
 
 // ---- services ------------------------------------------------------------------------------
-
-/// One service of the box, as os-services shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceRow {
-    pub binary: String,
-    /// The integer id of microversions before 2.53.
-    pub seq: i64,
-    /// The UUID of 2.53 and later.
-    pub id: String,
-    /// For `nova-compute`: the UUID of the compute node (the hypervisor).
-    pub node_id: String,
-    pub disabled: bool,
-    pub disabled_reason: Option<String>,
-    pub forced_down: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The services of the box, in the order os-services lists them.
-pub const SERVICES: &[&str] = &["nova-scheduler", "nova-conductor", "nova-compute"];
 
 fn service_row(r: &Row<'_>) -> rusqlite::Result<ServiceRow> {
     Ok(ServiceRow {

@@ -197,7 +197,7 @@ impl From<BmError> for Fault {
             BmError::BadRequest(m) => Fault::bad_request(m),
             BmError::Conflict(m) => Fault::conflict(m),
             BmError::Bmc(m) => Fault::new(StatusCode::SERVICE_UNAVAILABLE, m),
-            BmError::Store(s) => Fault::from(s),
+            BmError::Store(s) => crate::fault::storage(s.conflict(), &s),
         }
     }
 }

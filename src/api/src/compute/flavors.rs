@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use model::ProjectId;
-use model::compute::{Flavor, FlavorId};
+use model::compute::{Flavor, FlavorId, FlavorSortKey};
 use serde_json::{Value, json};
 
 use super::validate as v;
@@ -12,24 +12,6 @@ use super::{Links, views};
 use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
-
-const SORT_KEYS: &[(&str, &str)] = &[
-    ("created_at", "created_at"),
-    ("description", "description"),
-    ("disabled", "disabled"),
-    ("ephemeral_gb", "ephemeral_gb"),
-    ("flavorid", "flavorid"),
-    ("id", "flavorid"),
-    ("is_public", "is_public"),
-    ("memory_mb", "ram_mb"),
-    ("name", "name"),
-    ("root_gb", "disk_gb"),
-    ("rxtx_factor", "rxtx_factor"),
-    ("swap", "swap_mb"),
-    ("updated_at", "created_at"),
-    ("vcpu_weight", "flavorid"),
-    ("vcpus", "vcpus"),
-];
 
 async fn listing(
     s: &AppState,
@@ -74,11 +56,8 @@ async fn listing(
     };
     let (min_ram, min_disk) = (num("minRam")?, num("minDisk")?);
     let sort_key = match q.get("sort_key") {
-        None => "flavorid",
-        Some(k) => SORT_KEYS
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, c)| *c)
+        None => FlavorSortKey::FlavorId,
+        Some(k) => FlavorSortKey::parse(k)
             .ok_or_else(|| Fault::bad_request(format!("Invalid sort key: {k}")))?,
     };
     let ascending = match q.get("sort_dir") {

@@ -135,7 +135,7 @@ async fn listing(
         lq.statuses = Some(glance_statuses(st));
     }
     if let Some(t) = q.get("changes-since") {
-        let since = super::servers::parse_time("changes-since", t)?;
+        let since = super::validate::parse_time("changes-since", t)?;
         lq.updated_at.push((image::TimeOp::Gte, since));
     }
     if let Some(server) = q.get("server") {

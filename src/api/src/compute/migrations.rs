@@ -42,11 +42,11 @@ pub async fn list(
         v::query_only(&q.0, &allowed)?;
         let since = q
             .get("changes-since")
-            .map(|t| super::servers::parse_time("changes-since", t))
+            .map(|t| super::validate::parse_time("changes-since", t))
             .transpose()?;
         let before = q
             .get("changes-before")
-            .map(|t| super::servers::parse_time("changes-before", t))
+            .map(|t| super::validate::parse_time("changes-before", t))
             .transpose()?;
         if let (Some(a), Some(b)) = (since, before)
             && a > b

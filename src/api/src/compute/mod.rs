@@ -21,11 +21,17 @@ mod diagnostics;
 mod flavors;
 mod hypervisors;
 mod images;
+mod instance_actions;
+mod ips;
 mod keypairs;
+mod links;
 mod migrations;
 mod quotas;
 mod server_actions;
 mod server_groups;
+mod server_list;
+mod server_metadata;
+mod server_tags;
 mod servers;
 mod services;
 mod usage;
@@ -44,89 +50,7 @@ use tower::ServiceBuilder;
 use crate::microversion::{self, MIN_VERSION};
 use crate::{AppState, Fault, Service, auth, fault};
 
-/// The URL prefix a request used up to and including its project id, e.g.
-/// `/compute/v2.1/4f1…`. Links in responses repeat it, as Nova's do.
-#[derive(Clone, Debug)]
-pub struct UrlPrefix(pub String);
-
-/// Builds the links of a response: `self` (versioned, as the request was addressed) and
-/// `bookmark` (the same without the version segment).
-#[derive(Clone, Debug)]
-pub struct Links {
-    versioned: String,
-    bookmark: String,
-}
-
-impl Links {
-    pub fn new(base: &str, prefix: &str) -> Self {
-        let versioned = format!("{base}{prefix}");
-        // /compute/v2.1/pid → /compute/pid ; /compute/v2/pid → /compute/pid
-        let unversioned = prefix.replacen("/v2.1", "", 1).replacen("/v2", "", 1);
-        Self {
-            versioned,
-            bookmark: format!("{base}{unversioned}"),
-        }
-    }
-
-    pub fn href(&self, path: &str) -> String {
-        format!("{}/{path}", self.versioned)
-    }
-
-    pub fn bookmark(&self, collection: &str, id: &str) -> serde_json::Value {
-        serde_json::json!({"rel": "bookmark", "href": format!("{}/{collection}/{id}", self.bookmark)})
-    }
-
-    pub fn pair(&self, collection: &str, id: &str) -> serde_json::Value {
-        serde_json::json!([
-            {"rel": "self", "href": format!("{}/{collection}/{id}", self.versioned)},
-            self.bookmark(collection, id),
-        ])
-    }
-
-    /// The `next` link of a page: the same query with `marker` set to the last item.
-    pub fn next(&self, path: &str, query: &[(String, String)], marker: &str) -> serde_json::Value {
-        let mut q: Vec<(String, String)> = query
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .cloned()
-            .collect();
-        q.push(("marker".into(), marker.into()));
-        q.sort();
-        let qs = q
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        serde_json::json!([{"rel": "next", "href": format!("{}/{path}?{qs}", self.versioned)}])
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-impl axum::extract::FromRequestParts<AppState> for Links {
-    type Rejection = Fault;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Fault> {
-        let prefix = parts
-            .extensions
-            .get::<UrlPrefix>()
-            .map(|p| p.0.clone())
-            .unwrap_or_else(|| "/compute/v2.1".into());
-        Ok(Links::new(&state.base_url(&parts.headers), &prefix))
-    }
-}
+pub use links::{Links, UrlPrefix};
 
 /// The request id of the request being served, for instance actions.
 pub fn request_id(parts_ext: &axum::http::Extensions) -> String {
@@ -166,8 +90,8 @@ fn api_routes(state: AppState) -> Router {
             "/os-keypairs/{name}",
             get(keypairs::show).delete(keypairs::delete),
         )
-        .route("/servers", get(servers::list).post(servers::create))
-        .route("/servers/detail", get(servers::detail))
+        .route("/servers", get(server_list::list).post(servers::create))
+        .route("/servers/detail", get(server_list::detail))
         .route(
             "/servers/{id}",
             get(servers::show)
@@ -176,39 +100,39 @@ fn api_routes(state: AppState) -> Router {
         )
         .route(
             "/servers/{id}/metadata",
-            get(servers::metadata_list)
-                .post(servers::metadata_merge)
-                .put(servers::metadata_replace),
+            get(server_metadata::list)
+                .post(server_metadata::merge)
+                .put(server_metadata::replace),
         )
         .route(
             "/servers/{id}/metadata/{key}",
-            get(servers::metadata_show)
-                .put(servers::metadata_set)
-                .delete(servers::metadata_delete),
+            get(server_metadata::show)
+                .put(server_metadata::set)
+                .delete(server_metadata::delete),
         )
         .route(
             "/servers/{id}/tags",
-            get(servers::tags_list)
-                .put(servers::tags_replace)
-                .delete(servers::tags_clear),
+            get(server_tags::list)
+                .put(server_tags::replace)
+                .delete(server_tags::clear),
         )
         .route(
             "/servers/{id}/tags/{tag}",
-            get(servers::tag_check)
-                .put(servers::tag_add)
-                .delete(servers::tag_delete),
+            get(server_tags::check)
+                .put(server_tags::add)
+                .delete(server_tags::delete),
         )
         .route("/servers/{id}/action", post(server_actions::action))
         .route(
             "/servers/{id}/os-instance-actions",
-            get(server_actions::list),
+            get(instance_actions::list),
         )
         .route(
             "/servers/{id}/os-instance-actions/{request_id}",
-            get(server_actions::show),
+            get(instance_actions::show),
         )
-        .route("/servers/{id}/ips", get(servers::ips))
-        .route("/servers/{id}/ips/{network}", get(servers::ips_network))
+        .route("/servers/{id}/ips", get(ips::list))
+        .route("/servers/{id}/ips/{network}", get(ips::network))
         .route(
             "/os-quota-sets/{project}",
             get(quotas::show).put(quotas::update).delete(quotas::delete),

@@ -1,21 +1,152 @@
-//! `POST /servers/{id}/action` and `/servers/{id}/os-instance-actions`.
+//! `POST /servers/{id}/action`: the body is parsed into a [`ServerAction`] (one variant per
+//! Nova action, with its arguments checked), then [`run`] hands it to compute with an
+//! exhaustive `match`. An action this API does not know is refused by the parser.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
+use compute::RebuildRequest;
 use compute::actions::{LockChange, PowerAction};
-use serde_json::{Value, json};
+use model::compute::VmState;
+use serde_json::{Map, Value, json};
 
+use super::servers::{access_ip, hostname, id_from_ref, user_data, view};
 use super::validate as v;
 use super::views::ViewKind;
 use super::{Links, request_id, views};
-use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};
+use crate::extract::{AnyJson, Caller, JsonBody, Path};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
-/// The action body has exactly one key, the action's name.
+/// A server action with its parsed arguments, named as Nova's API reference names them.
+#[derive(Debug)]
+pub(super) enum ServerAction {
+    /// `reboot`: `HARD` when `hard`, else `SOFT`.
+    Reboot {
+        hard: bool,
+    },
+    /// `os-stop`
+    Stop,
+    /// `os-start`
+    Start,
+    Pause,
+    Unpause,
+    Suspend,
+    Resume,
+    /// `lock`, with a reason from 2.73.
+    Lock {
+        reason: Option<String>,
+    },
+    Unlock,
+    /// `os-getConsoleOutput`: the last `lines` lines, or all of it.
+    ConsoleOutput {
+        lines: Option<usize>,
+    },
+    Rebuild(Box<RebuildRequest>),
+    Resize {
+        flavor: String,
+    },
+    ConfirmResize,
+    RevertResize,
+    CreateImage {
+        name: String,
+        metadata: BTreeMap<String, String>,
+    },
+    CreateBackup {
+        name: String,
+        backup_type: String,
+        rotation: u32,
+        metadata: BTreeMap<String, String>,
+    },
+    Shelve,
+    ShelveOffload,
+    /// `unshelve`: an availability zone (`Some(None)` unpins) and a host, from 2.77/2.91.
+    Unshelve {
+        availability_zone: Option<Option<String>>,
+        host: Option<String>,
+    },
+    /// `os-resetState` to `active` or `error`.
+    ResetState(VmState),
+    ForceDelete,
+    Restore,
+    /// `trigger_crash_dump`, from 2.17.
+    TriggerCrashDump,
+    Rescue {
+        admin_pass: Option<String>,
+        image: Option<String>,
+    },
+    Unrescue,
+    /// `changePassword`
+    ChangePassword(String),
+}
+
+impl ServerAction {
+    /// An action body: exactly one key, the action's name, whose value holds its arguments.
+    pub(super) fn parse(ver: ApiVersion, body: &Value) -> Result<Self, Fault> {
+        let root = v::root(body)?;
+        if root.len() != 1 {
+            return Err(Fault::bad_request(
+                "Malformed request body: exactly one action is expected",
+            ));
+        }
+        let (name, arg) = root
+            .iter()
+            .next()
+            .ok_or_else(|| Fault::bad_request("Malformed request body"))?;
+        Self::parse_named(ver, name, arg)
+    }
+
+    /// The action `name` with its argument `arg`.
+    fn parse_named(ver: ApiVersion, name: &str, arg: &Value) -> Result<Self, Fault> {
+        Ok(match name {
+            "reboot" => reboot_args(arg)?,
+            "os-stop" => Self::Stop,
+            "os-start" => Self::Start,
+            "pause" => Self::Pause,
+            "unpause" => Self::Unpause,
+            "suspend" => Self::Suspend,
+            "resume" => Self::Resume,
+            "lock" => lock_args(ver, arg)?,
+            "unlock" => Self::Unlock,
+            "os-getConsoleOutput" => console_output_args(arg)?,
+            "rebuild" => Self::Rebuild(Box::new(rebuild_args(ver, arg)?)),
+            "resize" => resize_args(arg)?,
+            "confirmResize" => Self::ConfirmResize,
+            "revertResize" => Self::RevertResize,
+            "createImage" => create_image_args(arg)?,
+            "createBackup" => create_backup_args(arg)?,
+            "shelve" => Self::Shelve,
+            "shelveOffload" => Self::ShelveOffload,
+            "unshelve" => unshelve_args(ver, arg)?,
+            "os-resetState" => reset_state_args(arg)?,
+            "forceDelete" => Self::ForceDelete,
+            "restore" => Self::Restore,
+            "trigger_crash_dump" if ver.at_least(17) => {
+                if !arg.is_null() {
+                    return Err(v::invalid(
+                        "trigger_crash_dump",
+                        arg,
+                        &format!("{} is not of type 'null'", v::py_repr(arg)),
+                    ));
+                }
+                Self::TriggerCrashDump
+            }
+            "rescue" => rescue_args(arg)?,
+            // Nova's unrescue takes no schema: the body's value is ignored.
+            "unrescue" => Self::Unrescue,
+            "changePassword" => change_password_args(arg)?,
+            other => {
+                return Err(Fault::bad_request(format!(
+                    "There is no such action: {other}"
+                )));
+            }
+        })
+    }
+}
+
 pub async fn action(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -25,234 +156,240 @@ pub async fn action(
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
 ) -> Result<Response, Fault> {
-    let root = v::root(&body)?;
-    if root.len() != 1 {
-        return Err(Fault::bad_request(
-            "Malformed request body: exactly one action is expected",
-        ));
-    }
-    let (name, arg) = root
-        .iter()
-        .next()
-        .ok_or_else(|| Fault::bad_request("Malformed request body"))?;
+    let act = ServerAction::parse(ver, &body)?;
     let rid = request_id(&ext);
-    let power = |a: PowerAction| Some(a);
-    let act = match name.as_str() {
-        "reboot" => {
-            v::only("reboot", arg, &["type"])?;
-            let o = v::object("reboot", arg)?;
-            let t = v::required_in("reboot", arg, o, "type")?;
-            match t.as_str().map(str::to_ascii_uppercase).as_deref() {
-                Some("SOFT") => power(PowerAction::RebootSoft),
-                Some("HARD") => power(PowerAction::RebootHard),
-                _ => {
-                    return Err(v::invalid(
-                        "type",
-                        t,
-                        &format!(
-                            "{} is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
-                            v::py_repr(t)
-                        ),
-                    ));
-                }
-            }
+    run(&s, &c, ver, &l, &id, act, &rid).await
+}
+
+/// Carries out a parsed action and builds its answer: 202 with no body unless the action
+/// has something to say.
+async fn run(
+    s: &AppState,
+    c: &identity::Context,
+    ver: ApiVersion,
+    l: &Links,
+    id: &str,
+    act: ServerAction,
+    rid: &str,
+) -> Result<Response, Fault> {
+    let compute = &s.compute;
+    let power = |a: PowerAction| compute.power_action(c, id, a, rid);
+    match act {
+        ServerAction::Reboot { hard: true } => power(PowerAction::RebootHard).await?,
+        ServerAction::Reboot { hard: false } => power(PowerAction::RebootSoft).await?,
+        ServerAction::Stop => power(PowerAction::Stop).await?,
+        ServerAction::Start => power(PowerAction::Start).await?,
+        ServerAction::Pause => power(PowerAction::Pause).await?,
+        ServerAction::Unpause => power(PowerAction::Unpause).await?,
+        ServerAction::Suspend => power(PowerAction::Suspend).await?,
+        ServerAction::Resume => power(PowerAction::Resume).await?,
+        ServerAction::Lock { reason } => {
+            compute
+                .set_lock(c, id, LockChange::Lock { reason }, rid)
+                .await?
         }
-        "os-stop" => power(PowerAction::Stop),
-        "os-start" => power(PowerAction::Start),
-        "pause" => power(PowerAction::Pause),
-        "unpause" => power(PowerAction::Unpause),
-        "suspend" => power(PowerAction::Suspend),
-        "resume" => power(PowerAction::Resume),
-        "lock" => {
-            let reason = if ver.at_least(73) && !arg.is_null() {
-                v::only("lock", arg, &["locked_reason"])?;
-                let o = v::object("lock", arg)?;
-                v::opt_string("locked_reason", o.get("locked_reason"), 0, 255)?
-            } else {
-                None
-            };
-            s.compute
-                .set_lock(&c, &id, LockChange::Lock { reason }, &rid)
-                .await?;
-            None
-        }
-        "os-getConsoleOutput" => {
-            v::only("os-getConsoleOutput", arg, &["length"])?;
-            let o = v::object("os-getConsoleOutput", arg)?;
-            let lines = match o.get("length") {
-                None | Some(Value::Null) => None,
-                Some(l) => {
-                    let n = v::integer("length", l, -1, i64::from(i32::MAX))?;
-                    (n >= 0).then_some(n as usize)
-                }
-            };
-            let output = s.compute.console_output(&c, &id, lines).await?;
+        ServerAction::Unlock => compute.set_lock(c, id, LockChange::Unlock, rid).await?,
+        ServerAction::ConsoleOutput { lines } => {
+            let output = compute.console_output(c, id, lines).await?;
             return Ok(Json(json!({ "output": output })).into_response());
         }
-        "unlock" => {
-            s.compute
-                .set_lock(&c, &id, LockChange::Unlock, &rid)
-                .await?;
-            None
+        ServerAction::Rebuild(req) => {
+            let (server, admin_pass) = compute.rebuild(c, id, *req, rid).await?;
+            return Ok(rebuilt(ver, c, l, &server, &admin_pass));
         }
-        "rebuild" => return rebuild(&s, &c, ver, &l, &id, arg, &rid).await,
-        "resize" => {
-            v::only("resize", arg, &["flavorRef", "OS-DCF:diskConfig"])?;
-            let o = v::object("resize", arg)?;
-            let flavor = match v::required_in("resize", arg, o, "flavorRef")? {
-                Value::Number(n) => n.to_string(),
-                x => super::servers::id_from_ref(&v::string("flavorRef", x, 1, 255)?),
-            };
-            disk_config(o)?;
-            s.compute.resize(&c, &id, &flavor, &rid).await?;
-            None
-        }
-        "confirmResize" => {
-            s.compute.confirm_resize(&c, &id, &rid).await?;
+        ServerAction::Resize { flavor } => compute.resize(c, id, &flavor, rid).await?,
+        ServerAction::ConfirmResize => {
+            compute.confirm_resize(c, id, rid).await?;
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        "revertResize" => {
-            s.compute.revert_resize(&c, &id, &rid).await?;
-            None
+        ServerAction::RevertResize => compute.revert_resize(c, id, rid).await?,
+        ServerAction::CreateImage { name, metadata } => {
+            let image = compute.create_image(c, id, name, metadata, rid).await?;
+            return Ok(image_created(ver, l, &image));
         }
-        "createImage" => {
-            v::only("createImage", arg, &["name", "metadata"])?;
-            let o = v::object("createImage", arg)?;
-            let name = v::name("name", v::required_in("createImage", arg, o, "name")?)?;
-            let metadata = match o.get("metadata") {
-                Some(m) => v::metadata("metadata", m)?,
-                None => Default::default(),
-            };
-            let image = s
-                .compute
-                .create_image(&c, &id, name, metadata, &rid)
+        ServerAction::CreateBackup {
+            name,
+            backup_type,
+            rotation,
+            metadata,
+        } => {
+            let image = compute
+                .create_backup(c, id, name, backup_type, rotation, metadata, rid)
                 .await?;
-            return Ok(image_created(ver, &l, &image));
+            return Ok(image_created(ver, l, &image));
         }
-        "createBackup" => {
-            v::only(
-                "createBackup",
-                arg,
-                &["name", "backup_type", "rotation", "metadata"],
-            )?;
-            let o = v::object("createBackup", arg)?;
-            let name = v::name("name", v::required_in("createBackup", arg, o, "name")?)?;
-            let backup_type = v::string(
-                "backup_type",
-                v::required_in("createBackup", arg, o, "backup_type")?,
-                0,
-                255,
-            )?;
-            let rotation = v::integer(
-                "rotation",
-                v::required_in("createBackup", arg, o, "rotation")?,
-                0,
-                i64::from(i32::MAX),
-            )? as u32;
-            let metadata = match o.get("metadata") {
-                Some(m) => v::metadata("metadata", m)?,
-                None => Default::default(),
-            };
-            let image = s
-                .compute
-                .create_backup(&c, &id, name, backup_type, rotation, metadata, &rid)
-                .await?;
-            return Ok(image_created(ver, &l, &image));
+        ServerAction::Shelve => compute.shelve(c, id, rid).await?,
+        ServerAction::ShelveOffload => compute.shelve_offload(c, id, rid).await?,
+        ServerAction::Unshelve {
+            availability_zone,
+            host,
+        } => {
+            compute
+                .unshelve(c, id, availability_zone, host, rid)
+                .await?
         }
-        "shelve" => {
-            s.compute.shelve(&c, &id, &rid).await?;
-            None
-        }
-        "shelveOffload" => {
-            s.compute.shelve_offload(&c, &id, &rid).await?;
-            None
-        }
-        "unshelve" => {
-            let (az, host) = unshelve_args(ver, arg)?;
-            s.compute.unshelve(&c, &id, az, host, &rid).await?;
-            None
-        }
-        "os-resetState" => {
-            v::only("os-resetState", arg, &["state"])?;
-            let o = v::object("os-resetState", arg)?;
-            let st = v::required_in("os-resetState", arg, o, "state")?;
-            let vm = match st.as_str() {
-                Some("active") => model::compute::VmState::Active,
-                Some("error") => model::compute::VmState::Error,
-                _ => {
-                    return Err(v::invalid(
-                        "state",
-                        st,
-                        &format!("{} is not one of ['active', 'error']", v::py_repr(st)),
-                    ));
-                }
-            };
-            s.compute.reset_state(&c, &id, vm).await?;
-            None
-        }
-        "forceDelete" => {
-            s.compute.force_delete(&c, &id, &rid).await?;
-            None
-        }
-        "restore" => {
-            s.compute.restore(&c, &id, &rid).await?;
-            None
-        }
-        "trigger_crash_dump" if ver.at_least(17) => {
-            if !arg.is_null() {
-                return Err(v::invalid(
-                    "trigger_crash_dump",
-                    arg,
-                    &format!("{} is not of type 'null'", v::py_repr(arg)),
-                ));
-            }
-            s.compute.trigger_crash_dump(&c, &id, &rid).await?;
-            None
-        }
-        "rescue" => {
-            let (pass, image) = rescue_args(arg)?;
-            let pass = s.compute.rescue(&c, &id, pass, image, &rid).await?;
+        ServerAction::ResetState(vm) => compute.reset_state(c, id, vm).await?,
+        ServerAction::ForceDelete => compute.force_delete(c, id, rid).await?,
+        ServerAction::Restore => compute.restore(c, id, rid).await?,
+        ServerAction::TriggerCrashDump => compute.trigger_crash_dump(c, id, rid).await?,
+        ServerAction::Rescue { admin_pass, image } => {
+            let pass = compute.rescue(c, id, admin_pass, image, rid).await?;
             // `enable_instance_password` is always on: the password is returned.
             return Ok(Json(json!({ "adminPass": pass })).into_response());
         }
-        // Nova's unrescue takes no schema: the body's value is ignored.
-        "unrescue" => {
-            s.compute.unrescue(&c, &id, &rid).await?;
-            None
-        }
-        "changePassword" => {
-            v::only("changePassword", arg, &["adminPass"])?;
-            let o = v::object("changePassword", arg)?;
-            let pw = v::string(
-                "adminPass",
-                v::required_in("changePassword", arg, o, "adminPass")?,
-                0,
-                255,
-            )?;
-            s.compute.change_password(&c, &id, pw, &rid).await?;
-            None
-        }
-        other => {
-            return Err(Fault::bad_request(format!(
-                "There is no such action: {other}"
-            )));
-        }
-    };
-    if let Some(a) = act {
-        s.compute.power_action(&c, &id, a, &rid).await?;
+        ServerAction::Unrescue => compute.unrescue(c, id, rid).await?,
+        ServerAction::ChangePassword(pw) => compute.change_password(c, id, pw, rid).await?,
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
+// ---- arguments -----------------------------------------------------------------------------
+
+/// reboot's body: `{"type": "SOFT" | "HARD"}`, in any case.
+fn reboot_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("reboot", arg, &["type"])?;
+    let o = v::object("reboot", arg)?;
+    let t = v::required_in("reboot", arg, o, "type")?;
+    match t.as_str().map(str::to_ascii_uppercase).as_deref() {
+        Some("SOFT") => Ok(ServerAction::Reboot { hard: false }),
+        Some("HARD") => Ok(ServerAction::Reboot { hard: true }),
+        _ => Err(v::invalid(
+            "type",
+            t,
+            &format!(
+                "{} is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
+                v::py_repr(t)
+            ),
+        )),
+    }
+}
+
+/// lock's body: ignored before 2.73; from 2.73 null or `{"locked_reason": …}`.
+fn lock_args(ver: ApiVersion, arg: &Value) -> Result<ServerAction, Fault> {
+    let reason = if ver.at_least(73) && !arg.is_null() {
+        v::only("lock", arg, &["locked_reason"])?;
+        let o = v::object("lock", arg)?;
+        v::opt_string("locked_reason", o.get("locked_reason"), 0, 255)?
+    } else {
+        None
+    };
+    Ok(ServerAction::Lock { reason })
+}
+
+/// os-getConsoleOutput's body: `length`, where -1 (or none) means all of it.
+fn console_output_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("os-getConsoleOutput", arg, &["length"])?;
+    let o = v::object("os-getConsoleOutput", arg)?;
+    let lines = match o.get("length") {
+        None | Some(Value::Null) => None,
+        Some(l) => {
+            let n = v::integer("length", l, -1, i64::from(i32::MAX))?;
+            (n >= 0).then_some(n as usize)
+        }
+    };
+    Ok(ServerAction::ConsoleOutput { lines })
+}
+
+/// resize's body: `flavorRef` (an id or a URL) and an optional `OS-DCF:diskConfig`.
+fn resize_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("resize", arg, &["flavorRef", "OS-DCF:diskConfig"])?;
+    let o = v::object("resize", arg)?;
+    let flavor = match v::required_in("resize", arg, o, "flavorRef")? {
+        Value::Number(n) => n.to_string(),
+        x => id_from_ref(&v::string("flavorRef", x, 1, 255)?),
+    };
+    disk_config(o)?;
+    Ok(ServerAction::Resize { flavor })
+}
+
+/// An image's `metadata`, empty when absent.
+fn image_metadata(o: &Map<String, Value>) -> Result<BTreeMap<String, String>, Fault> {
+    match o.get("metadata") {
+        Some(m) => v::metadata("metadata", m),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// createImage's body: `name` and optional `metadata`.
+fn create_image_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("createImage", arg, &["name", "metadata"])?;
+    let o = v::object("createImage", arg)?;
+    let name = v::name("name", v::required_in("createImage", arg, o, "name")?)?;
+    let metadata = image_metadata(o)?;
+    Ok(ServerAction::CreateImage { name, metadata })
+}
+
+/// createBackup's body: `name`, `backup_type`, `rotation` and optional `metadata`.
+fn create_backup_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only(
+        "createBackup",
+        arg,
+        &["name", "backup_type", "rotation", "metadata"],
+    )?;
+    let o = v::object("createBackup", arg)?;
+    let name = v::name("name", v::required_in("createBackup", arg, o, "name")?)?;
+    let backup_type = v::string(
+        "backup_type",
+        v::required_in("createBackup", arg, o, "backup_type")?,
+        0,
+        255,
+    )?;
+    let rotation = v::integer(
+        "rotation",
+        v::required_in("createBackup", arg, o, "rotation")?,
+        0,
+        i64::from(i32::MAX),
+    )? as u32;
+    let metadata = image_metadata(o)?;
+    Ok(ServerAction::CreateBackup {
+        name,
+        backup_type,
+        rotation,
+        metadata,
+    })
+}
+
+/// os-resetState's body: `{"state": "active" | "error"}`.
+fn reset_state_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("os-resetState", arg, &["state"])?;
+    let o = v::object("os-resetState", arg)?;
+    let st = v::required_in("os-resetState", arg, o, "state")?;
+    match st.as_str() {
+        Some("active") => Ok(ServerAction::ResetState(VmState::Active)),
+        Some("error") => Ok(ServerAction::ResetState(VmState::Error)),
+        _ => Err(v::invalid(
+            "state",
+            st,
+            &format!("{} is not one of ['active', 'error']", v::py_repr(st)),
+        )),
+    }
+}
+
+/// changePassword's body: `{"adminPass": …}`.
+fn change_password_args(arg: &Value) -> Result<ServerAction, Fault> {
+    v::only("changePassword", arg, &["adminPass"])?;
+    let o = v::object("changePassword", arg)?;
+    let pw = v::string(
+        "adminPass",
+        v::required_in("changePassword", arg, o, "adminPass")?,
+        0,
+        255,
+    )?;
+    Ok(ServerAction::ChangePassword(pw))
+}
+
 /// rescue's body: null, or `adminPass` (any string) and `rescue_image_ref` (an image
 /// uuid), both optional.
-fn rescue_args(arg: &Value) -> Result<(Option<String>, Option<String>), Fault> {
+fn rescue_args(arg: &Value) -> Result<ServerAction, Fault> {
     if arg.is_null() {
-        return Ok((None, None));
+        return Ok(ServerAction::Rescue {
+            admin_pass: None,
+            image: None,
+        });
     }
     v::only("rescue", arg, &["adminPass", "rescue_image_ref"])?;
     let o = v::object("rescue", arg)?;
-    let pass = match o.get("adminPass") {
+    let admin_pass = match o.get("adminPass") {
         None => None,
         Some(p) => Some(v::string("adminPass", p, 0, usize::MAX)?),
     };
@@ -270,12 +407,12 @@ fn rescue_args(arg: &Value) -> Result<(Option<String>, Option<String>), Fault> {
             Some(u.hyphenated().to_string())
         }
     };
-    Ok((pass, image))
+    Ok(ServerAction::Rescue { admin_pass, image })
 }
 
 /// `OS-DCF:diskConfig` is accepted (`AUTO` or `MANUAL`) and otherwise ignored: onebox's
 /// backends grow the root file system as the image allows.
-fn disk_config(o: &serde_json::Map<String, Value>) -> Result<(), Fault> {
+fn disk_config(o: &Map<String, Value>) -> Result<(), Fault> {
     if let Some(d) = o.get("OS-DCF:diskConfig")
         && !matches!(d.as_str(), Some("AUTO" | "MANUAL"))
     {
@@ -288,25 +425,14 @@ fn disk_config(o: &serde_json::Map<String, Value>) -> Result<(), Fault> {
     Ok(())
 }
 
-/// The answer to createImage and createBackup: `Location` up to 2.44, the id from 2.45.
-fn image_created(ver: ApiVersion, l: &Links, image: &str) -> Response {
-    if ver.at_least(45) {
-        return (StatusCode::ACCEPTED, Json(json!({ "image_id": image }))).into_response();
-    }
-    let mut resp = StatusCode::ACCEPTED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&l.href(&format!("images/{image}"))) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
 /// unshelve's body: null, or from 2.77 `{"availability_zone": …}` and from 2.91 also
 /// `host` (an availability zone of null unpins, which changes nothing on one box).
-type UnshelveArgs = (Option<Option<String>>, Option<String>);
-
-fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<UnshelveArgs, Fault> {
+fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<ServerAction, Fault> {
     if arg.is_null() {
-        return Ok((None, None));
+        return Ok(ServerAction::Unshelve {
+            availability_zone: None,
+            host: None,
+        });
     }
     if !ver.at_least(77) {
         return Err(v::invalid(
@@ -328,23 +454,19 @@ fn unshelve_args(ver: ApiVersion, arg: &Value) -> Result<UnshelveArgs, Fault> {
             "None is not of type 'string'",
         ));
     }
-    let az = match o.get("availability_zone") {
+    let availability_zone = match o.get("availability_zone") {
         None => None,
         Some(z) => Some(v::opt_string("availability_zone", Some(z), 1, 255)?),
     };
     let host = v::opt_string("host", o.get("host"), 1, 255)?;
-    Ok((az, host))
+    Ok(ServerAction::Unshelve {
+        availability_zone,
+        host,
+    })
 }
 
-async fn rebuild(
-    s: &AppState,
-    c: &identity::Context,
-    ver: ApiVersion,
-    l: &Links,
-    id: &str,
-    arg: &Value,
-    rid: &str,
-) -> Result<Response, Fault> {
+/// The fields rebuild's body may hold at this microversion.
+fn rebuild_fields(ver: ApiVersion) -> Vec<&'static str> {
     let mut allowed = vec![
         "imageRef",
         "name",
@@ -373,7 +495,12 @@ async fn rebuild(
     if ver.at_least(90) {
         allowed.push("hostname");
     }
-    v::only("rebuild", arg, &allowed)?;
+    allowed
+}
+
+/// rebuild's body: `imageRef` and what else the server takes anew.
+fn rebuild_args(ver: ApiVersion, arg: &Value) -> Result<RebuildRequest, Fault> {
+    v::only("rebuild", arg, &rebuild_fields(ver))?;
     let o = v::object("rebuild", arg)?;
     let image = v::string(
         "imageRef",
@@ -381,8 +508,8 @@ async fn rebuild(
         1,
         2048,
     )?;
-    let mut req = compute::RebuildRequest {
-        image_ref: super::servers::id_from_ref(&image),
+    let mut req = RebuildRequest {
+        image_ref: id_from_ref(&image),
         ..Default::default()
     };
     if let Some(n) = o.get("name") {
@@ -394,10 +521,10 @@ async fn rebuild(
     }
     disk_config(o)?;
     if let Some(x) = o.get("accessIPv4") {
-        req.access_ipv4 = Some(super::servers::access_ip("accessIPv4", x, false)?);
+        req.access_ipv4 = Some(access_ip("accessIPv4", x, false)?);
     }
     if let Some(x) = o.get("accessIPv6") {
-        req.access_ipv6 = Some(super::servers::access_ip("accessIPv6", x, true)?);
+        req.access_ipv6 = Some(access_ip("accessIPv6", x, true)?);
     }
     if let Some(p) = o.get("preserve_ephemeral") {
         req.preserve_ephemeral = v::boolean("preserve_ephemeral", p)?;
@@ -411,13 +538,7 @@ async fn rebuild(
     if o.contains_key("user_data") {
         req.user_data = Some(match o.get("user_data") {
             None | Some(Value::Null) => None,
-            Some(u) => {
-                let s = v::string("user_data", u, 0, 65535)?;
-                base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .map_err(|_| Fault::bad_request("User data needs to be valid base 64."))?;
-                Some(s)
-            }
+            Some(u) => Some(user_data(u)?),
         });
     }
     if let Some(t) = o.get("trusted_image_certificates")
@@ -428,15 +549,39 @@ async fn rebuild(
         ));
     }
     if let Some(h) = o.get("hostname") {
-        req.hostname = Some(super::servers::hostname(ver, h)?);
+        req.hostname = Some(hostname(ver, h)?);
     }
-    let (server, admin_pass) = s.compute.rebuild(c, id, req, rid).await?;
+    Ok(req)
+}
+
+// ---- answers -------------------------------------------------------------------------------
+
+/// The answer to createImage and createBackup: `Location` up to 2.44, the id from 2.45.
+fn image_created(ver: ApiVersion, l: &Links, image: &str) -> Response {
+    if ver.at_least(45) {
+        return (StatusCode::ACCEPTED, Json(json!({ "image_id": image }))).into_response();
+    }
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&l.href(&format!("images/{image}"))) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The answer to rebuild: the server, with its new password.
+fn rebuilt(
+    ver: ApiVersion,
+    c: &identity::Context,
+    l: &Links,
+    server: &model::compute::Server,
+    admin_pass: &str,
+) -> Response {
     let kind = if ver.at_least(75) {
         ViewKind::Show
     } else {
         ViewKind::Update
     };
-    let mut body = views::server(l, super::servers::view(ver, c, kind), &server);
+    let mut body = views::server(l, view(ver, c, kind), server);
     body["adminPass"] = json!(admin_pass);
     // Nova's rebuild answer names the key from 2.54 and the user data from 2.57 (in place of
     // the extended attribute).
@@ -449,146 +594,86 @@ async fn rebuild(
         }
         body["user_data"] = json!(server.user_data);
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "server": body }))).into_response())
+    (StatusCode::ACCEPTED, Json(json!({ "server": body }))).into_response()
 }
 
-fn action_view(ver: ApiVersion, a: &store::compute::InstanceAction) -> Value {
-    let mut o = json!({
-        "action": a.action,
-        "instance_uuid": a.server_id,
-        "message": a.message,
-        "project_id": a.project_id,
-        "request_id": a.request_id,
-        "start_time": views::naive_time(a.start_time),
-        "user_id": a.user_id,
-    });
-    if ver.at_least(58) {
-        o["updated_at"] = json!(views::naive_time(a.updated_at));
-    }
-    o
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::microversion::ApiVersion;
 
-pub async fn list(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    l: Links,
-    q: QueryPairs,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Fault> {
-    let (server, mut actions) = s.compute.instance_actions(&c, &id).await?;
-    if server.deleted && !ver.at_least(21) {
-        return Err(Fault::not_found(format!(
-            "Instance {id} could not be found."
-        )));
+    fn parse(minor: u32, body: Value) -> Result<ServerAction, Fault> {
+        ServerAction::parse(ApiVersion::new(2, minor), &body)
     }
-    let mut body = json!({});
-    if ver.at_least(58) {
-        let mut allowed = vec!["limit", "marker", "changes-since"];
-        if ver.at_least(66) {
-            allowed.push("changes-before");
-        }
-        v::query_only(&q.0, &allowed)?;
-        let since = q
-            .get("changes-since")
-            .map(|t| super::servers::parse_time("changes-since", t))
-            .transpose()?;
-        let before = q
-            .get("changes-before")
-            .map(|t| super::servers::parse_time("changes-before", t))
-            .transpose()?;
-        if let (Some(a), Some(b)) = (since, before)
-            && a > b
-        {
-            return Err(Fault::bad_request(
-                "The value of changes-since must be less than or equal to changes-before.",
-            ));
-        }
-        if let Some(t) = since {
-            actions.retain(|a| a.updated_at >= t);
-        }
-        if let Some(t) = before {
-            actions.retain(|a| a.updated_at <= t);
-        }
-        let (limit, marker) = v::paging(&q)?;
-        if let Some(m) = marker {
-            let pos = actions
-                .iter()
-                .position(|a| a.request_id == m)
-                .ok_or_else(|| Fault::bad_request(format!("Marker {m} could not be found.")))?;
-            actions.drain(..=pos);
-        }
-        let max = s.compute.config().max_limit;
-        let limit = limit.unwrap_or(max).min(max);
-        if actions.len() > limit {
-            actions.truncate(limit);
-        }
-        if actions.len() == limit
-            && limit > 0
-            && let Some(last) = actions.last()
-        {
-            body["links"] = l.next(
-                &format!("servers/{id}/os-instance-actions"),
-                &q.0,
-                &last.request_id,
-            );
-        }
-    }
-    body["instanceActions"] = json!(
-        actions
-            .iter()
-            .map(|a| action_view(ver, a))
-            .collect::<Vec<_>>()
-    );
-    Ok(Json(body))
-}
 
-pub async fn show(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path((id, request)): Path<(String, String)>,
-) -> Result<Json<Value>, Fault> {
-    let (server, a, events) = s.compute.instance_action(&c, &id, &request).await?;
-    if server.deleted && !ver.at_least(21) {
-        return Err(Fault::not_found(format!(
-            "Instance {id} could not be found."
-        )));
+    fn refused(minor: u32, body: Value) -> Fault {
+        match parse(minor, body) {
+            Ok(a) => panic!("parsed as {a:?}"),
+            Err(f) => f,
+        }
     }
-    let admin = c.is_admin();
-    let mut o = action_view(ver, &a);
-    if admin || ver.at_least(51) {
-        let host_id = views::host_id(&server);
-        o["events"] = json!(
-            events
-                .iter()
-                .map(|e| {
-                    let mut ev = json!({
-                        "event": e.event,
-                        "start_time": views::naive_time(e.start_time),
-                        "finish_time": e.finish_time.map(views::naive_time),
-                        "result": e.result,
-                    });
-                    // The backend's error, paths and all, is for admins only.
-                    if admin {
-                        ev["traceback"] = match e.result.as_deref() {
-                            Some("Error") => json!(e.details),
-                            _ => Value::Null,
-                        };
-                    }
-                    if ver.at_least(62) {
-                        ev["hostId"] = json!(host_id);
-                        if admin {
-                            ev["host"] = json!(e.host);
-                        }
-                    }
-                    if ver.at_least(84) && admin {
-                        ev["details"] = json!(e.details);
-                    }
-                    ev
-                })
-                .collect::<Vec<_>>()
+
+    #[test]
+    fn unknown_actions_are_refused_by_the_parser() {
+        let f = refused(1, json!({"os-migrateLive": {"host": null}}));
+        assert_eq!(f.status, StatusCode::BAD_REQUEST);
+        assert_eq!(f.message, "There is no such action: os-migrateLive");
+        // trigger_crash_dump exists from 2.17 only.
+        let f = refused(16, json!({"trigger_crash_dump": null}));
+        assert_eq!(f.message, "There is no such action: trigger_crash_dump");
+        assert!(matches!(
+            parse(17, json!({"trigger_crash_dump": null})),
+            Ok(ServerAction::TriggerCrashDump)
+        ));
+    }
+
+    #[test]
+    fn a_body_names_exactly_one_action() {
+        let f = refused(1, json!({"pause": null, "unpause": null}));
+        assert_eq!(
+            f.message,
+            "Malformed request body: exactly one action is expected"
+        );
+        assert_eq!(refused(1, json!({})).status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn arguments_are_parsed_with_the_action() {
+        assert!(matches!(
+            parse(1, json!({"reboot": {"type": "hard"}})),
+            Ok(ServerAction::Reboot { hard: true })
+        ));
+        assert!(
+            refused(1, json!({"reboot": {"type": "warm"}}))
+                .message
+                .contains("is not one of ['HARD'")
+        );
+        match parse(1, json!({"resize": {"flavorRef": "http://x/flavors/42"}})) {
+            Ok(ServerAction::Resize { flavor }) => assert_eq!(flavor, "42"),
+            other => panic!("{other:?}"),
+        }
+        // The reason is read from 2.73; before, the body's value is ignored.
+        match parse(73, json!({"lock": {"locked_reason": "audit"}})) {
+            Ok(ServerAction::Lock { reason }) => assert_eq!(reason.as_deref(), Some("audit")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(72, json!({"lock": {"locked_reason": "audit"}})),
+            Ok(ServerAction::Lock { reason: None })
+        ));
+        match parse(1, json!({"os-getConsoleOutput": {"length": -1}})) {
+            Ok(ServerAction::ConsoleOutput { lines }) => assert_eq!(lines, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(1, json!({"os-resetState": {"state": "error"}})),
+            Ok(ServerAction::ResetState(VmState::Error))
+        ));
+        // unshelve takes arguments from 2.77 only.
+        assert!(
+            refused(76, json!({"unshelve": {"availability_zone": "nova"}}))
+                .message
+                .contains("is not of type 'null'")
         );
     }
-    Ok(Json(json!({ "instanceAction": o })))
 }

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use compute::groups::{NewGroup, POLICIES};
+use model::operator::ServerGroup;
 use serde_json::{Value, json};
-use store::operator::ServerGroup;
 
 use super::validate as v;
 use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};

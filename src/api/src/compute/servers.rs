@@ -1,4 +1,5 @@
-//! `/servers`: create, list, show, update, delete; metadata, tags and addresses.
+//! `/servers` and `/servers/{id}`: create, show, update and delete a server. Listing is in
+//! `server_list`, actions in `server_actions`.
 
 use std::collections::BTreeMap;
 
@@ -8,17 +9,15 @@ use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use compute::servers::ServerPatch;
-use compute::{CreateRequest, NetworkRequest, ServerQuery, SortKey};
-use model::ProjectId;
-use model::compute::{FlavorId, PowerState, Server, states_for_status};
-use regex::Regex;
+use compute::{CreateRequest, NetworkRequest};
+use model::compute::{FlavorId, Server};
 use serde_json::{Map, Value, json};
-use store::compute::SqlValue;
 
+use super::server_tags::parse_tags;
 use super::validate as v;
 use super::views::{self, ServerView, ViewKind};
 use super::{Links, request_id};
-use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};
+use crate::extract::{AnyJson, Caller, JsonBody, Path};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
@@ -37,6 +36,20 @@ pub(crate) fn view(ver: ApiVersion, c: &identity::Context, kind: ViewKind) -> Se
         admin: c.is_admin(),
         kind,
     }
+}
+
+/// The server `id` as the caller may see it (404 for one that is not theirs).
+pub(super) async fn server(s: &AppState, c: &identity::Context, id: &str) -> Result<Server, Fault> {
+    Ok(s.compute.get_server(c, id).await?)
+}
+
+/// `user_data`: base 64, at most 64 KiB of it; kept as given.
+pub(super) fn user_data(u: &Value) -> Result<String, Fault> {
+    let s = v::string("user_data", u, 0, 65535)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|_| Fault::bad_request("User data needs to be valid base 64."))?;
+    Ok(s)
 }
 
 // ---- create --------------------------------------------------------------------------------
@@ -142,32 +155,6 @@ fn parse_image(o: &Map<String, Value>) -> Result<Option<String>, Fault> {
     }
 }
 
-fn parse_tags(field: &str, val: &Value) -> Result<Vec<String>, Fault> {
-    let list = val.as_array().ok_or_else(|| {
-        v::invalid(
-            field,
-            val,
-            &format!("{} is not of type 'array'", v::py_repr(val)),
-        )
-    })?;
-    if list.len() > 50 {
-        return Err(v::invalid(field, val, "is too long"));
-    }
-    list.iter().map(tag).collect()
-}
-
-fn tag(val: &Value) -> Result<String, Fault> {
-    let t = v::string("tags", val, 1, 60)?;
-    if t.contains('/') || t.contains(',') {
-        return Err(v::invalid(
-            "tags",
-            val,
-            &format!("{} does not match '^[^,/]*$'", v::py_repr(val)),
-        ));
-    }
-    Ok(t)
-}
-
 pub(crate) fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
     let max = if ver.at_least(94) { 255 } else { 63 };
     let h = v::string("hostname", val, 1, max)?;
@@ -219,18 +206,8 @@ pub(crate) fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>,
     }
 }
 
-fn parse_create(
-    ver: ApiVersion,
-    c: &identity::Context,
-    body: &Value,
-) -> Result<(CreateRequest, bool), Fault> {
-    let root = v::root(body)?;
-    let sv = v::required(root, "server")?;
-    v::only(
-        "",
-        body,
-        &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
-    )?;
+/// The fields a create's `server` may hold at this microversion.
+fn create_fields(ver: ApiVersion) -> Vec<&'static str> {
     let mut allowed = vec![
         "name",
         "imageRef",
@@ -270,8 +247,48 @@ fn parse_create(
     if ver.at_least(90) {
         allowed.push("hostname");
     }
-    v::only("server", sv, &allowed)?;
+    allowed
+}
+
+/// A `POST /servers` body as a [`CreateRequest`], and whether the caller asked for the
+/// reservation id instead of the server. The steps run in this order so that a body with
+/// several faults gets the same one every time.
+fn parse_create(
+    ver: ApiVersion,
+    c: &identity::Context,
+    body: &Value,
+) -> Result<(CreateRequest, bool), Fault> {
+    let root = v::root(body)?;
+    let sv = v::required(root, "server")?;
+    v::only(
+        "",
+        body,
+        &["server", "os:scheduler_hints", "OS-SCH-HNT:scheduler_hints"],
+    )?;
+    v::only("server", sv, &create_fields(ver))?;
     let o = v::object("server", sv)?;
+    let mut req = what_to_boot(ver, sv, o)?;
+    describe(ver, o, &mut req)?;
+    (req.min_count, req.max_count) = counts(o)?;
+    let return_reservation = match o.get("return_reservation_id") {
+        Some(x) => v::boolean("return_reservation_id", x)?,
+        None => false,
+    };
+    req.admin_pass = v::opt_string("adminPass", o.get("adminPass"), 0, 255)?;
+    refuse_unsupported(c, o)?;
+    if req.image_ref.is_none() {
+        return Err(Fault::bad_request("Missing imageRef attribute"));
+    }
+    req.scheduler_hints = scheduler_hints(root)?;
+    Ok((req, return_reservation))
+}
+
+/// The name, flavor, image, networks, metadata and user data; the rest left at defaults.
+fn what_to_boot(
+    ver: ApiVersion,
+    sv: &Value,
+    o: &Map<String, Value>,
+) -> Result<CreateRequest, Fault> {
     let name = v::name("name", v::required_in("server", sv, o, "name")?)?;
     let flavor_ref = match v::required_in("server", sv, o, "flavorRef")? {
         Value::Number(n) => n.to_string(),
@@ -285,40 +302,59 @@ fn parse_create(
     };
     let user_data = match o.get("user_data") {
         None | Some(Value::Null) => None,
-        Some(u) => {
-            let s = v::string("user_data", u, 0, 65535)?;
-            base64::engine::general_purpose::STANDARD
-                .decode(s.trim())
-                .map_err(|_| Fault::bad_request("User data needs to be valid base 64."))?;
-            Some(s)
-        }
+        Some(u) => Some(user_data(u)?),
     };
-    let key_name = v::opt_string("key_name", o.get("key_name"), 1, 255)?;
-    let availability_zone = v::opt_string("availability_zone", o.get("availability_zone"), 1, 255)?;
-    let config_drive = match o.get("config_drive") {
+    Ok(CreateRequest {
+        name,
+        image_ref,
+        flavor_ref: FlavorId(flavor_ref),
+        networks,
+        metadata,
+        user_data,
+        key_name: None,
+        availability_zone: None,
+        config_drive: false,
+        description: None,
+        tags: Vec::new(),
+        hostname: None,
+        access_ipv4: None,
+        access_ipv6: None,
+        min_count: 1,
+        max_count: 1,
+        admin_pass: None,
+        scheduler_hints: BTreeMap::new(),
+    })
+}
+
+/// Key pair, zone, config drive, description, tags, hostname and access addresses.
+fn describe(ver: ApiVersion, o: &Map<String, Value>, req: &mut CreateRequest) -> Result<(), Fault> {
+    req.key_name = v::opt_string("key_name", o.get("key_name"), 1, 255)?;
+    req.availability_zone = v::opt_string("availability_zone", o.get("availability_zone"), 1, 255)?;
+    req.config_drive = match o.get("config_drive") {
         None | Some(Value::Null) => false,
         Some(Value::String(s)) if s.is_empty() => false,
         Some(x) => v::boolean("config_drive", x)?,
     };
-    let description = if ver.at_least(19) {
-        v::opt_string("description", o.get("description"), 0, 255)?
-    } else {
-        None
-    };
-    let tags = match o.get("tags") {
-        Some(t) => parse_tags("tags", t)?,
-        None => Vec::new(),
-    };
-    let hostname = match o.get("hostname") {
-        Some(h) => Some(hostname(ver, h)?),
-        None => None,
-    };
+    if ver.at_least(19) {
+        req.description = v::opt_string("description", o.get("description"), 0, 255)?;
+    }
+    if let Some(t) = o.get("tags") {
+        req.tags = parse_tags("tags", t)?;
+    }
+    if let Some(h) = o.get("hostname") {
+        req.hostname = Some(hostname(ver, h)?);
+    }
     let ip = |k: &str, six: bool| match o.get(k) {
         Some(x) => access_ip(k, x, six),
         None => Ok(None),
     };
-    let access_ipv4 = ip("accessIPv4", false)?;
-    let access_ipv6 = ip("accessIPv6", true)?;
+    req.access_ipv4 = ip("accessIPv4", false)?;
+    req.access_ipv6 = ip("accessIPv6", true)?;
+    Ok(())
+}
+
+/// `min_count` and `max_count` (which defaults to `min_count`).
+fn counts(o: &Map<String, Value>) -> Result<(u32, u32), Fault> {
     let min_count = match o.get("min_count") {
         Some(x) => v::integer("min_count", x, 1, 1000)? as u32,
         None => 1,
@@ -330,11 +366,12 @@ fn parse_create(
     if min_count > max_count {
         return Err(Fault::bad_request("min_count must be <= max_count"));
     }
-    let return_reservation = match o.get("return_reservation_id") {
-        Some(x) => v::boolean("return_reservation_id", x)?,
-        None => false,
-    };
-    let admin_pass = v::opt_string("adminPass", o.get("adminPass"), 0, 255)?;
+    Ok((min_count, max_count))
+}
+
+/// What onebox refuses: security groups other than `default`, image certificates, and (for
+/// all but admins) a requested host.
+fn refuse_unsupported(c: &identity::Context, o: &Map<String, Value>) -> Result<(), Fault> {
     if let Some(sgs) = o.get("security_groups") {
         let list = sgs
             .as_array()
@@ -367,9 +404,11 @@ fn parse_create(
             ));
         }
     }
-    if image_ref.is_none() {
-        return Err(Fault::bad_request("Missing imageRef attribute"));
-    }
+    Ok(())
+}
+
+/// `os:scheduler_hints` (or its old name), each hint as a list of strings.
+fn scheduler_hints(root: &Map<String, Value>) -> Result<BTreeMap<String, Vec<String>>, Fault> {
     let hints_v = root
         .get("os:scheduler_hints")
         .or_else(|| root.get("OS-SCH-HNT:scheduler_hints"));
@@ -391,29 +430,7 @@ fn parse_create(
             scheduler_hints.insert(k.clone(), vals);
         }
     }
-    Ok((
-        CreateRequest {
-            name,
-            image_ref,
-            flavor_ref: FlavorId(flavor_ref),
-            networks,
-            metadata,
-            user_data,
-            key_name,
-            availability_zone,
-            config_drive,
-            description,
-            tags,
-            hostname,
-            access_ipv4,
-            access_ipv6,
-            min_count,
-            max_count,
-            admin_pass,
-            scheduler_hints,
-        },
-        return_reservation,
-    ))
+    Ok(scheduler_hints)
 }
 
 pub async fn create(
@@ -450,389 +467,6 @@ pub async fn create(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
-}
-
-// ---- list ----------------------------------------------------------------------------------
-
-pub(crate) fn parse_time(name: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>, Fault> {
-    let bad = || {
-        Fault::bad_request(format!(
-            "Invalid input for query parameters {name}. Value: {s}. '{s}' is not a 'date-time'"
-        ))
-    };
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
-            return Ok(t.and_utc());
-        }
-    }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
-        if let Ok(t) = chrono::DateTime::parse_from_str(s, f) {
-            return Ok(t.with_timezone(&chrono::Utc));
-        }
-    }
-    Err(bad())
-}
-
-fn regex_filter(s: &str) -> Result<Regex, Fault> {
-    Regex::new(s).map_err(|_| Fault::bad_request(format!("Invalid filter regular expression: {s}")))
-}
-
-/// The query parameters Nova's list schema knows at this microversion.
-fn known_params(ver: ApiVersion) -> Vec<&'static str> {
-    let mut k = vec![
-        "all_tenants",
-        "tenant_id",
-        "project_id",
-        "user_id",
-        "name",
-        "status",
-        "image",
-        "flavor",
-        "ip",
-        "ip6",
-        "changes-since",
-        "reservation_id",
-        "deleted",
-        "soft_deleted",
-        "host",
-        "node",
-        "limit",
-        "marker",
-        "sort_key",
-        "sort_dir",
-        "availability_zone",
-        "config_drive",
-        "key_name",
-        "created_at",
-        "launched_at",
-        "terminated_at",
-        "power_state",
-        "task_state",
-        "vm_state",
-        "progress",
-        "access_ip_v4",
-        "access_ip_v6",
-        "hostname",
-        "uuid",
-        "launch_index",
-        "locked_by",
-        "display_name",
-        "display_description",
-        "description",
-        "kernel_id",
-        "ramdisk_id",
-        "root_device_name",
-        "instance_type_id",
-        "image_ref",
-        "auto_disk_config",
-        "updated_at",
-        "metadata",
-        "system_metadata",
-        "pci_devices",
-        "block_device_mapping",
-        "services",
-        "info_cache",
-        "security_groups",
-    ];
-    if ver.at_least(26) {
-        k.extend(["tags", "tags-any", "not-tags", "not-tags-any"]);
-    }
-    if ver.at_least(66) {
-        k.push("changes-before");
-    }
-    if ver.at_least(73) {
-        k.push("locked");
-    }
-    k
-}
-
-fn csv(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn parse_query(
-    ver: ApiVersion,
-    c: &identity::Context,
-    q: &QueryPairs,
-) -> Result<ServerQuery, Fault> {
-    if ver.at_least(75) {
-        v::query_only(&q.0, &known_params(ver))?;
-    }
-    for joined in [
-        "block_device_mapping",
-        "services",
-        "metadata",
-        "system_metadata",
-        "info_cache",
-        "security_groups",
-        "pci_devices",
-    ] {
-        if q.get(joined).is_some() {
-            return Err(Fault::bad_request(format!(
-                "Invalid input for query parameters {joined}."
-            )));
-        }
-    }
-    let admin = c.is_admin();
-    let mut query = ServerQuery::default();
-    if let Some(a) = q.get("all_tenants") {
-        let on = a.is_empty() || v::query_bool(a).unwrap_or(false);
-        if on && !admin {
-            return Err(Fault::forbidden(
-                "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.",
-            ));
-        }
-        query.all_projects = on;
-        if on {
-            query.project = q
-                .get("project_id")
-                .or_else(|| q.get("tenant_id"))
-                .map(ProjectId::new);
-        }
-    }
-    for (k, val) in &q.0 {
-        if k == "status" {
-            match states_for_status(val) {
-                Some(st) => {
-                    if val.eq_ignore_ascii_case("DELETED") {
-                        if !admin {
-                            return Err(Fault::forbidden(
-                                "Only administrators may list deleted instances",
-                            ));
-                        }
-                        query.deleted = Some(true);
-                    }
-                    query.statuses.push(st);
-                }
-                None if ver.at_least(38) => {
-                    return Err(Fault::bad_request("Invalid status value"));
-                }
-                // Before 2.38 an unknown status matches nothing.
-                None => query.exact.push(("vm_state", SqlValue::Text("-".into()))),
-            }
-        }
-    }
-    if let Some(d) = q.get("deleted")
-        && admin
-    {
-        query.deleted = Some(v::query_bool(d).unwrap_or(false));
-    }
-    if let Some(t) = q.get("changes-since") {
-        query.changes_since = Some(parse_time("changes-since", t)?);
-    }
-    if ver.at_least(66)
-        && let Some(t) = q.get("changes-before")
-    {
-        query.changes_before = Some(parse_time("changes-before", t)?);
-    }
-    if let (Some(a), Some(b)) = (query.changes_since, query.changes_before)
-        && b < a
-    {
-        return Err(Fault::bad_request(
-            "The value of changes-since must be less than or equal to changes-before.",
-        ));
-    }
-    if let Some(n) = q.get("name").or_else(|| q.get("display_name")) {
-        query.name = Some(regex_filter(n)?);
-    }
-    if ver.at_least(90)
-        && let Some(h) = q.get("hostname")
-    {
-        query.hostname = Some(regex_filter(h)?);
-    }
-    if let Some(ip) = q
-        .get("ip")
-        .or_else(|| q.get("ip6").filter(|_| ver.at_least(5) || admin))
-    {
-        query.ip = Some(regex_filter(ip)?);
-    }
-    if let Some(img) = q.get("image") {
-        query
-            .exact
-            .push(("image_id", SqlValue::Text(id_from_ref(img))));
-    }
-    if let Some(f) = q.get("flavor") {
-        query
-            .exact
-            .push(("flavorid", SqlValue::Text(id_from_ref(f))));
-    }
-    if let Some(r) = q.get("reservation_id") {
-        query
-            .exact
-            .push(("reservation_id", SqlValue::Text(r.to_owned())));
-    }
-    if ver.at_least(73)
-        && let Some(l) = q.get("locked")
-    {
-        let on = v::query_bool(l).ok_or_else(|| {
-            Fault::bad_request(format!("Unrecognized value '{l}', acceptable values are: '0', '1', 'f', 'false', 'n', 'no', 'off', 'on', 't', 'true', 'y', 'yes'"))
-        })?;
-        query
-            .exact
-            .push(("(locked_by IS NOT NULL)", SqlValue::Integer(i64::from(on))));
-    }
-    // 2.83 opened these to everyone; admins could always use them.
-    if ver.at_least(83) || admin {
-        if let Some(az) = q.get("availability_zone") {
-            query
-                .exact
-                .push(("availability_zone", SqlValue::Text(az.to_owned())));
-        }
-        if let Some(u) = q.get("user_id") {
-            query.exact.push(("user_id", SqlValue::Text(u.to_owned())));
-        }
-        if let Some(k) = q.get("key_name") {
-            query.key_name = Some(regex_filter(k)?);
-        }
-        if let Some(vs) = q.get("vm_state") {
-            query
-                .exact
-                .push(("vm_state", SqlValue::Text(vs.to_owned())));
-        }
-        if let Some(ts) = q.get("task_state") {
-            query
-                .exact
-                .push(("task_state", SqlValue::Text(ts.to_owned())));
-        }
-        if let Some(p) = q.get("power_state") {
-            let code = p
-                .parse::<i64>()
-                .ok()
-                .or_else(|| {
-                    [
-                        ("pending", PowerState::NoState),
-                        ("running", PowerState::Running),
-                        ("paused", PowerState::Paused),
-                        ("shutdown", PowerState::Shutdown),
-                        ("crashed", PowerState::Crashed),
-                        ("suspended", PowerState::Suspended),
-                    ]
-                    .iter()
-                    .find(|(n, _)| *n == p)
-                    .map(|(_, s)| s.code())
-                })
-                .ok_or_else(|| Fault::bad_request(format!("Invalid power_state filter [{p}]")))?;
-            query.exact.push(("power_state", SqlValue::Integer(code)));
-        }
-        if let Some(cd) = q.get("config_drive") {
-            let on = v::query_bool(cd).unwrap_or(false);
-            query
-                .exact
-                .push(("config_drive", SqlValue::Integer(i64::from(on))));
-        }
-    }
-    if ver.at_least(26) {
-        let t = |k: &str| q.get(k).map(csv).unwrap_or_default();
-        query.tags = t("tags");
-        query.tags_any = t("tags-any");
-        query.not_tags = t("not-tags");
-        query.not_tags_any = t("not-tags-any");
-    }
-    // sort_key / sort_dir pair by position.
-    let keys: Vec<&str> =
-        q.0.iter()
-            .filter(|(k, _)| k == "sort_key")
-            .map(|(_, v)| v.as_str())
-            .collect();
-    let dirs: Vec<&str> =
-        q.0.iter()
-            .filter(|(k, _)| k == "sort_dir")
-            .map(|(_, v)| v.as_str())
-            .collect();
-    for (i, k) in keys.iter().enumerate() {
-        if matches!(*k, "host" | "node") && !admin {
-            return Err(Fault::forbidden(
-                "Only administrators can sort servers by host or node",
-            ));
-        }
-        let Some(key) = SortKey::parse(k).filter(|_| *k != "locked" || ver.at_least(73)) else {
-            if ver.at_least(75) {
-                return Err(Fault::bad_request(format!(
-                    "Invalid input for query parameters sort_key. Value: {k}. '{k}' is not one of the allowed sort keys"
-                )));
-            }
-            continue;
-        };
-        let asc = match dirs.get(i).copied().unwrap_or("desc") {
-            "asc" => true,
-            "desc" => false,
-            d => {
-                return Err(Fault::bad_request(format!(
-                    "Invalid input for query parameters sort_dir. Value: {d}. '{d}' is not one of ['asc', 'desc']"
-                )));
-            }
-        };
-        query.sort.push((key, asc));
-    }
-    let (limit, marker) = v::paging(q)?;
-    query.limit = limit;
-    query.marker = marker;
-    Ok(query)
-}
-
-async fn listing(
-    s: &AppState,
-    c: &identity::Context,
-    ver: ApiVersion,
-    l: &Links,
-    q: &QueryPairs,
-    detail: bool,
-) -> Result<Json<Value>, Fault> {
-    let query = parse_query(ver, c, q)?;
-    let limit = query
-        .limit
-        .unwrap_or(s.compute.config().max_limit)
-        .min(s.compute.config().max_limit);
-    let servers = s.compute.list_servers(c, query).await?;
-    let items: Vec<Value> = servers
-        .iter()
-        .map(|sv| {
-            if detail {
-                views::server(l, view(ver, c, ViewKind::Detail), sv)
-            } else {
-                views::server_brief(l, sv)
-            }
-        })
-        .collect();
-    let mut body = json!({ "servers": items });
-    if servers.len() == limit
-        && limit > 0
-        && let Some(last) = servers.last()
-    {
-        let path = if detail { "servers/detail" } else { "servers" };
-        body["servers_links"] = l.next(path, &q.0, last.id.as_str());
-    }
-    Ok(Json(body))
-}
-
-pub async fn list(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    l: Links,
-    q: QueryPairs,
-) -> Result<Json<Value>, Fault> {
-    listing(&s, &c, ver, &l, &q, false).await
-}
-
-pub async fn detail(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    l: Links,
-    q: QueryPairs,
-) -> Result<Json<Value>, Fault> {
-    listing(&s, &c, ver, &l, &q, true).await
 }
 
 // ---- one server ----------------------------------------------------------------------------
@@ -900,231 +534,4 @@ pub async fn delete(
 ) -> Result<StatusCode, Fault> {
     s.compute.delete_server(&c, &id, &request_id(&ext)).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- metadata ------------------------------------------------------------------------------
-
-async fn server(s: &AppState, c: &identity::Context, id: &str) -> Result<Server, Fault> {
-    Ok(s.compute.get_server(c, id).await?)
-}
-
-pub async fn metadata_list(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Fault> {
-    Ok(Json(
-        json!({"metadata": server(&s, &c, &id).await?.metadata}),
-    ))
-}
-
-async fn set_all(
-    s: &AppState,
-    c: &identity::Context,
-    id: &str,
-    body: &Value,
-    replace: bool,
-) -> Result<Json<Value>, Fault> {
-    let root = v::root(body)?;
-    let m = v::required(root, "metadata")?;
-    v::only("", body, &["metadata"])?;
-    let items = v::metadata("metadata", m)?;
-    let out = s.compute.set_metadata(c, id, items, replace).await?;
-    Ok(Json(json!({ "metadata": out })))
-}
-
-pub async fn metadata_merge(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): AnyJson,
-) -> Result<Json<Value>, Fault> {
-    set_all(&s, &c, &id, &body, false).await
-}
-
-pub async fn metadata_replace(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): AnyJson,
-) -> Result<Json<Value>, Fault> {
-    set_all(&s, &c, &id, &body, true).await
-}
-
-pub async fn metadata_show(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<Json<Value>, Fault> {
-    let sv = server(&s, &c, &id).await?;
-    let val = sv
-        .metadata
-        .get(&key)
-        .ok_or_else(|| Fault::not_found("Metadata item was not found"))?;
-    Ok(Json(json!({"meta": { key: val }})))
-}
-
-pub async fn metadata_set(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path((id, key)): Path<(String, String)>,
-    JsonBody(body): AnyJson,
-) -> Result<Json<Value>, Fault> {
-    let root = v::root(&body)?;
-    let m = v::required(root, "meta")?;
-    v::only("", &body, &["meta"])?;
-    let items = v::metadata("meta", m)?;
-    if items.len() != 1 {
-        return Err(Fault::bad_request("Request body contains too many items"));
-    }
-    if !items.contains_key(&key) {
-        return Err(Fault::bad_request("Request body and URI mismatch"));
-    }
-    s.compute
-        .set_metadata(&c, &id, items.clone(), false)
-        .await?;
-    Ok(Json(json!({ "meta": items })))
-}
-
-pub async fn metadata_delete(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path((id, key)): Path<(String, String)>,
-) -> Result<StatusCode, Fault> {
-    s.compute.delete_metadata_item(&c, &id, &key).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- tags (2.26) ---------------------------------------------------------------------------
-
-fn tags_version(ver: ApiVersion) -> Result<(), Fault> {
-    if ver.at_least(26) {
-        Ok(())
-    } else {
-        Err(Fault::not_found("The resource could not be found."))
-    }
-}
-
-pub async fn tags_list(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Fault> {
-    tags_version(ver)?;
-    Ok(Json(json!({"tags": server(&s, &c, &id).await?.tags})))
-}
-
-pub async fn tags_replace(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path(id): Path<String>,
-    JsonBody(body): AnyJson,
-) -> Result<Json<Value>, Fault> {
-    tags_version(ver)?;
-    let root = v::root(&body)?;
-    let t = v::required(root, "tags")?;
-    v::only("", &body, &["tags"])?;
-    let tags = parse_tags("tags", t)?;
-    let out = s.compute.set_tags(&c, &id, tags).await?;
-    Ok(Json(json!({ "tags": out })))
-}
-
-pub async fn tags_clear(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path(id): Path<String>,
-) -> Result<StatusCode, Fault> {
-    tags_version(ver)?;
-    s.compute.set_tags(&c, &id, Vec::new()).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub async fn tag_check(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path((id, t)): Path<(String, String)>,
-) -> Result<StatusCode, Fault> {
-    tags_version(ver)?;
-    let sv = server(&s, &c, &id).await?;
-    if sv.tags.contains(&t) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Fault::not_found(format!(
-            "Tag '{t}' could not be found for instance {id}."
-        )))
-    }
-}
-
-pub async fn tag_add(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    l: Links,
-    Path((id, t)): Path<(String, String)>,
-) -> Result<Response, Fault> {
-    tags_version(ver)?;
-    let t = tag(&json!(t))?;
-    let created = s.compute.add_tag(&c, &id, &t).await?;
-    let mut resp = if created {
-        StatusCode::CREATED.into_response()
-    } else {
-        StatusCode::NO_CONTENT.into_response()
-    };
-    if let Ok(v) = HeaderValue::from_str(&l.href(&format!("servers/{id}/tags/{t}"))) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
-}
-
-pub async fn tag_delete(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    ver: ApiVersion,
-    Path((id, t)): Path<(String, String)>,
-) -> Result<StatusCode, Fault> {
-    tags_version(ver)?;
-    s.compute.delete_tag(&c, &id, &t).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---- addresses -----------------------------------------------------------------------------
-
-fn ip_list(sv: &Server) -> Value {
-    // The ips API shows addresses without the OS-EXT-IPS keys.
-    let mut m = Map::new();
-    for a in &sv.addresses {
-        let list = m
-            .entry(a.network.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(v) = list {
-            v.push(json!({"addr": a.addr, "version": a.version}));
-        }
-    }
-    Value::Object(m)
-}
-
-pub async fn ips(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Fault> {
-    let sv = server(&s, &c, &id).await?;
-    Ok(Json(json!({"addresses": ip_list(&sv)})))
-}
-
-pub async fn ips_network(
-    State(s): State<AppState>,
-    Caller(c): Caller,
-    Path((id, network)): Path<(String, String)>,
-) -> Result<Json<Value>, Fault> {
-    let sv = server(&s, &c, &id).await?;
-    let all = ip_list(&sv);
-    let list = all.get(&network).ok_or_else(|| {
-        Fault::not_found("There are no fixed IP addresses assigned to this network.")
-    })?;
-    Ok(Json(json!({ network: list })))
 }

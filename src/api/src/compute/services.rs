@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use model::operator::{SERVICES, ServiceRow};
 use serde_json::{Value, json};
-use store::operator::ServiceRow;
 
 use super::validate as v;
 use super::views::naive_time;
@@ -90,7 +90,7 @@ pub async fn update(
             "Host '{host}' is not mapped to any cell"
         )));
     }
-    if !store::operator::SERVICES.contains(&binary.as_str()) {
+    if !SERVICES.contains(&binary.as_str()) {
         return Err(Fault::not_found(format!(
             "Service {binary} on host {host} could not be found."
         )));

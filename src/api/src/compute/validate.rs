@@ -271,6 +271,34 @@ pub fn paging(q: &crate::extract::QueryPairs) -> Result<(Option<usize>, Option<S
     Ok((limit, q.get("marker").map(str::to_owned)))
 }
 
+/// A date-time query parameter (`changes-since` and the like): RFC 3339, or ISO 8601 without
+/// a zone (taken as UTC).
+pub fn parse_time(name: &str, s: &str) -> Result<chrono::DateTime<chrono::Utc>, Fault> {
+    let bad = || {
+        Fault::bad_request(format!(
+            "Invalid input for query parameters {name}. Value: {s}. '{s}' is not a 'date-time'"
+        ))
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, f) {
+            return Ok(t.with_timezone(&chrono::Utc));
+        }
+    }
+    Err(bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use identity::{NewProject, ProjectPatch};
+use model::ProjectFilter;
 use model::{DomainId, ProjectId};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::identity::ProjectFilter;
 
 use super::views;
 use crate::extract::{Caller, JsonBody, QueryPairs};

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use model::AssignmentFilter;
 use model::{Assignment, DomainId, ProjectId, RoleId, Target, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use store::identity::AssignmentFilter;
 
 use super::projects::query_bool;
 use super::views;

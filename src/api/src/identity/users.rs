@@ -4,10 +4,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use identity::{NewUser, UserPatch};
+use model::UserFilter;
 use model::{DomainId, ProjectId, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
-use store::identity::UserFilter;
 
 use super::projects::query_bool;
 use super::views;

@@ -101,7 +101,7 @@ impl From<::image::Error> for Fault {
                 "Requested range not satisfiable.",
             ),
             E::Interrupted(m) => Fault::bad_request(format!("Image upload interrupted: {m}")),
-            E::Store(s) => Fault::from(s),
+            E::Store(s) => crate::fault::storage(s.conflict(), &s),
             other @ (E::Io(_) | E::Probe(_)) => Fault::internal(&other),
         }
     }
