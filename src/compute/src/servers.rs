@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use model::compute::{
-    Backend, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerFilter, ServerId, ServerSortKey,
-    TaskState, VmState,
+    Backend, Flavor, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerFilter, ServerId,
+    ServerSortKey, TaskState, VmState,
 };
 use model::{Persona, ProjectId};
 use regex::Regex;
@@ -93,6 +93,104 @@ pub struct ServerQuery {
     pub sort: Vec<(ServerSortKey, bool)>,
     pub marker: Option<String>,
     pub limit: Option<usize>,
+}
+
+/// How many of a create's servers the project's quota has room for, at least `min_count`
+/// and at most `max_count`; a quota fault naming the tightest resource otherwise.
+fn quota_room(
+    tx: &store::Connection,
+    project: &ProjectId,
+    flavor: &Flavor,
+    req: &CreateRequest,
+) -> store::Result<u32> {
+    let limits = crate::quotas::limits_of(tx, project)?;
+    let usage = sql::usage(tx, project)?;
+    let mut allowed = req.max_count as i64;
+    let mut worst: Option<(&str, i64, i64, i64)> = None;
+    for (res, per, used) in [
+        ("instances", 1i64, usage.instances),
+        ("cores", i64::from(flavor.vcpus), usage.cores),
+        ("ram", flavor.ram_mb as i64, usage.ram),
+    ] {
+        let limit = limits.get(res).copied().unwrap_or(-1);
+        if limit < 0 || per == 0 {
+            continue;
+        }
+        let room = ((limit - used) / per).max(0);
+        if room < allowed {
+            allowed = room;
+            worst = Some((res, per, used, limit));
+        }
+    }
+    if allowed < i64::from(req.min_count) {
+        let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
+        return Err(crate::abort(Error::QuotaExceeded(format!(
+            "Quota exceeded for {res}: Requested {}, but already used {used} of {limit} {res}",
+            per * i64::from(req.min_count)
+        ))));
+    }
+    Ok(allowed.min(i64::from(req.max_count)) as u32)
+}
+
+/// The networks a create asked for, each one the project's.
+fn requested_networks(
+    tx: &store::Connection,
+    project: &ProjectId,
+    req: &NetworkRequest,
+    routed: &[network::Prefix],
+) -> store::Result<Vec<sql::Network>> {
+    Ok(match req {
+        NetworkRequest::None => Vec::new(),
+        NetworkRequest::Auto => {
+            vec![network::default_network(tx, project, routed)?]
+        }
+        NetworkRequest::List(ids) => {
+            let mut v = Vec::new();
+            for id in ids {
+                match network::find_network(tx, project, id)? {
+                    Some(n) => v.push(n),
+                    None => {
+                        return Err(crate::abort(Error::BadRequest(format!(
+                            "Network {id} could not be found."
+                        ))));
+                    }
+                }
+            }
+            v
+        }
+    })
+}
+
+/// Server `i` of the `count` a create makes from `template`: its own id, and when there are
+/// several, a name and hostname numbered from 1.
+fn instance(
+    template: &Server,
+    req: &CreateRequest,
+    count: u32,
+    i: u32,
+    now: DateTime<Utc>,
+) -> Server {
+    let base_host = req
+        .hostname
+        .clone()
+        .unwrap_or_else(|| sanitize_hostname(&req.name));
+    let (name, hostname) = if count > 1 {
+        (
+            format!("{}-{}", req.name, i + 1),
+            format!("{base_host}-{}", i + 1),
+        )
+    } else {
+        (req.name.clone(), base_host)
+    };
+    Server {
+        id: ServerId::generate(),
+        name,
+        hostname,
+        launch_index: i,
+        created_at: now,
+        updated_at: now,
+        ..template.clone()
+    }
 }
 
 /// Nova's hostname from a display name: lower case, letters, digits and hyphens, at most 63.
@@ -236,6 +334,71 @@ impl Compute {
                 ));
             }
         }
+        let key_data = self.check_extras(ctx, &project, &req).await?;
+        let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
+        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
+        let mut template = self.server_template(ctx, &project, &req, flavor, backend);
+        template.key_data = key_data;
+        template.reservation_id = reservation_id();
+        let reservation_out = template.reservation_id.clone();
+        let user = ctx.user_id.clone();
+        let request_id = request_id.to_owned();
+        let routed = if self.cfg.avoid_host_routes {
+            network::host_routes()
+        } else {
+            Vec::new()
+        };
+        let servers = self
+            .store
+            .write(move |tx| {
+                // Quota and insert share this transaction on the single writer: concurrent
+                // creates cannot both see the same free room.
+                let count = quota_room(tx, &project, &template.flavor, &req)?;
+                let networks = requested_networks(tx, &project, &req.networks, &routed)?;
+                let now = Utc::now();
+                let mut made = Vec::new();
+                for i in 0..count {
+                    let mut s = instance(&template, &req, count, i, now);
+                    sql::insert_server(tx, &s)?;
+                    for (pos, net) in networks.iter().enumerate() {
+                        s.addresses
+                            .push(network::allocate(tx, net, &s.id, pos as u32)?);
+                    }
+                    let action =
+                        sql::start_action(tx, &s.id, &request_id, "create", &project, &user)?;
+                    made.push((s, action));
+                }
+                if let Some(group) = req.scheduler_hints.get("group").and_then(|g| g.first()) {
+                    let ids: Vec<String> = made.iter().map(|(s, _)| s.id.to_string()).collect();
+                    crate::groups::join(tx, &project, group, &ids)?;
+                }
+                Ok(made)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(servers.len());
+        for (s, action) in servers {
+            tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
+            self.run(Job::Build {
+                server: Box::new(s.clone()),
+                action,
+            });
+            out.push(s);
+        }
+        Ok(Created {
+            servers: out,
+            reservation_id: reservation_out,
+            admin_pass,
+        })
+    }
+
+    /// The key pair, availability zone and metadata count of a create: the key's public key
+    /// if one was named.
+    async fn check_extras(
+        &self,
+        ctx: &Context,
+        project: &ProjectId,
+        req: &CreateRequest,
+    ) -> Result<Option<String>> {
         let key_data = match &req.key_name {
             Some(k) => Some(
                 self.get_keypair(ctx.user_id.clone(), k)
@@ -266,155 +429,56 @@ impl Compute {
                 req.metadata.len()
             )));
         }
+        Ok(key_data)
+    }
 
-        let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
-        let reservation = reservation_id();
-        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
-        let host = self.cfg.host.clone();
-        let az = self.cfg.availability_zone.clone();
-        let user = ctx.user_id.clone();
-        let request_id = request_id.to_owned();
-        let reservation_out = reservation.clone();
-        let routed = if self.cfg.avoid_host_routes {
-            network::host_routes()
-        } else {
-            Vec::new()
-        };
-        let servers = self
-            .store
-            .write(move |tx| {
-                // Quota and insert share this transaction on the single writer: concurrent
-                // creates cannot both see the same free room.
-                let limits = crate::quotas::limits_of(tx, &project)?;
-                let usage = sql::usage(tx, &project)?;
-                let mut allowed = req.max_count as i64;
-                let mut worst: Option<(&str, i64, i64, i64)> = None;
-                for (res, per, used) in [
-                    ("instances", 1i64, usage.instances),
-                    ("cores", i64::from(flavor.vcpus), usage.cores),
-                    ("ram", flavor.ram_mb as i64, usage.ram),
-                ] {
-                    let limit = limits.get(res).copied().unwrap_or(-1);
-                    if limit < 0 || per == 0 {
-                        continue;
-                    }
-                    let room = ((limit - used) / per).max(0);
-                    if room < allowed {
-                        allowed = room;
-                        worst = Some((res, per, used, limit));
-                    }
-                }
-                if allowed < i64::from(req.min_count) {
-                    let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
-                    return Err(crate::abort(Error::QuotaExceeded(format!(
-                        "Quota exceeded for {res}: Requested {}, but already used {used} of {limit} {res}",
-                        per * i64::from(req.min_count)
-                    ))));
-                }
-                let count = allowed.min(i64::from(req.max_count)) as u32;
-                let networks = match &req.networks {
-                    NetworkRequest::None => Vec::new(),
-                    NetworkRequest::Auto => {
-                        vec![network::default_network(tx, &project, &routed)?]
-                    }
-                    NetworkRequest::List(ids) => {
-                        let mut v = Vec::new();
-                        for id in ids {
-                            match network::find_network(tx, &project, id)? {
-                                Some(n) => v.push(n),
-                                None => {
-                                    return Err(crate::abort(Error::BadRequest(format!(
-                                        "Network {id} could not be found."
-                                    ))));
-                                }
-                            }
-                        }
-                        v
-                    }
-                };
-                let now = Utc::now();
-                let mut made = Vec::new();
-                for i in 0..count {
-                    let (name, hostname) = if count > 1 {
-                        let base_host = req
-                            .hostname
-                            .clone()
-                            .unwrap_or_else(|| sanitize_hostname(&req.name));
-                        (format!("{}-{}", req.name, i + 1), format!("{base_host}-{}", i + 1))
-                    } else {
-                        (
-                            req.name.clone(),
-                            req.hostname
-                                .clone()
-                                .unwrap_or_else(|| sanitize_hostname(&req.name)),
-                        )
-                    };
-                    let id = ServerId::generate();
-                    let mut s = Server {
-                        id: id.clone(),
-                        name,
-                        project_id: project.clone(),
-                        user_id: user.clone(),
-                        flavor: flavor.clone(),
-                        image_id: req.image_ref.clone(),
-                        vm_state: VmState::Building,
-                        task_state: Some(TaskState::Scheduling),
-                        power_state: PowerState::NoState,
-                        backend,
-                        availability_zone: az.clone(),
-                        key_name: req.key_name.clone(),
-                        key_data: key_data.clone(),
-                        user_data: req.user_data.clone(),
-                        config_drive: req.config_drive,
-                        description: req.description.clone(),
-                        hostname,
-                        access_ipv4: req.access_ipv4.clone(),
-                        access_ipv6: req.access_ipv6.clone(),
-                        locked_by: None,
-                        locked_reason: None,
-                        metadata: req.metadata.clone(),
-                        tags: req.tags.clone(),
-                        reservation_id: reservation.clone(),
-                        launch_index: i,
-                        progress: 0,
-                        host: host.clone(),
-                        addresses: Vec::new(),
-                        scheduler_hints: req.scheduler_hints.clone(),
-                        created_at: now,
-                        updated_at: now,
-                        launched_at: None,
-                        terminated_at: None,
-                        deleted: false,
-                        fault: None,
-                    };
-                    sql::insert_server(tx, &s)?;
-                    for (pos, net) in networks.iter().enumerate() {
-                        s.addresses.push(network::allocate(tx, net, &id, pos as u32)?);
-                    }
-                    let action = sql::start_action(tx, &id, &request_id, "create", &project, &user)?;
-                    made.push((s, action));
-                }
-                if let Some(group) = req.scheduler_hints.get("group").and_then(|g| g.first()) {
-                    let ids: Vec<String> = made.iter().map(|(s, _)| s.id.to_string()).collect();
-                    crate::groups::join(tx, &project, group, &ids)?;
-                }
-                Ok(made)
-            })
-            .await?;
-        let mut out = Vec::with_capacity(servers.len());
-        for (s, action) in servers {
-            tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
-            self.run(Job::Build {
-                server: Box::new(s.clone()),
-                action,
-            });
-            out.push(s);
+    /// What every server of a create shares; [`instance`] makes each one of it.
+    fn server_template(
+        &self,
+        ctx: &Context,
+        project: &ProjectId,
+        req: &CreateRequest,
+        flavor: Flavor,
+        backend: Backend,
+    ) -> Server {
+        let now = Utc::now();
+        Server {
+            id: ServerId::default(),
+            name: req.name.clone(),
+            project_id: project.clone(),
+            user_id: ctx.user_id.clone(),
+            flavor,
+            image_id: req.image_ref.clone(),
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Scheduling),
+            power_state: PowerState::NoState,
+            backend,
+            availability_zone: self.cfg.availability_zone.clone(),
+            key_name: req.key_name.clone(),
+            key_data: None,
+            user_data: req.user_data.clone(),
+            config_drive: req.config_drive,
+            description: req.description.clone(),
+            hostname: String::new(),
+            access_ipv4: req.access_ipv4.clone(),
+            access_ipv6: req.access_ipv6.clone(),
+            locked_by: None,
+            locked_reason: None,
+            metadata: req.metadata.clone(),
+            tags: req.tags.clone(),
+            reservation_id: String::new(),
+            launch_index: 0,
+            progress: 0,
+            host: self.cfg.host.clone(),
+            addresses: Vec::new(),
+            scheduler_hints: req.scheduler_hints.clone(),
+            created_at: now,
+            updated_at: now,
+            launched_at: None,
+            terminated_at: None,
+            deleted: false,
+            fault: None,
         }
-        Ok(Created {
-            servers: out,
-            reservation_id: reservation_out,
-            admin_pass,
-        })
     }
 
     /// A server the caller may see. Others' servers, unknown ids and deleted servers are all
