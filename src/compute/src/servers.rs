@@ -193,6 +193,83 @@ fn instance(
     }
 }
 
+/// The conditions SQL applies to a listing: the caller's scope (its project, or every
+/// project for an admin who asks), deleted or not, statuses, times, exact filters and tags.
+fn listing_conditions(ctx: &Context, q: &ServerQuery) -> Result<Vec<Cond>> {
+    let mut conds = Vec::new();
+    if q.all_projects {
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:servers:index:get_all_tenants"));
+        }
+        if let Some(p) = &q.project {
+            conds.push(Cond::Project(p.clone()));
+        }
+    } else {
+        let p = ctx
+            .project_id
+            .clone()
+            .ok_or_else(|| policy("os_compute_api:servers:index"))?;
+        if !ctx.can_read(&p) {
+            return Err(policy("os_compute_api:servers:index"));
+        }
+        conds.push(Cond::Project(p));
+    }
+    let deleted = q
+        .deleted
+        .or_else(|| (q.changes_since.is_none() && q.changes_before.is_none()).then_some(false));
+    if let Some(d) = deleted {
+        conds.push(Cond::Deleted(d));
+    }
+    if !q.statuses.is_empty() {
+        let mut vms = Vec::new();
+        let mut tasks: Option<Vec<Option<TaskState>>> = Some(Vec::new());
+        for (v, t) in &q.statuses {
+            vms.extend(v.iter().copied());
+            match (t, &mut tasks) {
+                (None, _) => tasks = None,
+                (Some(ts), Some(acc)) => acc.extend(ts.iter().copied()),
+                (Some(_), None) => {}
+            }
+        }
+        conds.push(Cond::VmStates(vms));
+        if let Some(t) = tasks {
+            conds.push(Cond::TaskStates(t));
+        }
+    }
+    if let Some(t) = q.changes_since {
+        conds.push(Cond::ChangedSince(t));
+    }
+    if let Some(t) = q.changes_before {
+        conds.push(Cond::ChangedBefore(t));
+    }
+    conds.extend(q.filters.iter().cloned().map(Cond::Is));
+    if !q.tags.is_empty() {
+        conds.push(Cond::AllTags(q.tags.clone()));
+    }
+    if !q.tags_any.is_empty() {
+        conds.push(Cond::AnyTags(q.tags_any.clone()));
+    }
+    if !q.not_tags.is_empty() {
+        conds.push(Cond::NotAllTags(q.not_tags.clone()));
+    }
+    if !q.not_tags_any.is_empty() {
+        conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
+    }
+    Ok(conds)
+}
+
+/// Whether a candidate meets the listing's regular-expression filters.
+fn patterns_match(q: &ServerQuery, k: &sql::ServerKey) -> bool {
+    q.name.as_ref().is_none_or(|r| r.is_match(&k.name))
+        && q.hostname.as_ref().is_none_or(|r| r.is_match(&k.hostname))
+        && q.key_name
+            .as_ref()
+            .is_none_or(|r| k.key_name.as_deref().is_some_and(|n| r.is_match(n)))
+        && q.ip
+            .as_ref()
+            .is_none_or(|r| k.addresses.iter().any(|a| r.is_match(a)))
+}
+
 /// Nova's hostname from a display name: lower case, letters, digits and hyphens, at most 63.
 pub fn sanitize_hostname(name: &str) -> String {
     let mut out = String::new();
@@ -507,65 +584,7 @@ impl Compute {
     }
 
     pub async fn list_servers(&self, ctx: &Context, q: ServerQuery) -> Result<Vec<Server>> {
-        let mut conds = Vec::new();
-        if q.all_projects {
-            if !ctx.is_admin() {
-                return Err(policy("os_compute_api:servers:index:get_all_tenants"));
-            }
-            if let Some(p) = &q.project {
-                conds.push(Cond::Project(p.clone()));
-            }
-        } else {
-            let p = ctx
-                .project_id
-                .clone()
-                .ok_or_else(|| policy("os_compute_api:servers:index"))?;
-            if !ctx.can_read(&p) {
-                return Err(policy("os_compute_api:servers:index"));
-            }
-            conds.push(Cond::Project(p));
-        }
-        let deleted = q
-            .deleted
-            .or_else(|| (q.changes_since.is_none() && q.changes_before.is_none()).then_some(false));
-        if let Some(d) = deleted {
-            conds.push(Cond::Deleted(d));
-        }
-        if !q.statuses.is_empty() {
-            let mut vms = Vec::new();
-            let mut tasks: Option<Vec<Option<TaskState>>> = Some(Vec::new());
-            for (v, t) in &q.statuses {
-                vms.extend(v.iter().copied());
-                match (t, &mut tasks) {
-                    (None, _) => tasks = None,
-                    (Some(ts), Some(acc)) => acc.extend(ts.iter().copied()),
-                    (Some(_), None) => {}
-                }
-            }
-            conds.push(Cond::VmStates(vms));
-            if let Some(t) = tasks {
-                conds.push(Cond::TaskStates(t));
-            }
-        }
-        if let Some(t) = q.changes_since {
-            conds.push(Cond::ChangedSince(t));
-        }
-        if let Some(t) = q.changes_before {
-            conds.push(Cond::ChangedBefore(t));
-        }
-        conds.extend(q.filters.iter().cloned().map(Cond::Is));
-        if !q.tags.is_empty() {
-            conds.push(Cond::AllTags(q.tags.clone()));
-        }
-        if !q.tags_any.is_empty() {
-            conds.push(Cond::AnyTags(q.tags_any.clone()));
-        }
-        if !q.not_tags.is_empty() {
-            conds.push(Cond::NotAllTags(q.not_tags.clone()));
-        }
-        if !q.not_tags_any.is_empty() {
-            conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
-        }
+        let conds = listing_conditions(ctx, &q)?;
         let limit = q
             .limit
             .unwrap_or(self.cfg.max_limit)
@@ -598,20 +617,7 @@ impl Compute {
             .store
             .read(move |c| sql::server_keys(c, &conds, &order, with_addresses))
             .await?;
-        let keys: Vec<_> = keys
-            .into_iter()
-            .filter(|k| q.name.as_ref().is_none_or(|r| r.is_match(&k.name)))
-            .filter(|k| q.hostname.as_ref().is_none_or(|r| r.is_match(&k.hostname)))
-            .filter(|k| {
-                q.key_name
-                    .as_ref()
-                    .is_none_or(|r| k.key_name.as_deref().is_some_and(|n| r.is_match(n)))
-            })
-            .filter(|k| {
-                q.ip.as_ref()
-                    .is_none_or(|r| k.addresses.iter().any(|a| r.is_match(a)))
-            })
-            .collect();
+        let keys: Vec<_> = keys.into_iter().filter(|k| patterns_match(&q, k)).collect();
         let start = match &q.marker {
             Some(m) => {
                 keys.iter()
