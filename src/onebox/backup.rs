@@ -390,6 +390,7 @@ mod tests {
                 min_disk_gb: 0,
                 min_ram_mb: 0,
                 size_bytes: 0,
+                virtual_size_bytes: None,
                 properties: Vec::new(),
             }])),
             compute::ComputeConfig::default(),

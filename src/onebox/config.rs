@@ -19,10 +19,11 @@ pub const DEV_FIRMWARE: &str = "firmware/build";
 pub struct Config {
     /// State directory: `onebox.db`, credentials, images, instances.
     pub data_dir: PathBuf,
-    /// Address of the one HTTP listener.
+    /// Address of the API listener: HTTPS when `[api] tls_cert` and `tls_key` are set, else
+    /// plain HTTP.
     pub listen: SocketAddr,
-    /// Base URL clients use to reach the box (`http://host:port`); by default each response
-    /// uses the address the client reached.
+    /// Base URL clients use to reach the box (`https://host:port`); by default each response
+    /// uses the address and scheme the client reached.
     pub public_url: Option<String>,
     /// Region name in the service catalog.
     pub region: String,
@@ -35,6 +36,7 @@ pub struct Config {
     /// `SHA256SUMS`). Unset: `./firmware/build` when it holds built payloads (a run from the
     /// source tree), else the package's `/usr/share/onebox/firmware`.
     pub firmware_dir: Option<PathBuf>,
+    pub api: ApiSection,
     pub log: LogConfig,
     pub identity: IdentitySection,
     pub listener: ListenerSection,
@@ -46,6 +48,37 @@ pub struct Config {
     pub network: NetworkSection,
 }
 
+/// The API listeners (`[api]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// The PEM certificate (chain) of the HTTPS listener. With `tls_key`, `listen` serves
+    /// HTTPS only. When neither file exists, `onebox init` (and `onebox serve`) create them,
+    /// signed by a CA of the box's own (`<data_dir>/tls/ca.crt`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert` (mode 0600).
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate clients need to verify `tls_cert`, written as `cacert` into
+    /// clouds.yaml and `OS_CACERT` into the openrc files. Unset: the box's CA when onebox
+    /// created the certificate, else nothing (a certificate the clients' system trusts).
+    pub tls_ca: Option<PathBuf>,
+    /// A second listener, plain HTTP, for local tools (`onebox status`, scripts); a loopback
+    /// address only.
+    pub plain_listen: Option<SocketAddr>,
+}
+
+impl ApiSection {
+    /// The certificate and key of the HTTPS listener, when TLS is configured; an error when
+    /// only one of them is.
+    pub fn tls_files(&self) -> Result<Option<(&Path, &Path)>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Ok(Some((c.as_path(), k.as_path()))),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("[api] tls_cert and tls_key go together: set both or neither"),
+        }
+    }
+}
+
 /// The project networks' way out (`[network]`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +87,10 @@ pub struct NetworkSection {
     /// masqueraded as its own. Empty: project networks are isolated (guests reach each other
     /// and onebox's services on their gateway, nothing else).
     pub nat_uplink: String,
+    /// Private destinations (`a.b.c.d/len`) guests may reach through the uplink. Without
+    /// them guests reach no RFC 1918, CGNAT or link-local address and no network the host
+    /// routes to (its LAN, a BMC network), only what lies beyond the default route.
+    pub nat_allow: Vec<String>,
 }
 
 impl NetworkSection {
@@ -149,6 +186,9 @@ pub struct LibvirtSection {
     pub kernel_cmdline: String,
     pub dnsmasq: PathBuf,
     pub genisoimage: PathBuf,
+    /// Cap on each guest's serial log, in bytes (its newest half is kept in
+    /// `console.log.1` when it is reached).
+    pub console_max_bytes: u64,
 }
 
 impl Default for LibvirtSection {
@@ -163,6 +203,7 @@ impl Default for LibvirtSection {
             kernel_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             dnsmasq: PathBuf::from("dnsmasq"),
             genisoimage: PathBuf::from("genisoimage"),
+            console_max_bytes: 1 << 20,
         }
     }
 }
@@ -191,6 +232,9 @@ pub struct ComputeSection {
     /// Seconds a cached image no instance uses is kept after its last use (Nova's
     /// `remove_unused_original_minimum_age_seconds`).
     pub image_cache_min_age_secs: u64,
+    /// The largest root disk, in GiB, of an admin's server on a `disk=0` flavor (such a disk
+    /// is as large as its image; members may not boot images on `disk=0` flavors).
+    pub zero_disk_max_gb: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -210,6 +254,7 @@ impl Default for ComputeSection {
             reclaim_instance_interval: 0,
             image_cache_interval_secs: 2400,
             image_cache_min_age_secs: 86400,
+            zero_disk_max_gb: 20,
         }
     }
 }
@@ -307,6 +352,7 @@ impl Default for Config {
             fake_driver: false,
             fake_driver_delay_ms: 0,
             firmware_dir: None,
+            api: ApiSection::default(),
             log: LogConfig::default(),
             identity: IdentitySection::default(),
             listener: ListenerSection::default(),
@@ -368,7 +414,51 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let cfg: Self =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        cfg.check()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// What the parser cannot tell: TLS files set in pairs, a plain listener on loopback
+    /// only (the API carries passwords and tokens).
+    pub fn check(&self) -> Result<()> {
+        self.api.tls_files()?;
+        if let Some(p) = self.api.plain_listen {
+            if !p.ip().is_loopback() {
+                anyhow::bail!(
+                    "[api] plain_listen {p}: plain HTTP is served on a loopback address only"
+                );
+            }
+            if p == self.listen && p.port() != 0 {
+                anyhow::bail!("[api] plain_listen {p} is also `listen`");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `listen` serves HTTPS.
+    pub fn tls(&self) -> bool {
+        matches!(self.api.tls_files(), Ok(Some(_)))
+    }
+
+    /// The box's own CA: created by `onebox init` when TLS is configured and no certificate
+    /// exists yet.
+    pub fn box_ca_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// The CA certificate clients should trust for `listen`, when it is not one their system
+    /// trusts already (see `[api] tls_ca`).
+    pub fn client_ca(&self) -> Option<PathBuf> {
+        if !self.tls() {
+            return None;
+        }
+        if let Some(ca) = &self.api.tls_ca {
+            return Some(ca.clone());
+        }
+        Some(crate::tls::box_ca_cert(self)).filter(|p| p.is_file())
     }
 
     /// The firmware directory `onebox init` imports from (see `firmware_dir`).
@@ -401,7 +491,8 @@ impl Config {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{addr}")
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     }
 }
 
@@ -433,6 +524,21 @@ mod tests {
         // lets it write.
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 8774)));
         assert_eq!(c.data_dir, Path::new("/var/lib/onebox"));
+        // ... only over HTTPS, with the certificate in the state directory; plain HTTP on
+        // loopback for local tools.
+        c.check().expect("the packaged configuration is consistent");
+        assert!(c.tls());
+        assert!(
+            c.api
+                .tls_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with(&c.data_dir))
+        );
+        assert_eq!(
+            c.api.plain_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8773)))
+        );
+        assert_eq!(c.client_base_url(), "https://127.0.0.1:8774");
         assert_eq!(c.firmware_dir(), Path::new(PACKAGED_FIRMWARE));
         // Every commented [compute] key, uncommented, is a key the parser knows, and its
         // documented value is the default.
@@ -478,6 +584,8 @@ mod tests {
         let cc = compute::ComputeConfig::default();
         assert_eq!(cc.image_cache_interval_secs, d.image_cache_interval_secs);
         assert_eq!(cc.image_cache_min_age_secs, d.image_cache_min_age_secs);
+        assert_eq!(uncommented.compute.zero_disk_max_gb, d.zero_disk_max_gb);
+        assert_eq!(cc.zero_disk_max_gb, d.zero_disk_max_gb);
         assert_eq!(c.container.enabled, ContainerEnabled::Auto);
         assert_eq!(c.container.cgroup_parent, "onebox");
         assert_eq!(c.libvirt.uri, "qemu:///system");
@@ -497,6 +605,7 @@ mod tests {
         let uncommented: Config =
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
+        assert_eq!(uncommented.network.nat_allow, ["192.168.1.20/32"]);
     }
 
     #[test]
@@ -530,6 +639,22 @@ mod tests {
         assert_eq!(l.max_connections, d.max_connections);
         let c: Config = toml::from_str("[identity]\nhash_queue = 0").expect("hash_queue");
         assert_eq!(c.identity.hash_queue, Some(0));
+    }
+
+    #[test]
+    fn plain_http_stays_on_loopback_and_tls_files_go_in_pairs() {
+        let c: Config = toml::from_str("").expect("empty");
+        c.check().expect("defaults");
+        assert!(!c.tls());
+        assert_eq!(c.client_base_url(), "http://127.0.0.1:8774");
+        let c: Config = toml::from_str("[api]\nplain_listen = \"0.0.0.0:8773\"").expect("parses");
+        let err = c.check().expect_err("plain HTTP on every address");
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let c: Config = toml::from_str("[api]\nplain_listen = \"[::1]:8773\"").expect("parses");
+        c.check().expect("IPv6 loopback");
+        let c: Config = toml::from_str("[api]\ntls_cert = \"/c.pem\"").expect("parses");
+        assert!(c.check().is_err());
+        assert!(!c.tls());
     }
 
     #[test]

@@ -37,6 +37,20 @@ pub async fn run(
             password: opts.demo_password,
         },
     ];
+    match crate::tls::ensure_certificate(cfg)? {
+        crate::tls::Outcome::Issued { new_ca } => {
+            if new_ca {
+                println!(
+                    "created the box's CA: {} (give it to clients)",
+                    crate::tls::box_ca_cert(cfg).display()
+                );
+            }
+            if let Some((cert, _)) = cfg.api.tls_files()? {
+                println!("created the HTTPS certificate {}", cert.display());
+            }
+        }
+        crate::tls::Outcome::Present | crate::tls::Outcome::Off => {}
+    }
     let outcomes = bootstrap(identity, &accounts).await?;
     let flavors = compute.ensure_default_flavors().await?;
     if flavors > 0 {
@@ -91,6 +105,20 @@ fn write_credentials(cfg: &Config, outcomes: &[AccountOutcome]) -> Result<()> {
     let mut clouds = String::from(
         "# Written by `onebox init`. Use with: openstack --os-cloud onebox-admin ...\nclouds:\n",
     );
+    let cacert = cfg.client_ca();
+    let (yaml_ca, openrc_ca) = match &cacert {
+        Some(p) => (
+            format!(
+                "    cacert: '{}'\n",
+                p.display().to_string().replace('\'', "''")
+            ),
+            format!(
+                "export OS_CACERT='{}'\n",
+                p.display().to_string().replace('\'', "'\\''")
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     let mut all_known = true;
     for o in outcomes {
         let Some(password) = &o.new_password else {
@@ -98,12 +126,12 @@ fn write_credentials(cfg: &Config, outcomes: &[AccountOutcome]) -> Result<()> {
             continue;
         };
         clouds.push_str(&format!(
-            "  onebox-{name}:\n    auth:\n      auth_url: {auth_url}\n      username: {name}\n      password: \"{password}\"\n      project_name: {name}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {region}\n    interface: public\n    identity_api_version: 3\n",
+            "  onebox-{name}:\n    auth:\n      auth_url: {auth_url}\n      username: {name}\n      password: \"{password}\"\n      project_name: {name}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: {region}\n    interface: public\n    identity_api_version: 3\n{yaml_ca}",
             name = o.name,
             region = cfg.region,
         ));
         let openrc = format!(
-            "# Written by `onebox init`. Use with: . {path}\nexport OS_AUTH_URL={auth_url}\nexport OS_USERNAME={name}\nexport OS_PASSWORD='{password}'\nexport OS_PROJECT_NAME={name}\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\nexport OS_REGION_NAME={region}\nexport OS_IDENTITY_API_VERSION=3\nexport OS_INTERFACE=public\n",
+            "# Written by `onebox init`. Use with: . {path}\nexport OS_AUTH_URL={auth_url}\nexport OS_USERNAME={name}\nexport OS_PASSWORD='{password}'\nexport OS_PROJECT_NAME={name}\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\nexport OS_REGION_NAME={region}\nexport OS_IDENTITY_API_VERSION=3\nexport OS_INTERFACE=public\n{openrc_ca}",
             path = dir.join(format!("{}-openrc", o.name)).display(),
             name = o.name,
             region = cfg.region,

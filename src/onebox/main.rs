@@ -4,9 +4,12 @@ mod backup;
 mod config;
 mod firmware;
 mod init;
+mod listen;
 mod lock;
 mod serve;
 mod status;
+mod teardown;
+mod tls;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -78,6 +81,18 @@ enum Command {
         /// A file written by `onebox backup`
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
+    },
+    /// Stop what onebox started on this host (guests, dnsmasq, bridges, its nft table);
+    /// run by the package when it is removed, refused while onebox serves
+    #[command(hide = true)]
+    Teardown {
+        /// Destroy the guests (their disks go with the state directory) instead of powering
+        /// them off
+        #[arg(long)]
+        purge: bool,
+        /// Leave the project bridges and onebox's nft table in place
+        #[arg(long)]
+        keep_network: bool,
     },
     /// Write shell completions or the man page to stdout (used to build the package)
     #[command(hide = true)]
@@ -159,6 +174,14 @@ fn main() -> Result<()> {
                 cfg.listen = l;
             }
             serve::init_tracing(&cfg)?;
+            serve::ensure_data_dir(&cfg)?;
+            // A running onebox initialised the box at its first start; a second writer would
+            // race it on the credentials files and the firmware images.
+            let _lock = lock::acquire(
+                &cfg.data_dir,
+                "onebox is serving this data directory (it initialised the box when it first \
+                 started); stop it first to run `onebox init`",
+            )?;
             runtime()?.block_on(async {
                 let services = serve::open_services(&cfg).await?;
                 init::run(
@@ -195,6 +218,24 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Teardown {
+            purge,
+            keep_network,
+        } => {
+            serve::init_tracing(&cfg)?;
+            let r = teardown::run(&cfg, purge, !keep_network)?;
+            println!(
+                "{} {} guest(s); stopped {} dnsmasq; deleted {} bridge(s)",
+                if purge { "destroyed" } else { "powered off" },
+                r.guests,
+                r.dnsmasq.len(),
+                r.bridges.len()
+            );
+            for f in &r.failures {
+                eprintln!("onebox teardown: {f}");
+            }
+            Ok(())
+        }
         Command::Generate { .. } => Ok(()),
     }
 }
@@ -222,6 +263,15 @@ fn db(cfg: &Config, command: DbCommand) -> Result<()> {
     let path = cfg.db_path();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    // Migrating under a running onebox would change the schema beneath its queries.
+    let _lock = match command {
+        DbCommand::Migrate { .. } => Some(lock::acquire(
+            &cfg.data_dir,
+            "onebox is serving this data directory; stop it first, then run `onebox db migrate` \
+             (nothing was changed)",
+        )?),
+        DbCommand::Version => None,
+    };
     let existed = path.exists();
     let store = store::Store::open_unmigrated(&path)?;
     let version = store.schema_version()?;

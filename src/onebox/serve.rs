@@ -28,6 +28,7 @@ pub struct Services {
     pub compute: compute::Compute,
     pub images: image::Images,
     pub baremetal: baremetal::Baremetal,
+    pub store: store::Store,
 }
 
 /// Creates the data dir with mode 0700 when it does not exist.
@@ -83,7 +84,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "onebox".into());
     let compute = compute::Compute::with_backends(
-        store,
+        store.clone(),
         backends,
         Arc::new(images.clone()),
         compute::ComputeConfig {
@@ -93,6 +94,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             reclaim_instance_interval: cfg.compute.reclaim_instance_interval,
             image_cache_interval_secs: cfg.compute.image_cache_interval_secs,
             image_cache_min_age_secs: cfg.compute.image_cache_min_age_secs,
+            zero_disk_max_gb: cfg.compute.zero_disk_max_gb,
             avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },
@@ -102,6 +104,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         compute,
         images,
         baremetal,
+        store,
     })
 }
 
@@ -208,7 +211,7 @@ impl container::userns::IdRanges for StoredIdRanges {
 }
 
 #[cfg(feature = "container")]
-fn container_driver(
+pub(crate) fn container_driver(
     cfg: &Config,
     store: &store::Store,
 ) -> Result<container::ContainerDriver, String> {
@@ -217,6 +220,9 @@ fn container_driver(
     dc.cgroup_parent = c.cgroup_parent.clone();
     dc.console_max_bytes = c.console_max_bytes;
     dc.pids_max = c.pids_max;
+    // A container on a disk=0 flavor (admins only) gets the largest root disk such a
+    // server may have.
+    dc.zero_disk_layer_bytes = cfg.compute.zero_disk_max_gb.saturating_mul(1 << 30);
     dc.stop_timeout = Duration::from_secs(c.stop_timeout_secs);
     dc.nameservers = c.nameservers.clone();
     dc.user_namespace = c.user_namespace;
@@ -227,7 +233,7 @@ fn container_driver(
 
 /// The VM backend, when it is enabled and libvirtd answers.
 #[cfg(feature = "vm")]
-fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
+pub(crate) fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     let l = &cfg.libvirt;
     if !l.enabled {
         return None;
@@ -246,6 +252,7 @@ fn libvirt_driver(cfg: &Config) -> Option<Arc<dyn driver::ComputeDriver>> {
     lc.qemu_img = cfg.image.qemu_img.to_string_lossy().into_owned();
     lc.dnsmasq = l.dnsmasq.to_string_lossy().into_owned();
     lc.genisoimage = l.genisoimage.to_string_lossy().into_owned();
+    lc.console_max_bytes = l.console_max_bytes.max(4096);
     match driver_libvirt::LibvirtDriver::connect(lc) {
         Ok(d) => Some(Arc::new(d)),
         Err(e) => {
@@ -287,26 +294,52 @@ async fn serve_metadata(cfg: &Config, compute: compute::Compute) -> Result<()> {
     Ok(())
 }
 
-/// Applies `[network] nat_uplink`: masquerading through the uplink when it is set (a failure
-/// stops onebox, since the operator asked for it), else onebox's nft table removed and the
-/// bridges isolated again (a failure there is only logged: without root there are no
-/// bridges of onebox's to isolate). A fake-driver box leaves the host alone.
+/// The host table `cfg` asks for: the uplink, the ranges it may reach, the metadata
+/// service's address, the host's own routes (closed to guests behind the uplink).
+fn host_rules(cfg: &Config) -> Result<hostnet::nat::HostRules> {
+    let nat_allow = cfg
+        .network
+        .nat_allow
+        .iter()
+        .map(|p| hostnet::nat::parse_prefix(p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("[network] nat_allow")?;
+    let metadata = match cfg.libvirt.metadata_listen.trim() {
+        "" => None,
+        l => match l
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("[libvirt] metadata_listen {l}"))?
+        {
+            std::net::SocketAddr::V4(a) => Some(a),
+            std::net::SocketAddr::V6(_) => None,
+        },
+    };
+    Ok(hostnet::nat::HostRules {
+        uplink: cfg.network.uplink().map(str::to_owned),
+        nat_allow,
+        blocked: hostnet::nat::host_routes(),
+        metadata,
+        dns: false,
+    })
+}
+
+/// Writes onebox's host table (what guests reach of the host, and `[network] nat_uplink`'s
+/// masquerading when it is set), before any backend makes a bridge. A failure stops onebox
+/// when it runs as root (it makes bridges, which must not be left open) or the operator
+/// asked for an uplink; otherwise (no root: no bridges) it is only logged. A fake-driver box
+/// leaves the host alone.
 async fn project_networks_uplink(cfg: &Config) -> Result<()> {
     if cfg.fake_driver {
         // No bridges of its own, and the host's table may belong to a real onebox.
         tracing::info!("fake driver: the host's networking is left alone");
         return Ok(());
     }
-    let uplink = cfg.network.uplink().map(str::to_owned);
-    let outcome = tokio::task::spawn_blocking({
-        let uplink = uplink.clone();
-        move || match &uplink {
-            Some(u) => hostnet::nat::apply(u),
-            None => hostnet::nat::remove(),
-        }
-    })
-    .await
-    .context("joining")?;
+    let rules = host_rules(cfg)?;
+    let uplink = rules.uplink.clone();
+    let outcome = tokio::task::spawn_blocking(move || hostnet::nat::apply(&rules))
+        .await
+        .context("joining")?;
+    let root = effective_uid() == Some(0);
     match (uplink, outcome) {
         (Some(u), Ok(())) => {
             tracing::info!(uplink = %u, "project networks reach the outside through NAT");
@@ -315,11 +348,49 @@ async fn project_networks_uplink(cfg: &Config) -> Result<()> {
             return Err(anyhow::anyhow!(e)).with_context(|| format!("[network] nat_uplink {u}"));
         }
         (None, Ok(())) => tracing::info!("project networks are isolated (no NAT uplink)"),
+        (None, Err(e)) if root => {
+            return Err(anyhow::anyhow!(e)).context("writing onebox's nft table");
+        }
         (None, Err(e)) => tracing::warn!(
             error = %e,
-            "project networks are isolated (no NAT uplink), but onebox's nft table could not be checked"
+            "project networks are isolated (no NAT uplink), but onebox's nft table could not be written"
         ),
     }
+    Ok(())
+}
+
+/// The effective user id, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pins every recorded guest port to its MAC and address again (the bridge table may be
+/// gone after a reboot or a flushed ruleset) and forgets the ports of servers that are gone.
+async fn restore_ports(cfg: &Config, store: &store::Store) -> Result<()> {
+    if cfg.fake_driver {
+        return Ok(());
+    }
+    let ports = hostnet::ports::Ports::new(hostnet::ports::state_dir(&cfg.data_dir));
+    if ports.list().is_empty() {
+        return Ok(());
+    }
+    let live: std::collections::HashSet<String> = store
+        .read(store::compute::live_server_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let n = tokio::task::spawn_blocking(move || ports.restore(|s| live.contains(s)))
+        .await
+        .context("joining")?
+        .context("pinning guest ports")?;
+    tracing::info!(ports = n, "guest ports pinned");
     Ok(())
 }
 
@@ -338,7 +409,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         compute,
         images,
         baremetal,
+        store,
     } = open_services(&cfg).await?;
+    restore_ports(&cfg, &store).await?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
     let fresh = identity
@@ -378,13 +451,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             region: cfg.region.clone(),
         }),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "onebox listening");
+    let listeners = crate::listen::Listeners::bind(&cfg).await?;
+    let (addr, https) = listeners.main_addr()?;
+    let plain = listeners.plain_addr()?;
+    tracing::info!(%addr, https, plain = ?plain, data_dir = %cfg.data_dir.display(), "onebox listening");
     // Scripts and tests that bind port 0 learn the port from this line on stdout.
     println!("listening on {addr}");
+    if let Some(p) = plain {
+        println!("plain HTTP for local tools on {p}");
+    }
     // Under systemd (Type=notify) the unit becomes active only now, when clients can connect.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
@@ -400,14 +475,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity,
         Duration::from_secs(cfg.identity.token_purge_interval_secs.max(1)),
     ));
-    // Header-read, body and connection bounds on every client (see api::listener).
-    api::listener::serve(
-        listener,
-        api::app(state),
-        listener_limits(&cfg.listener),
-        shutdown_signal(),
-    )
-    .await;
+    // Header-read, body and connection bounds on every client of every listener (see
+    // api::listener).
+    listeners
+        .serve(
+            api::app(state),
+            listener_limits(&cfg.listener),
+            shutdown_signal(),
+        )
+        .await?;
     tracing::info!("onebox stopped");
     Ok(())
 }
@@ -437,5 +513,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_table_follows_the_configuration() {
+        let mut cfg = Config::default();
+        let r = host_rules(&cfg).expect("rules");
+        assert_eq!(r.uplink, None);
+        assert_eq!(
+            r.metadata,
+            Some("169.254.169.254:80".parse().expect("addr"))
+        );
+        assert!(!r.dns);
+        cfg.network.nat_uplink = "eth0".into();
+        cfg.network.nat_allow = vec!["192.168.1.20/32".into(), "10.9.0.0/16".into()];
+        cfg.libvirt.metadata_listen = String::new();
+        let r = host_rules(&cfg).expect("rules");
+        assert_eq!(r.uplink.as_deref(), Some("eth0"));
+        assert_eq!(r.nat_allow.len(), 2);
+        assert_eq!(r.metadata, None);
+        cfg.network.nat_allow = vec!["192.168.1.0/40".into()];
+        let e = host_rules(&cfg).expect_err("a bad prefix");
+        assert!(format!("{e:#}").contains("nat_allow"), "{e:#}");
     }
 }

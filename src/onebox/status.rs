@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-/// Asks `GET /healthz` on `listen` (on loopback when it is a wildcard address). `Ok` carries
-/// the status line of a 200 answer.
-pub fn probe_listener(listen: SocketAddr) -> Result<String, String> {
+fn loopback_for(listen: SocketAddr) -> SocketAddr {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -18,12 +16,52 @@ pub fn probe_listener(listen: SocketAddr) -> Result<String, String> {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
+    addr
+}
+
+fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
     let timeout = Duration::from_secs(2);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// Asks `GET /healthz` on `listen` (on loopback when it is a wildcard address). `Ok` carries
+/// the status line of a 200 answer.
+pub fn probe_listener(listen: SocketAddr) -> Result<String, String> {
+    let addr = loopback_for(listen);
+    healthz(connect(addr)?, addr)
+}
+
+/// The same over HTTPS, the server's certificate verified against `ca` (for the name
+/// `localhost`, which the certificates onebox creates carry).
+pub fn probe_tls_listener(listen: SocketAddr, ca: &Path) -> Result<String, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let addr = loopback_for(listen);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("{}: {e}", ca.display()))?
+    {
+        roots
+            .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    healthz(rustls::StreamOwned::new(conn, connect(addr)?), addr)
+}
+
+fn healthz(mut s: impl Read + Write, addr: SocketAddr) -> Result<String, String> {
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
@@ -189,13 +227,23 @@ pub fn run(cfg: &Config, config_file: Option<&Path>) -> bool {
     }
     println!("data dir:  {}", cfg.data_dir.display());
     let url = format!("{}/healthz", cfg.client_base_url());
-    let up = match probe_listener(cfg.listen) {
+    // The plain loopback listener when there is one, else `listen` itself.
+    let (addr, probe) = match (cfg.api.plain_listen, cfg.tls(), cfg.client_ca()) {
+        (Some(p), _, _) => (p, probe_listener(p)),
+        (None, false, _) => (cfg.listen, probe_listener(cfg.listen)),
+        (None, true, Some(ca)) => (cfg.listen, probe_tls_listener(cfg.listen, &ca)),
+        (None, true, None) => (
+            cfg.listen,
+            Err("HTTPS with a certificate of the system's trust (set [api] tls_ca or plain_listen to check it)".into()),
+        ),
+    };
+    let up = match probe {
         Ok(line) => {
-            println!("listener:  {} reachable ({line})", cfg.listen);
+            println!("listener:  {addr} reachable ({line})");
             true
         }
         Err(e) => {
-            println!("listener:  {} not reachable: {e} ({url})", cfg.listen);
+            println!("listener:  {addr} not reachable: {e} ({url})");
             false
         }
     };

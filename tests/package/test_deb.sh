@@ -110,8 +110,10 @@ check "/etc/onebox/onebox.toml is a conffile" \
 check "Depends comes from the shared libraries (libc6)" grep -q '^ Depends:.*libc6' "$tmp/info"
 check "Depends on qemu-utils (the image service checks every disk with qemu-img)" \
     grep -q '^ Depends:.*qemu-utils' "$tmp/info"
-check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend), nftables (the NAT uplink)" \
-    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage, nftables$' "$tmp/info"
+check "Depends on nftables (the host table that guards the host from guests)" \
+    grep -q '^ Depends:.*nftables' "$tmp/info"
+check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend)" \
+    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage$' "$tmp/info"
 check "nothing Python in the dependencies" \
     sh -c "! grep -E '^ (Pre-)?Depends:.*python' '$tmp/info'"
 
@@ -149,6 +151,11 @@ check "the installed firmware payloads match their SHA256SUMS" \
     sh -c "cd /usr/share/onebox/firmware && sha256sum --quiet -c SHA256SUMS"
 check "postinst's onebox init imported the firmware as images" \
     grep -q 'imported public image onebox-tiny (' "$tmp/install.log"
+check "postinst created the HTTPS key with mode 600" [ "$(mode_of /var/lib/onebox/tls/server.key)" = 600 ]
+check "postinst created the box's CA key with mode 600" [ "$(mode_of /var/lib/onebox/tls/ca.key)" = 600 ]
+check "clouds.yaml names the box's CA as cacert" \
+    grep -q "cacert: '/var/lib/onebox/tls/ca.crt'" /var/lib/onebox/clouds.yaml
+check "clouds.yaml's auth_url is HTTPS" grep -q 'auth_url: https://' /var/lib/onebox/clouds.yaml
 
 echo "== systemd-analyze verify"
 unit=/usr/lib/systemd/system/onebox.service
@@ -157,10 +164,15 @@ verify_rc=$?
 sed 's/^/  /' "$tmp/verify"
 check "systemd-analyze verify accepts the installed unit" [ "$verify_rc" = 0 ]
 
-# A free loopback port, so that nothing else on the machine (another onebox on 8774) is hit.
-port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -i "s/^listen = .*/listen = \"127.0.0.1:$port\"/" /etc/onebox/onebox.toml
-base="http://127.0.0.1:$port"
+# Free loopback ports, so that nothing else on the machine (another onebox on 8774) is hit:
+# the HTTPS listener and the plain one for local tools.
+free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+plain_port=$(free_port)
+sed -i -e "s/^listen = .*/listen = \"127.0.0.1:$port\"/" \
+    -e "s/^plain_listen = .*/plain_listen = \"127.0.0.1:$plain_port\"/" /etc/onebox/onebox.toml
+base="http://127.0.0.1:$plain_port"
+tls_base="https://127.0.0.1:$port"
 os() {
     OS_CLIENT_CONFIG_FILE=/var/lib/onebox/clouds.yaml "$openstack" --os-cloud onebox-admin \
         --os-auth-url "$base/identity" "$@"
@@ -210,6 +222,26 @@ sed 's/^/  /' "$tmp/status"
 check "onebox status counts projects" grep -qE '^  projects +[0-9]+' "$tmp/status"
 token_issued() { os token issue -f value -c id | grep -q .; }
 check "openstack token issue with the installed clouds.yaml" token_issued
+https_token() {
+    OS_CLIENT_CONFIG_FILE=/var/lib/onebox/clouds.yaml "$openstack" --os-cloud onebox-admin \
+        --os-auth-url "$tls_base/identity" token issue -f value -c id | grep -q .
+}
+check "openstack token issue over HTTPS, verified with clouds.yaml's cacert" https_token
+plain_to_tls() {
+    "$python" - "$port" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+try:
+    while chunk := s.recv(4096):
+        data += chunk
+except OSError:
+    pass
+sys.exit(1 if b"HTTP/1." in data else 0)
+PY
+}
+check "plain HTTP to the HTTPS port gets no answer" plain_to_tls
 project_created() { os project create --description "kept across upgrades" pkgtest -f value -c id >/dev/null; }
 check "openstack project create" project_created
 firmware_images() {
@@ -252,6 +284,14 @@ check "the clouds.yaml was kept" [ "$(mode_of /var/lib/onebox/clouds.yaml)" = 60
 check "the upgraded unit starts (READY=1)" start_unit
 project_kept() { os project show pkgtest -f value -c description | grep -qx 'kept across upgrades'; }
 check "the project still exists after the upgrade" project_kept
+container_started() {
+    OS_CLIENT_CONFIG_FILE=/var/lib/onebox/clouds.yaml "$openstack" --os-cloud onebox-admin \
+        --os-auth-url "$base/identity" server create --image onebox-rootfs --flavor m1.tiny \
+        --nic auto --wait pkg-ctr -f value -c status | grep -qx ACTIVE
+}
+if onebox status 2>/dev/null | grep -q '^  containers  available'; then
+    check "a container server runs before the package is removed" container_started
+fi
 check "SIGTERM stops the upgraded onebox" stop_unit
 
 echo "== remove and purge"
@@ -260,8 +300,33 @@ check "dpkg --remove" [ $? = 0 ]
 check "remove deletes /usr/bin/onebox" [ ! -e /usr/bin/onebox ]
 check "remove keeps /var/lib/onebox/onebox.db" [ -f /var/lib/onebox/onebox.db ]
 check "remove keeps /etc/onebox/onebox.toml" [ -f /etc/onebox/onebox.toml ]
+# What onebox started outlives the service (by design) but not the package.
+leftovers() {
+    local p
+    for p in /proc/[0-9]*; do
+        # The service or a container supervisor (the binary may be deleted by now).
+        case "$(readlink "$p/exe" 2>/dev/null)" in
+            /usr/bin/onebox*) echo "  onebox process ${p#/proc/}"; return 1 ;;
+        esac
+    done
+    pgrep -f 'dnsmasq.*/var/lib/onebox' >/dev/null && { echo "  a dnsmasq of onebox's"; return 1; }
+    ls /sys/class/net | grep -q '^obr' && { echo "  a project bridge"; return 1; }
+    if command -v nft >/dev/null 2>&1; then
+        for t in "ip onebox" "inet onebox" "bridge onebox"; do
+            if nft list table $t >/dev/null 2>&1; then
+                echo "  onebox's nft table $t"
+                return 1
+            fi
+        done
+    fi
+    return 0
+}
+check "remove leaves no onebox process, container, dnsmasq, bridge or nft table" leftovers
 dpkg --purge onebox > "$tmp/purge.log" 2>&1
 check "dpkg --purge" [ $? = 0 ]
+check "purge leaves no onebox process, container, dnsmasq, bridge or nft table" leftovers
+check "purge leaves no cgroup of onebox's" \
+    sh -c "! ls -d /sys/fs/cgroup/onebox /sys/fs/cgroup/*/onebox 2>/dev/null | grep -q ."
 for p in /var/lib/onebox /etc/onebox /usr/bin/onebox "$unit" \
     /etc/systemd/system/multi-user.target.wants/onebox.service \
     /var/lib/systemd/deb-systemd-helper-enabled/onebox.service.dsh-also \

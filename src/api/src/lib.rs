@@ -38,8 +38,9 @@ pub use fault::{Fault, Service};
 /// Settings of the API layer.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// The base URL clients use to reach this box (`http://host:port`). When unset, links and
-    /// the catalog use the `Host` header of each request.
+    /// The base URL clients use to reach this box (`https://host:port`). When unset, links and
+    /// the catalog use the `Host` header of each request, and its `X-Forwarded-Proto` for the
+    /// scheme (onebox's listeners set it: `https` over TLS, removed over plain HTTP).
     pub public_url: Option<String>,
     /// The region name in the catalog.
     pub region: String,
@@ -75,7 +76,12 @@ impl AppState {
             .and_then(|h| h.to_str().ok())
             .filter(|h| valid_host(h))
             .unwrap_or("localhost");
-        format!("http://{host}")
+        // The listener that received the request sets this (and removes a client's).
+        let scheme = match headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
+            Some(b"https") => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}")
     }
 }
 

@@ -51,14 +51,17 @@ impl Default for ListenerLimits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets every
-/// open connection finish the request it is serving, and returns.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `app` on `listener` (plain TCP, or a listener that hands on finished TLS
+/// handshakes) until `shutdown` completes; then stops accepting, lets every open connection
+/// finish the request it is serving, and returns.
+pub async fn serve<L>(
+    mut listener: L,
     app: Router,
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send,
-) {
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -71,24 +74,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (tcp, remote) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors, typically: wait for some to be freed.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        // The listener retries failed accepts itself (out of file descriptors, typically).
+        let (io, remote) = tokio::select! {
+            c = listener.accept() => c,
             () = &mut shutdown => break,
         };
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
         let (app, limits, stop) = (app.clone(), limits.clone(), stop_rx.clone());
         tokio::spawn(async move {
-            serve_connection(TokioIo::new(tcp), remote, app, &limits, stop).await;
+            serve_connection(TokioIo::new(io), remote, app, &limits, stop).await;
             drop(permit);
         });
     }
@@ -98,6 +91,16 @@ pub async fn serve(
     let _ = slots
         .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
         .await;
+}
+
+/// A plain TCP listener whose connections send small responses at once (`TCP_NODELAY`).
+pub fn tcp(listener: TcpListener) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    })
 }
 
 /// Serves HTTP/1.1 on one accepted stream from `remote` until the client goes, a limit ends

@@ -954,6 +954,7 @@ async fn the_backend_follows_flavor_and_image() {
         min_disk_gb: 0,
         min_ram_mb: 0,
         size_bytes: 0,
+        virtual_size_bytes: None,
         properties: props
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -244,15 +244,12 @@ impl ComputeDriver for IronicDriver {
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> Result<String> {
         let node = self.node_of(id)?;
-        let raw = std::fs::read(self.bm.console_path(&node.uuid)).unwrap_or_default();
-        let text = String::from_utf8_lossy(&raw).replace("\r\n", "\n");
-        Ok(match lines {
-            Some(n) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(n)..].join("\n")
-            }
-            None => text,
-        })
+        // The capture rotates the log at its cap (`<log>.1`); read from the end of both.
+        let log = self.bm.console_path(&node.uuid);
+        let old = driver::console::rotated(&log);
+        let raw =
+            driver::console::tail(&[&old, &log], driver::console::TAIL_BYTES).unwrap_or_default();
+        Ok(driver::console::last_lines(&raw, lines))
     }
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {

@@ -17,6 +17,8 @@ pub struct ImageInfo {
     pub min_disk_gb: u64,
     pub min_ram_mb: u64,
     pub size_bytes: u64,
+    /// The size of the disk the image holds (`qemu-img info`), when known.
+    pub virtual_size_bytes: Option<u64>,
     pub properties: Vec<(String, String)>,
 }
 
@@ -72,11 +74,26 @@ pub trait ImageCatalog: Send + Sync {
     /// is active.
     fn find<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Lookup<'a>;
 
+    /// The image `id` that a bootable image links to (its `kernel_id` or `ramdisk_id`) if
+    /// the caller may see it and it is active; kernels and ramdisks suit no backend of their
+    /// own, so this asks less than [`ImageCatalog::find`].
+    fn find_linked<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Lookup<'a> {
+        self.find(ctx, id)
+    }
+
     /// The data of active image `id`, for a backend; no caller check (the caller was
     /// checked when the server was created). `None` when the catalog keeps no data.
     fn file<'a>(&'a self, id: &'a str) -> FileLookup<'a> {
         let _ = id;
         Box::pin(async { None })
+    }
+
+    /// The data of active image `id` if project `owner` may see it: for the images a
+    /// server's image links to and its rescue image, which are resolved in the background
+    /// with the server owner's visibility, never the box's.
+    fn file_for<'a>(&'a self, owner: &'a model::ProjectId, id: &'a str) -> FileLookup<'a> {
+        let _ = owner;
+        self.file(id)
     }
 
     /// Creates a queued image for a snapshot; returns its id.
@@ -99,6 +116,12 @@ pub trait ImageCatalog: Send + Sync {
         Box::pin(async { Err(CatalogError::Failed("this box has no image service".into())) })
     }
 
+    /// Bytes `owner` may still store under its image quota; `None`: no limit.
+    fn quota_left<'a>(&'a self, owner: &'a model::ProjectId) -> Op<'a, Option<u64>> {
+        let _ = owner;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Deletes an image the compute service made (a failed snapshot, a rotated backup, the
     /// image of an unshelved server).
     fn delete_image<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Op<'a, ()> {
@@ -106,9 +129,15 @@ pub trait ImageCatalog: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
-    /// The backups of `server` of type `backup_type`, oldest first.
-    fn backups<'a>(&'a self, server: &'a str, backup_type: &'a str) -> Op<'a, Vec<String>> {
-        let _ = (server, backup_type);
+    /// The backups of `server` of type `backup_type` that `owner` (the server's project)
+    /// owns, oldest first.
+    fn backups<'a>(
+        &'a self,
+        server: &'a str,
+        owner: &'a model::ProjectId,
+        backup_type: &'a str,
+    ) -> Op<'a, Vec<String>> {
+        let _ = (server, owner, backup_type);
         Box::pin(async { Ok(Vec::new()) })
     }
 
@@ -180,6 +209,7 @@ impl ImageCatalog for StandinImages {
                             min_disk_gb: x.image.min_disk_gb,
                             min_ram_mb: x.image.min_ram_mb,
                             size_bytes: x.data.len() as u64,
+                            virtual_size_bytes: None,
                             properties: x.image.properties.clone().into_iter().collect(),
                         })
                 })
@@ -234,17 +264,34 @@ impl ImageCatalog for StandinImages {
         })
     }
 
+    fn quota_left<'a>(&'a self, owner: &'a model::ProjectId) -> Op<'a, Option<u64>> {
+        let used: u64 = self.with_snapshots(|s| {
+            s.iter()
+                .filter(|x| x.image.owner == *owner)
+                .map(|x| x.data.len() as u64)
+                .sum()
+        });
+        let left = self.quota_bytes.map(|q| q.saturating_sub(used));
+        Box::pin(async move { Ok(left) })
+    }
+
     fn delete_image<'a>(&'a self, _ctx: &'a Context, id: &'a str) -> Op<'a, ()> {
         self.with_snapshots(|s| s.retain(|x| x.id != id));
         Box::pin(async { Ok(()) })
     }
 
-    fn backups<'a>(&'a self, server: &'a str, backup_type: &'a str) -> Op<'a, Vec<String>> {
+    fn backups<'a>(
+        &'a self,
+        server: &'a str,
+        owner: &'a model::ProjectId,
+        backup_type: &'a str,
+    ) -> Op<'a, Vec<String>> {
         let ids = self.with_snapshots(|s| {
             s.iter()
                 .filter(|x| {
                     let p = &x.image.properties;
-                    p.get("instance_uuid").map(String::as_str) == Some(server)
+                    x.image.owner == *owner
+                        && p.get("instance_uuid").map(String::as_str) == Some(server)
                         && p.get("image_type").map(String::as_str) == Some("backup")
                         && p.get("backup_type").map(String::as_str) == Some(backup_type)
                 })
@@ -267,7 +314,24 @@ impl ImageCatalog for image::Images {
                 min_disk_gb: b.image.min_disk,
                 min_ram_mb: b.image.min_ram,
                 size_bytes: b.image.size.unwrap_or(0),
+                virtual_size_bytes: b.image.virtual_size,
                 properties: b.image.properties.into_iter().collect(),
+            })
+        })
+    }
+
+    fn find_linked<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Lookup<'a> {
+        Box::pin(async move {
+            let iid = model::image::ImageId::parse(id)?;
+            let img = self.get(ctx, &iid).await.ok()?;
+            (img.status == model::image::ImageStatus::Active).then(|| ImageInfo {
+                id: img.id.to_string(),
+                name: img.name.clone().unwrap_or_default(),
+                min_disk_gb: img.min_disk,
+                min_ram_mb: img.min_ram,
+                size_bytes: img.size.unwrap_or(0),
+                virtual_size_bytes: img.virtual_size,
+                properties: img.properties.into_iter().collect(),
             })
         })
     }
@@ -276,19 +340,15 @@ impl ImageCatalog for image::Images {
         Box::pin(async move {
             let id = model::image::ImageId::parse(id)?;
             let (img, path) = self.data_of(&id).await.ok()?;
-            Some(driver::ImageFile {
-                id: img.id.to_string(),
-                path,
-                disk_format: img
-                    .disk_format
-                    .map_or("", model::image::DiskFormat::as_str)
-                    .into(),
-                container_format: img
-                    .container_format
-                    .map_or("", model::image::ContainerFormat::as_str)
-                    .into(),
-                properties: img.properties.into_iter().collect(),
-            })
+            Some(image_file(img, path))
+        })
+    }
+
+    fn file_for<'a>(&'a self, owner: &'a model::ProjectId, id: &'a str) -> FileLookup<'a> {
+        Box::pin(async move {
+            let id = model::image::ImageId::parse(id)?;
+            let (img, path) = self.data_for(owner, &id).await.ok()?;
+            Some(image_file(img, path))
         })
     }
 
@@ -348,6 +408,15 @@ impl ImageCatalog for image::Images {
         })
     }
 
+    fn quota_left<'a>(&'a self, owner: &'a model::ProjectId) -> Op<'a, Option<u64>> {
+        Box::pin(async move {
+            self.quota_left(owner)
+                .await
+                .map(Some)
+                .map_err(catalog_error)
+        })
+    }
+
     fn delete_image<'a>(&'a self, ctx: &'a Context, id: &'a str) -> Op<'a, ()> {
         Box::pin(async move {
             let iid = model::image::ImageId::parse(id)
@@ -356,14 +425,22 @@ impl ImageCatalog for image::Images {
         })
     }
 
-    fn backups<'a>(&'a self, server: &'a str, backup_type: &'a str) -> Op<'a, Vec<String>> {
+    fn backups<'a>(
+        &'a self,
+        server: &'a str,
+        owner: &'a model::ProjectId,
+        backup_type: &'a str,
+    ) -> Op<'a, Vec<String>> {
         Box::pin(async move {
             let ids = self
-                .ids_with_properties(vec![
-                    ("instance_uuid".into(), server.into()),
-                    ("image_type".into(), "backup".into()),
-                    ("backup_type".into(), backup_type.into()),
-                ])
+                .ids_with_properties(
+                    owner,
+                    vec![
+                        ("instance_uuid".into(), server.into()),
+                        ("image_type".into(), "backup".into()),
+                        ("backup_type".into(), backup_type.into()),
+                    ],
+                )
                 .await
                 .map_err(catalog_error)?;
             Ok(ids.into_iter().map(|i| i.to_string()).collect())
@@ -380,5 +457,27 @@ fn catalog_error(e: image::Error) -> CatalogError {
         image::Error::OverLimit(m) => CatalogError::QuotaExceeded(m),
         image::Error::NotFound(m) => CatalogError::NotFound(m),
         other => CatalogError::Failed(other.to_string()),
+    }
+}
+
+/// What a backend is given of an active image: its data, formats, properties and the hash of
+/// its content, which every cache of image content is keyed by.
+fn image_file(img: model::image::Image, path: PathBuf) -> driver::ImageFile {
+    driver::ImageFile {
+        id: img.id.to_string(),
+        path,
+        disk_format: img
+            .disk_format
+            .map_or("", model::image::DiskFormat::as_str)
+            .into(),
+        container_format: img
+            .container_format
+            .map_or("", model::image::ContainerFormat::as_str)
+            .into(),
+        content_hash: match (img.os_hash_algo, img.os_hash_value) {
+            (Some(algo), Some(hash)) => format!("{algo}-{hash}"),
+            _ => String::new(),
+        },
+        properties: img.properties.into_iter().collect(),
     }
 }

@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod flavors;
 pub mod groups;
+mod imagefit;
 pub mod images;
 pub mod keypairs;
 mod lifecycle;
@@ -118,6 +119,9 @@ pub struct ComputeConfig {
     /// Nova's `remove_unused_original_minimum_age_seconds`: a cached image no instance uses
     /// is removed once it has been unused this long.
     pub image_cache_min_age_secs: u64,
+    /// The largest root disk, in GiB, an admin's server on a `disk=0` flavor gets (such a
+    /// disk is as large as its image; members may not use `disk=0` flavors at all).
+    pub zero_disk_max_gb: u64,
 }
 
 impl Default for ComputeConfig {
@@ -133,6 +137,7 @@ impl Default for ComputeConfig {
             avoid_host_routes: false,
             image_cache_interval_secs: 2400,
             image_cache_min_age_secs: 86400,
+            zero_disk_max_gb: 20,
         }
     }
 }

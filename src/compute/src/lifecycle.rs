@@ -262,22 +262,11 @@ impl Compute {
     ) -> Result<(Server, String)> {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, Action::Rebuild)?;
-        let image = self.images.find(ctx, &req.image_ref).await.ok_or_else(|| {
-            Error::BadRequest(format!("Image {} could not be found.", req.image_ref))
-        })?;
-        if s.flavor.ram_mb < image.min_ram_mb {
-            return Err(Error::BadRequest(
-                "Flavor's memory is too small for requested image.".into(),
-            ));
-        }
-        if s.flavor.disk_gb > 0
-            && (s.flavor.disk_gb < image.min_disk_gb
-                || image.size_bytes > s.flavor.disk_gb * 1024 * 1024 * 1024)
-        {
-            return Err(Error::BadRequest(
-                "Flavor's disk is too small for requested image.".into(),
-            ));
-        }
+        let image = self
+            .find_bootable(ctx, &req.image_ref)
+            .await
+            .map_err(|id| crate::imagefit::image_not_found(&id))?;
+        self.check_image_fits(ctx, &s.flavor, &image)?;
         let kind = Self::select_backend(&s.flavor, Some(&image))?;
         if kind != s.backend {
             return Err(Error::BadRequest(format!(
@@ -480,12 +469,8 @@ impl Compute {
             Some(i) => self.images.find(ctx, i).await,
             None => None,
         };
-        if let Some(img) = &image
-            && new.ram_mb < img.min_ram_mb
-        {
-            return Err(Error::BadRequest(
-                "Flavor's memory is too small for requested image.".into(),
-            ));
+        if let Some(img) = &image {
+            self.check_image_fits(ctx, &new, img)?;
         }
         let kind = Self::select_backend(&new, image.as_ref())?;
         if kind != s.backend {

@@ -11,6 +11,7 @@
 use chrono::Utc;
 use driver::{ImageFile, RescueImage};
 use identity::Context;
+use model::ProjectId;
 use model::compute::{PowerState, ServerId, TaskState, VmState};
 use store::compute as sql;
 
@@ -53,11 +54,11 @@ impl Compute {
                 "Requested rescue image '{image_ref}' is not supported"
             ))
         };
+        // The rescue image and what it links to, as the caller sees them.
         let image = self
-            .images
-            .find(ctx, &image_ref)
+            .find_bootable(ctx, &image_ref)
             .await
-            .ok_or_else(unsupported)?;
+            .map_err(|_| unsupported())?;
         if Self::select_backend(&s.flavor, Some(&image)).ok() != Some(s.backend) {
             return Err(unsupported());
         }
@@ -97,8 +98,10 @@ impl Compute {
 
     /// The rescue image's data with the kernel and ramdisk it names, resolved as a spec's
     /// image is.
-    async fn rescue_image(&self, image_id: &str) -> RescueImage {
-        let image = self.images.file(image_id).await;
+    /// Everything is resolved with the server owner's visibility: what the owner cannot see
+    /// (another project's private kernel, say) is not handed to the backend.
+    async fn rescue_image(&self, owner: &ProjectId, image_id: &str) -> RescueImage {
+        let image = self.images.file_for(owner, image_id).await;
         let linked = |key: &str| {
             image
                 .as_ref()
@@ -107,11 +110,11 @@ impl Compute {
         };
         let (kernel_id, ramdisk_id) = (linked("kernel_id"), linked("ramdisk_id"));
         let kernel = match kernel_id {
-            Some(k) => self.images.file(&k).await,
+            Some(k) => self.images.file_for(owner, &k).await,
             None => None,
         };
         let ramdisk = match ramdisk_id {
-            Some(r) => self.images.file(&r).await,
+            Some(r) => self.images.file_for(owner, &r).await,
             None => None,
         };
         RescueImage {
@@ -136,7 +139,7 @@ impl Compute {
             return;
         };
         let spec = self.instance_spec(&server).await;
-        let rescue = self.rescue_image(&image_id).await;
+        let rescue = self.rescue_image(&server.project_id, &image_id).await;
         let result = self
             .blocking(&id, move |d| d.rescue(&spec, &rescue, &admin_pass))
             .await;

@@ -393,23 +393,12 @@ impl Compute {
         }
         let mut image_info = None;
         if let Some(image_ref) = &req.image_ref {
-            let image = self.images.find(ctx, image_ref).await.ok_or_else(|| {
-                Error::BadRequest(format!("Image {image_ref} could not be found."))
-            })?;
-            image_info = Some(image.clone());
-            if flavor.ram_mb < image.min_ram_mb {
-                return Err(Error::BadRequest(
-                    "Flavor's memory is too small for requested image.".into(),
-                ));
-            }
-            if flavor.disk_gb > 0
-                && (flavor.disk_gb < image.min_disk_gb
-                    || image.size_bytes > flavor.disk_gb * 1024 * 1024 * 1024)
-            {
-                return Err(Error::BadRequest(
-                    "Flavor's disk is too small for requested image.".into(),
-                ));
-            }
+            let image = self
+                .find_bootable(ctx, image_ref)
+                .await
+                .map_err(|id| crate::imagefit::image_not_found(&id))?;
+            self.check_image_fits(ctx, &flavor, &image)?;
+            image_info = Some(image);
         }
         let key_data = self.check_extras(ctx, &project, &req).await?;
         let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use identity::Context;
-use model::UserId;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
+use model::{ProjectId, UserId};
 use store::compute as sql;
 
 use crate::actions::Action;
@@ -30,6 +30,8 @@ pub(crate) struct Backup {
 
 pub(crate) struct SnapshotWork {
     pub ctx: Box<Context>,
+    /// The server's project, which owns the snapshot (and the backups rotation counts).
+    pub owner: ProjectId,
     pub image_id: String,
     pub backup: Option<Backup>,
     pub from_vm: VmState,
@@ -209,6 +211,7 @@ impl Compute {
             action: action_id,
             work: Box::new(Work::Snapshot(SnapshotWork {
                 ctx: Box::new(ctx.clone()),
+                owner: s.project_id.clone(),
                 image_id: image_id.clone(),
                 backup,
                 from_vm: s.vm_state,
@@ -235,6 +238,16 @@ impl Compute {
         task: &mut TaskState,
         tasks: &[TaskState],
     ) -> std::result::Result<(), String> {
+        // A project at its image quota gets no scratch data written on its behalf: the
+        // upload could only be refused after the host's disk took the whole snapshot.
+        let owner = self.load(id).await.map(|s| s.project_id);
+        if let Some(owner) = &owner
+            && self.images.quota_left(owner).await.ok().flatten() == Some(0)
+        {
+            return Err(format!(
+                "Upload of the snapshot of instance {id} failed: Image storage quota exceeded."
+            ));
+        }
         let path = self.scratch_file(id);
         let (id2, p2) = (id.clone(), path.clone());
         let snap = self
@@ -314,7 +327,7 @@ impl Compute {
             Ok(()) => {
                 self.step(&id, Some(task), w.from_vm, None, None).await;
                 if let Some(b) = &w.backup {
-                    self.rotate_backups(&w.ctx, &id, b).await;
+                    self.rotate_backups(&w.ctx, &id, &w.owner, b).await;
                 }
                 self.finish(event, true, None).await;
             }
@@ -327,9 +340,15 @@ impl Compute {
         }
     }
 
-    /// Deletes the oldest backups of this type beyond `rotation`.
-    async fn rotate_backups(&self, ctx: &Context, id: &ServerId, b: &Backup) {
-        let ids = match self.images.backups(id.as_str(), &b.backup_type).await {
+    /// Deletes the oldest backups of this type beyond `rotation`: only the server's own
+    /// project's images count, whoever asked (an admin's rotation must not reach an image
+    /// another project made to look like a backup of this server).
+    async fn rotate_backups(&self, ctx: &Context, id: &ServerId, owner: &ProjectId, b: &Backup) {
+        let ids = match self
+            .images
+            .backups(id.as_str(), owner, &b.backup_type)
+            .await
+        {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, "listing backups to rotate");
@@ -616,6 +635,15 @@ impl Compute {
                     "Compute host {h} could not be found."
                 )));
             }
+        }
+        // An offloaded server is spawned again from its shelved image: it, and what it links
+        // to, must be images the caller may boot now.
+        if s.vm_state == VmState::ShelvedOffloaded
+            && let Some(image) = self.sysmeta(&s.id, SHELVED_IMAGE).await
+        {
+            self.find_bootable(ctx, &image)
+                .await
+                .map_err(|id| crate::imagefit::image_not_found(&id))?;
         }
         let action = self
             .begin(

@@ -396,12 +396,14 @@ impl Compute {
                 .and_then(|i| i.properties.get(key).cloned())
                 .filter(|v| !v.is_empty())
         };
+        // What the image links to is resolved with the server owner's visibility, never the
+        // box's: another project's private image is no kernel or ramdisk of this server.
         let kernel = match linked("kernel_id") {
-            Some(k) => self.images.file(&k).await,
+            Some(k) => self.images.file_for(&server.project_id, &k).await,
             None => None,
         };
         let ramdisk = match linked("ramdisk_id") {
-            Some(r) => self.images.file(&r).await,
+            Some(r) => self.images.file_for(&server.project_id, &r).await,
             None => None,
         };
         let id = server.id.clone();

@@ -51,6 +51,10 @@ pub struct Config {
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
     /// `false`: isolated.
     pub forwarding: bool,
+    /// How far one root filesystem tarball may unpack (bytes, entries).
+    pub unpack: crate::rootfs::UnpackLimits,
+    /// The writable layer of a container on a `disk=0` flavor, in bytes ([`crate::layer`]).
+    pub zero_disk_layer_bytes: u64,
     pub shim: ShimCommand,
 }
 
@@ -67,6 +71,8 @@ impl Config {
             idmapped_lower: true,
             id_ranges: Arc::new(userns::MemoryIdRanges::default()),
             forwarding: false,
+            unpack: crate::rootfs::UnpackLimits::default(),
+            zero_disk_layer_bytes: 20 << 30,
             shim: ShimCommand::onebox(),
         }
     }

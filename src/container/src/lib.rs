@@ -22,7 +22,9 @@
 pub mod cgroup;
 mod config;
 pub mod devices;
+pub mod layer;
 mod mounts;
+mod net;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
@@ -244,7 +246,9 @@ impl ContainerDriver {
             .ok_or_else(|| failed("a container needs an image: a root filesystem tarball"))?;
         let lower = {
             let _g = self.unpack.lock().unwrap_or_else(|e| e.into_inner());
-            rootfs::ensure_unpacked(&self.cache_dir(), &image.id, &image.path).map_err(failed)?
+            let key = image.cache_key().map_err(failed)?;
+            rootfs::ensure_unpacked(&self.cache_dir(), &key, &image.path, self.cfg.unpack)
+                .map_err(failed)?
         };
         let init: Vec<String> = image
             .properties
@@ -299,6 +303,8 @@ impl ContainerDriver {
 
     /// Starts a new boot of the instance and waits until its init runs.
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
+        // The layer is mounted before the shim starts (after a host reboot it is not).
+        layer::mount(paths).map_err(failed)?;
         inst.boot += 1;
         // The policy of now, not of when the instance was made.
         inst.forwarding = self.cfg.forwarding;
@@ -311,6 +317,8 @@ impl ContainerDriver {
             let _ = std::fs::remove_file(f);
         }
         state::write_json(&paths.instance(), inst).map_err(failed)?;
+        // Pinned before the shim makes the veths, so no frame passes unchecked.
+        net::pin_ports(&self.cfg.data_dir, inst).map_err(failed)?;
         let cg = &inst.cgroup;
         if !cg.exists() {
             cg.create().map_err(failed)?;
@@ -456,7 +464,10 @@ impl ComputeDriver for ContainerDriver {
         }
         let mut inst = self.instance_for(spec, 0)?;
         let r = (|| {
-            for d in [p.dir.clone(), p.upper(), p.work(), p.rootfs()] {
+            std::fs::create_dir_all(&p.dir).map_err(failed)?;
+            let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+            layer::create(&p, cap).map_err(failed)?;
+            for d in [p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
             userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
@@ -473,13 +484,8 @@ impl ComputeDriver for ContainerDriver {
         let inst = state::read_json::<Instance>(&p.instance()).ok();
         self.stop(id, false)?;
         self.cgroup(id).remove().map_err(failed)?;
-        // The veths go with the container's network namespace; a half-made one may not.
-        if let Some(inst) = &inst {
-            for n in &inst.nics {
-                let _ = hostnet::delete_link(&n.host_if);
-                let _ = hostnet::delete_link(&n.peer_if);
-            }
-        }
+        net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
+        layer::remove(&p).map_err(failed)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -531,24 +537,11 @@ impl ComputeDriver for ContainerDriver {
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> Result<String> {
         let (p, _) = self.load(id)?;
-        let mut text = String::new();
-        for f in [p.console_old(), p.console()] {
-            if let Ok(b) = std::fs::read(&f) {
-                text.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-        Ok(match lines {
-            None => text,
-            Some(n) => {
-                let all: Vec<&str> = text.lines().collect();
-                let from = all.len().saturating_sub(n);
-                let mut out = all[from..].join("\n");
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out
-            }
-        })
+        // Read from the end: the supervisor caps the log, the reader never relies on it.
+        let (old, new) = (p.console_old(), p.console());
+        let raw =
+            driver::console::tail(&[&old, &new], driver::console::TAIL_BYTES).unwrap_or_default();
+        Ok(driver::console::last_lines(&raw, lines))
     }
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {
@@ -652,6 +645,7 @@ impl ComputeDriver for ContainerDriver {
         let (p, old) = self.load(&spec.id)?;
         self.stop(&spec.id, false)?;
         let mut inst = self.instance_for(spec, old.boot)?;
+        layer::mount(&p).map_err(failed)?;
         for d in [p.upper(), p.work()] {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
@@ -663,6 +657,8 @@ impl ComputeDriver for ContainerDriver {
     fn resize(&self, spec: &InstanceSpec) -> Result<()> {
         let (p, mut inst) = self.load(&spec.id)?;
         let new = self.limits(spec);
+        let cap = layer::layer_bytes(spec.disk_gb, self.cfg.zero_disk_layer_bytes);
+        layer::grow(&p, cap).map_err(failed)?;
         if !p.resize_old().exists() {
             state::write_json(&p.resize_old(), &inst.limits).map_err(failed)?;
         }
@@ -710,7 +706,7 @@ impl ComputeDriver for ContainerDriver {
                 }
                 r
             }
-            None => rootfs::snapshot_stopped(&p, &inst, dest),
+            None => rootfs::pack_stopped(&p, &inst, dest),
         };
         r.map_err(failed)?;
         Ok(Snapshot {

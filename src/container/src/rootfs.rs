@@ -8,31 +8,65 @@ use std::time::Duration;
 
 use driver::imagecache::{self, Swept};
 
-/// Unpacks the rootfs tarball `image` (plain or gzip-compressed tar) into
-/// `<cache>/<image_id>/` unless it is there already, and returns that directory. The tarball
-/// is unpacked beside it and renamed into place, so a directory under its final name is
-/// always complete. The directory's mtime is set to now either way: it is when the image was
-/// last used, which [`prune_cache`] goes by. The caller holds the driver's unpack lock.
-pub fn ensure_unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<PathBuf, String> {
-    let dest = unpacked(cache, image_id, image)?;
+/// How much one root filesystem may unpack to: a tarball (gzip especially) can claim far
+/// more than it holds, and a tar bomb must fail cleanly instead of filling the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpackLimits {
+    /// Bytes of file data (the sum of the entries' sizes, sparse files at their full size).
+    pub max_bytes: u64,
+    /// Entries (files, directories, links, nodes): the inodes the tree takes.
+    pub max_inodes: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 8 << 30,
+            max_inodes: 1_000_000,
+        }
+    }
+}
+
+/// Unpacks the rootfs tarball `image` (plain or gzip-compressed tar) into `<cache>/<key>/`
+/// unless it is there already, and returns that directory. `key` is the image's content
+/// hash ([`driver::ImageFile::cache_key`]), and the tarball is checked against it before it
+/// is unpacked, so an entry only ever holds the content its name says. The tarball is
+/// unpacked beside it within `limits` and renamed into place, so a directory under its
+/// final name is always complete; a failed unpack leaves nothing. The directory's mtime is
+/// set to now either way: it is when the image was last used, which [`prune_cache`] goes
+/// by. The caller holds the driver's unpack lock.
+pub fn ensure_unpacked(
+    cache: &Path,
+    key: &str,
+    image: &Path,
+    limits: UnpackLimits,
+) -> Result<PathBuf, String> {
+    let dest = unpacked(cache, key, image, limits)?;
     // Unpacking kept the tarball's own mtime on the directory.
     imagecache::touch(&dest).map_err(|e| format!("marking {} used: {e}", dest.display()))?;
     Ok(dest)
 }
 
-fn unpacked(cache: &Path, image_id: &str, image: &Path) -> Result<PathBuf, String> {
-    if image_id.is_empty() || image_id.contains('/') || image_id.starts_with('.') {
-        return Err(format!("bad image id {image_id:?}"));
+fn unpacked(
+    cache: &Path,
+    key: &str,
+    image: &Path,
+    limits: UnpackLimits,
+) -> Result<PathBuf, String> {
+    if key.is_empty() || key.contains('/') || key.starts_with('.') {
+        return Err(format!("bad cache key {key:?}"));
     }
-    let dest = cache.join(image_id);
+    let dest = cache.join(key);
     if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
         return Ok(dest);
     }
+    imagecache::verify_content(image, key)
+        .map_err(|e| format!("checking {}: {e}", image.display()))?;
     std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-    let tmp = cache.join(format!(".unpack-{image_id}-{}", std::process::id()));
+    let tmp = cache.join(format!(".unpack-{key}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-    let r = unpack(image, &tmp);
+    let r = unpack(image, &tmp, limits);
     if let Err(e) = r {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -113,7 +147,28 @@ pub fn prune_cache(
         .map_err(|e| format!("pruning {}: {e}", cache.display()))
 }
 
-fn unpack(image: &Path, into: &Path) -> Result<(), String> {
+/// The bytes an entry unpacks to: its data, or for a GNU sparse file its full size.
+fn unpacked_size<R: Read>(entry: &tar::Entry<'_, R>) -> u64 {
+    let h = entry.header();
+    let sparse = h
+        .as_gnu()
+        .filter(|_| h.entry_type().is_gnu_sparse())
+        .and_then(|g| g.real_size().ok())
+        .unwrap_or(0);
+    entry.size().max(sparse)
+}
+
+fn describe(e: &std::io::Error) -> String {
+    let mut msg = format!("unpacking the image's root filesystem: {e}");
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+fn unpack(image: &Path, into: &Path, limits: UnpackLimits) -> Result<(), String> {
     let mut f = std::fs::File::open(image).map_err(|e| format!("{}: {e}", image.display()))?;
     let mut magic = [0u8; 2];
     let n = f.read(&mut magic).map_err(|e| e.to_string())?;
@@ -129,16 +184,39 @@ fn unpack(image: &Path, into: &Path) -> Result<(), String> {
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(false);
     ar.set_overwrite(true);
-    // `unpack` refuses entries that would land outside `into` (`..`, absolute paths).
-    ar.unpack(into).map_err(|e| {
-        let mut msg = format!("unpacking the image's root filesystem: {e}");
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    // Directories are applied last, deepest first, as `tar::Archive::unpack` does, so a
+    // read-only directory does not stop its own files from being written.
+    let mut dirs = Vec::new();
+    for entry in ar.entries().map_err(|e| describe(&e))? {
+        let mut entry = entry.map_err(|e| describe(&e))?;
+        inodes += 1;
+        bytes = bytes.saturating_add(unpacked_size(&entry));
+        if inodes > limits.max_inodes {
+            return Err(format!(
+                "the image's root filesystem has more than {} entries",
+                limits.max_inodes
+            ));
         }
-        msg
-    })
+        if bytes > limits.max_bytes {
+            return Err(format!(
+                "the image's root filesystem unpacks to more than {} bytes",
+                limits.max_bytes
+            ));
+        }
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            dirs.push(entry);
+            continue;
+        }
+        // `unpack_in` refuses entries that would land outside `into` (`..`, absolute paths,
+        // through symlinks).
+        entry.unpack_in(into).map_err(|e| describe(&e))?;
+    }
+    dirs.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut d in dirs {
+        d.unpack_in(into).map_err(|e| describe(&e))?;
+    }
+    Ok(())
 }
 
 /// Appends one entry; with `base` (a container in a user namespace) its owner is written as
@@ -235,12 +313,13 @@ pub fn pack(root: &Path, dest: &Path, base: Option<u32>) -> Result<(), String> {
 
 /// Packs a stopped container's root: its overlay mounted for the time of the copy on a
 /// private mount point in the instance directory.
-pub fn snapshot_stopped(
+pub(crate) fn pack_stopped(
     p: &crate::state::Paths,
     inst: &crate::state::Instance,
     dest: &Path,
-) -> Result<(), String> {
+) -> std::result::Result<(), String> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    crate::layer::mount(p)?;
     let mnt = p.dir.join("snapshot-mnt");
     std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
     let opts = format!(

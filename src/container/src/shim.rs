@@ -342,11 +342,9 @@ fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> R
         // The shim mounted the root already.
         become_namespace_root()?;
     } else {
-        let opts = overlay_options(
-            &inst.lower.to_string_lossy(),
-            &dir.join("upper"),
-            &dir.join("work"),
-        );
+        // The layers where the driver put them (its own file system when it has one).
+        let paths = Paths::new(dir);
+        let opts = overlay_options(&inst.lower.to_string_lossy(), &paths.upper(), &paths.work());
         // nodev: a device node on the root file system opens nothing.
         mnt(
             Some("overlay"),

@@ -7,8 +7,10 @@
 //!   and start times of the shim and of init, the cgroup's OOM count at start;
 //! - `exit.json` ([`Exit`]): written by the shim when init ends;
 //! - `failed.json`: written by the shim when a boot could not start (the reason);
-//! - `upper/`, `work/`: the overlay's writable layer; `rootfs/`: its mount point (the
-//!   overlay is mounted only inside the container's own mount namespace);
+//! - `layer.img`, mounted at `layer/`: the file system of the overlay's writable layer,
+//!   `layer/upper/` and `layer/work/`, capped at the flavor's disk ([`crate::layer`]);
+//!   `rootfs/`: the overlay's mount point (mounted only inside the container's own mount
+//!   namespace);
 //! - `console.log` (and `console.log.1`): init's stdout and stderr, capped;
 //! - `shim.log`: the shim's own messages.
 
@@ -108,11 +110,31 @@ impl Paths {
     pub fn failed(&self) -> PathBuf {
         self.dir.join("failed.json")
     }
+    /// The overlay's upper layer: on the layer file system when the instance has one
+    /// ([`crate::layer`]), else in the instance directory (instances made before it).
     pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
+        self.layer_parent().join("upper")
     }
     pub fn work(&self) -> PathBuf {
-        self.dir.join("work")
+        self.layer_parent().join("work")
+    }
+    fn layer_parent(&self) -> PathBuf {
+        if self.layer_image().exists() {
+            self.layer()
+        } else {
+            self.dir.clone()
+        }
+    }
+    /// The sparse file holding the writable layer's file system, and its mount point.
+    pub fn layer_image(&self) -> PathBuf {
+        self.dir.join("layer.img")
+    }
+    pub fn layer(&self) -> PathBuf {
+        self.dir.join("layer")
+    }
+    /// Present while the layer's file system is smaller than its file (a resize).
+    pub fn layer_grow_mark(&self) -> PathBuf {
+        self.dir.join("layer.grow")
     }
     pub fn rootfs(&self) -> PathBuf {
         self.dir.join("rootfs")

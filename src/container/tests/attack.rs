@@ -91,8 +91,14 @@ fn cap_mask(status: &str, key: &str) -> u64 {
 fn run_catalogue(env: &mut Env, userns: bool) {
     let (major, minor) = root_disk();
     let cache = env.cfg.data_dir.join("cache").join("rootfs");
-    let lower =
-        container::rootfs::ensure_unpacked(&cache, &env.image.id, &env.image.path).expect("unpack");
+    let key = env.image.cache_key().expect("the image's content hash");
+    let lower = container::rootfs::ensure_unpacked(
+        &cache,
+        &key,
+        &env.image.path,
+        container::rootfs::UnpackLimits::default(),
+    )
+    .expect("unpack");
     // An image that ships a node of the host's disk (tar would not unpack one).
     let node = lower.join("disk");
     if !node.exists() {

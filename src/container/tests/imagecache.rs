@@ -184,8 +184,10 @@ fn using_an_unpacked_image_makes_it_young() {
     let d = dirs();
     let tarball = d.tmp.path().join("rootfs.tar");
     old_tarball(&tarball);
+    let key = driver::imagecache::content_hash_of(&tarball).expect("hash");
+    let limits = rootfs::UnpackLimits::default();
     // Freshly unpacked: used now, whatever the tarball says.
-    let root = rootfs::ensure_unpacked(&d.cache, A, &tarball).expect("unpack");
+    let root = rootfs::ensure_unpacked(&d.cache, &key, &tarball, limits).expect("unpack");
     assert!(root.join("sbin/init").exists());
     assert!(age(&root) < Duration::from_secs(600), "{:?}", age(&root));
     assert!(
@@ -196,7 +198,7 @@ fn using_an_unpacked_image_makes_it_young() {
     );
     // Found in the cache a month later: used now again.
     set_age(&root, 30 * DAY);
-    let again = rootfs::ensure_unpacked(&d.cache, A, &tarball).expect("cached");
+    let again = rootfs::ensure_unpacked(&d.cache, &key, &tarball, limits).expect("cached");
     assert_eq!(again, root);
     assert!(age(&root) < Duration::from_secs(600), "{:?}", age(&root));
     assert!(
@@ -210,6 +212,6 @@ fn using_an_unpacked_image_makes_it_young() {
         rootfs::prune_cache(&d.cache, &d.instances, DAY)
             .expect("prune")
             .removed,
-        vec![A.to_string()]
+        vec![key]
     );
 }

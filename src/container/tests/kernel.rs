@@ -245,6 +245,7 @@ fn every_action_has_its_effect_seen_from_outside() {
     let mut from_snap = env.spec("from-snap");
     let snap_image = ImageFile {
         id: "5a5a5a5a-0000-4000-8000-00000000beef".into(),
+        content_hash: driver::imagecache::content_hash_of(&snap).expect("hash"),
         path: snap,
         disk_format: "raw".into(),
         container_format: "bare".into(),
@@ -469,6 +470,7 @@ fn the_onebox_rootfs_image_boots_confined() {
     }
     let mut env = Env::new("fwroot");
     env.image.id = format!("{}-fw", env.image.id);
+    env.image.content_hash = driver::imagecache::content_hash_of(&tarball).expect("hash");
     env.image.path = tarball;
     let spec = env.spec("fw-1");
     let id = spec.id.clone();
@@ -553,7 +555,7 @@ fn without_idmapped_mounts_a_container_gets_a_shifted_copy_of_its_image() {
         .cfg
         .data_dir
         .join("cache/rootfs")
-        .join(&env.image.id)
+        .join(env.image.cache_key().expect("the image's cache key"))
         .join("bin/busybox");
     let cached = std::fs::metadata(cached).expect("the cache");
     assert_eq!(cached.uid(), 0, "the shared image is never chowned");

@@ -1,5 +1,5 @@
 //! The part of image-cache pruning every caching backend shares: a cache is a directory of
-//! entries named by image id (files or directories), each entry complete once it has its
+//! entries named by content hash ([`crate::ImageFile::cache_key`]; files or directories), each entry complete once it has its
 //! name; an entry being filled has a name starting with `.` and is renamed into place.
 //!
 //! A backend works out which entries its instances refer to (it alone knows how they refer
@@ -103,6 +103,45 @@ pub fn sweep(
         }
     }
     Ok(out)
+}
+
+/// Checks that the file at `path` has the content hash `hash` (`<algo>-<hex>`, as
+/// [`crate::ImageFile::content_hash`]; `sha512` or `sha256`): only then may it fill the cache
+/// entry named by that hash. A mismatch is `InvalidData`.
+pub fn verify_content(path: &Path, hash: &str) -> std::io::Result<()> {
+    use sha2::Digest;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let (algo, want) = hash
+        .split_once('-')
+        .ok_or_else(|| invalid("no content hash".into()))?;
+    let mut f = std::fs::File::open(path)?;
+    let got: Vec<u8> = match algo {
+        "sha512" => {
+            let mut h = sha2::Sha512::new();
+            std::io::copy(&mut f, &mut h)?;
+            h.finalize().to_vec()
+        }
+        "sha256" => {
+            let mut h = sha2::Sha256::new();
+            std::io::copy(&mut f, &mut h)?;
+            h.finalize().to_vec()
+        }
+        other => return Err(invalid(format!("unsupported content hash {other}"))),
+    };
+    let got: String = got.iter().map(|b| format!("{b:02x}")).collect();
+    if got != want {
+        return Err(invalid("the content does not match its hash".into()));
+    }
+    Ok(())
+}
+
+/// The content hash of the file at `path` as the image service records it (`sha512-<hex>`).
+pub fn content_hash_of(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha512::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha512-{hex}"))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! fake or real, must pass.
 
 pub mod conformance;
+pub mod console;
 pub mod fake;
 pub mod imagecache;
 pub mod metadata;
@@ -32,7 +33,32 @@ pub struct ImageFile {
     pub path: PathBuf,
     pub disk_format: String,
     pub container_format: String,
+    /// The hash of the image's content as the image service recorded it at upload,
+    /// `<algo>-<hex>` (e.g. `sha512-…`); see [`ImageFile::cache_key`].
+    pub content_hash: String,
     pub properties: BTreeMap<String, String>,
+}
+
+impl ImageFile {
+    /// The name of this image's entries in a backend's cache of image content: its content
+    /// hash, never its id, so an id can never bring back content a cache holds for another
+    /// image, and two images with the same content share one entry. An image without a
+    /// well-formed hash has no cache entry (an error, not a fallback to the id).
+    pub fn cache_key(&self) -> Result<String, String> {
+        let bad = || format!("image {} has no content hash to cache it by", self.id);
+        let (algo, hex) = self.content_hash.split_once('-').ok_or_else(bad)?;
+        let algo_ok = !algo.is_empty() && algo.chars().all(|c| c.is_ascii_alphanumeric());
+        let hex_ok = hex.len() >= 32
+            && hex.len() <= 128
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+        if algo_ok && hex_ok {
+            Ok(format!("{algo}-{hex}"))
+        } else {
+            Err(bad())
+        }
+    }
 }
 
 /// One network interface of an instance: the address the API reports and the network it

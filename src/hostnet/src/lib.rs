@@ -18,6 +18,7 @@ use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
 pub mod nat;
+pub mod ports;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -144,6 +145,9 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
                     .ok_or(rtnetlink::Error::RequestFailed)?
             }
         };
+        // No IPv6 on the bridge before it comes up: no link-local address for guests to
+        // reach the host by, no router advertisement from a guest acted on.
+        no_ipv6(&n).map_err(|_| rtnetlink::Error::RequestFailed)?;
         if !has_addr(&h, idx, gw).await? {
             h.address()
                 .add(idx, std::net::IpAddr::V4(gw), prefix)
@@ -162,6 +166,25 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
     nat::set_forwarding(&name, net.forwarding)?;
     tracing::debug!(bridge = %name, network_id = %net.id, forwarding = net.forwarding, "bridge ready");
     Ok(name)
+}
+
+/// Turns IPv6 off on a host interface (a bridge, the host end of a port): router
+/// advertisements ignored (`accept_ra=0`, `autoconf=0`), then no IPv6 at all
+/// (`disable_ipv6=1`, which also drops IPv6 packets arriving on it). Nothing to do on a host
+/// without IPv6. Works in the calling thread's network namespace.
+pub fn no_ipv6(ifname: &str) -> Result<()> {
+    let dir = format!("/proc/sys/net/ipv6/conf/{ifname}");
+    if !std::path::Path::new(&dir).exists() {
+        return Ok(());
+    }
+    for (key, value) in [("accept_ra", "0"), ("autoconf", "0"), ("disable_ipv6", "1")] {
+        let path = format!("{dir}/{key}");
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current.trim() != value {
+            std::fs::write(&path, value).map_err(|e| Error::Io(path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds an extra address (e.g. the metadata service's 169.254.169.254/32) to a bridge.
@@ -215,6 +238,7 @@ pub fn create_veth(host: &str, peer: &str, bridge: &str) -> Result<()> {
         let idx = index_of(&h, &host)
             .await?
             .ok_or(rtnetlink::Error::RequestFailed)?;
+        no_ipv6(&host).map_err(|_| rtnetlink::Error::RequestFailed)?;
         h.link()
             .set(LinkUnspec::new_with_index(idx).controller(br).up().build())
             .execute()
@@ -253,7 +277,7 @@ pub struct InterfaceConfig {
     pub gateway: Option<Ipv4Addr>,
 }
 
-fn parse_mac(mac: &str) -> Option<Vec<u8>> {
+pub(crate) fn parse_mac(mac: &str) -> Option<Vec<u8>> {
     let v: Vec<u8> = mac
         .split(':')
         .map(|p| u8::from_str_radix(p, 16))

@@ -1,31 +1,122 @@
-//! The optional way out of project networks: masquerading through one uplink interface.
+//! onebox's own nftables table on the host (`table inet onebox`): what guests on project
+//! bridges may reach of the host itself, and the optional way out through a NAT uplink.
 //!
-//! Off by default (project networks are isolated). When an operator names an uplink
-//! (`[network] nat_uplink`), [`apply`] writes one nftables table of onebox's own
-//! (`table ip onebox`) and turns IPv4 forwarding on for the uplink and for the project
-//! bridges (`obr*`); [`remove`] deletes that table and turns the bridges' forwarding off again.
-//! Nothing else in the host's ruleset is read or changed.
+//! [`apply`] replaces the whole table in one `nft -f` transaction, whether or not an uplink
+//! is set, so the host's side of every project bridge is guarded from the moment onebox
+//! starts (before any backend makes a bridge). Nothing else in the host's ruleset is read or
+//! changed; the `ip onebox` table of earlier versions is deleted in the same transaction.
 //!
-//! The table's forward chain lets guests open connections out through the uplink and lets
-//! their replies back in; anything else routed in or out of a project bridge is dropped, so
-//! networks stay isolated from each other and nothing outside can open a connection to a
-//! guest. The nat chain rewrites the source of what leaves through the uplink to the
-//! uplink's address.
+//! - **input**: a packet arriving on a project bridge (`obr*`) reaches the host only for
+//!   DHCP (udp 67), DNS (53) when the network's dnsmasq serves it, the metadata service
+//!   (its configured address and port), ICMP echo, and replies to connections the host
+//!   opened; anything else (an SSH daemon, onebox's own API, a database listening on all
+//!   addresses) is dropped. IPv6 never reaches the host from a bridge.
+//! - **forward**: without an uplink every routed packet from or to a bridge is dropped
+//!   (the bridges do not forward either, see [`set_forwarding`]). With one, guests open
+//!   connections out through the uplink only, and not to the host's private neighbourhood:
+//!   RFC 1918, CGNAT and link-local ranges and every network the host routes to (its LAN,
+//!   a BMC network) are dropped unless the operator allowed them (`[network] nat_allow`).
+//!   Replies come back in; nothing outside opens a connection to a guest; guests of one
+//!   network reach each other, not those of another.
+//! - **postrouting** (with an uplink): what leaves through the uplink is masqueraded.
 //!
 //! Forwarding is switched on per interface (`conf/<if>/forwarding`), never through
 //! `ip_forward` or `conf/all/forwarding`: writing either resets the setting of every
 //! interface on the host, and the kernel only consults the receiving interface's own switch.
 
 use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Command, Stdio};
 
 use crate::{Error, Result};
 
-/// The nftables table onebox owns (family `ip`); onebox edits no other.
+/// The nftables tables onebox owns (`inet onebox` here, `bridge onebox` in
+/// [`crate::ports`]); onebox edits no other.
 pub const TABLE: &str = "onebox";
 
 /// How project bridges are matched in the ruleset (see [`crate::bridge_name`]).
 const BRIDGES: &str = "obr*";
+
+/// An IPv4 prefix: address and length.
+pub type Prefix = (Ipv4Addr, u8);
+
+/// The ranges a guest behind the uplink never reaches unless allowed: RFC 1918, shared
+/// address space (CGNAT) and link-local (the metadata service is the host's own address,
+/// reached through input, not forwarding).
+pub const PRIVATE_RANGES: [Prefix; 5] = [
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+    (Ipv4Addr::new(100, 64, 0, 0), 10),
+    (Ipv4Addr::new(169, 254, 0, 0), 16),
+];
+
+/// What the host table says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRules {
+    /// The NAT uplink; `None`: project networks are isolated.
+    pub uplink: Option<String>,
+    /// Destinations behind the uplink guests may reach although they are private.
+    pub nat_allow: Vec<Prefix>,
+    /// Further destinations that stay unreachable through the uplink: the host's own routes
+    /// (see [`host_routes`]).
+    pub blocked: Vec<Prefix>,
+    /// Where the metadata service listens, reachable from guests; `None`: not served.
+    pub metadata: Option<SocketAddrV4>,
+    /// Whether dnsmasq answers DNS on the bridges (port 53 open to guests).
+    pub dns: bool,
+}
+
+impl Default for HostRules {
+    fn default() -> Self {
+        Self {
+            uplink: None,
+            nat_allow: Vec::new(),
+            blocked: Vec::new(),
+            metadata: Some(SocketAddrV4::new(Ipv4Addr::new(169, 254, 169, 254), 80)),
+            dns: false,
+        }
+    }
+}
+
+/// Parses `a.b.c.d/len` (or a bare address, a /32) into its network prefix.
+pub fn parse_prefix(s: &str) -> Result<Prefix> {
+    let bad = || Error::Invalid(format!("prefix {s:?}"), "expected a.b.c.d/len".into());
+    let (a, l) = s.trim().split_once('/').unwrap_or((s.trim(), "32"));
+    let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let l: u8 = l.parse().ok().filter(|l| *l <= 32).ok_or_else(bad)?;
+    Ok((Ipv4Addr::from(u32::from(a) & mask(l)), l))
+}
+
+fn mask(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+/// Whether `outer` holds all of `inner`.
+fn contains(outer: Prefix, inner: Prefix) -> bool {
+    outer.1 <= inner.1 && u32::from(inner.0) & mask(outer.1) == u32::from(outer.0)
+}
+
+/// The prefixes with those held by another one left out, sorted: an nft interval set takes
+/// no overlapping elements.
+fn disjoint(mut v: Vec<Prefix>) -> Vec<Prefix> {
+    v.sort_by_key(|p| (p.1, u32::from(p.0)));
+    let mut out: Vec<Prefix> = Vec::new();
+    for p in v {
+        if !out.iter().any(|o| contains(*o, p)) {
+            out.push(p);
+        }
+    }
+    out.sort_by_key(|p| u32::from(p.0));
+    out
+}
+
+fn set_elements(v: &[Prefix]) -> String {
+    v.iter()
+        .map(|(a, l)| format!("{a}/{l}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Whether `name` can be the uplink: a kernel interface name (1 to 15 bytes, no `/`,
 /// whitespace, quote or backslash) that is not a project bridge.
@@ -49,39 +140,99 @@ pub fn check_uplink(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The nft script that replaces onebox's table with one masquerading through `uplink`.
-/// Run as one transaction: the first line makes the table exist so that deleting it never
-/// fails, and the whole script applies or nothing does.
-pub fn ruleset(uplink: &str) -> Result<String> {
-    check_uplink(uplink)?;
-    Ok(format!(
-        r#"table ip {TABLE}
-delete table ip {TABLE}
-table ip {TABLE} {{
-	chain forward {{
-		type filter hook forward priority filter; policy accept;
-		iifname "{BRIDGES}" oifname "{uplink}" accept
-		iifname "{uplink}" oifname "{BRIDGES}" ct state established,related accept
-		iifname "{BRIDGES}" oifname "{BRIDGES}" fib daddr . iif oif exists accept
+/// The input chains: what guests reach of the host.
+fn input_chains(r: &HostRules) -> String {
+    let mut allow = vec!["udp dport 67 accept".to_owned()];
+    if r.dns {
+        allow.push("udp dport 53 accept".into());
+        allow.push("tcp dport 53 accept".into());
+    }
+    match r.metadata {
+        Some(m) if m.ip().is_unspecified() => allow.push(format!("tcp dport {} accept", m.port())),
+        Some(m) => allow.push(format!("ip daddr {} tcp dport {} accept", m.ip(), m.port())),
+        None => {}
+    }
+    allow.push("icmp type echo-request accept".into());
+    let allow: String = allow.iter().map(|l| format!("\t\t{l}\n")).collect();
+    format!(
+        r#"	chain input {{
+		type filter hook input priority filter; policy accept;
+		iifname "{BRIDGES}" jump from_guests
+	}}
+	chain from_guests {{
+		meta nfproto != ipv4 drop
+		ct state established,related accept
+{allow}		drop
+	}}
+"#
+    )
+}
+
+/// The nft script that replaces onebox's host table with one saying `r`. One transaction:
+/// the first lines make the tables exist so that deleting them never fails, and the whole
+/// script applies or nothing does.
+pub fn ruleset(r: &HostRules) -> Result<String> {
+    let mut s = format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n"
+    );
+    if let Some(up) = &r.uplink {
+        check_uplink(up)?;
+        let mut blocked = PRIVATE_RANGES.to_vec();
+        blocked.extend(r.blocked.iter().copied());
+        s.push_str(&format!(
+            "\tset private {{\n\t\ttype ipv4_addr; flags interval;\n\t\telements = {{ {} }}\n\t}}\n",
+            set_elements(&disjoint(blocked))
+        ));
+        if !r.nat_allow.is_empty() {
+            s.push_str(&format!(
+                "\tset nat_allow {{\n\t\ttype ipv4_addr; flags interval;\n\t\telements = {{ {} }}\n\t}}\n",
+                set_elements(&disjoint(r.nat_allow.clone()))
+            ));
+        }
+    }
+    s.push_str(&input_chains(r));
+    s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
+    if let Some(up) = &r.uplink {
+        let out = format!(r#"iifname "{BRIDGES}" oifname "{up}" meta nfproto ipv4"#);
+        if !r.nat_allow.is_empty() {
+            s.push_str(&format!("\t\t{out} ip daddr @nat_allow accept\n"));
+        }
+        s.push_str(&format!("\t\t{out} ip daddr @private drop\n"));
+        s.push_str(&format!("\t\t{out} accept\n"));
+        s.push_str(&format!(
+            "\t\tiifname \"{up}\" oifname \"{BRIDGES}\" ct state established,related accept\n"
+        ));
+    }
+    s.push_str(&format!(
+        r#"		iifname "{BRIDGES}" oifname "{BRIDGES}" fib daddr . iif oif exists accept
 		iifname "{BRIDGES}" drop
 		oifname "{BRIDGES}" drop
 	}}
-	chain postrouting {{
-		type nat hook postrouting priority srcnat; policy accept;
-		iifname "{BRIDGES}" oifname "{uplink}" masquerade
-	}}
-}}
 "#
-    ))
+    ));
+    if let Some(up) = &r.uplink {
+        s.push_str(&format!(
+            r#"	chain postrouting {{
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname "{BRIDGES}" oifname "{up}" masquerade
+	}}
+"#
+        ));
+    }
+    s.push_str("}\n");
+    Ok(s)
 }
 
-/// The script that deletes onebox's table, whether it exists or not.
+/// The script that deletes onebox's host tables, whether they exist or not.
 fn removal() -> String {
-    format!("table ip {TABLE}\ndelete table ip {TABLE}\n")
+    format!(
+        "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\n\
+         table bridge {TABLE}\ndelete table bridge {TABLE}\n"
+    )
 }
 
 /// Feeds `script` to `nft -f -` in the calling thread's network namespace.
-fn nft(script: &str) -> Result<()> {
+pub(crate) fn nft(script: &str) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -127,7 +278,8 @@ pub(crate) fn set_forwarding(ifname: &str, on: bool) -> Result<()> {
 }
 
 /// The project bridges of the current network namespace.
-fn bridges() -> Result<Vec<String>> {
+/// The project bridges that exist on the host (`obr*`).
+pub fn bridges() -> Result<Vec<String>> {
     let dir = conf_dir();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::Io(dir.into(), e))?;
     Ok(rd
@@ -137,134 +289,76 @@ fn bridges() -> Result<Vec<String>> {
         .collect())
 }
 
-/// Masquerades the project networks through `uplink`: replaces onebox's nft table (so it is
-/// idempotent) and turns forwarding on for the uplink and every project bridge that exists.
-/// Bridges made later get it from [`crate::NetworkDef::forwarding`].
-pub fn apply(uplink: &str) -> Result<()> {
-    let script = ruleset(uplink)?;
-    if !std::path::Path::new(conf_dir()).join(uplink).exists() {
+/// The networks the calling thread's namespace routes to (its main routing table), the
+/// default route, project bridges' own networks and anything shorter than a /8 left out:
+/// the LAN of every interface, a BMC network, a VPN.
+pub fn host_routes() -> Vec<Prefix> {
+    // thread-self: a thread that joined another namespace reads that namespace's table.
+    let table = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
+    parse_routes(&table)
+}
+
+fn parse_routes(table: &str) -> Vec<Prefix> {
+    let word = |h: &str| u32::from_str_radix(h, 16).ok().map(u32::to_ne_bytes);
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first()?.starts_with("obr") {
+                return None;
+            }
+            let dest = Ipv4Addr::from(word(f.get(1)?)?);
+            let len = u32::from(Ipv4Addr::from(word(f.get(7)?)?)).leading_ones() as u8;
+            (len >= 8).then_some((dest, len))
+        })
+        .collect()
+}
+
+/// Writes the host table saying `r` (replacing onebox's earlier one) and sets the bridges'
+/// forwarding: on for every project bridge and the uplink when there is an uplink, off for
+/// every project bridge otherwise. Bridges made later get theirs from
+/// [`crate::NetworkDef::forwarding`]. The uplink's own switch is never turned off (it may
+/// serve other routing on the host).
+pub fn apply(r: &HostRules) -> Result<()> {
+    let script = ruleset(r)?;
+    if let Some(up) = &r.uplink
+        && !std::path::Path::new(conf_dir()).join(up).exists()
+    {
         return Err(Error::Invalid(
-            format!("uplink {uplink:?}"),
+            format!("uplink {up:?}"),
             "no such interface".into(),
         ));
     }
     nft(&script)?;
-    // Replies come in on the uplink and are routed to the bridges.
-    set_forwarding(uplink, true)?;
-    for b in bridges()? {
-        set_forwarding(&b, true)?;
+    if let Some(up) = &r.uplink {
+        // Replies come in on the uplink and are routed to the bridges.
+        set_forwarding(up, true)?;
     }
-    tracing::debug!(%uplink, "NAT uplink applied");
+    for b in bridges()? {
+        let path = format!("{}/{b}/forwarding", conf_dir());
+        let on = std::fs::read_to_string(&path).is_ok_and(|v| v.trim() != "0");
+        if on != r.uplink.is_some() {
+            set_forwarding(&b, r.uplink.is_some())?;
+        }
+    }
+    tracing::debug!(uplink = ?r.uplink, "host table applied");
     Ok(())
 }
 
-/// Isolates the project networks again: deletes onebox's nft table if there is one and turns
-/// forwarding off on every project bridge. Without the `nft` tool there can be no table to
-/// delete. The uplink's own forwarding switch is left as it is (it may serve other routing
-/// on the host, and routes nothing from the bridges once theirs are off).
+/// Deletes onebox's tables (the host guard and NAT, and the guest ports' bridge table) and
+/// turns forwarding off on every project bridge (used
+/// when onebox is removed; while it runs, [`apply`] keeps the table).
 pub fn remove() -> Result<()> {
     if nft_available() {
         nft(&removal())?;
     }
     for b in bridges()? {
-        let path = format!("{}/{b}/forwarding", conf_dir());
-        let on = std::fs::read_to_string(&path).is_ok_and(|v| v.trim() != "0");
-        if on {
-            set_forwarding(&b, false)?;
-        }
+        set_forwarding(&b, false)?;
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ruleset_replaces_only_onebox_table() {
-        let r = ruleset("eth0").expect("ruleset");
-        let lines: Vec<&str> = r.lines().map(str::trim).collect();
-        // One transaction that makes, deletes and remakes the one table: idempotent.
-        assert_eq!(lines[0], "table ip onebox");
-        assert_eq!(lines[1], "delete table ip onebox");
-        assert_eq!(lines[2], "table ip onebox {");
-        assert_eq!(
-            lines.iter().filter(|l| l.starts_with("table ")).count(),
-            2,
-            "{r}"
-        );
-        assert!(!r.contains("flush ruleset"), "{r}");
-        // Every table the script names is onebox's.
-        for l in &lines {
-            if let Some(rest) = l.strip_prefix("table ").or(l.strip_prefix("delete table ")) {
-                assert!(rest.starts_with("ip onebox"), "{l}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_forward_chain_lets_out_lets_replies_in_and_drops_the_rest() {
-        let r = ruleset("eth0").expect("ruleset");
-        let chain: Vec<&str> = r
-            .split("chain forward {")
-            .nth(1)
-            .and_then(|c| c.split('}').next())
-            .expect("forward chain")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        assert_eq!(
-            chain,
-            [
-                "type filter hook forward priority filter; policy accept;",
-                r#"iifname "obr*" oifname "eth0" accept"#,
-                r#"iifname "eth0" oifname "obr*" ct state established,related accept"#,
-                r#"iifname "obr*" oifname "obr*" fib daddr . iif oif exists accept"#,
-                r#"iifname "obr*" drop"#,
-                r#"oifname "obr*" drop"#,
-            ]
-        );
-        let nat: Vec<&str> = r
-            .split("chain postrouting {")
-            .nth(1)
-            .and_then(|c| c.split('}').next())
-            .expect("postrouting chain")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        assert_eq!(
-            nat,
-            [
-                "type nat hook postrouting priority srcnat; policy accept;",
-                r#"iifname "obr*" oifname "eth0" masquerade"#,
-            ]
-        );
-    }
-
-    #[test]
-    fn uplink_names_are_checked_before_they_reach_nft() {
-        for ok in ["eth0", "enp3s0", "wlan0.100", "br-lan"] {
-            assert!(ruleset(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "a-name-longer-than-15",
-            "eth0\" accept",
-            "eth0\n",
-            "eth 0",
-            "eth*",
-            "a/b",
-            "..",
-            "obr0123456789a",
-        ] {
-            assert!(ruleset(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn removal_deletes_only_onebox_table() {
-        assert_eq!(removal(), "table ip onebox\ndelete table ip onebox\n");
-    }
-}
+#[path = "nat_tests.rs"]
+mod tests;

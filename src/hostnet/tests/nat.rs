@@ -4,166 +4,34 @@
 //! ```text
 //!  guest1 ─┐
 //!  guest3 ─┴ obrA ┐
-//!                 edge: up0 198.18.0.1 ── wan0 198.18.0.2: outside
-//!  guest2 ── obrB ┘      lan0 198.19.0.1 ── eth0 198.19.0.2: lan
+//!                 edge: up0 198.18.0.1 ── wan0 198.18.0.2: outside (router)
+//!  guest2 ── obrB ┘      lan0 198.19.0.1 ── eth0 198.19.0.2: lan      ├ 203.0.113.1 (far)
+//!                                                                     └ 192.168.77.1 (private)
 //! ```
 //!
 //! `edge` plays the onebox host; `up0` is its uplink, `lan0` another interface of the host
-//! that is not. The outside has no route back to the
+//! that is not. Behind the uplink sit the uplink's own LAN (198.18.0.0/24, the router at .2),
+//! a public address (far) and a private network the host routes through the uplink (as a BMC
+//! network or a neighbour's LAN would be). The outside has no route back to the
 //! guests' addresses until the test adds one for the inbound check, so a guest reaching it at
 //! all already needs the masquerade.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
 
-use hostnet::{InterfaceConfig, NetworkDef};
+use hostnet::nat::HostRules;
 
 mod common;
+#[path = "common/netns.rs"]
+mod netns;
 use common::{required, uid};
-
-/// A network namespace held by a `sleep` in it; killing the sleep ends the namespace and
-/// every link in it.
-struct Netns {
-    child: Child,
-}
-
-impl Netns {
-    fn new() -> Self {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "300"])
-            .spawn()
-            .expect("unshare");
-        let pid = child.id();
-        let ns = Self { child };
-        let own = std::fs::read_link("/proc/self/ns/net").ok();
-        for _ in 0..100 {
-            let its = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
-            if its.is_some() && its != own {
-                ns.sh(&["ip", "link", "set", "lo", "up"]);
-                return ns;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("unshare did not enter a new namespace");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Runs `f` on a thread that joined this namespace; child processes it starts (`nft`)
-    /// are in the namespace too.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/proc/{}/ns/net", self.pid());
-        let file = std::fs::File::open(&path).expect("netns file");
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-                    .expect("setns");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
-    }
-
-    /// Runs a command in the namespace; panics when it fails.
-    fn sh(&self, args: &[&str]) -> String {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid().to_string(), "-n"])
-            .args(args)
-            .output()
-            .expect("nsenter");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn listen(&self, addr: SocketAddr) -> TcpListener {
-        self.run(|| {
-            let l = TcpListener::bind(addr).expect("bind");
-            l.set_nonblocking(true).expect("nonblocking");
-            l
-        })
-    }
-
-    fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
-        self.run(|| TcpStream::connect_timeout(&to, Duration::from_millis(1500)).map(|_| ()))
-    }
-
-    fn read(&self, path: &str) -> String {
-        let p = path.to_owned();
-        self.run(move || std::fs::read_to_string(&p).expect("read").trim().to_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The peer of the next connection the listener gets within a few seconds.
-fn accepted(l: &TcpListener) -> Option<SocketAddr> {
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
-        match l.accept() {
-            Ok((_, peer)) => return Some(peer),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-    None
-}
-
-fn net(id: &str, third: u8, forwarding: bool) -> NetworkDef {
-    NetworkDef {
-        id: id.into(),
-        cidr: format!("10.251.{third}.0/24"),
-        gateway: format!("10.251.{third}.1"),
-        forwarding,
-    }
-}
-
-/// A guest namespace on `bridge` (made in `edge`) with `address` on `net`.
-fn plug(edge: &Netns, guest: &Netns, bridge: &str, host_if: &str, net: &NetworkDef, host: u8) {
-    let pid = guest.pid();
-    let (bridge, host_if) = (bridge.to_owned(), host_if.to_owned());
-    let prefix = net.prefix_len().expect("prefix");
-    let gw = net.gateway_addr().expect("gateway");
-    let o = gw.octets();
-    let address = Ipv4Addr::new(o[0], o[1], o[2], host);
-    edge.run(move || {
-        let peer = format!("{host_if}p");
-        hostnet::create_veth(&host_if, &peer, &bridge).expect("veth");
-        hostnet::move_to_netns(&peer, pid).expect("move");
-        hostnet::configure_in_netns(
-            pid,
-            &InterfaceConfig {
-                current_name: peer,
-                name: "eth0".into(),
-                mac: format!("fa:16:3e:00:00:{host:02x}"),
-                address,
-                prefix,
-                gateway: Some(gw),
-            },
-        )
-        .expect("configure");
-    });
-}
+use netns::{Netns, accepted, net, plug};
 
 fn table_exists(edge: &Netns) -> bool {
     let pid = edge.pid().to_string();
     Command::new("nsenter")
-        .args(["-t", &pid, "-n", "nft", "list", "table", "ip", "onebox"])
+        .args(["-t", &pid, "-n", "nft", "list", "table", "inet", "onebox"])
         .output()
         .expect("nft")
         .status
@@ -171,7 +39,7 @@ fn table_exists(edge: &Netns) -> bool {
 }
 
 #[test]
-fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
+fn attack_nat_guests_reach_the_outside_but_not_the_lan_or_private_ranges() {
     if uid() != 0 {
         assert!(!required(), "this test needs root");
         eprintln!("skipped: needs root");
@@ -207,6 +75,10 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     edge.sh(&["ip", "link", "set", "up0", "up"]);
     outside.sh(&["ip", "addr", "add", "198.18.0.2/24", "dev", "wan0"]);
     outside.sh(&["ip", "link", "set", "wan0", "up"]);
+    outside.sh(&["ip", "addr", "add", "203.0.113.1/32", "dev", "lo"]);
+    outside.sh(&["ip", "addr", "add", "192.168.77.1/32", "dev", "lo"]);
+    edge.sh(&["ip", "route", "add", "default", "via", "198.18.0.2"]);
+    edge.sh(&["ip", "route", "add", "192.168.77.0/24", "via", "198.18.0.2"]);
     // Another interface of the host, to a network with a route back to the guests.
     edge.sh(&[
         "ip",
@@ -239,8 +111,8 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
             .expect("timeout");
         s
     });
-    let far: SocketAddr = "198.18.0.2:7000".parse().expect("addr");
-    let far_listener = outside.listen(far);
+    let far: SocketAddr = "203.0.113.1:7000".parse().expect("addr");
+    let far_listener = outside.listen("0.0.0.0:7000".parse().expect("addr"));
     assert_eq!(edge.connect(far).ok(), Some(()), "the uplink works");
     accepted(&far_listener).expect("the edge's own connection");
 
@@ -257,12 +129,22 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     );
     assert!(accepted(&far_listener).is_none());
 
-    // NAT on (twice: applying again replaces the table).
-    edge.run(|| hostnet::nat::apply("up0").expect("apply"));
-    edge.run(|| hostnet::nat::apply("up0").expect("apply again"));
+    // NAT on (twice: applying again replaces the table), the host's routes closed to guests.
+    let blocked = edge.run(hostnet::nat::host_routes);
+    let rules = |nat_allow: &[&str]| HostRules {
+        uplink: Some("up0".into()),
+        nat_allow: nat_allow
+            .iter()
+            .map(|p| hostnet::nat::parse_prefix(p).expect("prefix"))
+            .collect(),
+        blocked: blocked.clone(),
+        ..HostRules::default()
+    };
+    edge.run(|| hostnet::nat::apply(&rules(&[])).expect("apply"));
+    edge.run(|| hostnet::nat::apply(&rules(&[])).expect("apply again"));
     assert!(table_exists(&edge));
     let tables = edge.sh(&["nft", "list", "tables"]);
-    assert_eq!(tables.trim(), "table ip onebox", "one table, onebox's");
+    assert_eq!(tables.trim(), "table inet onebox", "one table, onebox's");
     assert_eq!(fwd(&bridge_a), "1", "an existing bridge forwards");
     assert_eq!(fwd("up0"), "1", "replies are routed in from the uplink");
     assert_eq!(
@@ -287,7 +169,7 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     assert_eq!(peer.ip(), uplink_ip, "masqueraded as the uplink");
     let ping = Command::new("nsenter")
         .args(["-t", &guest1.pid().to_string(), "-n"])
-        .args(["busybox", "ping", "-c", "1", "-W", "3", "198.18.0.2"])
+        .args(["busybox", "ping", "-c", "1", "-W", "3", "203.0.113.1"])
         .output()
         .expect("ping");
     assert!(
@@ -315,6 +197,38 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     assert_eq!(sent.ok(), Some(4));
     assert_eq!(lan_socket.recv_from(&mut buf).ok().map(|(n, _)| n), Some(4));
 
+    // Not to the uplink's LAN (the router's own services), nor to a private range the host
+    // routes through the uplink.
+    let router: SocketAddr = "198.18.0.2:7000".parse().expect("addr");
+    let private: SocketAddr = "192.168.77.1:7000".parse().expect("addr");
+    assert!(
+        guest1.connect(router).is_err(),
+        "the uplink's LAN is closed"
+    );
+    assert!(
+        guest1.connect(private).is_err(),
+        "private ranges are closed"
+    );
+    assert!(accepted(&far_listener).is_none());
+    assert!(edge.connect(router).is_ok(), "while the host reaches them");
+    accepted(&far_listener).expect("the host's connection");
+    // Unless the operator allows them.
+    edge.run(|| hostnet::nat::apply(&rules(&["192.168.77.0/24"])).expect("apply"));
+    guest1.connect(private).expect("an allowed range");
+    assert_eq!(
+        accepted(&far_listener).map(|p| p.ip()),
+        Some(uplink_ip),
+        "masqueraded"
+    );
+    assert!(guest1.connect(router).is_err(), "the LAN stays closed");
+    // Teeth: without the private-range rule the LAN is open (what the rule prevents).
+    edge.sh(&["nft", "flush", "set", "inet", "onebox", "private"]);
+    guest1
+        .connect(router)
+        .expect("no private set: the LAN is reached");
+    accepted(&far_listener).expect("the guest's connection to the LAN");
+    edge.run(|| hostnet::nat::apply(&rules(&[])).expect("apply"));
+
     // Inside: guest 1 listens.
     let g1: SocketAddr = "10.251.1.10:7001".parse().expect("addr");
     let g1_listener = guest1.listen(g1);
@@ -334,10 +248,9 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     edge.connect(g1).expect("the host reaches its guests");
     accepted(&g1_listener).expect("the host's connection");
 
-    // NAT off: isolated again.
-    edge.run(|| hostnet::nat::remove().expect("remove"));
-    edge.run(|| hostnet::nat::remove().expect("remove again"));
-    assert!(!table_exists(&edge));
+    // NAT off: isolated again, the table stays (it guards the host).
+    edge.run(|| hostnet::nat::apply(&HostRules::default()).expect("isolate"));
+    assert!(table_exists(&edge));
     assert_eq!(fwd(&bridge_a), "0");
     assert_eq!(fwd(&bridge_b), "0");
     assert!(guest1.connect(far).is_err(), "no way out after remove");
@@ -345,5 +258,8 @@ fn guests_reach_the_outside_through_the_uplink_masqueraded_and_nothing_else() {
     assert!(accepted(&far_listener).is_none());
     guest3.connect(g1).expect("the network itself still works");
     accepted(&g1_listener).expect("guest 3's connection");
+    edge.run(|| hostnet::nat::remove().expect("remove"));
+    edge.run(|| hostnet::nat::remove().expect("remove again"));
+    assert!(!table_exists(&edge));
     // Namespaces, and every link and table in them, go when the sleeps are killed.
 }

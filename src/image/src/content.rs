@@ -15,14 +15,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use identity::Context;
 use md5::{Digest, Md5};
 use model::ProjectId;
-use model::image::{DiskFormat, Image, ImageId, ImageStatus};
+use model::image::{Image, ImageId, ImageStatus};
 use sha2::Sha512;
 use store::image as sql;
 use tokio::sync::mpsc;
@@ -37,7 +36,6 @@ const QUEUE: usize = 4;
 /// Size of the blocks handed to the writer thread.
 const BLOCK: usize = 1 << 20;
 /// How long `qemu-img info` may take on one image.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 const TMP_PREFIX: &str = ".tmp-";
 
 pub fn data_path(dir: &Path, id: &ImageId) -> PathBuf {
@@ -366,7 +364,8 @@ impl Images {
             return Err(f);
         }
         let written = written.map_err(disk_full)?;
-        let virtual_size = probe(&self.cfg.qemu_img, &tmp, img.disk_format, &written.head).await?;
+        let virtual_size =
+            crate::probe::probe(&self.cfg.qemu_img, &tmp, img.disk_format, &written.head).await?;
         let final_path = data_path(&self.cfg.dir, &img.id);
         let dir = self.cfg.dir.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
@@ -596,83 +595,6 @@ fn disk_full(e: Error) -> Error {
     }
 }
 
-/// The qemu-img format name for a declared disk format; `None` for formats it cannot check.
-fn qemu_format(f: DiskFormat) -> Option<&'static str> {
-    Some(match f {
-        DiskFormat::Qcow2 => "qcow2",
-        DiskFormat::Raw | DiskFormat::Iso => "raw",
-        DiskFormat::Vmdk => "vmdk",
-        DiskFormat::Vdi => "vdi",
-        DiskFormat::Vhdx => "vhdx",
-        DiskFormat::Vhd => "vpc",
-        DiskFormat::Ami | DiskFormat::Ari | DiskFormat::Aki | DiskFormat::Ploop => return None,
-    })
-}
-
-const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
-
-/// Checks that the data is what its declared format says and is safe to hand to QEMU later;
-/// returns its virtual size. The format is always given to qemu-img explicitly: letting it
-/// guess would let a raw upload that looks like qcow2 name a host file as its backing file.
-async fn probe(
-    qemu_img: &Path,
-    path: &Path,
-    declared: Option<DiskFormat>,
-    head: &[u8],
-) -> Result<Option<u64>> {
-    let Some(declared) = declared else {
-        return Ok(None);
-    };
-    let Some(fmt) = qemu_format(declared) else {
-        return Ok(None);
-    };
-    if fmt == "raw" && head.starts_with(QCOW2_MAGIC) {
-        return Err(Error::BadRequest(
-            "Image data is in qcow2 format, not the declared disk_format raw.".into(),
-        ));
-    }
-    // `file:` stops qemu-img from reading a protocol (nbd:, http:) out of the path.
-    let target = format!("file:{}", path.display());
-    let run = tokio::process::Command::new(qemu_img)
-        .args(["info", "--output=json", "-f", fmt])
-        .arg(&target)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(PROBE_TIMEOUT, run)
-        .await
-        .map_err(|_| Error::Probe("qemu-img info timed out".into()))?
-        .map_err(|e| Error::Probe(format!("running {}: {e}", qemu_img.display())))?;
-    if !out.status.success() {
-        tracing::debug!(stderr = %String::from_utf8_lossy(&out.stderr), "qemu-img info refused the data");
-        return Err(Error::BadRequest(format!(
-            "Image data does not match the declared disk_format {declared}."
-        )));
-    }
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Probe(format!("qemu-img output: {e}")))?;
-    check_info(&info, fmt, declared)
-}
-
-fn check_info(info: &serde_json::Value, fmt: &str, declared: DiskFormat) -> Result<Option<u64>> {
-    if info["format"].as_str() != Some(fmt) {
-        return Err(Error::BadRequest(format!(
-            "Image data does not match the declared disk_format {declared}."
-        )));
-    }
-    if !info["backing-filename"].is_null() || !info["full-backing-filename"].is_null() {
-        return Err(Error::BadRequest(
-            "Images with a backing file are refused: flatten it first (qemu-img convert).".into(),
-        ));
-    }
-    if !info["format-specific"]["data"]["data-file"].is_null() {
-        return Err(Error::BadRequest(
-            "qcow2 images with an external data file are refused.".into(),
-        ));
-    }
-    Ok(info["virtual-size"].as_u64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,20 +612,5 @@ mod tests {
         assert!(ByteRange::From(100, None).resolve(100).is_err());
         assert!(ByteRange::From(5, Some(4)).resolve(100).is_err());
         assert!(ByteRange::Suffix(0).resolve(100).is_err());
-    }
-
-    #[test]
-    fn dangerous_qcow2_is_refused() {
-        let backing = serde_json::json!({"format": "qcow2", "virtual-size": 1, "backing-filename": "base.qcow2"});
-        assert!(check_info(&backing, "qcow2", DiskFormat::Qcow2).is_err());
-        let data_file = serde_json::json!({"format": "qcow2", "virtual-size": 1,
-            "format-specific": {"type": "qcow2", "data": {"data-file": "/etc/shadow"}}});
-        assert!(check_info(&data_file, "qcow2", DiskFormat::Qcow2).is_err());
-        let ok = serde_json::json!({"format": "qcow2", "virtual-size": 1048576,
-            "format-specific": {"type": "qcow2", "data": {"compat": "1.1"}}});
-        assert_eq!(
-            check_info(&ok, "qcow2", DiskFormat::Qcow2).ok(),
-            Some(Some(1048576))
-        );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod content;
 pub mod list;
+mod probe;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -455,6 +456,47 @@ impl Images {
         Ok((image, content::data_path(&self.cfg.dir, id)))
     }
 
+    /// An active image's record and the path of its data if project `owner` may see it (its
+    /// own, public, community, or shared with it): for what a server's image links to and
+    /// its rescue image, resolved in the background with the server owner's visibility.
+    pub async fn data_for(&self, owner: &ProjectId, id: &ImageId) -> Result<(Image, PathBuf)> {
+        let (iid, project) = (id.clone(), owner.clone());
+        let (img, member) = self
+            .store
+            .read(move |c| {
+                let img = sql::get_image(c, &iid)?;
+                let member = sql::get_member(c, &iid, &project)?.map(|m| m.status);
+                Ok((img, member))
+            })
+            .await?;
+        let image = match img {
+            Some(img)
+                if img.owner == *owner
+                    || matches!(img.visibility, Visibility::Public | Visibility::Community)
+                    || (img.visibility == Visibility::Shared && member.is_some()) =>
+            {
+                img
+            }
+            _ => return Err(not_found(id)),
+        };
+        if image.status != ImageStatus::Active {
+            return Err(Error::BadRequest(format!("Image {id} is not active.")));
+        }
+        Ok((image, content::data_path(&self.cfg.dir, id)))
+    }
+
+    /// Bytes `owner` may still store under its image quota (uploads under way count as
+    /// stored).
+    pub async fn quota_left(&self, owner: &ProjectId) -> Result<u64> {
+        let o = owner.clone();
+        let used = self.store.read(move |c| sql::usage(c, &o)).await?;
+        Ok(self
+            .cfg
+            .quota_bytes
+            .saturating_sub(used)
+            .saturating_sub(self.in_flight(owner)))
+    }
+
     /// Stores the data of queued image `id` from a file on this host (a server snapshot),
     /// with the same checks, hashing and quota as an upload; the file is left in place.
     pub async fn upload_file(
@@ -481,9 +523,15 @@ impl Images {
         self.upload(ctx, id, Some(len), body).await
     }
 
-    /// The images holding every property of `props`, oldest first, whoever owns them (for the
-    /// compute service's backup rotation).
-    pub async fn ids_with_properties(&self, props: Vec<(String, String)>) -> Result<Vec<ImageId>> {
+    /// The images of `owner` holding every property of `props`, oldest first (for the
+    /// compute service's backup rotation, which must never count, nor delete, an image of
+    /// another project that names the same server).
+    pub async fn ids_with_properties(
+        &self,
+        owner: &ProjectId,
+        props: Vec<(String, String)>,
+    ) -> Result<Vec<ImageId>> {
+        let owner = owner.clone();
         Ok(self
             .store
             .read(move |c| {
@@ -491,7 +539,7 @@ impl Images {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                sql::ids_with_properties(c, &p)
+                sql::ids_with_properties(c, &owner, &p)
             })
             .await?)
     }

@@ -262,6 +262,27 @@ impl Drop for Bmc {
     }
 }
 
+/// Cap on a node's captured serial-over-LAN console, in bytes; past it the log moves to
+/// `<log>.1` (replacing the previous one) and a new log starts.
+pub const SOL_LOG_MAX_BYTES: u64 = 1 << 20;
+
+/// Appends `data` to `path`, first rotating `path` to `<path>.1` when `data` would take it
+/// past `cap`; a single write larger than `cap` keeps only its last `cap` bytes.
+pub fn append_capped(path: &std::path::Path, data: &[u8], cap: u64) -> std::io::Result<()> {
+    let data = &data[data.len().saturating_sub(cap as usize)..];
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len > 0 && len + data.len() as u64 > cap {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(path, old)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(data)
+}
+
 fn capture_loop(bmc: Weak<Bmc>, stop: Arc<AtomicBool>, path: PathBuf) {
     let mut backoff = Duration::from_millis(0);
     while !stop.load(Ordering::SeqCst) {
@@ -286,16 +307,33 @@ fn capture_loop(bmc: Weak<Bmc>, stop: Arc<AtomicBool>, path: PathBuf) {
             Ok(data) => {
                 backoff = Duration::from_millis(100);
                 if !data.is_empty() {
-                    let f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path);
-                    if let Ok(mut f) = f {
-                        let _ = f.write_all(&data);
-                    }
+                    let _ = append_capped(&path, &data, SOL_LOG_MAX_BYTES);
                 }
             }
             Err(_) => backoff = Duration::from_secs(2),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attack_a_node_flooding_its_sol_console_leaves_no_more_than_the_cap_on_disk() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("sol.log");
+        let cap = 4096;
+        for i in 0..2000 {
+            append_capped(&log, format!("sol line {i:05}\n").as_bytes(), cap).expect("append");
+        }
+        let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let old = dir.path().join("sol.log.1");
+        assert!(size(&log) <= cap && size(&old) <= cap);
+        let text = std::fs::read_to_string(&log).expect("log");
+        assert!(text.ends_with("sol line 01999\n"), "{text}");
+        // One huge burst keeps its end only.
+        append_capped(&log, &vec![b'x'; 3 * cap as usize], cap).expect("burst");
+        assert_eq!(size(&log), cap);
     }
 }

@@ -3,10 +3,12 @@
 //! Each dnsmasq answers only on its bridge, only for the MACs it is told about (static
 //! leases: every port's MAC gets its port's address), offers the gateway as router and a
 //! classless static route to the metadata service, and serves no DNS (`port=0`). The hosts
-//! live one file per server in `<dir>/<bridge>/hosts/<server uuid>`, which dnsmasq re-reads
-//! on its own (and on SIGHUP after a removal). dnsmasq keeps running while onebox restarts,
-//! so guests keep their leases; its PID is in `<dir>/<bridge>/pid` and only that process is
-//! ever signalled.
+//! are recorded one file per server in `<dir>/<bridge>/hosts/<server uuid>` and handed to
+//! dnsmasq on its command line: dnsmasq opens its lease and pid files as root, then drops
+//! to an unprivileged user (`dnsmasq`, else `nobody`) and reads nothing afterwards (the data
+//! directory is not readable by that user), so a change of hosts restarts it; the lease file
+//! keeps the guests' leases across restarts. dnsmasq keeps running while onebox restarts;
+//! its PID is in `<dir>/<bridge>/pid` and only that process is ever signalled.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,37 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
+/// Stops the dnsmasq `pid` serving `dir` and waits (a second at most) until it is gone.
+fn stop(pid: i32, dir: &Path) {
+    signal(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if !is_ours(pid, dir) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The user dnsmasq drops to, and its primary group: `dnsmasq` (Debian's dnsmasq-base makes
+/// it) when it exists, else `nobody`.
+pub fn unprivileged_user() -> (String, String) {
+    use nix::unistd::{Group, User};
+    let user = ["dnsmasq", "nobody"]
+        .iter()
+        .find_map(|n| User::from_name(n).ok().flatten());
+    match user {
+        Some(u) => {
+            let group = Group::from_gid(u.gid)
+                .ok()
+                .flatten()
+                .map(|g| g.name)
+                .unwrap_or_else(|| "nogroup".into());
+            (u.name, group)
+        }
+        None => ("nobody".into(), "nogroup".into()),
+    }
+}
+
 impl Dhcp {
     pub fn new(dnsmasq: String, dir: PathBuf) -> Self {
         Self {
@@ -72,6 +105,9 @@ impl Dhcp {
 
     /// Gives `port`'s MAC its address on `bridge` and makes sure the bridge's dnsmasq runs.
     pub fn add_host(&self, bridge: &str, server: &str, ports: &[&Port]) -> Result<(), Error> {
+        if ports.is_empty() {
+            return Ok(());
+        }
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let d = self.bridge_dir(bridge);
         let hosts = d.join("hosts");
@@ -86,20 +122,57 @@ impl Dhcp {
         std::fs::write(&tmp, body)
             .and_then(|_| std::fs::rename(&tmp, &file))
             .map_err(|e| Error::Io(format!("writing {}", file.display()), e))?;
-        match self.running(bridge) {
-            Some(pid) => {
-                signal(pid, nix::sys::signal::Signal::SIGHUP);
-                Ok(())
-            }
-            None => self.start(bridge, ports[0]),
-        }
+        let (cidr, gateway) = (ports[0].cidr.clone(), ports[0].gateway.clone());
+        std::fs::write(d.join("network"), format!("{cidr} {gateway}\n"))
+            .map_err(|e| Error::Io(format!("writing {}", d.join("network").display()), e))?;
+        self.restart(bridge)
     }
 
-    fn start(&self, bridge: &str, port: &Port) -> Result<(), Error> {
+    /// The `--dhcp-host` arguments of every server recorded on `bridge`.
+    fn host_args(&self, bridge: &str) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.bridge_dir(bridge).join("hosts")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("--dhcp-host={}", l.trim()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Stops the bridge's dnsmasq if it runs and starts it again with the recorded hosts.
+    fn restart(&self, bridge: &str) -> Result<(), Error> {
         let d = self.bridge_dir(bridge);
-        let (net, mask) = network_and_mask(&port.cidr)
-            .ok_or_else(|| Error::Invalid(format!("bad CIDR {}", port.cidr)))?;
-        let gw = &port.gateway;
+        let net = std::fs::read_to_string(d.join("network")).unwrap_or_default();
+        let Some((cidr, gateway)) = net.split_once(' ') else {
+            // Started by an earlier onebox, which read its hosts from the directory itself.
+            if let Some(pid) = self.running(bridge) {
+                signal(pid, nix::sys::signal::Signal::SIGHUP);
+            }
+            return Ok(());
+        };
+        if let Some(pid) = self.running(bridge) {
+            stop(pid, &d);
+        }
+        self.start(bridge, cidr.trim(), gateway.trim())
+    }
+
+    fn start(&self, bridge: &str, cidr: &str, gw: &str) -> Result<(), Error> {
+        let d = self.bridge_dir(bridge);
+        let (net, mask) =
+            network_and_mask(cidr).ok_or_else(|| Error::Invalid(format!("bad CIDR {cidr}")))?;
+        let (user, group) = unprivileged_user();
         let pidfile = d.join("pid");
         let _ = std::fs::remove_file(&pidfile);
         let out = Command::new(&self.dnsmasq)
@@ -109,7 +182,7 @@ impl Dhcp {
             .arg(format!("--interface={bridge}"))
             .arg("--except-interface=lo")
             .arg(format!("--dhcp-range={net},static,{mask},1h"))
-            .arg(format!("--dhcp-hostsdir={}", d.join("hosts").display()))
+            .args(self.host_args(bridge))
             .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
             .arg(format!("--pid-file={}", pidfile.display()))
             .arg(format!("--dhcp-option=3,{gw}"))
@@ -120,8 +193,8 @@ impl Dhcp {
             .arg("--no-ping")
             .arg("--no-resolv")
             .arg("--no-hosts")
-            .arg("--user=root")
-            .arg("--group=root")
+            .arg(format!("--user={user}"))
+            .arg(format!("--group={group}"))
             .output()
             .map_err(|e| Error::Io("starting dnsmasq".into(), e))?;
         if !out.status.success() {
@@ -162,27 +235,121 @@ impl Dhcp {
             let pid = read_pid(&e.path().join("pid")).filter(|p| is_ours(*p, &e.path()));
             if empty {
                 if let Some(pid) = pid {
-                    signal(pid, nix::sys::signal::Signal::SIGTERM);
-                    for _ in 0..50 {
-                        if !is_ours(pid, &e.path()) {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
+                    stop(pid, &e.path());
                 }
                 let _ = std::fs::remove_dir_all(e.path());
                 emptied.push(bridge);
-            } else if let Some(pid) = pid {
-                signal(pid, nix::sys::signal::Signal::SIGHUP);
+            } else {
+                self.restart(&bridge)?;
             }
         }
         Ok(emptied)
+    }
+
+    /// Stops every dnsmasq onebox started (each verified by its command line before it is
+    /// signalled), keeping their hosts files; the bridges they served are returned.
+    pub fn stop_all(&self) -> Vec<String> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return stopped;
+        };
+        for e in entries.flatten() {
+            let d = e.path();
+            let Some(pid) = read_pid(&d.join("pid")).filter(|p| is_ours(*p, &d)) else {
+                continue;
+            };
+            signal(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if !is_ours(pid, &d) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if is_ours(pid, &d) {
+                signal(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            stopped.push(e.file_name().to_string_lossy().into_owned());
+        }
+        stopped
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bridge of one test's own, deleted when dropped.
+    struct Dummy(String);
+
+    impl Drop for Dummy {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+
+    fn ip(args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn attack_teardown_stops_the_dnsmasq_onebox_left_running() {
+        let root = nix::unistd::geteuid().is_root();
+        let have = Command::new("dnsmasq").arg("--version").output().is_ok();
+        if !root || !have {
+            assert!(
+                std::env::var("ONEBOX_REQUIRE_BACKENDS").as_deref() != Ok("1"),
+                "needs root and dnsmasq"
+            );
+            eprintln!("skipped: needs root and dnsmasq");
+            return;
+        }
+        let n = std::process::id() % 200 + 20;
+        let name = format!("obt{:x}", std::process::id());
+        let _dummy = Dummy(name.clone());
+        assert!(ip(&["link", "add", &name, "type", "bridge"]));
+        assert!(ip(&[
+            "addr",
+            "add",
+            &format!("10.254.{n}.1/24"),
+            "dev",
+            &name
+        ]));
+        assert!(ip(&["link", "set", &name, "up"]));
+        let dir = tempfile::tempdir().expect("tmp");
+        let dhcp = Dhcp::new("dnsmasq".into(), dir.path().to_owned());
+        let port = Port {
+            network_id: "net".into(),
+            network_name: "net".into(),
+            cidr: format!("10.254.{n}.0/24"),
+            gateway: format!("10.254.{n}.1"),
+            address: format!("10.254.{n}.10"),
+            mac: "fa:16:3e:00:00:10".into(),
+        };
+        dhcp.add_host(&name, "server-1", &[&port])
+            .expect("dnsmasq starts");
+        let pid = dhcp.running(&name).expect("dnsmasq runs");
+        let stopped = dhcp.stop_all();
+        // A zombie (dnsmasq daemonised; its reaper may be slow) runs nothing.
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            !st.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        if alive {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        assert_eq!(stopped, vec![name.clone()]);
+        assert!(!alive, "dnsmasq {pid} still runs");
+        assert!(dhcp.running(&name).is_none());
+        // Its hosts stay, for a reinstalled onebox.
+        assert!(dir.path().join(&name).join("hosts/server-1").exists());
+    }
 
     #[test]
     fn ranges() {

@@ -12,12 +12,15 @@ use std::time::Duration;
 use driver::ImageFile;
 use driver::imagecache::{self, Swept};
 
-use crate::Error;
+use crate::{Error, bounded};
 
 pub struct Disks {
     pub qemu_img: String,
     pub genisoimage: String,
     pub cache_dir: PathBuf,
+    /// How long one `qemu-img convert` (a cache fill, a snapshot) may run before it is
+    /// killed.
+    pub convert_timeout: Duration,
     /// Serialises filling the cache, so two spawns of one image convert it once; a prune
     /// takes it too, so it never runs during a fill.
     fill: Mutex<()>,
@@ -27,17 +30,19 @@ pub struct Disks {
     entries: RwLock<()>,
 }
 
+/// How long a quick tool run (`qemu-img info`, `create`, `resize`, `genisoimage`) may take.
+const QUICK: Duration = Duration::from_secs(60);
+
+/// A qcow2 file's metadata beyond its data: refcounts and L2 tables take well under 1/64 of
+/// the virtual size with 64 KiB clusters; 64 MiB covers the header and small images.
+fn qcow2_bound(virtual_size: u64) -> u64 {
+    virtual_size
+        .saturating_add(virtual_size / 64)
+        .saturating_add(64 << 20)
+}
+
 fn run(cmd: &mut Command, what: &str) -> Result<String, Error> {
-    let out = cmd
-        .output()
-        .map_err(|e| Error::Io(format!("running {what}"), e))?;
-    if !out.status.success() {
-        return Err(Error::Tool(
-            what.to_string(),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    bounded::run(cmd, what, QUICK, None)
 }
 
 /// Removes a file if it exists.
@@ -55,6 +60,7 @@ impl Disks {
             qemu_img,
             genisoimage,
             cache_dir,
+            convert_timeout: Duration::from_secs(1800),
             fill: Mutex::new(()),
             entries: RwLock::new(()),
         }
@@ -88,22 +94,24 @@ impl Disks {
         prune_cache(&self.cache_dir, instances, domain_xml, min_unused_age)
     }
 
-    /// The cache entry of image `id`; an id that is not a plain file name is refused.
-    fn entry(&self, id: &str) -> Result<PathBuf, Error> {
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
-            return Err(Error::Invalid(format!("bad image id {id:?}")));
-        }
-        Ok(self.cache_dir.join(id))
+    /// The cache entry of an image: named by its content hash ([`ImageFile::cache_key`]),
+    /// never by its id.
+    fn entry(&self, img: &ImageFile) -> Result<PathBuf, Error> {
+        let key = img.cache_key().map_err(Error::Invalid)?;
+        Ok(self.cache_dir.join(key))
     }
 
     fn tmp_name(dir: &Path, name: &str) -> PathBuf {
         dir.join(format!(".tmp-{name}-{}", uuid::Uuid::new_v4().simple()))
     }
 
-    /// The image as a qcow2 base in the cache (`<cache>/<image id>`), converted from its
-    /// declared format the first time it is needed. Base files are never written again.
+    /// The image as a qcow2 base in the cache (`<cache>/<content hash>`), converted from its
+    /// declared format the first time it is needed, after its data is checked against the
+    /// hash the entry is named by. The conversion runs under [`Disks::convert_timeout`], and
+    /// its output may not pass what the image's virtual size allows nor what the cache's
+    /// file system has free. Base files are never written again.
     pub fn base(&self, img: &ImageFile) -> Result<PathBuf, Error> {
-        let dest = self.entry(&img.id)?;
+        let dest = self.entry(img)?;
         if let Some(p) = self.cached(&dest) {
             return Ok(p);
         }
@@ -113,7 +121,6 @@ impl Disks {
         }
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|e| Error::Io(format!("creating {}", self.cache_dir.display()), e))?;
-        let tmp = Self::tmp_name(&self.cache_dir, &img.id);
         let fmt = match img.disk_format.as_str() {
             "qcow2" => "qcow2",
             "raw" => "raw",
@@ -124,12 +131,24 @@ impl Disks {
                 )));
             }
         };
-        let r = run(
+        verify_content(&img.path, &img.content_hash)?;
+        let bound = qcow2_bound(self.info_virtual_size(&img.path, fmt)?);
+        let free = bounded::free_bytes(&self.cache_dir)?;
+        if bound > free {
+            return Err(Error::Invalid(format!(
+                "image {} needs up to {bound} bytes in the image cache; {free} are free",
+                img.id
+            )));
+        }
+        let tmp = Self::tmp_name(&self.cache_dir, &img.id);
+        let r = bounded::run(
             Command::new(&self.qemu_img)
                 .args(["convert", "-f", fmt, "-O", "qcow2"])
                 .arg(&img.path)
                 .arg(&tmp),
             "qemu-img convert",
+            self.convert_timeout,
+            Some((&tmp, bound)),
         );
         if let Err(e) = r {
             let _ = remove_file(&tmp);
@@ -141,9 +160,10 @@ impl Disks {
     }
 
     /// A kernel or ramdisk as a file in the cache (copied: the image store's file may be
-    /// deleted while a guest still boots from it).
+    /// deleted while a guest still boots from it), named by its content hash and checked
+    /// against it.
     pub fn blob(&self, img: &ImageFile) -> Result<PathBuf, Error> {
-        let dest = self.entry(&img.id)?;
+        let dest = self.entry(img)?;
         if let Some(p) = self.cached(&dest) {
             return Ok(p);
         }
@@ -158,16 +178,20 @@ impl Disks {
             let _ = remove_file(&tmp);
             return Err(Error::Io(format!("copying {}", img.path.display()), e));
         }
+        if let Err(e) = verify_content(&tmp, &img.content_hash) {
+            let _ = remove_file(&tmp);
+            return Err(e);
+        }
         std::fs::rename(&tmp, &dest)
             .map_err(|e| Error::Io(format!("renaming into {}", dest.display()), e))?;
         Ok(dest)
     }
 
-    /// The virtual size of a qcow2 file, in bytes.
-    pub fn virtual_size(&self, path: &Path) -> Result<u64, Error> {
+    /// The virtual size of the image file `path` in format `fmt`, in bytes.
+    fn info_virtual_size(&self, path: &Path, fmt: &str) -> Result<u64, Error> {
         let out = run(
             Command::new(&self.qemu_img)
-                .args(["info", "--output=json", "-f", "qcow2", "-U"])
+                .args(["info", "--output=json", "-f", fmt, "-U"])
                 .arg(path),
             "qemu-img info",
         )?;
@@ -176,6 +200,11 @@ impl Disks {
         v["virtual-size"]
             .as_u64()
             .ok_or_else(|| Error::Tool("qemu-img info".into(), "no virtual-size".into()))
+    }
+
+    /// The virtual size of a qcow2 file, in bytes.
+    pub fn virtual_size(&self, path: &Path) -> Result<u64, Error> {
+        self.info_virtual_size(path, "qcow2")
     }
 
     /// A new qcow2 overlay at `dest` on `base` (or a blank disk), at least `size_gb` large.
@@ -219,12 +248,15 @@ impl Disks {
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        let r = run(
+        let bound = qcow2_bound(self.virtual_size(disk)?);
+        let r = bounded::run(
             Command::new(&self.qemu_img)
                 .args(["convert", "-U", "-f", "qcow2", "-O", "qcow2"])
                 .arg(disk)
                 .arg(&tmp),
             "qemu-img convert",
+            self.convert_timeout,
+            Some((&tmp, bound)),
         );
         if let Err(e) = r {
             let _ = remove_file(&tmp);
@@ -396,4 +428,75 @@ pub fn prune_cache(
     let refs = referenced(instances, domain_xml)?;
     imagecache::sweep(cache, &refs, min_unused_age)
         .map_err(|e| Error::Io(format!("pruning {}", cache.display()), e))
+}
+
+/// Checks that the file at `path` has the content hash `hash` (see
+/// [`imagecache::verify_content`]).
+fn verify_content(path: &Path, hash: &str) -> Result<(), Error> {
+    imagecache::verify_content(path, hash)
+        .map_err(|e| Error::Io(format!("checking {}", path.display()), e))
+}
+
+/// Refuses to boot an image whose `kernel_id` (or, with a kernel, `ramdisk_id`) was not
+/// resolved: the compute service resolves them with the server owner's visibility and
+/// leaves out what the owner may not see, and a guest must then not boot as if the image
+/// named nothing.
+pub fn check_linked(
+    image: Option<&ImageFile>,
+    kernel: Option<&ImageFile>,
+    ramdisk: Option<&ImageFile>,
+) -> Result<(), Error> {
+    let Some(img) = image else {
+        return Ok(());
+    };
+    let named = |k: &str| img.properties.get(k).filter(|v| !v.is_empty());
+    if let Some(k) = named("kernel_id")
+        && kernel.is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "image {} names kernel {k}, which is not available to this server",
+            img.id
+        )));
+    }
+    if let Some(r) = named("ramdisk_id")
+        && kernel.is_some()
+        && ramdisk.is_none()
+    {
+        return Err(Error::Invalid(format!(
+            "image {} names ramdisk {r}, which is not available to this server",
+            img.id
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(id: &str, props: &[(&str, &str)]) -> ImageFile {
+        ImageFile {
+            id: id.into(),
+            path: PathBuf::from("/nonexistent"),
+            disk_format: "qcow2".into(),
+            container_format: "bare".into(),
+            content_hash: String::new(),
+            properties: props
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn attack_a_linked_image_left_out_stops_the_boot() {
+        let img = file("i", &[("kernel_id", "k"), ("ramdisk_id", "r")]);
+        let k = file("k", &[]);
+        let r = file("r", &[]);
+        assert!(check_linked(Some(&img), None, None).is_err());
+        assert!(check_linked(Some(&img), Some(&k), None).is_err());
+        assert!(check_linked(Some(&img), Some(&k), Some(&r)).is_ok());
+        assert!(check_linked(Some(&file("p", &[])), None, None).is_ok());
+        assert!(check_linked(None, None, None).is_ok());
+    }
 }

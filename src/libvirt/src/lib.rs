@@ -13,9 +13,11 @@
 //! for a minimum age ([`disk::prune_cache`]). Domain names and libvirt never leave this crate: the compute
 //! service knows servers by UUID.
 
+pub mod bounded;
 pub mod dhcp;
 pub mod disk;
 mod events;
+mod net;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -114,6 +116,9 @@ pub struct LibvirtConfig {
     /// The project bridges route to the NAT uplink (`[network] nat_uplink` is set);
     /// `false`: isolated.
     pub forwarding: bool,
+    /// Cap on each guest's serial log (`console.log`), in bytes: past it, its newest half
+    /// moves to `console.log.1` (see [`driver::console::copy_truncate`]).
+    pub console_max_bytes: u64,
 }
 
 impl LibvirtConfig {
@@ -129,6 +134,7 @@ impl LibvirtConfig {
             default_cmdline: "root=/dev/vda console=ttyS0 quiet".into(),
             force_config_drive: false,
             forwarding: false,
+            console_max_bytes: 1 << 20,
         }
     }
 }
@@ -171,14 +177,16 @@ impl LibvirtDriver {
         );
         let dhcp = dhcp::Dhcp::new(cfg.dnsmasq.clone(), cfg.data_dir.join("dhcp"));
         tracing::info!(uri = %cfg.uri, virt_type = virt_type.as_str(), "libvirt connected");
-        Ok(Self {
+        let d = Self {
             cfg,
             virt_type,
             conn: Mutex::new(Arc::new(conn)),
             disks,
             dhcp,
             life: Arc::new(()),
-        })
+        };
+        net::adopt_old_guests(&d);
+        Ok(d)
     }
 
     pub fn virt_type(&self) -> VirtType {
@@ -201,6 +209,17 @@ impl LibvirtDriver {
     /// The instance's serial console log.
     pub fn console_log(&self, id: &ServerId) -> PathBuf {
         self.instance_dir(id).join("console.log")
+    }
+
+    /// Keeps a serial log under its cap. QEMU writes it through a descriptor opened with
+    /// `O_APPEND` (`append='on'`), so it is copied and truncated rather than renamed; a
+    /// host whose libvirt hands the file to virtlogd gets virtlogd's rotation on top.
+    /// Done on every power-state sync and console read, so a flooding guest overshoots by
+    /// at most what it writes in one sync interval.
+    fn cap_console(&self, log: &Path) {
+        if let Err(e) = driver::console::copy_truncate(log, self.cfg.console_max_bytes) {
+            tracing::warn!(log = %log.display(), error = %e, "capping the serial log");
+        }
     }
 
     fn lookup(&self, id: &ServerId) -> Result<Option<Domain>, Error> {
@@ -324,10 +343,10 @@ impl LibvirtDriver {
     }
 
     /// The bridges of the spec's ports, made to exist, with DHCP for the ports.
-    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<(String, String)>, Error> {
+    fn plug(&self, spec: &InstanceSpec) -> Result<Vec<xml::Nic>, Error> {
         let mut nics = Vec::new();
         let mut by_bridge: Vec<(String, Vec<&driver::Port>)> = Vec::new();
-        for p in &spec.ports {
+        for (i, p) in spec.ports.iter().enumerate() {
             let net = hostnet::NetworkDef {
                 id: p.network_id.clone(),
                 cidr: p.cidr.clone(),
@@ -335,7 +354,11 @@ impl LibvirtDriver {
                 forwarding: self.cfg.forwarding,
             };
             let br = hostnet::ensure_bridge(&net).map_err(|e| Error::Net(e.to_string()))?;
-            nics.push((br.clone(), p.mac.clone()));
+            nics.push(xml::Nic {
+                bridge: br.clone(),
+                mac: p.mac.clone(),
+                tap: net::tap_name(spec.id.as_str(), i),
+            });
             match by_bridge.iter_mut().find(|(b, _)| *b == br) {
                 Some((_, ps)) => ps.push(p),
                 None => by_bridge.push((br, vec![p])),
@@ -344,12 +367,15 @@ impl LibvirtDriver {
         for (br, ports) in by_bridge {
             self.dhcp.add_host(&br, spec.id.as_str(), &ports)?;
         }
+        // Pinned before libvirt makes the taps, so no frame passes unchecked.
+        net::pin(&self.cfg.data_dir, spec, &nics)?;
         Ok(nics)
     }
 
     /// Forgets the server's DHCP hosts; a bridge no guest or container uses any more is
     /// removed with its dnsmasq.
     fn unplug(&self, id: &ServerId) -> Result<(), Error> {
+        net::unpin(&self.cfg.data_dir, id.as_str())?;
         for br in self.dhcp.remove_server(id.as_str())? {
             let in_use = std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
                 .map(|mut r| r.next().is_some())
@@ -376,6 +402,11 @@ impl LibvirtDriver {
             disk::remove_file(&disk)?;
             self.disks.overlay(base.as_deref(), &disk, spec.disk_gb)?;
         }
+        disk::check_linked(
+            spec.image.as_ref(),
+            spec.kernel.as_ref(),
+            spec.ramdisk.as_ref(),
+        )?;
         let kernel = match &spec.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
@@ -473,6 +504,7 @@ impl LibvirtDriver {
         let rescue_disk = dir.join(RESCUE_DISK);
         std::fs::rename(&part, &rescue_disk)
             .map_err(|e| Error::Io(format!("renaming into {}", rescue_disk.display()), e))?;
+        disk::check_linked(Some(img), rescue.kernel.as_ref(), rescue.ramdisk.as_ref())?;
         let kernel = match &rescue.kernel {
             Some(k) => Some(self.disks.blob(k)?),
             None => None,
@@ -662,6 +694,7 @@ impl ComputeDriver for LibvirtDriver {
             let def = self.build(spec, true)?;
             let d = self.define(&def)?;
             d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -689,6 +722,7 @@ impl ComputeDriver for LibvirtDriver {
         // A suspended guest's saved state is dropped by a reboot, as Nova's is.
         let _ = d.managed_save_remove(0);
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -701,6 +735,7 @@ impl ComputeDriver for LibvirtDriver {
         let d = self.domain(id)?;
         if !d.is_active().map_err(Error::from)? {
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         } else if Self::is_state(&d, sys::VIR_DOMAIN_PAUSED) {
             d.resume().map_err(Error::from)?;
         }
@@ -730,31 +765,26 @@ impl ComputeDriver for LibvirtDriver {
         if !d.is_active().map_err(Error::from)? {
             // Starts from the managed save when there is one.
             d.create().map_err(Error::from)?;
+            net::harden_taps(&d);
         }
         Ok(())
     }
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> driver::Result<String> {
         let _ = self.domain(id)?;
-        let bytes = match std::fs::read(self.console_log(id)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::Io("reading the console log".into(), e).into()),
-        };
-        // Nova returns at most the last 100 KiB.
-        let start = bytes.len().saturating_sub(100 * 1024);
-        let text = String::from_utf8_lossy(&bytes[start..]).replace('\r', "");
-        Ok(match lines {
-            Some(n) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(n)..].join("\n")
-            }
-            None => text,
-        })
+        let log = self.console_log(id);
+        self.cap_console(&log);
+        // Nova returns at most the last 100 KiB, read here from the end of the files.
+        let old = driver::console::rotated(&log);
+        let raw = driver::console::tail(&[&old, &log], driver::console::TAIL_BYTES)
+            .map_err(|e| Error::Io("reading the console log".into(), e))?;
+        Ok(driver::console::last_lines(&raw, lines))
     }
 
     fn get_info(&self, id: &ServerId) -> driver::Result<InstanceInfo> {
         let d = self.domain(id)?;
+        // The power-state sync asks every few seconds: the serial log is capped here.
+        self.cap_console(&self.console_log(id));
         Ok(InstanceInfo {
             power_state: Self::power(&d)?,
         })
@@ -779,8 +809,11 @@ impl ComputeDriver for LibvirtDriver {
     fn rebuild(&self, spec: &InstanceSpec) -> driver::Result<()> {
         let d = self.redefine(spec, true)?;
         // The console log starts afresh with the new disk.
-        let _ = std::fs::remove_file(self.console_log(&spec.id));
+        let log = self.console_log(&spec.id);
+        let _ = std::fs::remove_file(driver::console::rotated(&log));
+        let _ = std::fs::remove_file(log);
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -811,6 +844,7 @@ impl ComputeDriver for LibvirtDriver {
         self.disks.grow(&disk, spec.disk_gb)?;
         let d = self.redefine(spec, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -838,6 +872,7 @@ impl ComputeDriver for LibvirtDriver {
         disk::remove_file(&dir.join("disk.resize-backup.part"))?;
         let d = self.redefine(old, false)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 
@@ -865,7 +900,9 @@ impl ComputeDriver for LibvirtDriver {
         }
         let r = (|| -> Result<(), Error> {
             let def = self.build_rescue(spec, rescue, admin_pass)?;
-            self.define(&def)?.create()?;
+            let d = self.define(&def)?;
+            d.create()?;
+            net::harden_taps(&d);
             Ok(())
         })();
         if let Err(e) = r {
@@ -890,6 +927,7 @@ impl ComputeDriver for LibvirtDriver {
         let _ = d.managed_save_remove(0);
         let d = self.end_rescue(spec)?;
         d.create().map_err(Error::from)?;
+        net::harden_taps(&d);
         Ok(())
     }
 

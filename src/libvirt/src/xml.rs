@@ -3,6 +3,15 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
+/// A guest's network interface: its bridge, its MAC and the host-side tap libvirt makes for
+/// it (named by onebox, so the tap's rules in onebox's bridge table exist before it does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nic {
+    pub bridge: String,
+    pub mac: String,
+    pub tap: String,
+}
+
 /// Everything the domain definition is made of, already resolved to host paths.
 #[derive(Clone, Debug)]
 pub struct DomainDef {
@@ -19,8 +28,7 @@ pub struct DomainDef {
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
     pub config_drive: Option<PathBuf>,
-    /// (bridge, mac)
-    pub nics: Vec<(String, String)>,
+    pub nics: Vec<Nic>,
     pub console_log: PathBuf,
     /// Shown by `virsh list --title`; the server's name.
     pub title: String,
@@ -109,10 +117,11 @@ impl DomainDef {
             let _ = writeln!(x, "      <source file='{}'/>", p(c));
             x.push_str("      <target dev='hdd' bus='ide'/>\n      <readonly/>\n    </disk>\n");
         }
-        for (bridge, mac) in &self.nics {
+        for n in &self.nics {
             x.push_str("    <interface type='bridge'>\n");
-            let _ = writeln!(x, "      <source bridge='{}'/>", esc(bridge));
-            let _ = writeln!(x, "      <mac address='{}'/>", esc(mac));
+            let _ = writeln!(x, "      <source bridge='{}'/>", esc(&n.bridge));
+            let _ = writeln!(x, "      <mac address='{}'/>", esc(&n.mac));
+            let _ = writeln!(x, "      <target dev='{}'/>", esc(&n.tap));
             x.push_str("      <model type='virtio'/>\n    </interface>\n");
         }
         // The serial console goes to a file that survives reboots (append).
@@ -147,7 +156,11 @@ mod tests {
             initrd: Some("/c/r".into()),
             cmdline: Some("console=ttyS0 a<b".into()),
             config_drive: Some("/d/config.iso".into()),
-            nics: vec![("obr123".into(), "fa:16:3e:00:00:01".into())],
+            nics: vec![Nic {
+                bridge: "obr123".into(),
+                mac: "fa:16:3e:00:00:01".into(),
+                tap: "obt6f1a5a6e000".into(),
+            }],
             console_log: "/d/console.log".into(),
             title: "web & db".into(),
             owner: "onebox /var/lib/onebox".into(),
@@ -163,6 +176,7 @@ mod tests {
         assert!(x.contains("<title>web &amp; db</title>"));
         assert!(x.contains("<source bridge='obr123'/>"));
         assert!(x.contains("<mac address='fa:16:3e:00:00:01'/>"));
+        assert!(x.contains("<target dev='obt6f1a5a6e000'/>"));
         assert!(x.contains("<source path='/d/console.log' append='on'/>"));
         assert!(x.contains("device='cdrom'"));
         assert!(!x.contains("<boot dev='hd'/>"));

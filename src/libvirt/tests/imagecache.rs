@@ -80,14 +80,15 @@ fn present(d: &Dirs, name: &str) -> bool {
     d.cache.join(name).exists()
 }
 
-const A: &str = "0a000000-0000-4000-8000-000000000001";
+// Cache entries are named by content hash; these two are used through `Disks`.
+const A: &str = "sha256-0a00000000000000000000000000000000000000000000000000000000000001";
 const B: &str = "0b000000-0000-4000-8000-000000000002";
 const C: &str = "0c000000-0000-4000-8000-000000000003";
 const D: &str = "0d000000-0000-4000-8000-000000000004";
 const E: &str = "0e000000-0000-4000-8000-000000000005";
 const F: &str = "0f000000-0000-4000-8000-000000000006";
 const KERNEL_XML: &str = "1a000000-0000-4000-8000-000000000007";
-const KERNEL_FILE: &str = "1b000000-0000-4000-8000-000000000008";
+const KERNEL_FILE: &str = "sha256-1b00000000000000000000000000000000000000000000000000000000000008";
 const RAMDISK_OLD: &str = "1c000000-0000-4000-8000-000000000009";
 const S1: &str = "5e000000-0000-4000-8000-000000000001";
 const S2: &str = "5e000000-0000-4000-8000-000000000002";
@@ -235,12 +236,13 @@ fn a_spawn_that_uses_a_cached_base_makes_it_young() {
     std::fs::write(d.cache.join(KERNEL_FILE), b"kernel").expect("kernel");
     set_age(&d.cache.join(KERNEL_FILE), 30 * DAY);
     let disks = Disks::new("qemu-img".into(), "genisoimage".into(), d.cache.clone());
-    let img = |id: &str| ImageFile {
-        id: id.into(),
+    let img = |key: &str| ImageFile {
+        id: "0a000000-0000-4000-8000-000000000001".into(),
         // Never read: the entries are cached already.
         path: d.cache.join("no-such-image"),
         disk_format: "qcow2".into(),
         container_format: "bare".into(),
+        content_hash: key.into(),
         properties: Default::default(),
     };
     assert_eq!(disks.base(&img(A)).expect("base"), b);
@@ -251,8 +253,9 @@ fn a_spawn_that_uses_a_cached_base_makes_it_young() {
     let swept = disks.prune(&d.instances, &[], DAY).expect("prune");
     assert!(swept.removed.is_empty(), "{:?}", swept.removed);
     assert!(b.exists());
-    // An id that is not a plain name never reaches the file system.
+    // A hash that is not a plain name never reaches the file system.
     assert!(disks.base(&img("../x")).is_err());
+    assert!(disks.base(&img("sha512-../../x")).is_err());
 }
 
 #[test]

@@ -134,8 +134,27 @@ pub fn update_project(c: &Connection, p: &Project) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a project with its role assignments and the tokens scoped to it.
+/// Deletes a project with its role assignments, the tokens scoped to it and its networks
+/// (their address space is free again; the backends removed each network's bridge, DHCP
+/// server and port rules when its last server went). Refused with [`Error::Conflict`] while
+/// the project still has servers (soft-deleted and shelved ones included): their ports,
+/// bridges and disks would be left without an owner.
 pub fn delete_project(c: &Connection, id: &ProjectId) -> Result<bool> {
+    let servers: i64 = c.query_row(
+        "SELECT COUNT(*) FROM servers WHERE project_id = ?1 AND deleted = 0",
+        [id.as_str()],
+        |r| r.get(0),
+    )?;
+    if servers > 0 {
+        return Err(Error::Conflict(format!(
+            "The project still has {servers} server(s); delete them before the project."
+        )));
+    }
+    c.execute(
+        "DELETE FROM ports WHERE network_id IN (SELECT id FROM networks WHERE project_id = ?1)",
+        [id.as_str()],
+    )?;
+    c.execute("DELETE FROM networks WHERE project_id = ?1", [id.as_str()])?;
     c.execute(
         "DELETE FROM role_assignments WHERE target_type = 'project' AND target_id = ?1",
         [id.as_str()],

@@ -206,10 +206,15 @@ pub fn list_visible(
     Ok(out)
 }
 
-/// Ids of the images that have every property of `props` (name, value), oldest first.
-pub fn ids_with_properties(c: &Connection, props: &[(&str, &str)]) -> Result<Vec<ImageId>> {
-    let mut sql = String::from("SELECT i.id FROM images i WHERE 1 = 1");
-    let mut args: Vec<String> = Vec::new();
+/// Ids of the images of `owner` that have every property of `props` (name, value), oldest
+/// first.
+pub fn ids_with_properties(
+    c: &Connection,
+    owner: &ProjectId,
+    props: &[(&str, &str)],
+) -> Result<Vec<ImageId>> {
+    let mut sql = String::from("SELECT i.id FROM images i WHERE i.owner = ?1");
+    let mut args: Vec<String> = vec![owner.as_str().to_owned()];
     for (k, v) in props {
         args.push((*k).to_owned());
         args.push((*v).to_owned());

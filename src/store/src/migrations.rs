@@ -325,6 +325,26 @@ const MIGRATIONS: &[&str] = &[
         server_id TEXT PRIMARY KEY,
         base INTEGER NOT NULL UNIQUE
     );",
+    // deleted image ids stay reserved, as Glance keeps them: a deleted image's id is
+    // recorded when its row goes, and an insert of a recorded id fails as a constraint
+    // violation (the image service answers 409). Caches of image content are keyed by content
+    // hash, but an id that could come back with other content would still mislead every
+    // client and server record that names it.
+    "CREATE TABLE deleted_images (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        deleted_at TEXT NOT NULL
+    );
+    CREATE TRIGGER images_reserve_deleted_id AFTER DELETE ON images
+    BEGIN
+        INSERT OR IGNORE INTO deleted_images (id, owner, deleted_at)
+        VALUES (OLD.id, OLD.owner, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    END;
+    CREATE TRIGGER images_refuse_deleted_id BEFORE INSERT ON images
+    WHEN EXISTS (SELECT 1 FROM deleted_images WHERE id = NEW.id)
+    BEGIN
+        SELECT RAISE(ABORT, 'image id was used by a deleted image');
+    END;",
 ];
 
 /// The schema version this build of onebox writes.

@@ -124,6 +124,7 @@ impl TestApp {
             min_disk_gb: 0,
             min_ram_mb: 0,
             size_bytes: 0,
+            virtual_size_bytes: None,
             properties: Vec::new(),
         }]);
         let catalog: Arc<dyn compute::ImageCatalog> = if glance {

@@ -183,9 +183,10 @@ impl Env {
         Env {
             image: ImageFile {
                 id: uuid_like(tag),
-                path: tarball,
+                path: tarball.clone(),
                 disk_format: "raw".into(),
                 container_format: "bare".into(),
+                content_hash: driver::imagecache::content_hash_of(&tarball).expect("hash"),
                 properties: BTreeMap::from([("hypervisor_type".into(), "lxc".into())]),
             },
             dir,

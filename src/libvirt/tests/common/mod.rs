@@ -67,8 +67,20 @@ pub fn image(id: &str, path: &Path, disk: &str, container: &str) -> ImageFile {
         path: path.to_path_buf(),
         disk_format: disk.into(),
         container_format: container.into(),
+        content_hash: content_hash(path),
         properties: BTreeMap::new(),
     }
+}
+
+/// The content hash the image service records for the file at `path`.
+pub fn content_hash(path: &Path) -> String {
+    use sha2::Digest;
+    let data = std::fs::read(path).expect("reading an image");
+    let hex: String = sha2::Sha512::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha512-{hex}")
 }
 
 /// A spec booting the tiny guest with one port on `net` (`10.213.<n>.0/24`).
