@@ -267,9 +267,7 @@ impl Compute {
                 action.nova_name()
             )));
         }
-        if s.locked() && !ctx.is_admin() {
-            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
-        }
+        crate::common::check_lock(ctx, &s)?;
         check(action, &s)?;
         let caps = self.backends.get(s.backend).capabilities();
         let supported = match action {
@@ -298,7 +296,7 @@ impl Compute {
             .store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 if !sql::set_task_state(tx, &sid, vm, from, Some(action.task()))? {
                     return Err(crate::abort(Error::Conflict(format!(
@@ -446,14 +444,14 @@ impl Compute {
     /// A server the caller may read, deleted ones included (instance actions outlive
     /// servers).
     async fn server_any_state(&self, ctx: &Context, id: &str) -> Result<Server> {
-        let sid = ServerId::parse(id).ok_or_else(|| crate::servers::not_found(id))?;
+        let sid = ServerId::parse(id).ok_or_else(|| crate::common::not_found(id))?;
         let s = self
             .store
             .read(move |c| sql::get_server(c, &sid))
             .await?
-            .ok_or_else(|| crate::servers::not_found(id))?;
+            .ok_or_else(|| crate::common::not_found(id))?;
         if !ctx.can_read(&s.project_id) || !ctx.has(Persona::Reader) && !ctx.is_admin() {
-            return Err(crate::servers::not_found(id));
+            return Err(crate::common::not_found(id));
         }
         Ok(s)
     }

@@ -279,8 +279,6 @@ pub(crate) fn require_admin(ctx: &Context, rule: &str) -> Result<()> {
     if ctx.is_admin() {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "Policy doesn't allow {rule} to be performed."
-        )))
+        Err(crate::common::policy(rule))
     }
 }

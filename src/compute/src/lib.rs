@@ -7,6 +7,7 @@
 //! lock that keeps one task per server: a task moves a server only from the state it expects.
 
 pub mod actions;
+mod common;
 pub mod flavors;
 pub mod groups;
 mod imagefit;
@@ -21,6 +22,7 @@ pub mod reconcile;
 mod rescue;
 pub mod servers;
 mod snapshots;
+mod sysmeta;
 mod tasks;
 
 use std::sync::Arc;
@@ -73,19 +75,6 @@ impl From<store::Error> for Error {
 /// Rolls back the current store transaction with a compute error.
 pub(crate) fn abort(e: Error) -> store::Error {
     store::abort(e)
-}
-
-/// Inside a write: refuses with Nova's 409 when the server is locked now. Actions a lock
-/// stops check the lock again here, in the transaction that starts them, so a lock that
-/// committed after the request read the server still wins.
-pub(crate) fn refuse_if_locked(
-    tx: &store::Connection,
-    id: &model::compute::ServerId,
-) -> store::Result<()> {
-    if store::compute::lock_holder(tx, id)?.is_some() {
-        return Err(abort(Error::Conflict(format!("Instance {id} is locked"))));
-    }
-    Ok(())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

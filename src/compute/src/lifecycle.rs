@@ -21,16 +21,10 @@ use store::Transaction;
 use store::compute as sql;
 
 use crate::actions::Action;
+use crate::common::policy;
+use crate::sysmeta::{OLD_FLAVOR, OLD_VM_STATE, RESIZED_AT, SHELVED_AT, SOFT_DELETED_AT};
 use crate::tasks::Job;
 use crate::{Compute, Error, Result};
-
-/// System metadata keys (Nova keeps the same facts in its instance system metadata).
-pub(crate) const OLD_FLAVOR: &str = "old_flavor";
-pub(crate) const OLD_VM_STATE: &str = "old_vm_state";
-pub(crate) const RESIZED_AT: &str = "resized_at";
-pub(crate) const SHELVED_IMAGE: &str = "shelved_image_id";
-pub(crate) const SHELVED_AT: &str = "shelved_at";
-pub(crate) const SOFT_DELETED_AT: &str = "soft_deleted_at";
 
 /// Background work of the actions in this module and in `snapshots`.
 pub(crate) enum Work {
@@ -79,10 +73,6 @@ pub struct RebuildRequest {
     pub preserve_ephemeral: bool,
 }
 
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
-}
-
 fn request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4().hyphenated())
 }
@@ -108,8 +98,8 @@ impl Compute {
                 action.nova_name()
             )));
         }
-        if action.lock_checked() && s.locked() && !ctx.is_admin() {
-            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
+        if action.lock_checked() {
+            crate::common::check_lock(ctx, s)?;
         }
         crate::actions::check_action(action, s)
     }
@@ -141,7 +131,7 @@ impl Compute {
             .store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 if !sql::set_task_state(tx, &sid, vm, from, Some(task))? {
                     return Err(crate::abort(Error::Conflict(format!(
@@ -283,18 +273,7 @@ impl Compute {
             new.name = n;
         }
         if let Some(m) = req.metadata {
-            let limit = {
-                let p = s.project_id.clone();
-                self.store
-                    .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
-                    .await?
-            };
-            if limit >= 0 && m.len() as i64 > limit {
-                return Err(Error::QuotaExceeded(format!(
-                    "Quota exceeded for metadata_items: Requested {}, but already used 0 of {limit} metadata_items",
-                    m.len()
-                )));
-            }
+            self.check_metadata_quota(&s.project_id, m.len()).await?;
             new.metadata = m;
         }
         match req.key_name {
@@ -329,7 +308,7 @@ impl Compute {
         }
         let admin_pass = req
             .admin_pass
-            .unwrap_or_else(crate::servers::random_password);
+            .unwrap_or_else(crate::common::random_password);
         let action = self
             .begin(
                 &s,
@@ -508,13 +487,14 @@ impl Compute {
                     if dc > 0 || dr > 0 {
                         let limits = crate::quotas::limits_of(tx, &project)?;
                         let usage = sql::usage(tx, &project)?;
-                        for (res, delta, used) in [("cores", dc, usage.cores), ("ram", dr, usage.ram)]
+                        for (res, delta, used) in
+                            [("cores", dc, usage.cores), ("ram", dr, usage.ram)]
                         {
                             let limit = limits.get(res).copied().unwrap_or(-1);
-                            if delta > 0 && limit >= 0 && used + delta > limit {
-                                return Err(crate::abort(Error::QuotaExceeded(format!(
-                                    "Quota exceeded for {res}: Requested {delta}, but already used {used} of {limit} {res}"
-                                ))));
+                            if delta > 0 && crate::common::exceeds(limit, used, delta) {
+                                return Err(crate::abort(crate::common::quota_exceeded(
+                                    res, delta, used, limit,
+                                )));
                             }
                         }
                     }
@@ -944,7 +924,7 @@ impl Compute {
             .store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 let a = sql::start_action(tx, &sid, &rid, "trigger_crash_dump", &project, &user)?;
                 sql::start_event(tx, a, "compute_trigger_crash_dump", &host)

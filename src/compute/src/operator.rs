@@ -7,11 +7,8 @@ use model::compute::Server;
 use store::compute as csql;
 use store::operator::{self as sql, ServiceRow};
 
+use crate::common::policy;
 use crate::{Compute, Error, Result};
-
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
-}
 
 /// The box as its one hypervisor (Nova's compute node).
 #[derive(Clone, Debug)]

@@ -62,7 +62,7 @@ impl Compute {
         if Self::select_backend(&s.flavor, Some(&image)).ok() != Some(s.backend) {
             return Err(unsupported());
         }
-        let admin_pass = admin_pass.unwrap_or_else(crate::servers::random_password);
+        let admin_pass = admin_pass.unwrap_or_else(crate::common::random_password);
         let action = self
             .begin(
                 &s,

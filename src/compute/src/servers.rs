@@ -13,6 +13,7 @@ use store::compute::{self as sql, Cond};
 
 use identity::Context;
 
+use crate::common::{not_found, policy, random_password};
 use crate::network;
 use crate::tasks::Job;
 use crate::{Compute, Error, Result};
@@ -124,10 +125,12 @@ fn quota_room(
     }
     if allowed < i64::from(req.min_count) {
         let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
-        return Err(crate::abort(Error::QuotaExceeded(format!(
-            "Quota exceeded for {res}: Requested {}, but already used {used} of {limit} {res}",
-            per * i64::from(req.min_count)
-        ))));
+        return Err(crate::abort(crate::common::quota_exceeded(
+            res,
+            per * i64::from(req.min_count),
+            used,
+            limit,
+        )));
     }
     Ok(allowed.min(i64::from(req.max_count)) as u32)
 }
@@ -285,15 +288,6 @@ pub fn sanitize_hostname(name: &str) -> String {
     if out.is_empty() { "server".into() } else { out }
 }
 
-pub(crate) fn random_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).expect("the OS random number generator failed");
-    b.iter()
-        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 fn reservation_id() -> String {
     let mut b = [0u8; 4];
     getrandom::fill(&mut b).expect("the OS random number generator failed");
@@ -309,16 +303,8 @@ fn reservation_id() -> String {
     format!("r-{s}")
 }
 
-pub(crate) fn not_found(id: &str) -> Error {
-    Error::NotFound(format!("Instance {id} could not be found."))
-}
-
 /// The flavor extra spec that names the backend of its servers.
 pub const BACKEND_SPEC: &str = "onebox:backend";
-
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
-}
 
 impl Compute {
     /// Which backend runs a server of `flavor` booted from `image` (Nova's conventions):
@@ -483,18 +469,8 @@ impl Compute {
                 ));
             }
         }
-        let meta_limit = {
-            let p = project.clone();
-            self.store
-                .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
-                .await?
-        };
-        if meta_limit >= 0 && req.metadata.len() as i64 > meta_limit {
-            return Err(Error::QuotaExceeded(format!(
-                "Quota exceeded for metadata_items: Requested {}, but already used 0 of {meta_limit} metadata_items",
-                req.metadata.len()
-            )));
-        }
+        self.check_metadata_quota(project, req.metadata.len())
+            .await?;
         Ok(key_data)
     }
 
@@ -660,21 +636,13 @@ impl Compute {
         self.get_server(ctx, id).await
     }
 
-    /// Fails with 409 when a non-admin acts on a locked server.
-    fn check_lock(ctx: &Context, s: &Server) -> Result<()> {
-        if s.locked() && !ctx.is_admin() {
-            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
-        }
-        Ok(())
-    }
-
     /// Deletes a server; with `reclaim_instance_interval` set, a server that booted only
     /// becomes SOFT_DELETED (restorable until it is reclaimed).
     pub async fn delete_server(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:servers:delete")
             .await?;
-        Self::check_lock(ctx, &s)?;
+        crate::common::check_lock(ctx, &s)?;
         if self.soft_deletes(&s) {
             return self.soft_delete(ctx, &s, request_id).await;
         }
@@ -686,7 +654,7 @@ impl Compute {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:servers:delete")
             .await?;
-        Self::check_lock(ctx, &s)?;
+        crate::common::check_lock(ctx, &s)?;
         let (sid, rid, project, user) = (
             s.id.clone(),
             request_id.to_owned(),
@@ -695,7 +663,7 @@ impl Compute {
         );
         // A shelved server's image goes with it, as in Nova.
         if matches!(s.vm_state, VmState::Shelved | VmState::ShelvedOffloaded)
-            && let Some(image) = self.sysmeta(&s.id, crate::lifecycle::SHELVED_IMAGE).await
+            && let Some(image) = self.sysmeta(&s.id, crate::sysmeta::SHELVED_IMAGE).await
             && let Err(e) = self.images.delete_image(ctx, &image).await
         {
             tracing::warn!(server_id = %s.id, image = %image, error = %e, "deleting a shelved server's image");
@@ -707,7 +675,7 @@ impl Compute {
             .store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 sql::mark_deleting(tx, &sid)?;
                 sql::start_action(tx, &sid, &rid, "delete", &project, &user)
@@ -728,7 +696,7 @@ impl Compute {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:server-metadata:update")
             .await?;
-        Self::check_lock(ctx, &s)?;
+        crate::common::check_lock(ctx, &s)?;
         let ok_vm = matches!(
             s.vm_state,
             VmState::Active | VmState::Paused | VmState::Suspended | VmState::Stopped
@@ -769,7 +737,7 @@ impl Compute {
         self.store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 sql::clear_metadata(tx, &sid)?;
                 for (k, v) in &m2 {
@@ -779,20 +747,6 @@ impl Compute {
             })
             .await?;
         Ok(merged)
-    }
-
-    async fn check_metadata_quota(&self, project: &ProjectId, count: usize) -> Result<()> {
-        let p = project.clone();
-        let limit = self
-            .store
-            .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
-            .await?;
-        if limit >= 0 && count as i64 > limit {
-            return Err(Error::QuotaExceeded(format!(
-                "Quota exceeded for metadata_items: Requested {count}, but already used 0 of {limit} metadata_items"
-            )));
-        }
-        Ok(())
     }
 
     pub async fn delete_metadata_item(&self, ctx: &Context, id: &str, key: &str) -> Result<()> {
@@ -805,7 +759,7 @@ impl Compute {
         self.store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 sql::delete_metadata_item(tx, &sid, &k)?;
                 sql::touch_server(tx, &sid)
@@ -921,6 +875,7 @@ pub fn quota_resource(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::random_password;
 
     #[test]
     fn hostnames_from_names() {

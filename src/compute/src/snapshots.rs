@@ -17,7 +17,8 @@ use store::compute as sql;
 
 use crate::actions::Action;
 use crate::images::{CatalogError, SnapshotImage};
-use crate::lifecycle::{SHELVED_AT, SHELVED_IMAGE, Work};
+use crate::lifecycle::Work;
+use crate::sysmeta::{SHELVED_AT, SHELVED_IMAGE};
 use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
