@@ -261,14 +261,7 @@ impl Compute {
         request_id: &str,
     ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
-        if !ctx.can_write(&s.project_id) {
-            return Err(Error::Forbidden(format!(
-                "Policy doesn't allow os_compute_api:servers:{} to be performed.",
-                action.nova_name()
-            )));
-        }
-        crate::common::check_lock(ctx, &s)?;
-        check(action, &s)?;
+        self.may_act(ctx, &s, Action::Power(action))?;
         let caps = self.backends.get(s.backend).capabilities();
         let supported = match action {
             PowerAction::Pause | PowerAction::Unpause => caps.pause,
@@ -282,30 +275,15 @@ impl Compute {
                 s.id
             )));
         }
-        let (sid, rid, project, user) = (
-            s.id.clone(),
-            request_id.to_owned(),
-            s.project_id.clone(),
-            ctx.user_id.clone(),
-        );
-        let (vm, from) = (s.vm_state, s.task_state);
-        // The lock checked above is checked again where the task state is taken: a lock
-        // that landed in between refuses the action.
-        let bound_by_lock = !ctx.is_admin();
         let action_id = self
-            .store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::common::refuse_if_locked(tx, &sid)?;
-                }
-                if !sql::set_task_state(tx, &sid, vm, from, Some(action.task()))? {
-                    return Err(crate::abort(Error::Conflict(format!(
-                        "Cannot '{}' instance {sid} while it is in task_state changing",
-                        action.nova_name()
-                    ))));
-                }
-                sql::start_action(tx, &sid, &rid, action.nova_name(), &project, &user)
-            })
+            .begin(
+                &s,
+                Action::Power(action),
+                action.task(),
+                request_id,
+                &ctx.user_id,
+                |_| Ok(()),
+            )
             .await?;
         self.run(Job::Power {
             server: s.id.clone(),

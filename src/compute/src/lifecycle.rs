@@ -105,11 +105,29 @@ impl Compute {
     }
 
     /// Takes `task` on a server still in the state `s` was read in, runs `prepare` and
-    /// records the instance action, all in one transaction; returns the action's id.
+    /// records the instance action, all in one transaction; returns the action's id. The
+    /// caller has checked [`may_act`](Self::may_act) first.
     pub(crate) async fn begin(
         &self,
         s: &Server,
-        action: &'static str,
+        action: Action,
+        task: TaskState,
+        request_id: &str,
+        user: &UserId,
+        prepare: impl FnOnce(&Transaction<'_>) -> store::Result<()> + Send + 'static,
+    ) -> Result<i64> {
+        let named = (action.nova_name(), action.lock_checked());
+        self.begin_named(s, named, task, request_id, user, prepare)
+            .await
+    }
+
+    /// [`begin`](Self::begin) for an instance action named `action` whose start a lock
+    /// stops when `lock_checked` (a soft delete, which is no [`Action`]: delete is legal in
+    /// any state).
+    pub(crate) async fn begin_named(
+        &self,
+        s: &Server,
+        (action, lock_checked): (&'static str, bool),
         task: TaskState,
         request_id: &str,
         user: &UserId,
@@ -126,7 +144,7 @@ impl Compute {
         // An action that passed the lock check on an unlocked server checks again in the
         // transaction that starts it, so a lock committed in between wins. (Snapshots and
         // backups are not lock-checked, as in Nova.)
-        let bound_by_lock = !s.locked() && !matches!(action, "createImage" | "createBackup");
+        let bound_by_lock = lock_checked && !s.locked();
         Ok(self
             .store
             .write(move |tx| {
@@ -312,7 +330,7 @@ impl Compute {
         let action = self
             .begin(
                 &s,
-                "rebuild",
+                Action::Rebuild,
                 TaskState::Rebuilding,
                 request_id,
                 &ctx.user_id,
@@ -477,7 +495,7 @@ impl Compute {
         let action = self
             .begin(
                 &s,
-                "resize",
+                Action::Resize,
                 TaskState::ResizePrep,
                 request_id,
                 &ctx.user_id,
@@ -668,7 +686,7 @@ impl Compute {
         let action = self
             .begin(
                 s,
-                "confirmResize",
+                Action::ConfirmResize,
                 TaskState::ResizeConfirming,
                 request_id,
                 user,
@@ -725,14 +743,14 @@ impl Compute {
         &self,
         ctx: &Context,
         id: &str,
-        (act, name, task): (Action, &'static str, TaskState),
+        (act, task): (Action, TaskState),
         request_id: &str,
         work: Work,
     ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, act)?;
         let action = self
-            .begin(&s, name, task, request_id, &ctx.user_id, |_| Ok(()))
+            .begin(&s, act, task, request_id, &ctx.user_id, |_| Ok(()))
             .await?;
         self.run(Job::Work {
             server: s.id.clone(),
@@ -747,11 +765,7 @@ impl Compute {
         self.start_work(
             ctx,
             id,
-            (
-                Action::RevertResize,
-                "revertResize",
-                TaskState::ResizeReverting,
-            ),
+            (Action::RevertResize, TaskState::ResizeReverting),
             request_id,
             Work::RevertResize,
         )
@@ -851,7 +865,7 @@ impl Compute {
         let action = self
             .begin(
                 &s,
-                "changePassword",
+                Action::ChangePassword,
                 TaskState::UpdatingPassword,
                 request_id,
                 &ctx.user_id,
@@ -979,9 +993,9 @@ impl Compute {
         request_id: &str,
     ) -> Result<()> {
         let action = self
-            .begin(
+            .begin_named(
                 s,
-                "delete",
+                ("delete", true),
                 TaskState::SoftDeleting,
                 request_id,
                 &ctx.user_id,
@@ -1042,7 +1056,7 @@ impl Compute {
         self.start_work(
             ctx,
             id,
-            (Action::Restore, "restore", TaskState::Restoring),
+            (Action::Restore, TaskState::Restoring),
             request_id,
             Work::Restore,
         )

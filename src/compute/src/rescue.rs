@@ -66,7 +66,7 @@ impl Compute {
         let action = self
             .begin(
                 &s,
-                "rescue",
+                Action::Rescue,
                 TaskState::Rescuing,
                 request_id,
                 &ctx.user_id,
@@ -89,7 +89,7 @@ impl Compute {
         self.start_work(
             ctx,
             id,
-            (Action::Unrescue, "unrescue", TaskState::Unrescuing),
+            (Action::Unrescue, TaskState::Unrescuing),
             request_id,
             Work::Unrescue,
         )

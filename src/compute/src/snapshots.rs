@@ -188,9 +188,9 @@ impl Compute {
         request_id: &str,
     ) -> Result<String> {
         let s = self.get_server(ctx, id).await?;
-        let (action, task, action_name) = match backup {
-            Some(_) => (Action::CreateBackup, TaskState::ImageBackup, "createBackup"),
-            None => (Action::CreateImage, TaskState::ImageSnapshot, "createImage"),
+        let (action, task) = match backup {
+            Some(_) => (Action::CreateBackup, TaskState::ImageBackup),
+            None => (Action::CreateImage, TaskState::ImageSnapshot),
         };
         self.may_act(ctx, &s, action)?;
         self.can_snapshot(&s)?;
@@ -198,7 +198,7 @@ impl Compute {
             .snapshot_image(ctx, &s, name, metadata, backup.as_ref())
             .await?;
         let begun = self
-            .begin(&s, action_name, task, request_id, &ctx.user_id, |_| Ok(()))
+            .begin(&s, action, task, request_id, &ctx.user_id, |_| Ok(()))
             .await;
         let action_id = match begun {
             Ok(a) => a,
@@ -390,7 +390,7 @@ impl Compute {
         let begun = self
             .begin(
                 &s,
-                "shelve",
+                Action::Shelve,
                 TaskState::Shelving,
                 request_id,
                 &ctx.user_id,
@@ -550,7 +550,7 @@ impl Compute {
         let action = self
             .begin(
                 s,
-                "shelveOffload",
+                Action::ShelveOffload,
                 TaskState::ShelvingOffloading,
                 request_id,
                 user,
@@ -649,7 +649,7 @@ impl Compute {
         let action = self
             .begin(
                 &s,
-                "unshelve",
+                Action::Unshelve,
                 TaskState::Unshelving,
                 request_id,
                 &ctx.user_id,
