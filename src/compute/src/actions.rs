@@ -12,7 +12,6 @@ use store::compute::{self as sql, ActionEvent, InstanceAction};
 
 use identity::Context;
 
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 /// An action that runs on the backend.
@@ -285,11 +284,9 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Power {
-            server: s.id.clone(),
-            action,
-            action_id,
-            from_vm: s.vm_state,
+        let (sid, from_vm) = (s.id.clone(), s.vm_state);
+        self.run(&s.id, move |c| async move {
+            c.run_power(sid, action, action_id, from_vm).await
         });
         Ok(())
     }

@@ -23,38 +23,7 @@ use store::compute as sql;
 use crate::actions::Action;
 use crate::common::policy;
 use crate::sysmeta::{OLD_FLAVOR, OLD_VM_STATE, RESIZED_AT, SHELVED_AT, SOFT_DELETED_AT};
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
-
-/// Background work of the actions in this module and in `snapshots`.
-pub(crate) enum Work {
-    Rebuild {
-        admin_pass: String,
-        from_vm: VmState,
-    },
-    Resize {
-        from_vm: VmState,
-        new: Box<Flavor>,
-    },
-    ConfirmResize,
-    RevertResize,
-    Snapshot(crate::snapshots::SnapshotWork),
-    Shelve(crate::snapshots::ShelveWork),
-    ShelveOffload,
-    Unshelve {
-        ctx: Box<Context>,
-        from_vm: VmState,
-    },
-    SoftDelete {
-        from_vm: VmState,
-    },
-    Restore,
-    Rescue {
-        admin_pass: String,
-        image: String,
-    },
-    Unrescue,
-}
 
 /// What a rebuild changes. `None` leaves a field as it is; `Some(None)` clears it.
 #[derive(Clone, Debug, Default)]
@@ -236,28 +205,6 @@ impl Compute {
         self.finish(event, false, Some(message)).await;
     }
 
-    pub(crate) async fn run_work(&self, id: ServerId, action: i64, work: Work) {
-        match work {
-            Work::Rebuild {
-                admin_pass,
-                from_vm,
-            } => self.run_rebuild(id, action, admin_pass, from_vm).await,
-            Work::Resize { from_vm, new } => self.run_resize(id, action, from_vm, *new).await,
-            Work::ConfirmResize => self.run_confirm_resize(id, action).await,
-            Work::RevertResize => self.run_revert_resize(id, action).await,
-            Work::Snapshot(w) => self.run_snapshot(id, action, w).await,
-            Work::Shelve(w) => self.run_shelve(id, action, w).await,
-            Work::ShelveOffload => self.run_offload(id, action).await,
-            Work::Unshelve { ctx, from_vm } => self.run_unshelve(id, action, *ctx, from_vm).await,
-            Work::SoftDelete { from_vm } => self.run_soft_delete(id, action, from_vm).await,
-            Work::Restore => self.run_restore(id, action).await,
-            Work::Rescue { admin_pass, image } => {
-                self.run_rescue(id, action, admin_pass, image).await
-            }
-            Work::Unrescue => self.run_unrescue(id, action).await,
-        }
-    }
-
     // ---- rebuild -------------------------------------------------------------------------
 
     /// Starts a rebuild; returns the server as it now is and its new admin password.
@@ -337,13 +284,9 @@ impl Compute {
                 move |tx| sql::update_rebuilt(tx, &new),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Rebuild {
-                admin_pass: admin_pass.clone(),
-                from_vm: s.vm_state,
-            }),
+        let (sid, pass, from_vm) = (s.id.clone(), admin_pass.clone(), s.vm_state);
+        self.run(&s.id, move |c| async move {
+            c.run_rebuild(sid, action, pass, from_vm).await
         });
         Ok((self.get_server(ctx, id).await?, admin_pass))
     }
@@ -528,13 +471,9 @@ impl Compute {
                 },
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Resize {
-                from_vm,
-                new: Box::new(new),
-            }),
+        let sid = s.id.clone();
+        self.run(&s.id, move |c| async move {
+            c.run_resize(sid, action, from_vm, new).await
         });
         Ok(())
     }
@@ -693,10 +632,9 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::ConfirmResize),
+        let sid = s.id.clone();
+        self.run(&s.id, move |c| async move {
+            c.run_confirm_resize(sid, action).await
         });
         Ok(())
     }
@@ -738,25 +676,27 @@ impl Compute {
 
     /// The start of an action whose request carries nothing but the server: the caller may
     /// act on it in its state, the task state and the instance action are taken together,
-    /// and `work` runs in the background.
-    pub(crate) async fn start_work(
+    /// and the task `work` makes (of the service, the server and the instance action) runs
+    /// in the background.
+    pub(crate) async fn start_work<F, Fut>(
         &self,
         ctx: &Context,
         id: &str,
         (act, task): (Action, TaskState),
         request_id: &str,
-        work: Work,
-    ) -> Result<()> {
+        work: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Compute, ServerId, i64) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, act)?;
         let action = self
             .begin(&s, act, task, request_id, &ctx.user_id, |_| Ok(()))
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(work),
-        });
+        let sid = s.id.clone();
+        self.run(&s.id, move |c| work(c, sid, action));
         Ok(())
     }
 
@@ -767,7 +707,7 @@ impl Compute {
             id,
             (Action::RevertResize, TaskState::ResizeReverting),
             request_id,
-            Work::RevertResize,
+            |c, id, action| async move { c.run_revert_resize(id, action).await },
         )
         .await
     }
@@ -1002,12 +942,9 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::SoftDelete {
-                from_vm: s.vm_state,
-            }),
+        let (sid, from_vm) = (s.id.clone(), s.vm_state);
+        self.run(&s.id, move |c| async move {
+            c.run_soft_delete(sid, action, from_vm).await
         });
         Ok(())
     }
@@ -1058,7 +995,7 @@ impl Compute {
             id,
             (Action::Restore, TaskState::Restoring),
             request_id,
-            Work::Restore,
+            |c, id, action| async move { c.run_restore(id, action).await },
         )
         .await
     }
@@ -1241,10 +1178,8 @@ impl Compute {
                         .await
                     {
                         tracing::info!(server_id = %id, "soft-deleted server reclaimed");
-                        self.run(Job::Delete {
-                            server: s.id.clone(),
-                            action,
-                        });
+                        let sid = s.id.clone();
+                        self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
                         started += 1;
                     }
                 }

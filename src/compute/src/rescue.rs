@@ -16,8 +16,6 @@ use model::compute::{PowerState, ServerId, TaskState, VmState};
 use store::compute as sql;
 
 use crate::actions::Action;
-use crate::lifecycle::Work;
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 impl Compute {
@@ -73,13 +71,9 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Rescue {
-                admin_pass: admin_pass.clone(),
-                image: image.id,
-            }),
+        let (sid, pass) = (s.id.clone(), admin_pass.clone());
+        self.run(&s.id, move |c| async move {
+            c.run_rescue(sid, action, pass, image.id).await
         });
         Ok(admin_pass)
     }
@@ -91,7 +85,7 @@ impl Compute {
             id,
             (Action::Unrescue, TaskState::Unrescuing),
             request_id,
-            Work::Unrescue,
+            |c, id, action| async move { c.run_unrescue(id, action).await },
         )
         .await
     }

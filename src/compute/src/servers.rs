@@ -15,7 +15,6 @@ use identity::Context;
 
 use crate::common::{not_found, policy, random_password};
 use crate::network;
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 /// The networks a create request asks for.
@@ -430,10 +429,8 @@ impl Compute {
         let mut out = Vec::with_capacity(servers.len());
         for (s, action) in servers {
             tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
-            self.run(Job::Build {
-                server: Box::new(s.clone()),
-                action,
-            });
+            let server = s.clone();
+            self.run(&s.id, move |c| async move { c.build(server, action).await });
             out.push(s);
         }
         Ok(Created {
@@ -681,10 +678,8 @@ impl Compute {
                 sql::start_action(tx, &sid, &rid, "delete", &project, &user)
             })
             .await?;
-        self.run(Job::Delete {
-            server: s.id.clone(),
-            action,
-        });
+        let sid = s.id.clone();
+        self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
         Ok(())
     }
 

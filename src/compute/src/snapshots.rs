@@ -17,9 +17,7 @@ use store::compute as sql;
 
 use crate::actions::Action;
 use crate::images::{CatalogError, SnapshotImage};
-use crate::lifecycle::Work;
 use crate::sysmeta::{SHELVED_AT, SHELVED_IMAGE};
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 /// A backup's rotation: keep the newest `rotation` backups of this type.
@@ -207,16 +205,18 @@ impl Compute {
                 return Err(e);
             }
         };
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action: action_id,
-            work: Box::new(Work::Snapshot(SnapshotWork {
+        let (sid, work) = (
+            s.id.clone(),
+            SnapshotWork {
                 ctx: Box::new(ctx.clone()),
                 owner: s.project_id.clone(),
                 image_id: image_id.clone(),
                 backup,
                 from_vm: s.vm_state,
-            })),
+            },
+        );
+        self.run(&s.id, move |c| async move {
+            c.run_snapshot(sid, action_id, work).await
         });
         Ok(image_id)
     }
@@ -406,14 +406,16 @@ impl Compute {
                 return Err(e);
             }
         };
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Shelve(ShelveWork {
+        let (sid, work) = (
+            s.id.clone(),
+            ShelveWork {
                 ctx: Box::new(ctx.clone()),
                 image_id,
                 from_vm: s.vm_state,
-            })),
+            },
+        );
+        self.run(&s.id, move |c| async move {
+            c.run_shelve(sid, action, work).await
         });
         Ok(())
     }
@@ -557,11 +559,11 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::ShelveOffload),
-        });
+        let sid = s.id.clone();
+        self.run(
+            &s.id,
+            move |c| async move { c.run_offload(sid, action).await },
+        );
         Ok(())
     }
 
@@ -656,13 +658,9 @@ impl Compute {
                 |_| Ok(()),
             )
             .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Unshelve {
-                ctx: Box::new(ctx.clone()),
-                from_vm: s.vm_state,
-            }),
+        let (sid, ctx, from_vm) = (s.id.clone(), ctx.clone(), s.vm_state);
+        self.run(&s.id, move |c| async move {
+            c.run_unshelve(sid, action, ctx, from_vm).await
         });
         Ok(())
     }

@@ -12,6 +12,7 @@
 //! finds the server changed under it stops.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -22,30 +23,6 @@ use store::compute as sql;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::Compute;
-
-/// Work the runner can do.
-pub(crate) enum Job {
-    Build {
-        server: Box<Server>,
-        action: i64,
-    },
-    Delete {
-        server: ServerId,
-        action: i64,
-    },
-    Power {
-        server: ServerId,
-        action: crate::actions::PowerAction,
-        action_id: i64,
-        from_vm: VmState,
-    },
-    /// Rebuild, resize, snapshots, shelving and the rest (see `lifecycle`).
-    Work {
-        server: ServerId,
-        action: i64,
-        work: Box<crate::lifecycle::Work>,
-    },
-}
 
 pub(crate) struct Runner {
     slots: Arc<Semaphore>,
@@ -122,15 +99,17 @@ fn project_share(concurrency: usize) -> usize {
 }
 
 impl Compute {
-    /// Starts a job in the background. It outlives the request that started it.
-    pub(crate) fn run(&self, job: Job) {
+    /// Starts a task on server `id` in the background: the future `job` makes of the
+    /// service runs under the runner's guards and outlives the request that started it. The
+    /// runner knows nothing of what the task does.
+    pub(crate) fn run<F, Fut>(&self, id: &ServerId, job: F)
+    where
+        F: FnOnce(Compute) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let job = job(self.clone());
         let this = self.clone();
-        let id = match &job {
-            Job::Build { server, .. } => server.id.clone(),
-            Job::Delete { server, .. } | Job::Power { server, .. } | Job::Work { server, .. } => {
-                server.clone()
-            }
-        };
+        let id = id.clone();
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let lock = this.tasks.lock_of(&id);
@@ -143,21 +122,7 @@ impl Compute {
                 let _share = mine.clone().acquire_owned().await;
                 let _permit = this.tasks.slots.clone().acquire_owned().await;
                 drop(mine);
-                match job {
-                    Job::Build { server, action } => this.build(*server, action).await,
-                    Job::Delete { server, action } => this.destroy(server, action).await,
-                    Job::Power {
-                        server,
-                        action,
-                        action_id,
-                        from_vm,
-                    } => this.run_power(server, action, action_id, from_vm).await,
-                    Job::Work {
-                        server,
-                        action,
-                        work,
-                    } => this.run_work(server, action, *work).await,
-                }
+                job.await;
             }
             drop(lock);
             this.tasks.forget(&id);
@@ -254,7 +219,7 @@ impl Compute {
         }
     }
 
-    async fn build(&self, server: Server, action: i64) {
+    pub(crate) async fn build(&self, server: Server, action: i64) {
         use TaskState as T;
         let id = server.id.clone();
         if let Err(reason) = self.schedule(&id).await {
@@ -351,7 +316,7 @@ impl Compute {
         }
     }
 
-    async fn destroy(&self, id: ServerId, action: i64) {
+    pub(crate) async fn destroy(&self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_terminate_instance").await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.destroy(&id2)).await {
@@ -454,7 +419,10 @@ impl Compute {
 
     /// Re-runs a delete that a restart interrupted.
     pub(crate) fn resume_delete(&self, id: ServerId, action: i64) {
-        self.run(Job::Delete { server: id, action });
+        self.run(
+            &id.clone(),
+            move |c| async move { c.destroy(id, action).await },
+        );
     }
 }
 
