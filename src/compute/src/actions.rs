@@ -5,7 +5,6 @@
 //! (`compute/api.py`'s `check_instance_state` decorators). It alone produces the 409 Nova
 //! gives for an action out of place.
 
-use chrono::Utc;
 use model::Persona;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
 use store::compute::{self as sql, ActionEvent, InstanceAction};
@@ -454,10 +453,8 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let (vm, power) = action.end();
-                self.step(&id, Some(action.task()), vm, None, Some(power))
+                self.settle(&id, event, action.task(), action.end(), |_, _| Ok(()))
                     .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, action = action.nova_name(), "action failed");
@@ -468,25 +465,15 @@ impl Compute {
                 } else {
                     from_vm
                 };
-                self.step(&id, Some(action.task()), vm, None, None).await;
-                let id2 = id.clone();
                 // What failed, then the backend's words (which only admins read).
                 let msg = format!("Action {} on instance {id} failed: {e}", action.nova_name());
-                let _ = self
-                    .store
-                    .write(move |tx| {
-                        sql::set_fault(
-                            tx,
-                            &id2,
-                            &model::compute::ServerFault {
-                                code: 500,
-                                message: msg,
-                                details: None,
-                                created_at: Utc::now(),
-                            },
-                        )
-                    })
-                    .await;
+                self.step_with(
+                    &id,
+                    Some(action.task()),
+                    (vm, None, None),
+                    crate::steps::record_fault(500, msg),
+                )
+                .await;
                 self.finish(event, false, Some(e.to_string())).await;
             }
         }

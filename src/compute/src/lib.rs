@@ -22,6 +22,7 @@ pub mod reconcile;
 mod rescue;
 pub mod servers;
 mod snapshots;
+mod steps;
 mod sysmeta;
 mod tasks;
 

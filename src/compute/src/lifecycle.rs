@@ -14,14 +14,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use identity::Context;
 use model::UserId;
-use model::compute::{
-    Flavor, FlavorId, PowerState, Server, ServerFault, ServerId, TaskState, VmState,
-};
-use store::Transaction;
+use model::compute::{Flavor, FlavorId, PowerState, Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 
 use crate::actions::Action;
 use crate::common::policy;
+use crate::steps::power_of;
 use crate::sysmeta::{OLD_FLAVOR, OLD_VM_STATE, RESIZED_AT, SHELVED_AT, SOFT_DELETED_AT};
 use crate::{Compute, Error, Result};
 
@@ -46,165 +44,7 @@ fn request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4().hyphenated())
 }
 
-/// The end power state of a server settled in `vm`.
-fn power_of(vm: VmState) -> PowerState {
-    match vm {
-        VmState::Active => PowerState::Running,
-        VmState::Paused => PowerState::Paused,
-        VmState::Suspended => PowerState::Suspended,
-        VmState::ShelvedOffloaded => PowerState::NoState,
-        _ => PowerState::Shutdown,
-    }
-}
-
 impl Compute {
-    /// The checks every action makes before it starts: the caller may write the server, a
-    /// lock stops a non-admin (for lock-checked actions), and Nova's state table allows it.
-    pub(crate) fn may_act(&self, ctx: &Context, s: &Server, action: Action) -> Result<()> {
-        if !ctx.can_write(&s.project_id) {
-            return Err(policy(&format!(
-                "os_compute_api:servers:{}",
-                action.nova_name()
-            )));
-        }
-        if action.lock_checked() {
-            crate::common::check_lock(ctx, s)?;
-        }
-        crate::actions::check_action(action, s)
-    }
-
-    /// Takes `task` on a server still in the state `s` was read in, runs `prepare` and
-    /// records the instance action, all in one transaction; returns the action's id. The
-    /// caller has checked [`may_act`](Self::may_act) first.
-    pub(crate) async fn begin(
-        &self,
-        s: &Server,
-        action: Action,
-        task: TaskState,
-        request_id: &str,
-        user: &UserId,
-        prepare: impl FnOnce(&Transaction<'_>) -> store::Result<()> + Send + 'static,
-    ) -> Result<i64> {
-        let named = (action.nova_name(), action.lock_checked());
-        self.begin_named(s, named, task, request_id, user, prepare)
-            .await
-    }
-
-    /// [`begin`](Self::begin) for an instance action named `action` whose start a lock
-    /// stops when `lock_checked` (a soft delete, which is no [`Action`]: delete is legal in
-    /// any state).
-    pub(crate) async fn begin_named(
-        &self,
-        s: &Server,
-        (action, lock_checked): (&'static str, bool),
-        task: TaskState,
-        request_id: &str,
-        user: &UserId,
-        prepare: impl FnOnce(&Transaction<'_>) -> store::Result<()> + Send + 'static,
-    ) -> Result<i64> {
-        let (sid, vm, from, rid, project, user) = (
-            s.id.clone(),
-            s.vm_state,
-            s.task_state,
-            request_id.to_owned(),
-            s.project_id.clone(),
-            user.clone(),
-        );
-        // An action that passed the lock check on an unlocked server checks again in the
-        // transaction that starts it, so a lock committed in between wins. (Snapshots and
-        // backups are not lock-checked, as in Nova.)
-        let bound_by_lock = lock_checked && !s.locked();
-        Ok(self
-            .store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::common::refuse_if_locked(tx, &sid)?;
-                }
-                if !sql::set_task_state(tx, &sid, vm, from, Some(task))? {
-                    return Err(crate::abort(Error::Conflict(format!(
-                        "Cannot '{action}' instance {sid} while it is in task_state changing"
-                    ))));
-                }
-                prepare(tx)?;
-                sql::start_action(tx, &sid, &rid, action, &project, &user)
-            })
-            .await?)
-    }
-
-    pub(crate) async fn load(&self, id: &ServerId) -> Option<Server> {
-        let id2 = id.clone();
-        match self.store.read(move |c| sql::get_server(c, &id2)).await {
-            Ok(s) => s.filter(|s| !s.deleted),
-            Err(e) => {
-                tracing::error!(server_id = %id, error = %e, "reading a server");
-                None
-            }
-        }
-    }
-
-    pub(crate) async fn sysmeta(&self, id: &ServerId, key: &'static str) -> Option<String> {
-        let id2 = id.clone();
-        self.store
-            .read(move |c| sql::get_sysmeta(c, &id2, key))
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(server_id = %id, error = %e, "reading system metadata");
-                None
-            })
-    }
-
-    /// Records a fault on a server (shown while it is in ERROR).
-    pub(crate) async fn fault(&self, id: &ServerId, message: String) {
-        let id2 = id.clone();
-        if let Err(e) = self
-            .store
-            .write(move |tx| {
-                sql::set_fault(
-                    tx,
-                    &id2,
-                    &ServerFault {
-                        code: 500,
-                        message,
-                        details: None,
-                        created_at: Utc::now(),
-                    },
-                )
-            })
-            .await
-        {
-            tracing::error!(server_id = %id, error = %e, "recording a fault");
-        }
-    }
-
-    /// A step of a task failed with the guest in doubt: ERROR with a fault.
-    pub(crate) async fn fail_to_error(
-        &self,
-        id: &ServerId,
-        from: TaskState,
-        event: Option<i64>,
-        message: String,
-    ) {
-        tracing::warn!(server_id = %id, error = %message, "action failed; server in ERROR");
-        if self.step(id, Some(from), VmState::Error, None, None).await {
-            self.fault(id, message.clone()).await;
-        }
-        self.finish(event, false, Some(message)).await;
-    }
-
-    /// A step of a task failed with the guest unharmed: back where the action started.
-    pub(crate) async fn fail_back(
-        &self,
-        id: &ServerId,
-        from: TaskState,
-        vm: VmState,
-        event: Option<i64>,
-        message: String,
-    ) {
-        tracing::warn!(server_id = %id, error = %message, "action failed; server back to {}", vm.as_str());
-        self.step(id, Some(from), vm, None, None).await;
-        self.finish(event, false, Some(message)).await;
-    }
-
     // ---- rebuild -------------------------------------------------------------------------
 
     /// Starts a rebuild; returns the server as it now is and its new admin password.
@@ -340,23 +180,14 @@ impl Compute {
                 } else {
                     VmState::Active
                 };
-                if self
-                    .step(
-                        &id,
-                        Some(T::RebuildSpawning),
-                        end,
-                        None,
-                        Some(power_of(end)),
-                    )
-                    .await
-                {
-                    let id2 = id.clone();
-                    let _ = self
-                        .store
-                        .write(move |tx| sql::set_launched(tx, &id2, Utc::now()))
-                        .await;
-                }
-                self.finish(event, true, None).await;
+                self.settle(
+                    &id,
+                    event,
+                    T::RebuildSpawning,
+                    (end, power_of(end)),
+                    |tx, id| sql::set_launched(tx, id, Utc::now()),
+                )
+                .await;
             }
             Err(e) => {
                 self.fail_to_error(
@@ -558,48 +389,23 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let (id2, held) = (
-                    id.clone(),
-                    (old.vcpus.max(new.vcpus), old.ram_mb.max(new.ram_mb)),
-                );
+                let held = (old.vcpus.max(new.vcpus), old.ram_mb.max(new.ram_mb));
                 let power = if stop {
                     PowerState::Shutdown
                 } else {
                     PowerState::Running
                 };
-                let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(T::ResizeFinish),
-                            VmState::Resized,
-                            None,
-                            Some(power),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::set_flavor(tx, &id2, &new, held)?;
-                        sql::set_sysmeta(tx, &id2, RESIZED_AT, &store::ts(Utc::now()))?;
-                        Ok(true)
-                    })
-                    .await;
-                match moved {
-                    Ok(true) => self.finish(event, true, None).await,
-                    Ok(false) => {
-                        self.finish(
-                            event,
-                            false,
-                            Some("the server changed during the resize".into()),
-                        )
-                        .await
-                    }
-                    Err(e) => {
-                        tracing::error!(server_id = %id, error = %e, "finishing a resize");
-                        self.finish(event, false, Some(e.to_string())).await;
-                    }
-                }
+                self.settle(
+                    &id,
+                    event,
+                    T::ResizeFinish,
+                    (VmState::Resized, power),
+                    move |tx, id| {
+                        sql::set_flavor(tx, id, &new, held)?;
+                        sql::set_sysmeta(tx, id, RESIZED_AT, &store::ts(Utc::now()))
+                    },
+                )
+                .await;
             }
             Err(e) => {
                 self.drop_resize_state(&id, &old).await;
@@ -652,15 +458,14 @@ impl Compute {
                 if let Some(s) = self.load(&id).await {
                     self.drop_resize_state(&id, &s.flavor).await;
                 }
-                self.step(
+                self.settle(
                     &id,
-                    Some(TaskState::ResizeConfirming),
-                    back,
-                    None,
-                    Some(power_of(back)),
+                    event,
+                    TaskState::ResizeConfirming,
+                    (back, power_of(back)),
+                    |_, _| Ok(()),
                 )
                 .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 self.fail_to_error(
@@ -672,32 +477,6 @@ impl Compute {
                 .await;
             }
         }
-    }
-
-    /// The start of an action whose request carries nothing but the server: the caller may
-    /// act on it in its state, the task state and the instance action are taken together,
-    /// and the task `work` makes (of the service, the server and the instance action) runs
-    /// in the background.
-    pub(crate) async fn start_work<F, Fut>(
-        &self,
-        ctx: &Context,
-        id: &str,
-        (act, task): (Action, TaskState),
-        request_id: &str,
-        work: F,
-    ) -> Result<()>
-    where
-        F: FnOnce(Compute, ServerId, i64) -> Fut,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, act)?;
-        let action = self
-            .begin(&s, act, task, request_id, &ctx.user_id, |_| Ok(()))
-            .await?;
-        let sid = s.id.clone();
-        self.run(&s.id, move |c| work(c, sid, action));
-        Ok(())
     }
 
     /// Reverts a resize awaiting confirmation: the server returns to its old flavor.
@@ -747,27 +526,16 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let (id2, old2) = (id.clone(), old.clone());
-                let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::ResizeReverting),
-                            back,
-                            None,
-                            Some(power_of(back)),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::set_flavor(tx, &id2, &old2, (old2.vcpus, old2.ram_mb))?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
+                let old2 = old.clone();
                 self.drop_resize_state(&id, &old).await;
-                self.finish(event, moved, None).await;
+                self.settle(
+                    &id,
+                    event,
+                    TaskState::ResizeReverting,
+                    (back, power_of(back)),
+                    move |tx, id| sql::set_flavor(tx, id, &old2, (old2.vcpus, old2.ram_mb)),
+                )
+                .await;
             }
             Err(e) => {
                 self.fail_to_error(
@@ -960,26 +728,14 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let id2 = id.clone();
-                let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::SoftDeleting),
-                            VmState::SoftDeleted,
-                            None,
-                            Some(PowerState::Shutdown),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::set_sysmeta(tx, &id2, SOFT_DELETED_AT, &store::ts(Utc::now()))?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
-                self.finish(event, moved, None).await;
+                self.settle(
+                    &id,
+                    event,
+                    TaskState::SoftDeleting,
+                    (VmState::SoftDeleted, PowerState::Shutdown),
+                    |tx, id| sql::set_sysmeta(tx, id, SOFT_DELETED_AT, &store::ts(Utc::now())),
+                )
+                .await;
             }
             Err(e) => {
                 self.fail_back(&id, TaskState::SoftDeleting, from_vm, event, e.to_string())
@@ -1005,20 +761,14 @@ impl Compute {
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.power_on(&id2)).await {
             Ok(()) => {
-                let id2 = id.clone();
-                let _ = self
-                    .store
-                    .write(move |tx| sql::delete_sysmeta(tx, &id2, SOFT_DELETED_AT))
-                    .await;
-                self.step(
+                self.settle(
                     &id,
-                    Some(TaskState::Restoring),
-                    VmState::Active,
-                    None,
-                    Some(PowerState::Running),
+                    event,
+                    TaskState::Restoring,
+                    (VmState::Active, PowerState::Running),
+                    |tx, id| sql::delete_sysmeta(tx, id, SOFT_DELETED_AT),
                 )
                 .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 self.fail_back(

@@ -139,30 +139,13 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let id2 = id.clone();
                 // Nova records the rescue's boot as the server's launch.
-                let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::Rescuing),
-                            VmState::Rescued,
-                            None,
-                            Some(PowerState::Running),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::set_launched(tx, &id2, Utc::now())?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
-                self.finish(
+                self.settle(
+                    &id,
                     event,
-                    moved,
-                    (!moved).then(|| "the server changed during the rescue".into()),
+                    TaskState::Rescuing,
+                    (VmState::Rescued, PowerState::Running),
+                    |tx, id| sql::set_launched(tx, id, Utc::now()),
                 )
                 .await;
             }
@@ -188,19 +171,12 @@ impl Compute {
         let spec = self.instance_spec(&server).await;
         match self.blocking(&id, move |d| d.unrescue(&spec)).await {
             Ok(()) => {
-                let moved = self
-                    .step(
-                        &id,
-                        Some(TaskState::Unrescuing),
-                        VmState::Active,
-                        None,
-                        Some(PowerState::Running),
-                    )
-                    .await;
-                self.finish(
+                self.settle(
+                    &id,
                     event,
-                    moved,
-                    (!moved).then(|| "the server changed during the unrescue".into()),
+                    TaskState::Unrescuing,
+                    (VmState::Active, PowerState::Running),
+                    |_, _| Ok(()),
                 )
                 .await;
             }

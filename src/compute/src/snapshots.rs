@@ -491,30 +491,22 @@ impl Compute {
             self.finish(event, false, Some(msg)).await;
             return;
         }
-        let (id2, image) = (id.clone(), w.image_id.clone());
+        let image = w.image_id.clone();
         let moved = self
-            .store
-            .write(move |tx| {
-                if !sql::transition(
-                    tx,
-                    &id2,
-                    Some(task),
-                    VmState::Shelved,
-                    None,
-                    Some(PowerState::Shutdown),
-                )? {
-                    return Ok(false);
-                }
-                match &image {
-                    Some(i) => sql::set_sysmeta(tx, &id2, SHELVED_IMAGE, i)?,
-                    None => sql::delete_sysmeta(tx, &id2, SHELVED_IMAGE)?,
-                }
-                sql::set_sysmeta(tx, &id2, SHELVED_AT, &store::ts(Utc::now()))?;
-                Ok(true)
-            })
-            .await
-            .unwrap_or(false);
-        self.finish(event, moved, None).await;
+            .settle(
+                &id,
+                event,
+                task,
+                (VmState::Shelved, PowerState::Shutdown),
+                move |tx, id| {
+                    match &image {
+                        Some(i) => sql::set_sysmeta(tx, id, SHELVED_IMAGE, i)?,
+                        None => sql::delete_sysmeta(tx, id, SHELVED_IMAGE)?,
+                    }
+                    sql::set_sysmeta(tx, id, SHELVED_AT, &store::ts(Utc::now()))
+                },
+            )
+            .await;
         if moved && self.cfg.shelved_offload_time == 0 {
             let id2 = id.clone();
             if self
@@ -573,15 +565,14 @@ impl Compute {
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.destroy(&id2)).await {
             Ok(()) => {
-                self.step(
+                self.settle(
                     &id,
-                    Some(TaskState::ShelvingOffloading),
-                    VmState::ShelvedOffloaded,
-                    None,
-                    Some(PowerState::NoState),
+                    event,
+                    TaskState::ShelvingOffloading,
+                    (VmState::ShelvedOffloaded, PowerState::NoState),
+                    |_, _| Ok(()),
                 )
                 .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 self.fail_back(
@@ -691,33 +682,24 @@ impl Compute {
         };
         match result {
             Ok(()) => {
-                let id2 = id.clone();
                 let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::Unshelving),
-                            VmState::Active,
-                            None,
-                            Some(PowerState::Running),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::delete_sysmeta(tx, &id2, SHELVED_IMAGE)?;
-                        sql::delete_sysmeta(tx, &id2, SHELVED_AT)?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
+                    .settle(
+                        &id,
+                        event,
+                        TaskState::Unshelving,
+                        (VmState::Active, PowerState::Running),
+                        |tx, id| {
+                            sql::delete_sysmeta(tx, id, SHELVED_IMAGE)?;
+                            sql::delete_sysmeta(tx, id, SHELVED_AT)
+                        },
+                    )
+                    .await;
                 if moved
                     && let Some(i) = &image
                     && let Err(e) = self.images.delete_image(&ctx, i).await
                 {
                     tracing::warn!(image = %i, error = %e, "deleting the image of an unshelved server");
                 }
-                self.finish(event, moved, None).await;
             }
             Err(e) => {
                 self.fault(&id, format!("Unshelve of instance {id} failed: {e}"))

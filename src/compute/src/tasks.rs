@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use driver::{ComputeDriver, InstanceSpec};
-use model::compute::{Backend, PowerState, Server, ServerFault, ServerId, TaskState, VmState};
+use model::compute::{Backend, PowerState, Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 use tokio::sync::{Notify, Semaphore};
 
@@ -172,53 +172,6 @@ impl Compute {
             .unwrap_or_else(|e| Err(driver::DriverError::Failed(format!("driver task: {e}"))))
     }
 
-    /// Moves a server between task states; false (logged) if it was no longer in `from`.
-    pub(crate) async fn step(
-        &self,
-        id: &ServerId,
-        from: Option<TaskState>,
-        vm: VmState,
-        task: Option<TaskState>,
-        power: Option<PowerState>,
-    ) -> bool {
-        let id2 = id.clone();
-        match self
-            .store
-            .write(move |tx| sql::transition(tx, &id2, from, vm, task, power))
-            .await
-        {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::info!(server_id = %id, "server changed under its task; task stops");
-                false
-            }
-            Err(e) => {
-                tracing::error!(server_id = %id, error = %e, "state change failed");
-                false
-            }
-        }
-    }
-
-    pub(crate) async fn event(&self, action: i64, name: &'static str) -> Option<i64> {
-        let host = self.cfg.host.clone();
-        self.store
-            .write(move |tx| sql::start_event(tx, action, name, &host))
-            .await
-            .map_err(|e| tracing::error!(error = %e, "recording an instance action event"))
-            .ok()
-    }
-
-    pub(crate) async fn finish(&self, event: Option<i64>, ok: bool, details: Option<String>) {
-        if let Some(ev) = event
-            && let Err(e) = self
-                .store
-                .write(move |tx| sql::finish_event(tx, ev, ok, details.as_deref()))
-                .await
-        {
-            tracing::error!(error = %e, "finishing an instance action event");
-        }
-    }
-
     pub(crate) async fn build(&self, server: Server, action: i64) {
         use TaskState as T;
         let id = server.id.clone();
@@ -251,27 +204,19 @@ impl Compute {
         match self.blocking(&id, move |d| d.spawn(&spec)).await {
             Ok(()) => {
                 if self
-                    .step(
+                    .step_with(
                         &id,
                         Some(T::Spawning),
-                        VmState::Active,
-                        None,
-                        Some(PowerState::Running),
+                        (VmState::Active, None, Some(PowerState::Running)),
+                        |tx, id| sql::set_launched(tx, id, Utc::now()),
                     )
                     .await
                 {
-                    let id2 = id.clone();
-                    let _ = self
-                        .store
-                        .write(move |tx| sql::set_launched(tx, &id2, Utc::now()))
-                        .await;
                     tracing::info!(server_id = %id, "server active");
-                    self.finish(event, true, None).await;
-                } else {
-                    // Deleted while spawning: the delete task, waiting on this server's
-                    // lock, destroys what was just made.
-                    self.finish(event, true, None).await;
                 }
+                // Deleted while spawning, the build still did its part: the delete task,
+                // waiting on this server's lock, destroys what was just made.
+                self.finish(event, true, None).await;
             }
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, "build failed");
@@ -284,33 +229,13 @@ impl Compute {
                     ),
                     _ => (500, format!("Build of instance {id} aborted: {e}")),
                 };
-                if self
-                    .step(
-                        &id,
-                        Some(T::Spawning),
-                        VmState::Error,
-                        None,
-                        Some(PowerState::NoState),
-                    )
-                    .await
-                {
-                    let (id2, m2) = (id.clone(), message.clone());
-                    let _ = self
-                        .store
-                        .write(move |tx| {
-                            sql::set_fault(
-                                tx,
-                                &id2,
-                                &ServerFault {
-                                    code,
-                                    message: m2,
-                                    details: None,
-                                    created_at: Utc::now(),
-                                },
-                            )
-                        })
-                        .await;
-                }
+                self.step_with(
+                    &id,
+                    Some(T::Spawning),
+                    (VmState::Error, None, Some(PowerState::NoState)),
+                    crate::steps::record_fault(code, message.clone()),
+                )
+                .await;
                 self.finish(event, false, Some(message)).await;
             }
         }
