@@ -13,15 +13,21 @@ pub mod groups;
 mod imagefit;
 pub mod images;
 pub mod keypairs;
-mod lifecycle;
 mod metadata;
 mod network;
 pub mod operator;
+mod password;
+mod periodic;
 pub mod quotas;
+mod rebuild;
 pub mod reconcile;
 mod rescue;
+mod resize;
+mod server_metadata;
+mod server_tags;
 pub mod servers;
 mod snapshots;
+mod soft_delete;
 mod steps;
 mod sysmeta;
 mod tasks;
@@ -34,8 +40,8 @@ use store::Store;
 pub use images::{
     CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
 };
-pub use lifecycle::RebuildRequest;
 pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
+pub use rebuild::RebuildRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]

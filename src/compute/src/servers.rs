@@ -1,4 +1,5 @@
-//! Servers: create, list, show, update, delete, and their metadata and tags.
+//! Servers: create, list, show, update, delete (metadata and tags are in `server_metadata`
+//! and `server_tags`).
 
 use std::collections::BTreeMap;
 
@@ -537,7 +538,12 @@ impl Compute {
     }
 
     /// A server the caller may change: a reader of its project gets 403, a stranger 404.
-    async fn server_for_write(&self, ctx: &Context, id: &str, rule: &str) -> Result<Server> {
+    pub(crate) async fn server_for_write(
+        &self,
+        ctx: &Context,
+        id: &str,
+        rule: &str,
+    ) -> Result<Server> {
         let s = self.get_server(ctx, id).await?;
         if !ctx.can_write(&s.project_id) {
             return Err(policy(rule));
@@ -680,175 +686,6 @@ impl Compute {
             .await?;
         let sid = s.id.clone();
         self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
-        Ok(())
-    }
-
-    // ---- metadata ------------------------------------------------------------------------
-
-    /// Checks that metadata may change now (Nova: active, paused, suspended or stopped, with
-    /// no task running) and the caller may change it.
-    async fn server_for_metadata(&self, ctx: &Context, id: &str, action: &str) -> Result<Server> {
-        let s = self
-            .server_for_write(ctx, id, "os_compute_api:server-metadata:update")
-            .await?;
-        crate::common::check_lock(ctx, &s)?;
-        let ok_vm = matches!(
-            s.vm_state,
-            VmState::Active | VmState::Paused | VmState::Suspended | VmState::Stopped
-        );
-        if !ok_vm || s.task_state.is_some() {
-            let (attr, state) = match s.task_state {
-                Some(t) if ok_vm => ("task_state", t.as_str()),
-                _ => ("vm_state", s.vm_state.as_str()),
-            };
-            return Err(Error::Conflict(format!(
-                "Cannot '{action}' instance {} while it is in {attr} {state}",
-                s.id
-            )));
-        }
-        Ok(s)
-    }
-
-    /// Replaces (`replace`) or merges metadata; returns the resulting metadata.
-    pub async fn set_metadata(
-        &self,
-        ctx: &Context,
-        id: &str,
-        items: BTreeMap<String, String>,
-        replace: bool,
-    ) -> Result<BTreeMap<String, String>> {
-        let s = self.server_for_metadata(ctx, id, "update_metadata").await?;
-        let mut merged = if replace {
-            BTreeMap::new()
-        } else {
-            s.metadata.clone()
-        };
-        merged.extend(items);
-        self.check_metadata_quota(&s.project_id, merged.len())
-            .await?;
-        let sid = s.id.clone();
-        let m2 = merged.clone();
-        let bound_by_lock = !ctx.is_admin();
-        self.store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::common::refuse_if_locked(tx, &sid)?;
-                }
-                sql::clear_metadata(tx, &sid)?;
-                for (k, v) in &m2 {
-                    sql::set_metadata_item(tx, &sid, k, v)?;
-                }
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(merged)
-    }
-
-    pub async fn delete_metadata_item(&self, ctx: &Context, id: &str, key: &str) -> Result<()> {
-        let s = self.server_for_metadata(ctx, id, "delete_metadata").await?;
-        if !s.metadata.contains_key(key) {
-            return Err(Error::NotFound("Metadata item was not found".into()));
-        }
-        let (sid, k) = (s.id.clone(), key.to_owned());
-        let bound_by_lock = !ctx.is_admin();
-        self.store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::common::refuse_if_locked(tx, &sid)?;
-                }
-                sql::delete_metadata_item(tx, &sid, &k)?;
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(())
-    }
-
-    // ---- tags ----------------------------------------------------------------------------
-
-    async fn server_for_tags(&self, ctx: &Context, id: &str) -> Result<Server> {
-        let s = self
-            .server_for_write(ctx, id, "os_compute_api:os-server-tags:update")
-            .await?;
-        let ok_vm = matches!(
-            s.vm_state,
-            VmState::Active
-                | VmState::Paused
-                | VmState::Suspended
-                | VmState::Stopped
-                | VmState::Shelved
-                | VmState::ShelvedOffloaded
-        );
-        if !ok_vm || s.task_state.is_some() {
-            return Err(Error::Conflict(format!(
-                "Cannot 'update tags' instance {} while it is in vm_state {}",
-                s.id,
-                s.vm_state.as_str()
-            )));
-        }
-        Ok(s)
-    }
-
-    /// Replaces all tags (`PUT /tags`), or clears them when `tags` is empty.
-    pub async fn set_tags(
-        &self,
-        ctx: &Context,
-        id: &str,
-        tags: Vec<String>,
-    ) -> Result<Vec<String>> {
-        let s = self.server_for_tags(ctx, id).await?;
-        let sid = s.id.clone();
-        let mut t2 = tags.clone();
-        t2.sort();
-        t2.dedup();
-        let out = t2.clone();
-        self.store
-            .write(move |tx| {
-                sql::clear_tags(tx, &sid)?;
-                for t in &t2 {
-                    sql::add_tag(tx, &sid, t)?;
-                }
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(out)
-    }
-
-    /// Adds one tag; true when it was new.
-    pub async fn add_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<bool> {
-        let s = self.server_for_tags(ctx, id).await?;
-        if !s.tags.iter().any(|t| t == tag) && s.tags.len() >= 50 {
-            return Err(Error::BadRequest(
-                "The number of tags exceeded the per-server limit 50".into(),
-            ));
-        }
-        let (sid, t) = (s.id.clone(), tag.to_owned());
-        Ok(self
-            .store
-            .write(move |tx| {
-                let added = sql::add_tag(tx, &sid, &t)?;
-                sql::touch_server(tx, &sid)?;
-                Ok(added)
-            })
-            .await?)
-    }
-
-    pub async fn delete_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<()> {
-        let s = self.server_for_tags(ctx, id).await?;
-        let (sid, t) = (s.id.clone(), tag.to_owned());
-        if !self
-            .store
-            .write(move |tx| {
-                let removed = sql::delete_tag(tx, &sid, &t)?;
-                sql::touch_server(tx, &sid)?;
-                Ok(removed)
-            })
-            .await?
-        {
-            return Err(Error::NotFound(format!(
-                "Tag '{tag}' could not be found for instance {}.",
-                s.id
-            )));
-        }
         Ok(())
     }
 
