@@ -77,7 +77,6 @@ const LONG_FILES: &[&str] = &[
     "src/image/src/lib.rs",
     "src/ipmi/src/codec.rs",
     "src/libvirt/src/lib.rs",
-    "src/store/src/compute.rs",
 ];
 
 fn root() -> PathBuf {
