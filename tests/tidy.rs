@@ -17,11 +17,8 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("store", &["model"]),
     ("driver", &["model"]),
     ("identity", &["store", "model"]),
-    ("image", &["store", "model", "identity"]),
-    (
-        "compute",
-        &["store", "driver", "image", "identity", "model"],
-    ),
+    ("image", &["store", "model"]),
+    ("compute", &["store", "driver", "image", "model"]),
     ("container", &["driver", "model", "hostnet"]),
     ("driver-libvirt", &["driver", "model", "hostnet"]),
     ("baremetal", &["driver", "ipmi", "model", "store"]),

@@ -9,7 +9,7 @@ use model::Persona;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
 use store::compute::{self as sql, ActionEvent, InstanceAction};
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

@@ -2,7 +2,7 @@
 //! found, policy, locked, quota), the lock checks, the quota arithmetic and the generator of
 //! admin passwords.
 
-use identity::Context;
+use model::Context;
 use model::ProjectId;
 use model::compute::{Server, ServerId};
 

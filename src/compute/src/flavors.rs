@@ -4,7 +4,7 @@ use model::ProjectId;
 use model::compute::{Flavor, FlavorId, FlavorSortKey};
 use store::compute::{self as sql, FlavorQuery, FlavorVisibility};
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

@@ -9,7 +9,7 @@
 //! host goes to ERROR with Nova's `No valid host was found.` fault.
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::{Persona, ProjectId};
 use store::operator::{self as sql, ServerGroup};
 

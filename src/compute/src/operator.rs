@@ -2,7 +2,7 @@
 //! project. Every figure is computed on demand from the driver and the server rows.
 
 use chrono::{DateTime, Utc};
-use identity::Context;
+use model::Context;
 use model::compute::Server;
 use store::compute as csql;
 use store::operator::{self as sql, ServiceRow};

@@ -1,7 +1,7 @@
 //! The guest's admin password (changePassword), its crash dump (trigger_crash_dump) and
 //! os-resetState: actions carried out at once rather than by a background task.
 
-use identity::Context;
+use model::Context;
 use model::compute::{TaskState, VmState};
 use store::compute as sql;
 

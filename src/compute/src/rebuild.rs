@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::compute::{Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 

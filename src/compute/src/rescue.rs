@@ -10,7 +10,7 @@
 
 use chrono::Utc;
 use driver::{ImageFile, RescueImage};
-use identity::Context;
+use model::Context;
 use model::ProjectId;
 use model::compute::{PowerState, ServerId, TaskState, VmState};
 use store::compute as sql;

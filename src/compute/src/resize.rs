@@ -4,7 +4,7 @@
 //! in system metadata. A driver failure leaves the server in ERROR with a fault.
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::UserId;
 use model::compute::{Flavor, FlavorId, PowerState, Server, ServerId, TaskState, VmState};
 use store::compute as sql;

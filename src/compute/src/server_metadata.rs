@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use model::compute::{Server, VmState};
 use store::compute::{self as sql};
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

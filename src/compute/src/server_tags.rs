@@ -3,7 +3,7 @@
 use model::compute::{Server, VmState};
 use store::compute::{self as sql};
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

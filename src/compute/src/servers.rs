@@ -12,7 +12,7 @@ use model::{Persona, ProjectId};
 use regex::Regex;
 use store::compute::{self as sql, Cond};
 
-use identity::Context;
+use model::Context;
 
 use crate::common::{not_found, policy, random_password};
 use crate::network;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
 use model::{ProjectId, UserId};
 use store::compute as sql;

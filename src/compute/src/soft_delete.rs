@@ -3,7 +3,7 @@
 //! soft-deleted server when its time has come (see `periodic`).
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 

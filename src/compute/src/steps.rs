@@ -5,7 +5,7 @@
 //! driver work succeeded, [`Compute::fail_back`] or [`Compute::fail_to_error`] when it did not.
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::UserId;
 use model::compute::{PowerState, Server, ServerFault, ServerId, TaskState, VmState};
 use store::Transaction;
