@@ -273,20 +273,17 @@ impl Compute {
                 s.id
             )));
         }
-        let action_id = self
-            .begin(
-                &s,
-                Action::Power(action),
-                action.task(),
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        let (sid, from_vm) = (s.id.clone(), s.vm_state);
-        self.run(&s.id, move |c| async move {
-            c.run_power(sid, action, action_id, from_vm).await
-        });
+        let from_vm = s.vm_state;
+        self.start(
+            &s,
+            (Action::Power(action), action.task()),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action_id| async move {
+                c.run_power(id, action, action_id, from_vm).await
+            },
+        )
+        .await?;
         Ok(())
     }
 

@@ -151,10 +151,7 @@ impl Compute {
                     }
                     r => r?,
                 }
-                if stop {
-                    d.power_off(&spec.id)?;
-                }
-                Ok(())
+                crate::steps::stop_if(d, &spec.id, stop)
             })
             .await;
         match result {

@@ -61,20 +61,15 @@ impl Compute {
             return Err(unsupported());
         }
         let admin_pass = admin_pass.unwrap_or_else(crate::common::random_password);
-        let action = self
-            .begin(
-                &s,
-                Action::Rescue,
-                TaskState::Rescuing,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        let (sid, pass) = (s.id.clone(), admin_pass.clone());
-        self.run(&s.id, move |c| async move {
-            c.run_rescue(sid, action, pass, image.id).await
-        });
+        let pass = admin_pass.clone();
+        self.start(
+            &s,
+            (Action::Rescue, TaskState::Rescuing),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action| async move { c.run_rescue(id, action, pass, image.id).await },
+        )
+        .await?;
         Ok(admin_pass)
     }
 

@@ -193,10 +193,7 @@ impl Compute {
         let result = self
             .blocking(&id, move |d| {
                 d.resize(&spec)?;
-                if stop {
-                    d.power_off(&spec.id)?;
-                }
-                Ok(())
+                crate::steps::stop_if(d, &spec.id, stop)
             })
             .await;
         match result {
@@ -245,21 +242,14 @@ impl Compute {
         request_id: &str,
         user: &UserId,
     ) -> Result<()> {
-        let action = self
-            .begin(
-                s,
-                Action::ConfirmResize,
-                TaskState::ResizeConfirming,
-                request_id,
-                user,
-                |_| Ok(()),
-            )
-            .await?;
-        let sid = s.id.clone();
-        self.run(&s.id, move |c| async move {
-            c.run_confirm_resize(sid, action).await
-        });
-        Ok(())
+        self.start(
+            s,
+            (Action::ConfirmResize, TaskState::ResizeConfirming),
+            request_id,
+            user,
+            |c, id, action| async move { c.run_confirm_resize(id, action).await },
+        )
+        .await
     }
 
     async fn run_confirm_resize(&self, id: ServerId, action: i64) {
@@ -335,10 +325,7 @@ impl Compute {
         let result = self
             .blocking(&id, move |d| {
                 d.revert_resize(&spec)?;
-                if stop {
-                    d.power_off(&spec.id)?;
-                }
-                Ok(())
+                crate::steps::stop_if(d, &spec.id, stop)
             })
             .await;
         match result {

@@ -541,22 +541,14 @@ impl Compute {
         request_id: &str,
         user: &UserId,
     ) -> Result<()> {
-        let action = self
-            .begin(
-                s,
-                Action::ShelveOffload,
-                TaskState::ShelvingOffloading,
-                request_id,
-                user,
-                |_| Ok(()),
-            )
-            .await?;
-        let sid = s.id.clone();
-        self.run(
-            &s.id,
-            move |c| async move { c.run_offload(sid, action).await },
-        );
-        Ok(())
+        self.start(
+            s,
+            (Action::ShelveOffload, TaskState::ShelvingOffloading),
+            request_id,
+            user,
+            |c, id, action| async move { c.run_offload(id, action).await },
+        )
+        .await
     }
 
     /// Destroys the backend instance of a server in `shelving_offloading`.
@@ -639,21 +631,15 @@ impl Compute {
                 .await
                 .map_err(|id| crate::imagefit::image_not_found(&id))?;
         }
-        let action = self
-            .begin(
-                &s,
-                Action::Unshelve,
-                TaskState::Unshelving,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        let (sid, ctx, from_vm) = (s.id.clone(), ctx.clone(), s.vm_state);
-        self.run(&s.id, move |c| async move {
-            c.run_unshelve(sid, action, ctx, from_vm).await
-        });
-        Ok(())
+        let (ctx2, from_vm) = (ctx.clone(), s.vm_state);
+        self.start(
+            &s,
+            (Action::Unshelve, TaskState::Unshelving),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action| async move { c.run_unshelve(id, action, ctx2, from_vm).await },
+        )
+        .await
     }
 
     pub(crate) async fn run_unshelve(

@@ -45,6 +45,16 @@ pub(crate) fn record_fault(
     }
 }
 
+/// Powers the guest off again when the action started from a stopped server (rebuild,
+/// resize and its revert boot the guest; Nova leaves such a server stopped).
+pub(crate) fn stop_if(
+    d: &dyn driver::ComputeDriver,
+    id: &ServerId,
+    stop: bool,
+) -> driver::Result<()> {
+    if stop { d.power_off(id) } else { Ok(()) }
+}
+
 impl Compute {
     /// Records a fault on a server (shown while it is in ERROR).
     pub(crate) async fn fault(&self, id: &ServerId, message: String) {
@@ -204,8 +214,26 @@ impl Compute {
     {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, act)?;
+        self.start(&s, (act, task), request_id, &ctx.user_id, work)
+            .await
+    }
+
+    /// [`begin`](Self::begin)s an action that prepares nothing, then hands the runner the
+    /// task `work` makes (of the service, the server and the instance action).
+    pub(crate) async fn start<F, Fut>(
+        &self,
+        s: &Server,
+        (act, task): (Action, TaskState),
+        request_id: &str,
+        user: &UserId,
+        work: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(Compute, ServerId, i64) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let action = self
-            .begin(&s, act, task, request_id, &ctx.user_id, |_| Ok(()))
+            .begin(s, act, task, request_id, user, |_| Ok(()))
             .await?;
         let sid = s.id.clone();
         self.run(&s.id, move |c| work(c, sid, action));
