@@ -2,10 +2,11 @@
 //! ones when their time has come, and prunes the backends' image caches.
 
 use chrono::{DateTime, Utc};
-use model::compute::{ServerId, VmState};
+use model::compute::{Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 
 use crate::Compute;
+use crate::actions::Action;
 use crate::sysmeta::{RESIZED_AT, SHELVED_AT, SOFT_DELETED_AT};
 
 fn request_id() -> String {
@@ -32,6 +33,21 @@ impl Compute {
             })
             .map(|(id, _)| id)
             .collect()
+    }
+
+    /// The servers whose system metadata `key` is older than `secs`, still settled in `vm`
+    /// with no task running.
+    async fn due(&self, key: &'static str, secs: u64, vm: VmState) -> Vec<Server> {
+        let mut out = Vec::new();
+        for id in self.expired(key, secs).await {
+            if let Some(s) = self.load(&id).await
+                && s.vm_state == vm
+                && s.task_state.is_none()
+            {
+                out.push(s);
+            }
+        }
+        out
     }
 
     /// Asks every backend of the box to prune its image cache of what no instance uses and
@@ -93,68 +109,55 @@ impl Compute {
         }
         let mut started = 0;
         if self.cfg.resize_confirm_window_secs > 0 {
-            for id in self
-                .expired(RESIZED_AT, self.cfg.resize_confirm_window_secs)
-                .await
-            {
-                if let Some(s) = self.load(&id).await
-                    && s.vm_state == VmState::Resized
-                    && s.task_state.is_none()
-                    && self
-                        .start_confirm(&s, &request_id(), &s.user_id)
-                        .await
-                        .is_ok()
+            let secs = self.cfg.resize_confirm_window_secs;
+            for s in self.due(RESIZED_AT, secs, VmState::Resized).await {
+                let confirm = (Action::ConfirmResize, TaskState::ResizeConfirming);
+                let run = Compute::run_confirm_resize;
+                if self
+                    .start(&s, confirm, &request_id(), &s.user_id, run)
+                    .await
+                    .is_ok()
                 {
-                    tracing::info!(server_id = %id, "resize confirmed automatically");
+                    tracing::info!(server_id = %s.id, "resize confirmed automatically");
                     started += 1;
                 }
             }
         }
         if self.cfg.shelved_offload_time > 0 {
-            for id in self
-                .expired(SHELVED_AT, self.cfg.shelved_offload_time as u64)
-                .await
-            {
-                if let Some(s) = self.load(&id).await
-                    && s.vm_state == VmState::Shelved
-                    && s.task_state.is_none()
-                    && self
-                        .start_offload(&s, &request_id(), &s.user_id)
-                        .await
-                        .is_ok()
+            let secs = self.cfg.shelved_offload_time as u64;
+            for s in self.due(SHELVED_AT, secs, VmState::Shelved).await {
+                let offload = (Action::ShelveOffload, TaskState::ShelvingOffloading);
+                let run = Compute::run_offload;
+                if self
+                    .start(&s, offload, &request_id(), &s.user_id, run)
+                    .await
+                    .is_ok()
                 {
                     started += 1;
                 }
             }
         }
         if self.cfg.reclaim_instance_interval > 0 {
-            for id in self
-                .expired(SOFT_DELETED_AT, self.cfg.reclaim_instance_interval)
-                .await
-            {
-                if let Some(s) = self.load(&id).await
-                    && s.vm_state == VmState::SoftDeleted
-                    && s.task_state.is_none()
+            let secs = self.cfg.reclaim_instance_interval;
+            for s in self.due(SOFT_DELETED_AT, secs, VmState::SoftDeleted).await {
+                let (sid, rid, project, user) = (
+                    s.id.clone(),
+                    request_id(),
+                    s.project_id.clone(),
+                    s.user_id.clone(),
+                );
+                if let Ok(action) = self
+                    .store
+                    .write(move |tx| {
+                        sql::mark_deleting(tx, &sid)?;
+                        sql::start_action(tx, &sid, &rid, "delete", &project, &user)
+                    })
+                    .await
                 {
-                    let (sid, rid, project, user) = (
-                        s.id.clone(),
-                        request_id(),
-                        s.project_id.clone(),
-                        s.user_id.clone(),
-                    );
-                    if let Ok(action) = self
-                        .store
-                        .write(move |tx| {
-                            sql::mark_deleting(tx, &sid)?;
-                            sql::start_action(tx, &sid, &rid, "delete", &project, &user)
-                        })
-                        .await
-                    {
-                        tracing::info!(server_id = %id, "soft-deleted server reclaimed");
-                        let sid = s.id.clone();
-                        self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
-                        started += 1;
-                    }
+                    tracing::info!(server_id = %s.id, "soft-deleted server reclaimed");
+                    let sid = s.id.clone();
+                    self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
+                    started += 1;
                 }
             }
         }

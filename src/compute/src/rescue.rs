@@ -80,7 +80,7 @@ impl Compute {
             id,
             (Action::Unrescue, TaskState::Unrescuing),
             request_id,
-            |c, id, action| async move { c.run_unrescue(id, action).await },
+            Compute::run_unrescue,
         )
         .await
     }
@@ -156,7 +156,7 @@ impl Compute {
         }
     }
 
-    pub(crate) async fn run_unrescue(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_unrescue(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_unrescue_instance").await;
         let Some(server) = self.load(&id).await else {
             self.finish(event, false, Some("the server is gone".into()))

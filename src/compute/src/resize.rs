@@ -5,8 +5,7 @@
 
 use chrono::Utc;
 use model::Context;
-use model::UserId;
-use model::compute::{Flavor, FlavorId, PowerState, Server, ServerId, TaskState, VmState};
+use model::compute::{Flavor, FlavorId, PowerState, ServerId, TaskState, VmState};
 use store::compute as sql;
 
 use crate::actions::Action;
@@ -231,28 +230,17 @@ impl Compute {
 
     /// Confirms a resize awaiting confirmation (VERIFY_RESIZE).
     pub async fn confirm_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::ConfirmResize)?;
-        self.start_confirm(&s, request_id, &ctx.user_id).await
-    }
-
-    pub(crate) async fn start_confirm(
-        &self,
-        s: &Server,
-        request_id: &str,
-        user: &UserId,
-    ) -> Result<()> {
-        self.start(
-            s,
+        self.start_work(
+            ctx,
+            id,
             (Action::ConfirmResize, TaskState::ResizeConfirming),
             request_id,
-            user,
-            |c, id, action| async move { c.run_confirm_resize(id, action).await },
+            Compute::run_confirm_resize,
         )
         .await
     }
 
-    async fn run_confirm_resize(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_confirm_resize(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_confirm_resize").await;
         let back = self
             .sysmeta(&id, OLD_VM_STATE)
@@ -293,12 +281,12 @@ impl Compute {
             id,
             (Action::RevertResize, TaskState::ResizeReverting),
             request_id,
-            |c, id, action| async move { c.run_revert_resize(id, action).await },
+            Compute::run_revert_resize,
         )
         .await
     }
 
-    pub(crate) async fn run_revert_resize(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_revert_resize(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_revert_resize").await;
         let back = self
             .sysmeta(&id, OLD_VM_STATE)

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use model::Context;
+use model::ProjectId;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
-use model::{ProjectId, UserId};
 use store::compute as sql;
 
 use crate::actions::Action;
@@ -523,36 +523,25 @@ impl Compute {
                 .await
                 .unwrap_or(false)
             {
-                self.run_offload(id, action).await;
+                self.clone().run_offload(id, action).await;
             }
         }
     }
 
     /// shelveOffload: lets go of a shelved server's backend instance now.
     pub async fn shelve_offload(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::ShelveOffload)?;
-        self.start_offload(&s, request_id, &ctx.user_id).await
-    }
-
-    pub(crate) async fn start_offload(
-        &self,
-        s: &Server,
-        request_id: &str,
-        user: &UserId,
-    ) -> Result<()> {
-        self.start(
-            s,
+        self.start_work(
+            ctx,
+            id,
             (Action::ShelveOffload, TaskState::ShelvingOffloading),
             request_id,
-            user,
-            |c, id, action| async move { c.run_offload(id, action).await },
+            Compute::run_offload,
         )
         .await
     }
 
     /// Destroys the backend instance of a server in `shelving_offloading`.
-    pub(crate) async fn run_offload(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_offload(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_shelve_offload_instance").await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.destroy(&id2)).await {

@@ -78,12 +78,12 @@ impl Compute {
             id,
             (Action::Restore, TaskState::Restoring),
             request_id,
-            |c, id, action| async move { c.run_restore(id, action).await },
+            Compute::run_restore,
         )
         .await
     }
 
-    pub(crate) async fn run_restore(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_restore(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_restore_instance").await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.power_on(&id2)).await {
