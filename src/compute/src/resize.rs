@@ -228,6 +228,14 @@ impl Compute {
         }
     }
 
+    /// Where a confirm or revert returns the server: the vm state it was resized from.
+    async fn vm_state_before_resize(&self, id: &ServerId) -> VmState {
+        self.sysmeta(id, OLD_VM_STATE)
+            .await
+            .and_then(|v| VmState::parse(&v))
+            .unwrap_or(VmState::Active)
+    }
+
     /// Confirms a resize awaiting confirmation (VERIFY_RESIZE).
     pub async fn confirm_resize(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
         self.start_work(
@@ -242,11 +250,7 @@ impl Compute {
 
     pub(crate) async fn run_confirm_resize(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_confirm_resize").await;
-        let back = self
-            .sysmeta(&id, OLD_VM_STATE)
-            .await
-            .and_then(|v| VmState::parse(&v))
-            .unwrap_or(VmState::Active);
+        let back = self.vm_state_before_resize(&id).await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.confirm_resize(&id2)).await {
             Ok(()) => {
@@ -288,11 +292,7 @@ impl Compute {
 
     pub(crate) async fn run_revert_resize(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_revert_resize").await;
-        let back = self
-            .sysmeta(&id, OLD_VM_STATE)
-            .await
-            .and_then(|v| VmState::parse(&v))
-            .unwrap_or(VmState::Active);
+        let back = self.vm_state_before_resize(&id).await;
         let old = self
             .sysmeta(&id, OLD_FLAVOR)
             .await
