@@ -17,11 +17,8 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("store", &["model"]),
     ("driver", &["model"]),
     ("identity", &["store", "model"]),
-    ("image", &["store", "model", "identity"]),
-    (
-        "compute",
-        &["store", "driver", "image", "identity", "model"],
-    ),
+    ("image", &["store", "model"]),
+    ("compute", &["store", "driver", "image", "model"]),
     ("container", &["driver", "model", "hostnet"]),
     ("driver-libvirt", &["driver", "model", "hostnet"]),
     ("baremetal", &["driver", "ipmi", "model", "store"]),
@@ -74,12 +71,9 @@ const MAX_LINES: usize = 800;
 /// Source files allowed past `MAX_LINES` for now, each to be split by operation.
 const LONG_FILES: &[&str] = &[
     "src/api/src/baremetal/mod.rs",
-    "src/compute/src/lifecycle.rs",
-    "src/compute/src/servers.rs",
     "src/image/src/lib.rs",
     "src/ipmi/src/codec.rs",
     "src/libvirt/src/lib.rs",
-    "src/store/src/compute.rs",
 ];
 
 fn root() -> PathBuf {

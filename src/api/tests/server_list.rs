@@ -236,3 +236,95 @@ async fn sort_keys_order_the_listing() {
         "badRequest",
     );
 }
+
+#[tokio::test]
+async fn a_multiple_create_numbers_its_servers_and_fits_the_quota() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let admin = app.admin().await;
+    let one = create(
+        &app,
+        &t,
+        json!({"name": "solo", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}),
+    )
+    .await;
+    let id = one["server"]["id"].as_str().expect("id");
+    let r = call(&app, &t, "2.100", Method::GET, &format!("/servers/{id}")).await;
+    // One server: the hostname is the name made a hostname, unnumbered.
+    assert_eq!(r.body["server"]["OS-EXT-SRV-ATTR:hostname"], "solo");
+    let project = r.body["server"]["tenant_id"]
+        .as_str()
+        .expect("project")
+        .to_owned();
+    let r = call_with(
+        &app,
+        &admin,
+        "2.100",
+        Method::PUT,
+        &format!("/os-quota-sets/{project}"),
+        Some(json!({"quota_set": {"instances": 3}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Room for two more: max_count 5 makes two, numbered, in one reservation.
+    let made = create(
+        &app,
+        &t,
+        json!({"name": "Web Node", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto",
+               "min_count": 1, "max_count": 5, "return_reservation_id": true}),
+    )
+    .await;
+    let reservation = made["reservation_id"].as_str().expect("reservation");
+    app.compute.idle().await;
+    let r = call(
+        &app,
+        &admin,
+        "2.100",
+        Method::GET,
+        &format!("/servers/detail?all_tenants=1&reservation_id={reservation}&sort_key=display_name&sort_dir=asc"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let servers = r.body["servers"].as_array().expect("servers");
+    let seen: Vec<(String, String, i64)> = servers
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name").to_owned(),
+                s["OS-EXT-SRV-ATTR:hostname"]
+                    .as_str()
+                    .expect("hostname")
+                    .to_owned(),
+                s["OS-EXT-SRV-ATTR:launch_index"].as_i64().expect("index"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("Web Node-1".to_owned(), "web-node-1".to_owned(), 0),
+            ("Web Node-2".to_owned(), "web-node-2".to_owned(), 1),
+        ]
+    );
+    // The quota is full: a create that needs two is refused, naming the resource.
+    let r = call_with(
+        &app,
+        &t,
+        "2.100",
+        Method::POST,
+        "/servers",
+        Some(
+            json!({"server": {"name": "more", "imageRef": IMAGE, "flavorRef": "1",
+                               "networks": "auto", "min_count": 2}}),
+        ),
+    )
+    .await;
+    assert_compute_fault(&r, 403, "forbidden");
+    assert!(
+        r.text.contains(
+            "Quota exceeded for instances: Requested 2, but already used 3 of 3 instances"
+        ),
+        "{}",
+        r.text
+    );
+}

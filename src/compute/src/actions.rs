@@ -5,14 +5,12 @@
 //! (`compute/api.py`'s `check_instance_state` decorators). It alone produces the 409 Nova
 //! gives for an action out of place.
 
-use chrono::Utc;
 use model::Persona;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
 use store::compute::{self as sql, ActionEvent, InstanceAction};
 
-use identity::Context;
+use model::Context;
 
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 /// An action that runs on the backend.
@@ -261,16 +259,7 @@ impl Compute {
         request_id: &str,
     ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
-        if !ctx.can_write(&s.project_id) {
-            return Err(Error::Forbidden(format!(
-                "Policy doesn't allow os_compute_api:servers:{} to be performed.",
-                action.nova_name()
-            )));
-        }
-        if s.locked() && !ctx.is_admin() {
-            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
-        }
-        check(action, &s)?;
+        self.may_act(ctx, &s, Action::Power(action))?;
         let caps = self.backends.get(s.backend).capabilities();
         let supported = match action {
             PowerAction::Pause | PowerAction::Unpause => caps.pause,
@@ -284,37 +273,17 @@ impl Compute {
                 s.id
             )));
         }
-        let (sid, rid, project, user) = (
-            s.id.clone(),
-            request_id.to_owned(),
-            s.project_id.clone(),
-            ctx.user_id.clone(),
-        );
-        let (vm, from) = (s.vm_state, s.task_state);
-        // The lock checked above is checked again where the task state is taken: a lock
-        // that landed in between refuses the action.
-        let bound_by_lock = !ctx.is_admin();
-        let action_id = self
-            .store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
-                }
-                if !sql::set_task_state(tx, &sid, vm, from, Some(action.task()))? {
-                    return Err(crate::abort(Error::Conflict(format!(
-                        "Cannot '{}' instance {sid} while it is in task_state changing",
-                        action.nova_name()
-                    ))));
-                }
-                sql::start_action(tx, &sid, &rid, action.nova_name(), &project, &user)
-            })
-            .await?;
-        self.run(Job::Power {
-            server: s.id.clone(),
-            action,
-            action_id,
-            from_vm: s.vm_state,
-        });
+        let from_vm = s.vm_state;
+        self.start(
+            &s,
+            (Action::Power(action), action.task()),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action_id| async move {
+                c.run_power(id, action, action_id, from_vm).await
+            },
+        )
+        .await?;
         Ok(())
     }
 
@@ -446,14 +415,14 @@ impl Compute {
     /// A server the caller may read, deleted ones included (instance actions outlive
     /// servers).
     async fn server_any_state(&self, ctx: &Context, id: &str) -> Result<Server> {
-        let sid = ServerId::parse(id).ok_or_else(|| crate::servers::not_found(id))?;
+        let sid = ServerId::parse(id).ok_or_else(|| crate::common::not_found(id))?;
         let s = self
             .store
             .read(move |c| sql::get_server(c, &sid))
             .await?
-            .ok_or_else(|| crate::servers::not_found(id))?;
+            .ok_or_else(|| crate::common::not_found(id))?;
         if !ctx.can_read(&s.project_id) || !ctx.has(Persona::Reader) && !ctx.is_admin() {
-            return Err(crate::servers::not_found(id));
+            return Err(crate::common::not_found(id));
         }
         Ok(s)
     }
@@ -481,10 +450,8 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let (vm, power) = action.end();
-                self.step(&id, Some(action.task()), vm, None, Some(power))
+                self.settle(&id, event, action.task(), action.end(), |_, _| Ok(()))
                     .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, action = action.nova_name(), "action failed");
@@ -495,25 +462,15 @@ impl Compute {
                 } else {
                     from_vm
                 };
-                self.step(&id, Some(action.task()), vm, None, None).await;
-                let id2 = id.clone();
                 // What failed, then the backend's words (which only admins read).
                 let msg = format!("Action {} on instance {id} failed: {e}", action.nova_name());
-                let _ = self
-                    .store
-                    .write(move |tx| {
-                        sql::set_fault(
-                            tx,
-                            &id2,
-                            &model::compute::ServerFault {
-                                code: 500,
-                                message: msg,
-                                details: None,
-                                created_at: Utc::now(),
-                            },
-                        )
-                    })
-                    .await;
+                self.step_with(
+                    &id,
+                    Some(action.task()),
+                    (vm, None, None),
+                    crate::steps::record_fault(500, msg),
+                )
+                .await;
                 self.finish(event, false, Some(e.to_string())).await;
             }
         }

@@ -4,7 +4,7 @@ use model::ProjectId;
 use model::compute::{Flavor, FlavorId, FlavorSortKey};
 use store::compute::{self as sql, FlavorQuery, FlavorVisibility};
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 
@@ -279,8 +279,6 @@ pub(crate) fn require_admin(ctx: &Context, rule: &str) -> Result<()> {
     if ctx.is_admin() {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!(
-            "Policy doesn't allow {rule} to be performed."
-        )))
+        Err(crate::common::policy(rule))
     }
 }

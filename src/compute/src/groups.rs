@@ -9,10 +9,11 @@
 //! host goes to ERROR with Nova's `No valid host was found.` fault.
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::{Persona, ProjectId};
 use store::operator::{self as sql, ServerGroup};
 
+use crate::common::policy;
 use crate::{Compute, Error, Result};
 
 pub const POLICIES: &[&str] = &[
@@ -27,10 +28,6 @@ pub const NO_VALID_HOST: &str = "No valid host was found. ";
 
 fn not_found(id: &str) -> Error {
     Error::NotFound(format!("Instance group {id} could not be found."))
-}
-
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
 }
 
 /// A validated `POST /os-server-groups`.

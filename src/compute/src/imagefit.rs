@@ -10,7 +10,7 @@
 //! `os_compute_api:servers:create:zero_disk_flavor` since Stein (onebox has no volumes to
 //! boot from instead); an admin's is capped at `[compute] zero_disk_max_gb`.
 
-use identity::Context;
+use model::Context;
 use model::compute::Flavor;
 
 use crate::images::ImageInfo;

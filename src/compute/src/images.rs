@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use identity::Context;
+use model::Context;
 
 /// What the compute service needs to know of an image.
 #[derive(Clone, Debug, PartialEq, Eq)]

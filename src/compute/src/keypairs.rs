@@ -7,7 +7,7 @@ use model::UserId;
 use model::compute::{Keypair, KeypairType};
 use store::compute as sql;
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

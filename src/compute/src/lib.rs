@@ -7,20 +7,29 @@
 //! lock that keeps one task per server: a task moves a server only from the state it expects.
 
 pub mod actions;
+mod common;
 pub mod flavors;
 pub mod groups;
 mod imagefit;
 pub mod images;
 pub mod keypairs;
-mod lifecycle;
 mod metadata;
 mod network;
 pub mod operator;
+mod password;
+mod periodic;
 pub mod quotas;
+mod rebuild;
 pub mod reconcile;
 mod rescue;
+mod resize;
+mod server_metadata;
+mod server_tags;
 pub mod servers;
 mod snapshots;
+mod soft_delete;
+mod steps;
+mod sysmeta;
 mod tasks;
 
 use std::sync::Arc;
@@ -31,8 +40,8 @@ use store::Store;
 pub use images::{
     CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
 };
-pub use lifecycle::RebuildRequest;
 pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
+pub use rebuild::RebuildRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,19 +82,6 @@ impl From<store::Error> for Error {
 /// Rolls back the current store transaction with a compute error.
 pub(crate) fn abort(e: Error) -> store::Error {
     store::abort(e)
-}
-
-/// Inside a write: refuses with Nova's 409 when the server is locked now. Actions a lock
-/// stops check the lock again here, in the transaction that starts them, so a lock that
-/// committed after the request read the server still wins.
-pub(crate) fn refuse_if_locked(
-    tx: &store::Connection,
-    id: &model::compute::ServerId,
-) -> store::Result<()> {
-    if store::compute::lock_holder(tx, id)?.is_some() {
-        return Err(abort(Error::Conflict(format!("Instance {id} is locked"))));
-    }
-    Ok(())
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

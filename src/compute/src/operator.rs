@@ -2,16 +2,13 @@
 //! project. Every figure is computed on demand from the driver and the server rows.
 
 use chrono::{DateTime, Utc};
-use identity::Context;
+use model::Context;
 use model::compute::Server;
 use store::compute as csql;
 use store::operator::{self as sql, ServiceRow};
 
+use crate::common::policy;
 use crate::{Compute, Error, Result};
-
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
-}
 
 /// The box as its one hypervisor (Nova's compute node).
 #[derive(Clone, Debug)]

@@ -6,7 +6,7 @@ use model::ProjectId;
 use model::compute::{QUOTA_DEFAULTS, Usage};
 use store::compute as sql;
 
-use identity::Context;
+use model::Context;
 
 use crate::{Compute, Error, Result};
 

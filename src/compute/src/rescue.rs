@@ -10,14 +10,12 @@
 
 use chrono::Utc;
 use driver::{ImageFile, RescueImage};
-use identity::Context;
+use model::Context;
 use model::ProjectId;
 use model::compute::{PowerState, ServerId, TaskState, VmState};
 use store::compute as sql;
 
 use crate::actions::Action;
-use crate::lifecycle::Work;
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 impl Compute {
@@ -62,25 +60,16 @@ impl Compute {
         if Self::select_backend(&s.flavor, Some(&image)).ok() != Some(s.backend) {
             return Err(unsupported());
         }
-        let admin_pass = admin_pass.unwrap_or_else(crate::servers::random_password);
-        let action = self
-            .begin(
-                &s,
-                "rescue",
-                TaskState::Rescuing,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Rescue {
-                admin_pass: admin_pass.clone(),
-                image: image.id,
-            }),
-        });
+        let admin_pass = admin_pass.unwrap_or_else(crate::common::random_password);
+        let pass = admin_pass.clone();
+        self.start(
+            &s,
+            (Action::Rescue, TaskState::Rescuing),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action| async move { c.run_rescue(id, action, pass, image.id).await },
+        )
+        .await?;
         Ok(admin_pass)
     }
 
@@ -89,9 +78,9 @@ impl Compute {
         self.start_work(
             ctx,
             id,
-            (Action::Unrescue, "unrescue", TaskState::Unrescuing),
+            (Action::Unrescue, TaskState::Unrescuing),
             request_id,
-            Work::Unrescue,
+            Compute::run_unrescue,
         )
         .await
     }
@@ -145,30 +134,13 @@ impl Compute {
             .await;
         match result {
             Ok(()) => {
-                let id2 = id.clone();
                 // Nova records the rescue's boot as the server's launch.
-                let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::Rescuing),
-                            VmState::Rescued,
-                            None,
-                            Some(PowerState::Running),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::set_launched(tx, &id2, Utc::now())?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
-                self.finish(
+                self.settle(
+                    &id,
                     event,
-                    moved,
-                    (!moved).then(|| "the server changed during the rescue".into()),
+                    TaskState::Rescuing,
+                    (VmState::Rescued, PowerState::Running),
+                    |tx, id| sql::set_launched(tx, id, Utc::now()),
                 )
                 .await;
             }
@@ -184,7 +156,7 @@ impl Compute {
         }
     }
 
-    pub(crate) async fn run_unrescue(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_unrescue(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_unrescue_instance").await;
         let Some(server) = self.load(&id).await else {
             self.finish(event, false, Some("the server is gone".into()))
@@ -194,19 +166,12 @@ impl Compute {
         let spec = self.instance_spec(&server).await;
         match self.blocking(&id, move |d| d.unrescue(&spec)).await {
             Ok(()) => {
-                let moved = self
-                    .step(
-                        &id,
-                        Some(TaskState::Unrescuing),
-                        VmState::Active,
-                        None,
-                        Some(PowerState::Running),
-                    )
-                    .await;
-                self.finish(
+                self.settle(
+                    &id,
                     event,
-                    moved,
-                    (!moved).then(|| "the server changed during the unrescue".into()),
+                    TaskState::Unrescuing,
+                    (VmState::Active, PowerState::Running),
+                    |_, _| Ok(()),
                 )
                 .await;
             }

@@ -1,20 +1,21 @@
-//! Servers: create, list, show, update, delete, and their metadata and tags.
+//! Servers: create, list, show, update, delete (metadata and tags are in `server_metadata`
+//! and `server_tags`).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use model::compute::{
-    Backend, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerFilter, ServerId, ServerSortKey,
-    TaskState, VmState,
+    Backend, Flavor, FlavorId, PowerState, QUOTA_DEFAULTS, Server, ServerFilter, ServerId,
+    ServerSortKey, TaskState, VmState,
 };
 use model::{Persona, ProjectId};
 use regex::Regex;
 use store::compute::{self as sql, Cond};
 
-use identity::Context;
+use model::Context;
 
+use crate::common::{not_found, policy, random_password};
 use crate::network;
-use crate::tasks::Job;
 use crate::{Compute, Error, Result};
 
 /// The networks a create request asks for.
@@ -95,6 +96,183 @@ pub struct ServerQuery {
     pub limit: Option<usize>,
 }
 
+/// How many of a create's servers the project's quota has room for, at least `min_count`
+/// and at most `max_count`; a quota fault naming the tightest resource otherwise.
+fn quota_room(
+    tx: &store::Connection,
+    project: &ProjectId,
+    flavor: &Flavor,
+    req: &CreateRequest,
+) -> store::Result<u32> {
+    let limits = crate::quotas::limits_of(tx, project)?;
+    let usage = sql::usage(tx, project)?;
+    let mut allowed = req.max_count as i64;
+    let mut worst: Option<(&str, i64, i64, i64)> = None;
+    for (res, per, used) in [
+        ("instances", 1i64, usage.instances),
+        ("cores", i64::from(flavor.vcpus), usage.cores),
+        ("ram", flavor.ram_mb as i64, usage.ram),
+    ] {
+        let limit = limits.get(res).copied().unwrap_or(-1);
+        if limit < 0 || per == 0 {
+            continue;
+        }
+        let room = ((limit - used) / per).max(0);
+        if room < allowed {
+            allowed = room;
+            worst = Some((res, per, used, limit));
+        }
+    }
+    if allowed < i64::from(req.min_count) {
+        let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
+        return Err(crate::abort(crate::common::quota_exceeded(
+            res,
+            per * i64::from(req.min_count),
+            used,
+            limit,
+        )));
+    }
+    Ok(allowed.min(i64::from(req.max_count)) as u32)
+}
+
+/// The networks a create asked for, each one the project's.
+fn requested_networks(
+    tx: &store::Connection,
+    project: &ProjectId,
+    req: &NetworkRequest,
+    routed: &[network::Prefix],
+) -> store::Result<Vec<sql::Network>> {
+    Ok(match req {
+        NetworkRequest::None => Vec::new(),
+        NetworkRequest::Auto => {
+            vec![network::default_network(tx, project, routed)?]
+        }
+        NetworkRequest::List(ids) => {
+            let mut v = Vec::new();
+            for id in ids {
+                match network::find_network(tx, project, id)? {
+                    Some(n) => v.push(n),
+                    None => {
+                        return Err(crate::abort(Error::BadRequest(format!(
+                            "Network {id} could not be found."
+                        ))));
+                    }
+                }
+            }
+            v
+        }
+    })
+}
+
+/// Server `i` of the `count` a create makes from `template`: its own id, and when there are
+/// several, a name and hostname numbered from 1.
+fn instance(
+    template: &Server,
+    req: &CreateRequest,
+    count: u32,
+    i: u32,
+    now: DateTime<Utc>,
+) -> Server {
+    let base_host = req
+        .hostname
+        .clone()
+        .unwrap_or_else(|| sanitize_hostname(&req.name));
+    let (name, hostname) = if count > 1 {
+        (
+            format!("{}-{}", req.name, i + 1),
+            format!("{base_host}-{}", i + 1),
+        )
+    } else {
+        (req.name.clone(), base_host)
+    };
+    Server {
+        id: ServerId::generate(),
+        name,
+        hostname,
+        launch_index: i,
+        created_at: now,
+        updated_at: now,
+        ..template.clone()
+    }
+}
+
+/// The conditions SQL applies to a listing: the caller's scope (its project, or every
+/// project for an admin who asks), deleted or not, statuses, times, exact filters and tags.
+fn listing_conditions(ctx: &Context, q: &ServerQuery) -> Result<Vec<Cond>> {
+    let mut conds = Vec::new();
+    if q.all_projects {
+        if !ctx.is_admin() {
+            return Err(policy("os_compute_api:servers:index:get_all_tenants"));
+        }
+        if let Some(p) = &q.project {
+            conds.push(Cond::Project(p.clone()));
+        }
+    } else {
+        let p = ctx
+            .project_id
+            .clone()
+            .ok_or_else(|| policy("os_compute_api:servers:index"))?;
+        if !ctx.can_read(&p) {
+            return Err(policy("os_compute_api:servers:index"));
+        }
+        conds.push(Cond::Project(p));
+    }
+    let deleted = q
+        .deleted
+        .or_else(|| (q.changes_since.is_none() && q.changes_before.is_none()).then_some(false));
+    if let Some(d) = deleted {
+        conds.push(Cond::Deleted(d));
+    }
+    if !q.statuses.is_empty() {
+        let mut vms = Vec::new();
+        let mut tasks: Option<Vec<Option<TaskState>>> = Some(Vec::new());
+        for (v, t) in &q.statuses {
+            vms.extend(v.iter().copied());
+            match (t, &mut tasks) {
+                (None, _) => tasks = None,
+                (Some(ts), Some(acc)) => acc.extend(ts.iter().copied()),
+                (Some(_), None) => {}
+            }
+        }
+        conds.push(Cond::VmStates(vms));
+        if let Some(t) = tasks {
+            conds.push(Cond::TaskStates(t));
+        }
+    }
+    if let Some(t) = q.changes_since {
+        conds.push(Cond::ChangedSince(t));
+    }
+    if let Some(t) = q.changes_before {
+        conds.push(Cond::ChangedBefore(t));
+    }
+    conds.extend(q.filters.iter().cloned().map(Cond::Is));
+    if !q.tags.is_empty() {
+        conds.push(Cond::AllTags(q.tags.clone()));
+    }
+    if !q.tags_any.is_empty() {
+        conds.push(Cond::AnyTags(q.tags_any.clone()));
+    }
+    if !q.not_tags.is_empty() {
+        conds.push(Cond::NotAllTags(q.not_tags.clone()));
+    }
+    if !q.not_tags_any.is_empty() {
+        conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
+    }
+    Ok(conds)
+}
+
+/// Whether a candidate meets the listing's regular-expression filters.
+fn patterns_match(q: &ServerQuery, k: &sql::ServerKey) -> bool {
+    q.name.as_ref().is_none_or(|r| r.is_match(&k.name))
+        && q.hostname.as_ref().is_none_or(|r| r.is_match(&k.hostname))
+        && q.key_name
+            .as_ref()
+            .is_none_or(|r| k.key_name.as_deref().is_some_and(|n| r.is_match(n)))
+        && q.ip
+            .as_ref()
+            .is_none_or(|r| k.addresses.iter().any(|a| r.is_match(a)))
+}
+
 /// Nova's hostname from a display name: lower case, letters, digits and hyphens, at most 63.
 pub fn sanitize_hostname(name: &str) -> String {
     let mut out = String::new();
@@ -108,15 +286,6 @@ pub fn sanitize_hostname(name: &str) -> String {
     let out = out.trim_matches('-').chars().take(63).collect::<String>();
     let out = out.trim_end_matches('-').to_owned();
     if out.is_empty() { "server".into() } else { out }
-}
-
-pub(crate) fn random_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut b = [0u8; 12];
-    getrandom::fill(&mut b).expect("the OS random number generator failed");
-    b.iter()
-        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
-        .collect()
 }
 
 fn reservation_id() -> String {
@@ -134,16 +303,8 @@ fn reservation_id() -> String {
     format!("r-{s}")
 }
 
-pub(crate) fn not_found(id: &str) -> Error {
-    Error::NotFound(format!("Instance {id} could not be found."))
-}
-
 /// The flavor extra spec that names the backend of its servers.
 pub const BACKEND_SPEC: &str = "onebox:backend";
-
-fn policy(rule: &str) -> Error {
-    Error::Forbidden(format!("Policy doesn't allow {rule} to be performed."))
-}
 
 impl Compute {
     /// Which backend runs a server of `flavor` booted from `image` (Nova's conventions):
@@ -225,6 +386,69 @@ impl Compute {
             self.check_image_fits(ctx, &flavor, &image)?;
             image_info = Some(image);
         }
+        let key_data = self.check_extras(ctx, &project, &req).await?;
+        let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
+        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
+        let mut template = self.server_template(ctx, &project, &req, flavor, backend);
+        template.key_data = key_data;
+        template.reservation_id = reservation_id();
+        let reservation_out = template.reservation_id.clone();
+        let user = ctx.user_id.clone();
+        let request_id = request_id.to_owned();
+        let routed = if self.cfg.avoid_host_routes {
+            network::host_routes()
+        } else {
+            Vec::new()
+        };
+        let servers = self
+            .store
+            .write(move |tx| {
+                // Quota and insert share this transaction on the single writer: concurrent
+                // creates cannot both see the same free room.
+                let count = quota_room(tx, &project, &template.flavor, &req)?;
+                let networks = requested_networks(tx, &project, &req.networks, &routed)?;
+                let now = Utc::now();
+                let mut made = Vec::new();
+                for i in 0..count {
+                    let mut s = instance(&template, &req, count, i, now);
+                    sql::insert_server(tx, &s)?;
+                    for (pos, net) in networks.iter().enumerate() {
+                        s.addresses
+                            .push(network::allocate(tx, net, &s.id, pos as u32)?);
+                    }
+                    let action =
+                        sql::start_action(tx, &s.id, &request_id, "create", &project, &user)?;
+                    made.push((s, action));
+                }
+                if let Some(group) = req.scheduler_hints.get("group").and_then(|g| g.first()) {
+                    let ids: Vec<String> = made.iter().map(|(s, _)| s.id.to_string()).collect();
+                    crate::groups::join(tx, &project, group, &ids)?;
+                }
+                Ok(made)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(servers.len());
+        for (s, action) in servers {
+            tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
+            let server = s.clone();
+            self.run(&s.id, move |c| async move { c.build(server, action).await });
+            out.push(s);
+        }
+        Ok(Created {
+            servers: out,
+            reservation_id: reservation_out,
+            admin_pass,
+        })
+    }
+
+    /// The key pair, availability zone and metadata count of a create: the key's public key
+    /// if one was named.
+    async fn check_extras(
+        &self,
+        ctx: &Context,
+        project: &ProjectId,
+        req: &CreateRequest,
+    ) -> Result<Option<String>> {
         let key_data = match &req.key_name {
             Some(k) => Some(
                 self.get_keypair(ctx.user_id.clone(), k)
@@ -243,167 +467,58 @@ impl Compute {
                 ));
             }
         }
-        let meta_limit = {
-            let p = project.clone();
-            self.store
-                .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
-                .await?
-        };
-        if meta_limit >= 0 && req.metadata.len() as i64 > meta_limit {
-            return Err(Error::QuotaExceeded(format!(
-                "Quota exceeded for metadata_items: Requested {}, but already used 0 of {meta_limit} metadata_items",
-                req.metadata.len()
-            )));
-        }
-
-        let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
-        let reservation = reservation_id();
-        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
-        let host = self.cfg.host.clone();
-        let az = self.cfg.availability_zone.clone();
-        let user = ctx.user_id.clone();
-        let request_id = request_id.to_owned();
-        let reservation_out = reservation.clone();
-        let routed = if self.cfg.avoid_host_routes {
-            network::host_routes()
-        } else {
-            Vec::new()
-        };
-        let servers = self
-            .store
-            .write(move |tx| {
-                // Quota and insert share this transaction on the single writer: concurrent
-                // creates cannot both see the same free room.
-                let limits = crate::quotas::limits_of(tx, &project)?;
-                let usage = sql::usage(tx, &project)?;
-                let mut allowed = req.max_count as i64;
-                let mut worst: Option<(&str, i64, i64, i64)> = None;
-                for (res, per, used) in [
-                    ("instances", 1i64, usage.instances),
-                    ("cores", i64::from(flavor.vcpus), usage.cores),
-                    ("ram", flavor.ram_mb as i64, usage.ram),
-                ] {
-                    let limit = limits.get(res).copied().unwrap_or(-1);
-                    if limit < 0 || per == 0 {
-                        continue;
-                    }
-                    let room = ((limit - used) / per).max(0);
-                    if room < allowed {
-                        allowed = room;
-                        worst = Some((res, per, used, limit));
-                    }
-                }
-                if allowed < i64::from(req.min_count) {
-                    let (res, per, used, limit) = worst.unwrap_or(("instances", 1, 0, 0));
-                    return Err(crate::abort(Error::QuotaExceeded(format!(
-                        "Quota exceeded for {res}: Requested {}, but already used {used} of {limit} {res}",
-                        per * i64::from(req.min_count)
-                    ))));
-                }
-                let count = allowed.min(i64::from(req.max_count)) as u32;
-                let networks = match &req.networks {
-                    NetworkRequest::None => Vec::new(),
-                    NetworkRequest::Auto => {
-                        vec![network::default_network(tx, &project, &routed)?]
-                    }
-                    NetworkRequest::List(ids) => {
-                        let mut v = Vec::new();
-                        for id in ids {
-                            match network::find_network(tx, &project, id)? {
-                                Some(n) => v.push(n),
-                                None => {
-                                    return Err(crate::abort(Error::BadRequest(format!(
-                                        "Network {id} could not be found."
-                                    ))));
-                                }
-                            }
-                        }
-                        v
-                    }
-                };
-                let now = Utc::now();
-                let mut made = Vec::new();
-                for i in 0..count {
-                    let (name, hostname) = if count > 1 {
-                        let base_host = req
-                            .hostname
-                            .clone()
-                            .unwrap_or_else(|| sanitize_hostname(&req.name));
-                        (format!("{}-{}", req.name, i + 1), format!("{base_host}-{}", i + 1))
-                    } else {
-                        (
-                            req.name.clone(),
-                            req.hostname
-                                .clone()
-                                .unwrap_or_else(|| sanitize_hostname(&req.name)),
-                        )
-                    };
-                    let id = ServerId::generate();
-                    let mut s = Server {
-                        id: id.clone(),
-                        name,
-                        project_id: project.clone(),
-                        user_id: user.clone(),
-                        flavor: flavor.clone(),
-                        image_id: req.image_ref.clone(),
-                        vm_state: VmState::Building,
-                        task_state: Some(TaskState::Scheduling),
-                        power_state: PowerState::NoState,
-                        backend,
-                        availability_zone: az.clone(),
-                        key_name: req.key_name.clone(),
-                        key_data: key_data.clone(),
-                        user_data: req.user_data.clone(),
-                        config_drive: req.config_drive,
-                        description: req.description.clone(),
-                        hostname,
-                        access_ipv4: req.access_ipv4.clone(),
-                        access_ipv6: req.access_ipv6.clone(),
-                        locked_by: None,
-                        locked_reason: None,
-                        metadata: req.metadata.clone(),
-                        tags: req.tags.clone(),
-                        reservation_id: reservation.clone(),
-                        launch_index: i,
-                        progress: 0,
-                        host: host.clone(),
-                        addresses: Vec::new(),
-                        scheduler_hints: req.scheduler_hints.clone(),
-                        created_at: now,
-                        updated_at: now,
-                        launched_at: None,
-                        terminated_at: None,
-                        deleted: false,
-                        fault: None,
-                    };
-                    sql::insert_server(tx, &s)?;
-                    for (pos, net) in networks.iter().enumerate() {
-                        s.addresses.push(network::allocate(tx, net, &id, pos as u32)?);
-                    }
-                    let action = sql::start_action(tx, &id, &request_id, "create", &project, &user)?;
-                    made.push((s, action));
-                }
-                if let Some(group) = req.scheduler_hints.get("group").and_then(|g| g.first()) {
-                    let ids: Vec<String> = made.iter().map(|(s, _)| s.id.to_string()).collect();
-                    crate::groups::join(tx, &project, group, &ids)?;
-                }
-                Ok(made)
-            })
+        self.check_metadata_quota(project, req.metadata.len())
             .await?;
-        let mut out = Vec::with_capacity(servers.len());
-        for (s, action) in servers {
-            tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
-            self.run(Job::Build {
-                server: Box::new(s.clone()),
-                action,
-            });
-            out.push(s);
+        Ok(key_data)
+    }
+
+    /// What every server of a create shares; [`instance`] makes each one of it.
+    fn server_template(
+        &self,
+        ctx: &Context,
+        project: &ProjectId,
+        req: &CreateRequest,
+        flavor: Flavor,
+        backend: Backend,
+    ) -> Server {
+        let now = Utc::now();
+        Server {
+            id: ServerId::default(),
+            name: req.name.clone(),
+            project_id: project.clone(),
+            user_id: ctx.user_id.clone(),
+            flavor,
+            image_id: req.image_ref.clone(),
+            vm_state: VmState::Building,
+            task_state: Some(TaskState::Scheduling),
+            power_state: PowerState::NoState,
+            backend,
+            availability_zone: self.cfg.availability_zone.clone(),
+            key_name: req.key_name.clone(),
+            key_data: None,
+            user_data: req.user_data.clone(),
+            config_drive: req.config_drive,
+            description: req.description.clone(),
+            hostname: String::new(),
+            access_ipv4: req.access_ipv4.clone(),
+            access_ipv6: req.access_ipv6.clone(),
+            locked_by: None,
+            locked_reason: None,
+            metadata: req.metadata.clone(),
+            tags: req.tags.clone(),
+            reservation_id: String::new(),
+            launch_index: 0,
+            progress: 0,
+            host: self.cfg.host.clone(),
+            addresses: Vec::new(),
+            scheduler_hints: req.scheduler_hints.clone(),
+            created_at: now,
+            updated_at: now,
+            launched_at: None,
+            terminated_at: None,
+            deleted: false,
+            fault: None,
         }
-        Ok(Created {
-            servers: out,
-            reservation_id: reservation_out,
-            admin_pass,
-        })
     }
 
     /// A server the caller may see. Others' servers, unknown ids and deleted servers are all
@@ -423,7 +538,12 @@ impl Compute {
     }
 
     /// A server the caller may change: a reader of its project gets 403, a stranger 404.
-    async fn server_for_write(&self, ctx: &Context, id: &str, rule: &str) -> Result<Server> {
+    pub(crate) async fn server_for_write(
+        &self,
+        ctx: &Context,
+        id: &str,
+        rule: &str,
+    ) -> Result<Server> {
         let s = self.get_server(ctx, id).await?;
         if !ctx.can_write(&s.project_id) {
             return Err(policy(rule));
@@ -432,65 +552,7 @@ impl Compute {
     }
 
     pub async fn list_servers(&self, ctx: &Context, q: ServerQuery) -> Result<Vec<Server>> {
-        let mut conds = Vec::new();
-        if q.all_projects {
-            if !ctx.is_admin() {
-                return Err(policy("os_compute_api:servers:index:get_all_tenants"));
-            }
-            if let Some(p) = &q.project {
-                conds.push(Cond::Project(p.clone()));
-            }
-        } else {
-            let p = ctx
-                .project_id
-                .clone()
-                .ok_or_else(|| policy("os_compute_api:servers:index"))?;
-            if !ctx.can_read(&p) {
-                return Err(policy("os_compute_api:servers:index"));
-            }
-            conds.push(Cond::Project(p));
-        }
-        let deleted = q
-            .deleted
-            .or_else(|| (q.changes_since.is_none() && q.changes_before.is_none()).then_some(false));
-        if let Some(d) = deleted {
-            conds.push(Cond::Deleted(d));
-        }
-        if !q.statuses.is_empty() {
-            let mut vms = Vec::new();
-            let mut tasks: Option<Vec<Option<TaskState>>> = Some(Vec::new());
-            for (v, t) in &q.statuses {
-                vms.extend(v.iter().copied());
-                match (t, &mut tasks) {
-                    (None, _) => tasks = None,
-                    (Some(ts), Some(acc)) => acc.extend(ts.iter().copied()),
-                    (Some(_), None) => {}
-                }
-            }
-            conds.push(Cond::VmStates(vms));
-            if let Some(t) = tasks {
-                conds.push(Cond::TaskStates(t));
-            }
-        }
-        if let Some(t) = q.changes_since {
-            conds.push(Cond::ChangedSince(t));
-        }
-        if let Some(t) = q.changes_before {
-            conds.push(Cond::ChangedBefore(t));
-        }
-        conds.extend(q.filters.iter().cloned().map(Cond::Is));
-        if !q.tags.is_empty() {
-            conds.push(Cond::AllTags(q.tags.clone()));
-        }
-        if !q.tags_any.is_empty() {
-            conds.push(Cond::AnyTags(q.tags_any.clone()));
-        }
-        if !q.not_tags.is_empty() {
-            conds.push(Cond::NotAllTags(q.not_tags.clone()));
-        }
-        if !q.not_tags_any.is_empty() {
-            conds.push(Cond::NotAnyTags(q.not_tags_any.clone()));
-        }
+        let conds = listing_conditions(ctx, &q)?;
         let limit = q
             .limit
             .unwrap_or(self.cfg.max_limit)
@@ -523,20 +585,7 @@ impl Compute {
             .store
             .read(move |c| sql::server_keys(c, &conds, &order, with_addresses))
             .await?;
-        let keys: Vec<_> = keys
-            .into_iter()
-            .filter(|k| q.name.as_ref().is_none_or(|r| r.is_match(&k.name)))
-            .filter(|k| q.hostname.as_ref().is_none_or(|r| r.is_match(&k.hostname)))
-            .filter(|k| {
-                q.key_name
-                    .as_ref()
-                    .is_none_or(|r| k.key_name.as_deref().is_some_and(|n| r.is_match(n)))
-            })
-            .filter(|k| {
-                q.ip.as_ref()
-                    .is_none_or(|r| k.addresses.iter().any(|a| r.is_match(a)))
-            })
-            .collect();
+        let keys: Vec<_> = keys.into_iter().filter(|k| patterns_match(&q, k)).collect();
         let start = match &q.marker {
             Some(m) => {
                 keys.iter()
@@ -590,21 +639,13 @@ impl Compute {
         self.get_server(ctx, id).await
     }
 
-    /// Fails with 409 when a non-admin acts on a locked server.
-    fn check_lock(ctx: &Context, s: &Server) -> Result<()> {
-        if s.locked() && !ctx.is_admin() {
-            return Err(Error::Conflict(format!("Instance {} is locked", s.id)));
-        }
-        Ok(())
-    }
-
     /// Deletes a server; with `reclaim_instance_interval` set, a server that booted only
     /// becomes SOFT_DELETED (restorable until it is reclaimed).
     pub async fn delete_server(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:servers:delete")
             .await?;
-        Self::check_lock(ctx, &s)?;
+        crate::common::check_lock(ctx, &s)?;
         if self.soft_deletes(&s) {
             return self.soft_delete(ctx, &s, request_id).await;
         }
@@ -616,7 +657,7 @@ impl Compute {
         let s = self
             .server_for_write(ctx, id, "os_compute_api:servers:delete")
             .await?;
-        Self::check_lock(ctx, &s)?;
+        crate::common::check_lock(ctx, &s)?;
         let (sid, rid, project, user) = (
             s.id.clone(),
             request_id.to_owned(),
@@ -625,7 +666,7 @@ impl Compute {
         );
         // A shelved server's image goes with it, as in Nova.
         if matches!(s.vm_state, VmState::Shelved | VmState::ShelvedOffloaded)
-            && let Some(image) = self.sysmeta(&s.id, crate::lifecycle::SHELVED_IMAGE).await
+            && let Some(image) = self.sysmeta(&s.id, crate::sysmeta::SHELVED_IMAGE).await
             && let Err(e) = self.images.delete_image(ctx, &image).await
         {
             tracing::warn!(server_id = %s.id, image = %image, error = %e, "deleting a shelved server's image");
@@ -637,199 +678,14 @@ impl Compute {
             .store
             .write(move |tx| {
                 if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
+                    crate::common::refuse_if_locked(tx, &sid)?;
                 }
                 sql::mark_deleting(tx, &sid)?;
                 sql::start_action(tx, &sid, &rid, "delete", &project, &user)
             })
             .await?;
-        self.run(Job::Delete {
-            server: s.id.clone(),
-            action,
-        });
-        Ok(())
-    }
-
-    // ---- metadata ------------------------------------------------------------------------
-
-    /// Checks that metadata may change now (Nova: active, paused, suspended or stopped, with
-    /// no task running) and the caller may change it.
-    async fn server_for_metadata(&self, ctx: &Context, id: &str, action: &str) -> Result<Server> {
-        let s = self
-            .server_for_write(ctx, id, "os_compute_api:server-metadata:update")
-            .await?;
-        Self::check_lock(ctx, &s)?;
-        let ok_vm = matches!(
-            s.vm_state,
-            VmState::Active | VmState::Paused | VmState::Suspended | VmState::Stopped
-        );
-        if !ok_vm || s.task_state.is_some() {
-            let (attr, state) = match s.task_state {
-                Some(t) if ok_vm => ("task_state", t.as_str()),
-                _ => ("vm_state", s.vm_state.as_str()),
-            };
-            return Err(Error::Conflict(format!(
-                "Cannot '{action}' instance {} while it is in {attr} {state}",
-                s.id
-            )));
-        }
-        Ok(s)
-    }
-
-    /// Replaces (`replace`) or merges metadata; returns the resulting metadata.
-    pub async fn set_metadata(
-        &self,
-        ctx: &Context,
-        id: &str,
-        items: BTreeMap<String, String>,
-        replace: bool,
-    ) -> Result<BTreeMap<String, String>> {
-        let s = self.server_for_metadata(ctx, id, "update_metadata").await?;
-        let mut merged = if replace {
-            BTreeMap::new()
-        } else {
-            s.metadata.clone()
-        };
-        merged.extend(items);
-        self.check_metadata_quota(&s.project_id, merged.len())
-            .await?;
         let sid = s.id.clone();
-        let m2 = merged.clone();
-        let bound_by_lock = !ctx.is_admin();
-        self.store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
-                }
-                sql::clear_metadata(tx, &sid)?;
-                for (k, v) in &m2 {
-                    sql::set_metadata_item(tx, &sid, k, v)?;
-                }
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(merged)
-    }
-
-    async fn check_metadata_quota(&self, project: &ProjectId, count: usize) -> Result<()> {
-        let p = project.clone();
-        let limit = self
-            .store
-            .read(move |c| crate::quotas::limit_of(c, &p, "metadata_items"))
-            .await?;
-        if limit >= 0 && count as i64 > limit {
-            return Err(Error::QuotaExceeded(format!(
-                "Quota exceeded for metadata_items: Requested {count}, but already used 0 of {limit} metadata_items"
-            )));
-        }
-        Ok(())
-    }
-
-    pub async fn delete_metadata_item(&self, ctx: &Context, id: &str, key: &str) -> Result<()> {
-        let s = self.server_for_metadata(ctx, id, "delete_metadata").await?;
-        if !s.metadata.contains_key(key) {
-            return Err(Error::NotFound("Metadata item was not found".into()));
-        }
-        let (sid, k) = (s.id.clone(), key.to_owned());
-        let bound_by_lock = !ctx.is_admin();
-        self.store
-            .write(move |tx| {
-                if bound_by_lock {
-                    crate::refuse_if_locked(tx, &sid)?;
-                }
-                sql::delete_metadata_item(tx, &sid, &k)?;
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(())
-    }
-
-    // ---- tags ----------------------------------------------------------------------------
-
-    async fn server_for_tags(&self, ctx: &Context, id: &str) -> Result<Server> {
-        let s = self
-            .server_for_write(ctx, id, "os_compute_api:os-server-tags:update")
-            .await?;
-        let ok_vm = matches!(
-            s.vm_state,
-            VmState::Active
-                | VmState::Paused
-                | VmState::Suspended
-                | VmState::Stopped
-                | VmState::Shelved
-                | VmState::ShelvedOffloaded
-        );
-        if !ok_vm || s.task_state.is_some() {
-            return Err(Error::Conflict(format!(
-                "Cannot 'update tags' instance {} while it is in vm_state {}",
-                s.id,
-                s.vm_state.as_str()
-            )));
-        }
-        Ok(s)
-    }
-
-    /// Replaces all tags (`PUT /tags`), or clears them when `tags` is empty.
-    pub async fn set_tags(
-        &self,
-        ctx: &Context,
-        id: &str,
-        tags: Vec<String>,
-    ) -> Result<Vec<String>> {
-        let s = self.server_for_tags(ctx, id).await?;
-        let sid = s.id.clone();
-        let mut t2 = tags.clone();
-        t2.sort();
-        t2.dedup();
-        let out = t2.clone();
-        self.store
-            .write(move |tx| {
-                sql::clear_tags(tx, &sid)?;
-                for t in &t2 {
-                    sql::add_tag(tx, &sid, t)?;
-                }
-                sql::touch_server(tx, &sid)
-            })
-            .await?;
-        Ok(out)
-    }
-
-    /// Adds one tag; true when it was new.
-    pub async fn add_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<bool> {
-        let s = self.server_for_tags(ctx, id).await?;
-        if !s.tags.iter().any(|t| t == tag) && s.tags.len() >= 50 {
-            return Err(Error::BadRequest(
-                "The number of tags exceeded the per-server limit 50".into(),
-            ));
-        }
-        let (sid, t) = (s.id.clone(), tag.to_owned());
-        Ok(self
-            .store
-            .write(move |tx| {
-                let added = sql::add_tag(tx, &sid, &t)?;
-                sql::touch_server(tx, &sid)?;
-                Ok(added)
-            })
-            .await?)
-    }
-
-    pub async fn delete_tag(&self, ctx: &Context, id: &str, tag: &str) -> Result<()> {
-        let s = self.server_for_tags(ctx, id).await?;
-        let (sid, t) = (s.id.clone(), tag.to_owned());
-        if !self
-            .store
-            .write(move |tx| {
-                let removed = sql::delete_tag(tx, &sid, &t)?;
-                sql::touch_server(tx, &sid)?;
-                Ok(removed)
-            })
-            .await?
-        {
-            return Err(Error::NotFound(format!(
-                "Tag '{tag}' could not be found for instance {}.",
-                s.id
-            )));
-        }
+        self.run(&s.id, move |c| async move { c.destroy(sid, action).await });
         Ok(())
     }
 
@@ -851,6 +707,7 @@ pub fn quota_resource(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::random_password;
 
     #[test]
     fn hostnames_from_names() {

@@ -10,15 +10,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
+use model::ProjectId;
 use model::compute::{PowerState, Server, ServerId, TaskState, VmState};
-use model::{ProjectId, UserId};
 use store::compute as sql;
 
 use crate::actions::Action;
 use crate::images::{CatalogError, SnapshotImage};
-use crate::lifecycle::{SHELVED_AT, SHELVED_IMAGE, Work};
-use crate::tasks::Job;
+use crate::sysmeta::{SHELVED_AT, SHELVED_IMAGE};
 use crate::{Compute, Error, Result};
 
 /// A backup's rotation: keep the newest `rotation` backups of this type.
@@ -187,9 +186,9 @@ impl Compute {
         request_id: &str,
     ) -> Result<String> {
         let s = self.get_server(ctx, id).await?;
-        let (action, task, action_name) = match backup {
-            Some(_) => (Action::CreateBackup, TaskState::ImageBackup, "createBackup"),
-            None => (Action::CreateImage, TaskState::ImageSnapshot, "createImage"),
+        let (action, task) = match backup {
+            Some(_) => (Action::CreateBackup, TaskState::ImageBackup),
+            None => (Action::CreateImage, TaskState::ImageSnapshot),
         };
         self.may_act(ctx, &s, action)?;
         self.can_snapshot(&s)?;
@@ -197,7 +196,7 @@ impl Compute {
             .snapshot_image(ctx, &s, name, metadata, backup.as_ref())
             .await?;
         let begun = self
-            .begin(&s, action_name, task, request_id, &ctx.user_id, |_| Ok(()))
+            .begin(&s, action, task, request_id, &ctx.user_id, |_| Ok(()))
             .await;
         let action_id = match begun {
             Ok(a) => a,
@@ -206,16 +205,18 @@ impl Compute {
                 return Err(e);
             }
         };
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action: action_id,
-            work: Box::new(Work::Snapshot(SnapshotWork {
+        let (sid, work) = (
+            s.id.clone(),
+            SnapshotWork {
                 ctx: Box::new(ctx.clone()),
                 owner: s.project_id.clone(),
                 image_id: image_id.clone(),
                 backup,
                 from_vm: s.vm_state,
-            })),
+            },
+        );
+        self.run(&s.id, move |c| async move {
+            c.run_snapshot(sid, action_id, work).await
         });
         Ok(image_id)
     }
@@ -389,7 +390,7 @@ impl Compute {
         let begun = self
             .begin(
                 &s,
-                "shelve",
+                Action::Shelve,
                 TaskState::Shelving,
                 request_id,
                 &ctx.user_id,
@@ -405,14 +406,16 @@ impl Compute {
                 return Err(e);
             }
         };
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Shelve(ShelveWork {
+        let (sid, work) = (
+            s.id.clone(),
+            ShelveWork {
                 ctx: Box::new(ctx.clone()),
                 image_id,
                 from_vm: s.vm_state,
-            })),
+            },
+        );
+        self.run(&s.id, move |c| async move {
+            c.run_shelve(sid, action, work).await
         });
         Ok(())
     }
@@ -488,30 +491,22 @@ impl Compute {
             self.finish(event, false, Some(msg)).await;
             return;
         }
-        let (id2, image) = (id.clone(), w.image_id.clone());
+        let image = w.image_id.clone();
         let moved = self
-            .store
-            .write(move |tx| {
-                if !sql::transition(
-                    tx,
-                    &id2,
-                    Some(task),
-                    VmState::Shelved,
-                    None,
-                    Some(PowerState::Shutdown),
-                )? {
-                    return Ok(false);
-                }
-                match &image {
-                    Some(i) => sql::set_sysmeta(tx, &id2, SHELVED_IMAGE, i)?,
-                    None => sql::delete_sysmeta(tx, &id2, SHELVED_IMAGE)?,
-                }
-                sql::set_sysmeta(tx, &id2, SHELVED_AT, &store::ts(Utc::now()))?;
-                Ok(true)
-            })
-            .await
-            .unwrap_or(false);
-        self.finish(event, moved, None).await;
+            .settle(
+                &id,
+                event,
+                task,
+                (VmState::Shelved, PowerState::Shutdown),
+                move |tx, id| {
+                    match &image {
+                        Some(i) => sql::set_sysmeta(tx, id, SHELVED_IMAGE, i)?,
+                        None => sql::delete_sysmeta(tx, id, SHELVED_IMAGE)?,
+                    }
+                    sql::set_sysmeta(tx, id, SHELVED_AT, &store::ts(Utc::now()))
+                },
+            )
+            .await;
         if moved && self.cfg.shelved_offload_time == 0 {
             let id2 = id.clone();
             if self
@@ -528,57 +523,37 @@ impl Compute {
                 .await
                 .unwrap_or(false)
             {
-                self.run_offload(id, action).await;
+                self.clone().run_offload(id, action).await;
             }
         }
     }
 
     /// shelveOffload: lets go of a shelved server's backend instance now.
     pub async fn shelve_offload(&self, ctx: &Context, id: &str, request_id: &str) -> Result<()> {
-        let s = self.get_server(ctx, id).await?;
-        self.may_act(ctx, &s, Action::ShelveOffload)?;
-        self.start_offload(&s, request_id, &ctx.user_id).await
-    }
-
-    pub(crate) async fn start_offload(
-        &self,
-        s: &Server,
-        request_id: &str,
-        user: &UserId,
-    ) -> Result<()> {
-        let action = self
-            .begin(
-                s,
-                "shelveOffload",
-                TaskState::ShelvingOffloading,
-                request_id,
-                user,
-                |_| Ok(()),
-            )
-            .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::ShelveOffload),
-        });
-        Ok(())
+        self.start_work(
+            ctx,
+            id,
+            (Action::ShelveOffload, TaskState::ShelvingOffloading),
+            request_id,
+            Compute::run_offload,
+        )
+        .await
     }
 
     /// Destroys the backend instance of a server in `shelving_offloading`.
-    pub(crate) async fn run_offload(&self, id: ServerId, action: i64) {
+    pub(crate) async fn run_offload(self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_shelve_offload_instance").await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.destroy(&id2)).await {
             Ok(()) => {
-                self.step(
+                self.settle(
                     &id,
-                    Some(TaskState::ShelvingOffloading),
-                    VmState::ShelvedOffloaded,
-                    None,
-                    Some(PowerState::NoState),
+                    event,
+                    TaskState::ShelvingOffloading,
+                    (VmState::ShelvedOffloaded, PowerState::NoState),
+                    |_, _| Ok(()),
                 )
                 .await;
-                self.finish(event, true, None).await;
             }
             Err(e) => {
                 self.fail_back(
@@ -645,25 +620,15 @@ impl Compute {
                 .await
                 .map_err(|id| crate::imagefit::image_not_found(&id))?;
         }
-        let action = self
-            .begin(
-                &s,
-                "unshelve",
-                TaskState::Unshelving,
-                request_id,
-                &ctx.user_id,
-                |_| Ok(()),
-            )
-            .await?;
-        self.run(Job::Work {
-            server: s.id.clone(),
-            action,
-            work: Box::new(Work::Unshelve {
-                ctx: Box::new(ctx.clone()),
-                from_vm: s.vm_state,
-            }),
-        });
-        Ok(())
+        let (ctx2, from_vm) = (ctx.clone(), s.vm_state);
+        self.start(
+            &s,
+            (Action::Unshelve, TaskState::Unshelving),
+            request_id,
+            &ctx.user_id,
+            move |c, id, action| async move { c.run_unshelve(id, action, ctx2, from_vm).await },
+        )
+        .await
     }
 
     pub(crate) async fn run_unshelve(
@@ -692,33 +657,24 @@ impl Compute {
         };
         match result {
             Ok(()) => {
-                let id2 = id.clone();
                 let moved = self
-                    .store
-                    .write(move |tx| {
-                        if !sql::transition(
-                            tx,
-                            &id2,
-                            Some(TaskState::Unshelving),
-                            VmState::Active,
-                            None,
-                            Some(PowerState::Running),
-                        )? {
-                            return Ok(false);
-                        }
-                        sql::delete_sysmeta(tx, &id2, SHELVED_IMAGE)?;
-                        sql::delete_sysmeta(tx, &id2, SHELVED_AT)?;
-                        Ok(true)
-                    })
-                    .await
-                    .unwrap_or(false);
+                    .settle(
+                        &id,
+                        event,
+                        TaskState::Unshelving,
+                        (VmState::Active, PowerState::Running),
+                        |tx, id| {
+                            sql::delete_sysmeta(tx, id, SHELVED_IMAGE)?;
+                            sql::delete_sysmeta(tx, id, SHELVED_AT)
+                        },
+                    )
+                    .await;
                 if moved
                     && let Some(i) = &image
                     && let Err(e) = self.images.delete_image(&ctx, i).await
                 {
                     tracing::warn!(image = %i, error = %e, "deleting the image of an unshelved server");
                 }
-                self.finish(event, moved, None).await;
             }
             Err(e) => {
                 self.fault(&id, format!("Unshelve of instance {id} failed: {e}"))

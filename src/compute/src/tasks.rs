@@ -12,40 +12,17 @@
 //! finds the server changed under it stops.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use driver::{ComputeDriver, InstanceSpec};
-use model::compute::{Backend, PowerState, Server, ServerFault, ServerId, TaskState, VmState};
+use model::compute::{Backend, PowerState, Server, ServerId, TaskState, VmState};
 use store::compute as sql;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::Compute;
-
-/// Work the runner can do.
-pub(crate) enum Job {
-    Build {
-        server: Box<Server>,
-        action: i64,
-    },
-    Delete {
-        server: ServerId,
-        action: i64,
-    },
-    Power {
-        server: ServerId,
-        action: crate::actions::PowerAction,
-        action_id: i64,
-        from_vm: VmState,
-    },
-    /// Rebuild, resize, snapshots, shelving and the rest (see `lifecycle`).
-    Work {
-        server: ServerId,
-        action: i64,
-        work: Box<crate::lifecycle::Work>,
-    },
-}
 
 pub(crate) struct Runner {
     slots: Arc<Semaphore>,
@@ -122,15 +99,17 @@ fn project_share(concurrency: usize) -> usize {
 }
 
 impl Compute {
-    /// Starts a job in the background. It outlives the request that started it.
-    pub(crate) fn run(&self, job: Job) {
+    /// Starts a task on server `id` in the background: the future `job` makes of the
+    /// service runs under the runner's guards and outlives the request that started it. The
+    /// runner knows nothing of what the task does.
+    pub(crate) fn run<F, Fut>(&self, id: &ServerId, job: F)
+    where
+        F: FnOnce(Compute) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let job = job(self.clone());
         let this = self.clone();
-        let id = match &job {
-            Job::Build { server, .. } => server.id.clone(),
-            Job::Delete { server, .. } | Job::Power { server, .. } | Job::Work { server, .. } => {
-                server.clone()
-            }
-        };
+        let id = id.clone();
         self.tasks.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let lock = this.tasks.lock_of(&id);
@@ -143,21 +122,7 @@ impl Compute {
                 let _share = mine.clone().acquire_owned().await;
                 let _permit = this.tasks.slots.clone().acquire_owned().await;
                 drop(mine);
-                match job {
-                    Job::Build { server, action } => this.build(*server, action).await,
-                    Job::Delete { server, action } => this.destroy(server, action).await,
-                    Job::Power {
-                        server,
-                        action,
-                        action_id,
-                        from_vm,
-                    } => this.run_power(server, action, action_id, from_vm).await,
-                    Job::Work {
-                        server,
-                        action,
-                        work,
-                    } => this.run_work(server, action, *work).await,
-                }
+                job.await;
             }
             drop(lock);
             this.tasks.forget(&id);
@@ -207,54 +172,7 @@ impl Compute {
             .unwrap_or_else(|e| Err(driver::DriverError::Failed(format!("driver task: {e}"))))
     }
 
-    /// Moves a server between task states; false (logged) if it was no longer in `from`.
-    pub(crate) async fn step(
-        &self,
-        id: &ServerId,
-        from: Option<TaskState>,
-        vm: VmState,
-        task: Option<TaskState>,
-        power: Option<PowerState>,
-    ) -> bool {
-        let id2 = id.clone();
-        match self
-            .store
-            .write(move |tx| sql::transition(tx, &id2, from, vm, task, power))
-            .await
-        {
-            Ok(true) => true,
-            Ok(false) => {
-                tracing::info!(server_id = %id, "server changed under its task; task stops");
-                false
-            }
-            Err(e) => {
-                tracing::error!(server_id = %id, error = %e, "state change failed");
-                false
-            }
-        }
-    }
-
-    pub(crate) async fn event(&self, action: i64, name: &'static str) -> Option<i64> {
-        let host = self.cfg.host.clone();
-        self.store
-            .write(move |tx| sql::start_event(tx, action, name, &host))
-            .await
-            .map_err(|e| tracing::error!(error = %e, "recording an instance action event"))
-            .ok()
-    }
-
-    pub(crate) async fn finish(&self, event: Option<i64>, ok: bool, details: Option<String>) {
-        if let Some(ev) = event
-            && let Err(e) = self
-                .store
-                .write(move |tx| sql::finish_event(tx, ev, ok, details.as_deref()))
-                .await
-        {
-            tracing::error!(error = %e, "finishing an instance action event");
-        }
-    }
-
-    async fn build(&self, server: Server, action: i64) {
+    pub(crate) async fn build(&self, server: Server, action: i64) {
         use TaskState as T;
         let id = server.id.clone();
         if let Err(reason) = self.schedule(&id).await {
@@ -286,27 +204,19 @@ impl Compute {
         match self.blocking(&id, move |d| d.spawn(&spec)).await {
             Ok(()) => {
                 if self
-                    .step(
+                    .step_with(
                         &id,
                         Some(T::Spawning),
-                        VmState::Active,
-                        None,
-                        Some(PowerState::Running),
+                        (VmState::Active, None, Some(PowerState::Running)),
+                        |tx, id| sql::set_launched(tx, id, Utc::now()),
                     )
                     .await
                 {
-                    let id2 = id.clone();
-                    let _ = self
-                        .store
-                        .write(move |tx| sql::set_launched(tx, &id2, Utc::now()))
-                        .await;
                     tracing::info!(server_id = %id, "server active");
-                    self.finish(event, true, None).await;
-                } else {
-                    // Deleted while spawning: the delete task, waiting on this server's
-                    // lock, destroys what was just made.
-                    self.finish(event, true, None).await;
                 }
+                // Deleted while spawning, the build still did its part: the delete task,
+                // waiting on this server's lock, destroys what was just made.
+                self.finish(event, true, None).await;
             }
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, "build failed");
@@ -319,39 +229,19 @@ impl Compute {
                     ),
                     _ => (500, format!("Build of instance {id} aborted: {e}")),
                 };
-                if self
-                    .step(
-                        &id,
-                        Some(T::Spawning),
-                        VmState::Error,
-                        None,
-                        Some(PowerState::NoState),
-                    )
-                    .await
-                {
-                    let (id2, m2) = (id.clone(), message.clone());
-                    let _ = self
-                        .store
-                        .write(move |tx| {
-                            sql::set_fault(
-                                tx,
-                                &id2,
-                                &ServerFault {
-                                    code,
-                                    message: m2,
-                                    details: None,
-                                    created_at: Utc::now(),
-                                },
-                            )
-                        })
-                        .await;
-                }
+                self.step_with(
+                    &id,
+                    Some(T::Spawning),
+                    (VmState::Error, None, Some(PowerState::NoState)),
+                    crate::steps::record_fault(code, message.clone()),
+                )
+                .await;
                 self.finish(event, false, Some(message)).await;
             }
         }
     }
 
-    async fn destroy(&self, id: ServerId, action: i64) {
+    pub(crate) async fn destroy(&self, id: ServerId, action: i64) {
         let event = self.event(action, "compute_terminate_instance").await;
         let id2 = id.clone();
         match self.blocking(&id, move |d| d.destroy(&id2)).await {
@@ -454,7 +344,10 @@ impl Compute {
 
     /// Re-runs a delete that a restart interrupted.
     pub(crate) fn resume_delete(&self, id: ServerId, action: i64) {
-        self.run(Job::Delete { server: id, action });
+        self.run(
+            &id.clone(),
+            move |c| async move { c.destroy(id, action).await },
+        );
     }
 }
 

@@ -6,34 +6,24 @@
 //! weakest persona that may act and every stronger one passes too. Every API calls these
 //! functions; none decides on roles by itself.
 
-use model::{DomainId, Persona, ProjectId, UserId};
+use model::ProjectId;
 
 use crate::{Error, Result};
 
-/// The caller of a request, as established from a validated token.
-#[derive(Clone, Debug)]
-pub struct Context {
-    pub user_id: UserId,
-    pub user_name: String,
-    pub user_domain_id: DomainId,
-    /// `None` for an unscoped token.
-    pub project_id: Option<ProjectId>,
-    /// Effective role names (implied roles included).
-    pub roles: Vec<String>,
-    /// The strongest persona among the roles, if any.
-    pub persona: Option<Persona>,
+pub use model::Context;
+
+/// The checks of [`Context`] that answer with identity's 403.
+pub trait Require {
+    fn require_admin(&self) -> Result<()>;
+
+    /// Fails with 403 unless the caller may change resources of `project`. Use only where the
+    /// resource's existence is already visible to the caller (readers of the same project);
+    /// strangers should get 404 from the caller instead.
+    fn require_write(&self, project: &ProjectId) -> Result<()>;
 }
 
-impl Context {
-    pub fn is_admin(&self) -> bool {
-        self.persona == Some(Persona::Admin)
-    }
-
-    pub fn has(&self, p: Persona) -> bool {
-        self.persona.is_some_and(|mine| mine >= p)
-    }
-
-    pub fn require_admin(&self) -> Result<()> {
+impl Require for Context {
+    fn require_admin(&self) -> Result<()> {
         if self.is_admin() {
             Ok(())
         } else {
@@ -41,34 +31,12 @@ impl Context {
         }
     }
 
-    /// May the caller read resources owned by `project`?
-    pub fn can_read(&self, project: &ProjectId) -> bool {
-        self.is_admin() || (self.in_project(project) && self.has(Persona::Reader))
-    }
-
-    /// May the caller change resources owned by `project`?
-    pub fn can_write(&self, project: &ProjectId) -> bool {
-        self.is_admin() || (self.in_project(project) && self.has(Persona::Member))
-    }
-
-    /// Fails with 403 unless the caller may change resources of `project`. Use only where the
-    /// resource's existence is already visible to the caller (readers of the same project);
-    /// strangers should get 404 from the caller instead.
-    pub fn require_write(&self, project: &ProjectId) -> Result<()> {
+    fn require_write(&self, project: &ProjectId) -> Result<()> {
         if self.can_write(project) {
             Ok(())
         } else {
             Err(forbidden())
         }
-    }
-
-    pub fn in_project(&self, project: &ProjectId) -> bool {
-        self.project_id.as_ref() == Some(project)
-    }
-
-    /// Is this call about the caller itself (own user record, own password)?
-    pub fn is_self(&self, user: &UserId) -> bool {
-        &self.user_id == user
     }
 }
 
@@ -79,6 +47,7 @@ pub fn forbidden() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::{DomainId, Persona, UserId};
 
     fn ctx(persona: Option<Persona>, project: &str) -> Context {
         Context {

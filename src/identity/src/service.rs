@@ -12,7 +12,7 @@ use store::identity as sql;
 
 use crate::limits::{HashGate, RateLimit};
 use crate::lockout::{Lockout, LockoutConfig};
-use crate::policy::Context;
+use crate::policy::{Context, Require};
 use crate::{Error, Result, not_found, secret};
 
 #[derive(Clone, Debug)]

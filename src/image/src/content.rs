@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use identity::Context;
 use md5::{Digest, Md5};
+use model::Context;
 use model::ProjectId;
 use model::image::{Image, ImageId, ImageStatus};
 use sha2::Sha512;

@@ -7,7 +7,7 @@
 //! file under its final name is always complete and checked. An upload that fails for any
 //! reason leaves no file behind and the image `killed`, as Glance does. See [`content`].
 //!
-//! Policy follows Glance's defaults under secure RBAC, decided with [`identity::Context`]:
+//! Policy follows Glance's defaults under secure RBAC, decided with [`model::Context`]:
 //! anyone in a project reads what it may see (own images, public and community ones, and those
 //! shared with it); members of the owning project change them; only the cloud administrator
 //! makes an image public or gives it to another project. An image the caller may not see is
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use identity::Context;
+use model::Context;
 use model::image::{
     ContainerFormat, DiskFormat, Image, ImageId, ImageMember, ImageStatus, MemberStatus, Visibility,
 };

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use identity::Context;
+use model::Context;
 use model::ProjectId;
 use model::image::{
     ContainerFormat, DiskFormat, Image, ImageId, ImageStatus, MemberStatus, Visibility,

@@ -5,9 +5,11 @@
 //! user id is expected.
 
 pub mod compute;
+mod context;
 mod identity_filters;
 pub mod operator;
 
+pub use context::Context;
 pub use identity_filters::{AssignmentFilter, ProjectFilter, UserFilter};
 
 use std::fmt;

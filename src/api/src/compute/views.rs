@@ -1,7 +1,7 @@
 //! Nova's JSON shapes, microversion by microversion.
 
 use chrono::{DateTime, Utc};
-use model::compute::{Flavor, Keypair, Server};
+use model::compute::{Flavor, Keypair, Server, ServerFault};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha224};
 
@@ -132,29 +132,6 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
     // Before 2.75 `PUT` answers a reduced view; from 2.75 the full one.
     let full = view.kind != ViewKind::Update || v.at_least(75);
     let status = s.status();
-    let image = match &s.image_id {
-        Some(id) => {
-            let mut i = json!({"id": id, "links": [l.bookmark("images", id)]});
-            if v.at_least(98) {
-                i["properties"] = json!({});
-            }
-            i
-        }
-        None => json!(""),
-    };
-    let flavor = if v.at_least(47) {
-        json!({
-            "vcpus": s.flavor.vcpus,
-            "ram": s.flavor.ram_mb,
-            "disk": s.flavor.disk_gb,
-            "ephemeral": s.flavor.ephemeral_gb,
-            "swap": s.flavor.swap_mb,
-            "original_name": s.flavor.name,
-            "extra_specs": s.flavor.extra_specs,
-        })
-    } else {
-        json!({"id": s.flavor.id.0, "links": [l.bookmark("flavors", &s.flavor.id.0)]})
-    };
     let mut o = json!({
         "id": s.id.as_str(),
         "name": s.name,
@@ -163,8 +140,8 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
         "user_id": s.user_id.as_str(),
         "metadata": s.metadata,
         "hostId": host_id(s),
-        "image": image,
-        "flavor": flavor,
+        "image": image_ref(l, v, s),
+        "flavor": flavor_ref(l, v, s),
         "created": nova_time(s.created_at),
         "updated": nova_time(s.updated_at),
         "addresses": addresses(s, full),
@@ -179,6 +156,57 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
     ) {
         o["progress"] = json!(s.progress);
     }
+    microversion_fields(&mut o, view, s);
+    if !full {
+        return o;
+    }
+    extended_fields(&mut o, s);
+    if view.admin {
+        admin_fields(&mut o, v, s);
+    }
+    if matches!(status, "ERROR" | "DELETED")
+        && let Some(f) = &s.fault
+    {
+        o["fault"] = fault(view.admin, f);
+    }
+    o
+}
+
+/// The server's image: its id and link (with `properties` from 2.98), or `""` when it
+/// booted from none.
+fn image_ref(l: &Links, v: ApiVersion, s: &Server) -> Value {
+    match &s.image_id {
+        Some(id) => {
+            let mut i = json!({"id": id, "links": [l.bookmark("images", id)]});
+            if v.at_least(98) {
+                i["properties"] = json!({});
+            }
+            i
+        }
+        None => json!(""),
+    }
+}
+
+/// The server's flavor: a link up to 2.46, its contents from 2.47.
+fn flavor_ref(l: &Links, v: ApiVersion, s: &Server) -> Value {
+    if v.at_least(47) {
+        json!({
+            "vcpus": s.flavor.vcpus,
+            "ram": s.flavor.ram_mb,
+            "disk": s.flavor.disk_gb,
+            "ephemeral": s.flavor.ephemeral_gb,
+            "swap": s.flavor.swap_mb,
+            "original_name": s.flavor.name,
+            "extra_specs": s.flavor.extra_specs,
+        })
+    } else {
+        json!({"id": s.flavor.id.0, "links": [l.bookmark("flavors", &s.flavor.id.0)]})
+    }
+}
+
+/// The fields later microversions added to every view, brief update answers included.
+fn microversion_fields(o: &mut Value, view: ServerView, s: &Server) {
+    let v = view.version;
     if v.at_least(9) {
         o["locked"] = json!(s.locked());
     }
@@ -213,9 +241,10 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
             .unwrap_or_default();
         o["server_groups"] = json!(groups);
     }
-    if !full {
-        return o;
-    }
+}
+
+/// The extension attributes of a full view (not of a pre-2.75 update answer).
+fn extended_fields(o: &mut Value, s: &Server) {
     o["OS-EXT-AZ:availability_zone"] = json!(s.availability_zone);
     o["config_drive"] = json!(if s.config_drive { "True" } else { "" });
     o["key_name"] = json!(s.key_name);
@@ -226,44 +255,45 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
     o["OS-EXT-STS:vm_state"] = json!(s.vm_state.as_str());
     o["OS-EXT-STS:power_state"] = json!(s.power_state.code());
     o["os-extended-volumes:volumes_attached"] = json!([]);
-    if view.admin {
-        o["OS-EXT-SRV-ATTR:host"] = json!(s.host);
-        o["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.host);
-        o["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &s.id.as_str()[..8]));
-        if v.at_least(3) {
-            o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
-            o["OS-EXT-SRV-ATTR:reservation_id"] = json!(s.reservation_id);
-            o["OS-EXT-SRV-ATTR:launch_index"] = json!(s.launch_index);
-            o["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
-            o["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
-            o["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
-            o["OS-EXT-SRV-ATTR:user_data"] = json!(s.user_data);
-        }
-        if v.at_least(16) {
-            o["host_status"] = json!("UP");
-        }
+}
+
+/// The server attributes only admins see.
+fn admin_fields(o: &mut Value, v: ApiVersion, s: &Server) {
+    o["OS-EXT-SRV-ATTR:host"] = json!(s.host);
+    o["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.host);
+    o["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &s.id.as_str()[..8]));
+    if v.at_least(3) {
+        o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
+        o["OS-EXT-SRV-ATTR:reservation_id"] = json!(s.reservation_id);
+        o["OS-EXT-SRV-ATTR:launch_index"] = json!(s.launch_index);
+        o["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+        o["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+        o["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
+        o["OS-EXT-SRV-ATTR:user_data"] = json!(s.user_data);
     }
-    if matches!(status, "ERROR" | "DELETED")
-        && let Some(f) = &s.fault
+    if v.at_least(16) {
+        o["host_status"] = json!("UP");
+    }
+}
+
+/// A failed server's fault. A member sees a backend's 500 without its details.
+fn fault(admin: bool, f: &ServerFault) -> Value {
+    let message = if admin || f.code != 500 {
+        f.message.clone()
+    } else {
+        member_fault_message(&f.message)
+    };
+    let mut fault = json!({
+        "code": f.code,
+        "created": nova_time(f.created_at),
+        "message": message,
+    });
+    if (admin || f.code != 500)
+        && let Some(d) = &f.details
     {
-        let message = if view.admin || f.code != 500 {
-            f.message.clone()
-        } else {
-            member_fault_message(&f.message)
-        };
-        let mut fault = json!({
-            "code": f.code,
-            "created": nova_time(f.created_at),
-            "message": message,
-        });
-        if (view.admin || f.code != 500)
-            && let Some(d) = &f.details
-        {
-            fault["details"] = json!(d);
-        }
-        o["fault"] = fault;
+        fault["details"] = json!(d);
     }
-    o
+    fault
 }
 
 /// What a member reads of a failure to be carried out (a 500 fault's message, a failed

@@ -1,0 +1,49 @@
+//! The caller of a request: who it is, which project its token is scoped to, and the
+//! persona its roles give it. Every service decides on it (identity's policy adds the checks
+//! that answer with identity's errors); it lives here so that compute and image reach it
+//! without depending on identity.
+
+use crate::{DomainId, Persona, ProjectId, UserId};
+
+/// The caller of a request, as established from a validated token.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub user_id: UserId,
+    pub user_name: String,
+    pub user_domain_id: DomainId,
+    /// `None` for an unscoped token.
+    pub project_id: Option<ProjectId>,
+    /// Effective role names (implied roles included).
+    pub roles: Vec<String>,
+    /// The strongest persona among the roles, if any.
+    pub persona: Option<Persona>,
+}
+
+impl Context {
+    pub fn is_admin(&self) -> bool {
+        self.persona == Some(Persona::Admin)
+    }
+
+    pub fn has(&self, p: Persona) -> bool {
+        self.persona.is_some_and(|mine| mine >= p)
+    }
+
+    /// May the caller read resources owned by `project`?
+    pub fn can_read(&self, project: &ProjectId) -> bool {
+        self.is_admin() || (self.in_project(project) && self.has(Persona::Reader))
+    }
+
+    /// May the caller change resources owned by `project`?
+    pub fn can_write(&self, project: &ProjectId) -> bool {
+        self.is_admin() || (self.in_project(project) && self.has(Persona::Member))
+    }
+
+    pub fn in_project(&self, project: &ProjectId) -> bool {
+        self.project_id.as_ref() == Some(project)
+    }
+
+    /// Is this call about the caller itself (own user record, own password)?
+    pub fn is_self(&self, user: &UserId) -> bool {
+        &self.user_id == user
+    }
+}
