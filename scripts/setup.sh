@@ -26,6 +26,8 @@ if [ "${1:-}" = "--with-tests" ]; then
     # benchmark compares with crun.
     [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
     command -v crun >/dev/null 2>&1 || need+=(crun)
+    # The dnsmasq test makes and removes a bridge of its own with ip(8).
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 fi
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
