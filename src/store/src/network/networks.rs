@@ -212,3 +212,15 @@ pub fn delete_project_resources(c: &Connection, project: &ProjectId) -> Result<(
     }
     Ok(())
 }
+
+/// Whether a router has its gateway on this network.
+pub fn network_has_routers(c: &Connection, id: &str) -> Result<bool> {
+    Ok(c
+        .query_row(
+            "SELECT 1 FROM net_routers WHERE external_network_id = ?1 LIMIT 1",
+            [id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

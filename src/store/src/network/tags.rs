@@ -56,3 +56,29 @@ pub(super) fn drop_tags(c: &Connection, id: &str) -> Result<()> {
     c.execute("DELETE FROM net_tags WHERE resource_id = ?1", [id])?;
     Ok(())
 }
+
+/// The owner and tags of a resource in `table`, if `scope` sees it (its project's, or all).
+pub fn tagged_owner(
+    c: &Connection,
+    table: &str,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<(ProjectId, Vec<String>)>> {
+    let owner: Option<String> = c
+        .query_row(
+            &format!("SELECT project_id FROM {table} WHERE id = ?1"),
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(owner) = owner else {
+        return Ok(None);
+    };
+    if let Some(p) = scope.project()
+        && p != owner
+    {
+        return Ok(None);
+    }
+    let tags = tags_of(c, &[id.to_owned()])?.remove(id).unwrap_or_default();
+    Ok(Some((ProjectId::new(owner), tags)))
+}
