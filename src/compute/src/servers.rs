@@ -522,6 +522,7 @@ impl Compute {
             progress: 0,
             host: self.cfg.host.clone(),
             addresses: Vec::new(),
+            security_groups: Vec::new(),
             scheduler_hints: req.scheduler_hints.clone(),
             created_at: now,
             updated_at: now,

@@ -17,6 +17,16 @@ pub enum Tagged {
 }
 
 impl Tagged {
+    /// The collections whose resources carry tags.
+    pub const COLLECTIONS: [&'static str; 6] = [
+        "networks",
+        "subnets",
+        "ports",
+        "security-groups",
+        "routers",
+        "floatingips",
+    ];
+
     pub fn parse(collection: &str) -> Option<Self> {
         Some(match collection {
             "networks" => Tagged::Networks,

@@ -7,7 +7,7 @@
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/networks[/{id}]` | [`networks`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/subnets[/{id}]` | [`subnets`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/ports[/{id}]` | [`ports`] |
-//! | GET, PUT, DELETE | `/v2.0/{resources}/{id}/tags[/{tag}]` | [`tags`] |
+//! | GET, PUT, DELETE | `/v2.0/<collection>/{id}/tags[/{tag}]` | [`tags`] |
 //! | GET, PUT, DELETE | `/v2.0/quotas[/{project}[/details,/default]]` | [`quotas`] |
 //!
 //! Faults are Neutron's `{"NeutronError": {"type", "message", "detail"}}`
@@ -34,7 +34,19 @@ use serde_json::{Value, json};
 use crate::{AppState, Fault, Service, auth, fault};
 
 pub fn router(state: AppState) -> Router {
-    let v2 = Router::new()
+    let mut v2 = Router::new();
+    for coll in ::network::Tagged::COLLECTIONS {
+        v2 = v2
+            .route(
+                &format!("/network/v2.0/{coll}/{{id}}/tags"),
+                get(tags::list).put(tags::replace).delete(tags::clear),
+            )
+            .route(
+                &format!("/network/v2.0/{coll}/{{id}}/tags/{{tag}}"),
+                get(tags::check).put(tags::add).delete(tags::remove),
+            );
+    }
+    let v2 = v2
         .route("/network/v2.0/extensions", get(extensions))
         .route("/network/v2.0/extensions/{alias}", get(extension))
         .route(
@@ -61,14 +73,6 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/network/v2.0/ports/{id}",
             get(ports::show).put(ports::update).delete(ports::delete),
-        )
-        .route(
-            "/network/v2.0/{resources}/{id}/tags",
-            get(tags::list).put(tags::replace).delete(tags::clear),
-        )
-        .route(
-            "/network/v2.0/{resources}/{id}/tags/{tag}",
-            get(tags::check).put(tags::add).delete(tags::remove),
         )
         .route("/network/v2.0/quotas", get(quotas::list))
         .route(
