@@ -58,7 +58,10 @@ async fn password_token_has_keystones_shape() {
         .iter()
         .map(|s| s["type"].as_str().expect("type"))
         .collect();
-    assert_eq!(types, ["identity", "compute", "image", "network", "baremetal"]);
+    assert_eq!(
+        types,
+        ["identity", "compute", "image", "network", "baremetal"]
+    );
     for svc in catalog {
         let eps = svc["endpoints"].as_array().expect("endpoints");
         assert_eq!(eps.len(), 3);

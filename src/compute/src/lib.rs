@@ -41,8 +41,8 @@ pub use images::{
     CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
 };
 pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
-pub use rebuild::RebuildRequest;
 pub use network::NicRequest;
+pub use rebuild::RebuildRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]
@@ -153,9 +153,8 @@ pub struct Compute {
 }
 
 /// What [`Compute::set_ports_hook`] takes: an async callback with no arguments.
-pub type PortsHook = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
->;
+pub type PortsHook =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Compute {
     /// A compute service whose every server runs on one driver (the fake driver of tests).

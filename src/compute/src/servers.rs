@@ -419,12 +419,7 @@ impl Compute {
                     sql::insert_server(tx, &s)?;
                     for (pos, net) in networks.iter().enumerate() {
                         s.addresses.push(network::attach(
-                            tx,
-                            &project,
-                            net,
-                            &s.id,
-                            pos as u32,
-                            &groups,
+                            tx, &project, net, &s.id, pos as u32, &groups,
                         )?);
                     }
                     let action =

@@ -36,8 +36,7 @@ pub async fn replace(
     let o = b
         .as_object()
         .ok_or_else(|| body::invalid("Invalid tags body"))?;
-    let tags = body::string_list(o, "tags")?
-        .ok_or_else(|| body::invalid("Invalid tags body"))?;
+    let tags = body::string_list(o, "tags")?.ok_or_else(|| body::invalid("Invalid tags body"))?;
     let tags = s.network.set_tags(&c, kind(&uri)?, &id, tags).await?;
     Ok(Json(json!({ "tags": tags })))
 }
@@ -62,7 +61,10 @@ pub async fn check(
     if tags.contains(&tag) {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Fault::not_found(format!("Tag {tag} could not be found for resource {id}.")).kind("TagNotFound"))
+        Err(
+            Fault::not_found(format!("Tag {tag} could not be found for resource {id}."))
+                .kind("TagNotFound"),
+        )
     }
 }
 
