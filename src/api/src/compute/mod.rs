@@ -22,6 +22,7 @@ mod flavors;
 mod hypervisors;
 mod images;
 mod instance_actions;
+mod interfaces;
 mod ips;
 mod keypairs;
 mod links;
@@ -132,6 +133,14 @@ fn api_routes(state: AppState) -> Router {
             get(instance_actions::show),
         )
         .route("/servers/{id}/ips", get(ips::list))
+        .route(
+            "/servers/{id}/os-interface",
+            get(interfaces::list).post(interfaces::create),
+        )
+        .route(
+            "/servers/{id}/os-interface/{port}",
+            get(interfaces::show).delete(interfaces::delete),
+        )
         .route("/servers/{id}/ips/{network}", get(ips::network))
         .route(
             "/os-quota-sets/{project}",
