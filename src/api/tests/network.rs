@@ -771,3 +771,60 @@ async fn interfaces_attach_and_detach_through_the_backend() {
     let r = call(&app, Method::GET, &format!("/ports/{mine}"), &t, None).await;
     assert_eq!(r.body["port"]["device_id"], "", "{}", r.text);
 }
+
+#[tokio::test]
+async fn novas_network_proxy_lists_the_projects_networks_until_2_36() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let (_, _, other) = app.user_with_role("oscar", "member").await;
+    let nid = net(&app, &t, "mine").await;
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.35"),
+    ];
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &h, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.body["networks"]
+            .as_array()
+            .expect("l")
+            .iter()
+            .any(|n| n["id"] == nid.as_str() && n["label"] == "mine")
+    );
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/os-networks/{nid}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["network"]["label"], "mine");
+    let h36 = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.36"),
+    ];
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &h36, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let ho = [
+        ("x-auth-token", other.as_str()),
+        ("openstack-api-version", "compute 2.35"),
+    ];
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/os-networks/{nid}"),
+            &ho,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &ho, None)
+        .await;
+    assert!(!r.text.contains(&nid));
+}

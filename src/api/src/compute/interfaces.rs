@@ -8,32 +8,39 @@ use serde_json::{Value, json};
 
 use super::validate as v;
 use crate::extract::{AnyJson, Caller, JsonBody, Path};
+use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
-fn attachment(p: &PortRec) -> Value {
-    json!({
+fn attachment(p: &PortRec, ver: ApiVersion) -> Value {
+    let mut o = json!({
         "port_state": p.status,
         "fixed_ips": p.fixed_ips.iter().map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()})).collect::<Vec<_>>(),
         "port_id": p.id,
         "net_id": p.network_id,
         "mac_addr": p.mac_address,
-    })
+    });
+    if ver.at_least(70) {
+        o["tag"] = Value::Null;
+    }
+    o
 }
 
 pub async fn list(
     State(s): State<AppState>,
     Caller(c): Caller,
+    ver: ApiVersion,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Fault> {
     let ports = s.compute.interfaces(&c, &id).await?;
     Ok(Json(json!({
-        "interfaceAttachments": ports.iter().map(attachment).collect::<Vec<_>>()
+        "interfaceAttachments": ports.iter().map(|p| attachment(p, ver)).collect::<Vec<_>>()
     })))
 }
 
 pub async fn show(
     State(s): State<AppState>,
     Caller(c): Caller,
+    ver: ApiVersion,
     Path((id, port)): Path<(String, String)>,
 ) -> Result<Json<Value>, Fault> {
     let ports = s.compute.interfaces(&c, &id).await?;
@@ -41,12 +48,13 @@ pub async fn show(
         .iter()
         .find(|p| p.id == port)
         .ok_or_else(|| Fault::not_found(format!("Port {port} is not attached")))?;
-    Ok(Json(json!({ "interfaceAttachment": attachment(p) })))
+    Ok(Json(json!({ "interfaceAttachment": attachment(p, ver) })))
 }
 
 pub async fn create(
     State(s): State<AppState>,
     Caller(c): Caller,
+    ver: ApiVersion,
     Path(id): Path<String>,
     JsonBody(b): AnyJson,
 ) -> Result<Json<Value>, Fault> {
@@ -98,7 +106,9 @@ pub async fn create(
         return Err(Fault::bad_request("Must input network_id or port_id"));
     }
     let port = s.compute.attach_interface(&c, &id, nic).await?;
-    Ok(Json(json!({ "interfaceAttachment": attachment(&port) })))
+    Ok(Json(
+        json!({ "interfaceAttachment": attachment(&port, ver) }),
+    ))
 }
 
 pub async fn delete(

@@ -27,6 +27,7 @@ mod ips;
 mod keypairs;
 mod links;
 mod migrations;
+mod networks;
 mod quotas;
 mod server_actions;
 mod server_groups;
@@ -132,6 +133,8 @@ fn api_routes(state: AppState) -> Router {
             "/servers/{id}/os-instance-actions/{request_id}",
             get(instance_actions::show),
         )
+        .route("/os-networks", get(networks::list))
+        .route("/os-networks/{id}", get(networks::show))
         .route("/servers/{id}/ips", get(ips::list))
         .route(
             "/servers/{id}/os-interface",
