@@ -165,6 +165,11 @@ fn attack_an_interface_plugged_into_a_container_is_pinned_and_leaves_nothing() {
     assert!(wait_http(&extra.address, Duration::from_secs(10)).is_some());
     assert!(eth1(&env, &spec).is_some_and(|a| a.contains(&extra.address)));
 
+    // A new driver (onebox killed and started again) finds the interface recorded.
+    drop(env.driver.take());
+    env.driver = Some(container::ContainerDriver::new(env.cfg.clone()).expect("a new driver"));
+    assert!(eth1(&env, &spec).is_some(), "eth1 kept across a new driver");
+
     // 3. Unplugged: nothing of the port is left that another guest could use the address
     //    through.
     env.d().detach_interface(&spec, &extra).expect("detach");

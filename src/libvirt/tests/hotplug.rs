@@ -216,6 +216,32 @@ fn attack_an_interface_plugged_into_a_running_guest_is_pinned_and_leaves_nothing
     // The first port is untouched.
     assert_eq!(pins(data.path()).len(), 1, "the first port stays pinned");
 
+    // Shut off: only the definition changes; the next start makes the pinned tap, and the
+    // guest gets its address again.
+    d.power_off(&id).expect("stop");
+    d.attach_interface(&with, &extra)
+        .expect("attach while shut off");
+    assert!(virsh(&["dumpxml", "--inactive", &dom]).contains("fa:16:3e:aa:01:06"));
+    let (tap2, _) = pins(data.path())
+        .into_iter()
+        .find(|(_, r)| r.contains("mac=fa:16:3e:aa:01:06"))
+        .expect("pinned while shut off");
+    assert!(!Path::new("/sys/class/net").join(&tap2).exists());
+    d.power_on(&id).expect("start");
+    wait_count(&log, "onebox-hotplug: eth1 ip=10.213.6.20/24", 2, BOOT);
+    assert!(virsh(&["dumpxml", &dom]).contains(&format!("'{tap2}'")));
+    d.power_off(&id).expect("stop");
+    d.detach_interface(&s, &extra)
+        .expect("detach while shut off");
+    assert!(!virsh(&["dumpxml", "--inactive", &dom]).contains("fa:16:3e:aa:01:06"));
+    assert!(
+        !pins(data.path())
+            .iter()
+            .any(|(t, r)| *t == tap2 || r.contains("fa:16:3e:aa:01:06")),
+        "pin left"
+    );
+    assert!(!hosts.exists(), "DHCP host left");
+
     d.destroy(&id).expect("destroy");
     assert!(!virsh(&["list", "--all", "--name"]).contains(id.as_str()));
     assert!(pins(data.path()).is_empty(), "pins left after destroy");
