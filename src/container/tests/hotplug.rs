@@ -154,6 +154,54 @@ fn attack_an_interface_plugged_into_a_container_is_pinned_and_leaves_nothing() {
     let (ok, out) = in_netns(pid, &["ping", "-c", "1", "-W", "3", &extra.gateway]);
     assert!(ok, "the second gateway answers from inside: {out}");
     assert!(wait_http(&extra.address, Duration::from_secs(5)).is_some());
+    let map = Command::new("nft")
+        .args(["list", "map", "bridge", "onebox", "ports"])
+        .output()
+        .expect("nft");
+    assert!(
+        String::from_utf8_lossy(&map.stdout).contains(&format!("jump port_{veth}")),
+        "the veth is in the port map"
+    );
+    // Spoofing on the new interface gets nothing through: another address, another MAC.
+    let spoof = format!("10.252.{n}.21");
+    let ping_from = |src: &str| {
+        in_netns(
+            pid,
+            &["ping", "-c", "1", "-W", "2", "-I", src, &extra.gateway],
+        )
+        .0
+    };
+    assert!(
+        in_netns(
+            pid,
+            &["ip", "addr", "add", &format!("{spoof}/24"), "dev", "eth1"]
+        )
+        .0
+    );
+    assert!(!ping_from(&spoof), "a spoofed address reaches the gateway");
+    assert!(
+        in_netns(
+            pid,
+            &["ip", "addr", "del", &format!("{spoof}/24"), "dev", "eth1"]
+        )
+        .0
+    );
+    assert!(
+        in_netns(
+            pid,
+            &["ip", "link", "set", "eth1", "address", "fa:16:3e:ff:ff:01"]
+        )
+        .0
+    );
+    assert!(
+        !ping_from(&extra.address),
+        "a spoofed MAC reaches the gateway"
+    );
+    assert!(in_netns(pid, &["ip", "link", "set", "eth1", "address", &extra.mac]).0);
+    assert!(
+        ping_from(&extra.address),
+        "the port's own MAC and address pass"
+    );
     // A retry changes nothing.
     env.d()
         .attach_interface(&with, &extra)

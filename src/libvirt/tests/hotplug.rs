@@ -165,6 +165,14 @@ fn attack_an_interface_plugged_into_a_running_guest_is_pinned_and_leaves_nothing
             && chain.contains("ip saddr != 10.213.6.20 drop"),
         "{chain}"
     );
+    let map = std::process::Command::new("nft")
+        .args(["list", "map", "bridge", "onebox", "ports"])
+        .output()
+        .expect("nft");
+    assert!(
+        String::from_utf8_lossy(&map.stdout).contains(&format!("jump port_{tap}")),
+        "the tap is in the port map"
+    );
     let hosts = data
         .path()
         .join("dhcp")
