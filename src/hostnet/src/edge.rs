@@ -119,10 +119,7 @@ impl External {
     fn usable(&self, a: Ipv4Addr) -> bool {
         let (net, len) = normal(self.cidr);
         let bcast = u32::from(net) | !nat::mask(len);
-        nat::contains((net, len), (a, 32))
-            && a != net
-            && u32::from(a) != bcast
-            && a != self.gateway
+        nat::contains((net, len), (a, 32)) && a != net && u32::from(a) != bcast && a != self.gateway
     }
 }
 
@@ -245,8 +242,9 @@ pub(crate) fn extra(host: &HostRules, s: &EdgeState) -> Result<Extra> {
     let out = |b: &str| format!(r#"iifname "{b}" oifname "{up}""#);
     let mut leaves = false;
     if !s.floating.is_empty() {
-        x.forward
-            .push(format!(r#"iifname "{BRIDGES}" ct status dnat ct direction reply accept"#));
+        x.forward.push(format!(
+            r#"iifname "{BRIDGES}" ct status dnat ct direction reply accept"#
+        ));
         x.postrouting.push(format!(
             r#"iifname "{BRIDGES}" oifname "{BRIDGES}" ct status dnat masquerade"#
         ));

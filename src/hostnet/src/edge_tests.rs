@@ -86,10 +86,7 @@ fn floating_ips_and_routers_come_before_the_default_nat() {
             r#"iifname "obr*" oifname "eth0" meta nfproto ipv4 ip daddr @private drop"#,
         ]
     );
-    assert_eq!(
-        chain(&s, "edge_out"),
-        ["ip daddr @private drop", "accept"]
-    );
+    assert_eq!(chain(&s, "edge_out"), ["ip daddr @private drop", "accept"]);
     assert_eq!(
         chain(&s, "postrouting")[1..],
         [
@@ -120,7 +117,10 @@ fn without_default_nat_only_the_edge_leads_out() {
     assert!(s.contains("set private"), "{s}");
     let fwd = chain(&s, "forward");
     assert!(fwd.contains(&r#"iifname "eth0" oifname "obr*" ct state established,related accept"#));
-    assert!(!s.contains(r#"oifname "eth0" masquerade"#), "no default NAT");
+    assert!(
+        !s.contains(r#"oifname "eth0" masquerade"#),
+        "no default NAT"
+    );
     assert_eq!(fwd.last(), Some(&r#"oifname "obr*" drop"#));
 }
 
@@ -164,7 +164,9 @@ fn addresses_outside_the_lan_or_taken_are_refused() {
     s.floating[0].id = "x\" accept".into();
     assert!(s.check(&h).is_err());
     let mut s = state();
-    s.routers[1].subnets.push(("obra".into(), (ip("10.9.0.0"), 16)));
+    s.routers[1]
+        .subnets
+        .push(("obra".into(), (ip("10.9.0.0"), 16)));
     assert!(s.check(&h).is_err(), "a bridge on two routers");
 }
 
