@@ -242,9 +242,6 @@ pub(crate) fn extra(host: &HostRules, s: &EdgeState) -> Result<Extra> {
     let out = |b: &str| format!(r#"iifname "{b}" oifname "{up}""#);
     let mut leaves = false;
     if !s.floating.is_empty() {
-        x.forward.push(format!(
-            r#"iifname "{BRIDGES}" ct status dnat ct direction reply accept"#
-        ));
         x.postrouting.push(format!(
             r#"iifname "{BRIDGES}" oifname "{BRIDGES}" ct status dnat masquerade"#
         ));
@@ -259,14 +256,27 @@ pub(crate) fn extra(host: &HostRules, s: &EdgeState) -> Result<Extra> {
         x.prerouting.push(format!(
             r#"iifname "{BRIDGES}" ip daddr {a} dnat ip to {fx} comment "fip {id} hairpin""#
         ));
+        // Bound to the mapping, not to the connection: once a floating IP is gone or moved,
+        // its connections (established ones too) no longer pass.
+        let mapped = format!("ct status dnat ct original ip daddr {a}");
         x.forward.push(format!(
-            r#"oifname "{b}" ip daddr {fx} ct status dnat accept comment "fip {id}""#
+            r#"oifname "{b}" ip daddr {fx} {mapped} accept comment "fip {id}""#
+        ));
+        x.forward.push(format!(
+            r#"iifname "{b}" ip saddr {fx} {mapped} ct direction reply accept"#
         ));
         x.forward
             .push(format!("{} ip saddr {fx} goto edge_out", out(b)));
         x.postrouting
             .push(format!("{} ip saddr {fx} snat ip to {a}", out(b)));
         leaves = true;
+    }
+    if s.external.is_some() {
+        // Any other DNATed connection to or from a bridge: a floating IP's that was removed.
+        x.forward
+            .push(format!(r#"oifname "{BRIDGES}" ct status dnat drop"#));
+        x.forward
+            .push(format!(r#"iifname "{BRIDGES}" ct status dnat drop"#));
     }
     for r in &s.routers {
         for (b, p) in &r.subnets {

@@ -74,11 +74,14 @@ fn floating_ips_and_routers_come_before_the_default_nat() {
     );
     let fwd = chain(&s, "forward");
     assert_eq!(
-        fwd[1..8],
+        fwd[1..10],
         [
-            r#"iifname "obr*" ct status dnat ct direction reply accept"#,
-            r#"oifname "obrb" ip daddr 10.2.0.5 ct status dnat accept comment "fip f1""#,
+            r#"oifname "obrb" ip daddr 10.2.0.5 ct status dnat ct original ip daddr 192.168.1.210 accept comment "fip f1""#,
+            r#"iifname "obrb" ip saddr 10.2.0.5 ct status dnat ct original ip daddr 192.168.1.210 ct direction reply accept"#,
             r#"iifname "obrb" oifname "eth0" ip saddr 10.2.0.5 goto edge_out"#,
+            // A connection of a floating IP since removed.
+            r#"oifname "obr*" ct status dnat drop"#,
+            r#"iifname "obr*" ct status dnat drop"#,
             r#"iifname "obra" oifname "eth0" ip saddr 10.1.0.0/16 goto edge_out"#,
             r#"iifname "obra" oifname "eth0" drop"#,
             // r2 does not SNAT: its subnet has no way out but the floating IP.

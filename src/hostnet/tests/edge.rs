@@ -13,8 +13,10 @@
 //! uplink's LAN 198.18.0.0/24 (the outside at .2 is its router), and routers and floating
 //! IPs take addresses from it. The outside has no route to the guests' addresses.
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use hostnet::edge::{EdgeState, External, FloatingDef, RouterDef};
 use hostnet::nat::HostRules;
@@ -47,6 +49,22 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The next connection the (non-blocking) listener gets within a few seconds, blocking with
+/// a read timeout.
+fn accept_stream(l: &TcpListener) -> Option<TcpStream> {
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        if let Ok((s, _)) = l.accept() {
+            s.set_nonblocking(false).expect("blocking");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -268,12 +286,26 @@ fn attack_floating_ips_and_routers_open_only_what_they_map() {
     assert!(apply(&taken).is_err(), "the operator's address");
     assert!(uplink_addresses(&edge).contains("198.18.0.5/32"));
 
+    // A connection held across the disassociation.
+    let mut held = outside
+        .run(|| TcpStream::connect_timeout(&to_fip, Duration::from_millis(1500)))
+        .expect("a connection to the floating IP");
+    let mut inside = accept_stream(&g1_listener).expect("the guest's end");
+    let mut buf = [0u8; 8];
+    held.write_all(b"one").expect("write");
+    assert_eq!(inside.read(&mut buf).ok(), Some(3), "it carries data");
+
     // (4) Disassociated: new connections fail, the guest goes out as the router again.
     let without = EdgeState {
         floating: Vec::new(),
         ..with_fip.clone()
     };
     apply(&without).expect("disassociate");
+    held.write_all(b"two").expect("write (queued)");
+    assert!(
+        inside.read(&mut buf).is_err(),
+        "an established connection is cut too"
+    );
     assert!(!uplink_addresses(&edge).contains("198.18.0.210"));
     assert!(outside.connect(to_fip).is_err(), "disassociated");
     assert!(accepted(&g1_listener).is_none());
