@@ -20,7 +20,8 @@
 //! - **Inbound.** `prerouting` DNATs a floating address arriving on the uplink (or on a
 //!   bridge: hairpin) to the fixed address; `forward` accepts DNATed connections to that
 //!   guest whatever their source (the uplink's LAN is private, and reaching a floating IP
-//!   from it is its purpose), and their replies.
+//!   from it is its purpose), and their replies, as long as the mapping exists
+//!   (`ct original ip daddr`): removing a floating IP cuts its established connections.
 //! - **Outbound.** What a floating-IP guest or a SNAT router's subnet sends out of the uplink
 //!   passes the same private-destination policy as the default NAT (`private`, `nat_allow`);
 //!   only replies of inbound connections pass to private destinations.

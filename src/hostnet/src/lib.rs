@@ -5,7 +5,8 @@
 //! gateway address, and is isolated: the host does not forward packets that arrive on it, so
 //! guests reach each other and the host's own services on the gateway (DHCP, metadata) and
 //! nothing beyond. The one exception is an operator's NAT uplink ([`nat`]): then the bridges
-//! forward, and onebox's own nftables table lets guests out through the uplink only.
+//! forward, and onebox's own nftables table lets guests out through the uplink only; and
+//! routers and floating IPs ([`edge`]), which add SNAT and DNAT rules to that table.
 //! Every function is idempotent, so a restart can call them again.
 //!
 //! Functions block: each runs its netlink requests on a small runtime of its own, on the
