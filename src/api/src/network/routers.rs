@@ -157,7 +157,6 @@ fn interface(b: &Value) -> Result<(Option<String>, Option<String>), Fault> {
 fn interface_view(i: &::network::InterfaceInfo) -> Value {
     json!({
         "id": i.router_id,
-        "tenant_id": i.project_id.as_str(),
         "project_id": i.project_id.as_str(),
         "port_id": i.port_id,
         "network_id": i.network_id,
