@@ -471,6 +471,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         tracing::info!(network_id = %public.id, "external network 'public' ready");
     }
     network.resync().await?;
+    let n = network.clone();
+    compute.set_ports_hook(Arc::new(move || {
+        let n = n.clone();
+        Box::pin(async move {
+            if let Err(e) = n.resync().await {
+                tracing::warn!(error = %e, "applying the networking state failed");
+            }
+        })
+    }));
     tokio::spawn(edge_upkeep(network.clone()));
     let policy = match cfg.compute.orphans {
         crate::config::OrphanSetting::Report => compute::reconcile::OrphanPolicy::Report,
