@@ -541,3 +541,16 @@ async fn without_an_external_network_there_is_nowhere_to_take_floating_ips_from(
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert!(app.network.ensure_public().await.expect("nothing").is_none());
 }
+
+#[tokio::test]
+async fn novas_floating_ip_pools_are_the_external_networks_up_to_2_35() {
+    let (app, _) = boxed().await;
+    let (_, _, t) = app.user_with_role("l3-pools", "member").await;
+    let h = [("x-auth-token", t.as_str()), ("openstack-api-version", "compute 2.35")];
+    let r = app.call(Method::GET, "/compute/v2.1/os-floating-ip-pools", &h, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body, json!({"floating_ip_pools": [{"name": "public"}]}));
+    let h = [("x-auth-token", t.as_str()), ("openstack-api-version", "compute 2.36")];
+    let r = app.call(Method::GET, "/compute/v2.1/os-floating-ip-pools", &h, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}
