@@ -126,7 +126,9 @@ impl NetworkSection {
             return Ok(None);
         }
         if cidr.is_empty() || range.is_empty() {
-            anyhow::bail!("[network] external_cidr and floating_range go together: set both or neither");
+            anyhow::bail!(
+                "[network] external_cidr and floating_range go together: set both or neither"
+            );
         }
         let c = model::network::Cidr::parse(cidr, true)
             .with_context(|| format!("[network] external_cidr {cidr:?} is not a.b.c.d/len"))?;
@@ -670,7 +672,11 @@ mod tests {
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
         assert_eq!(uncommented.network.nat_allow, ["192.168.1.20/32"]);
-        let ext = uncommented.network.external().expect("external").expect("set");
+        let ext = uncommented
+            .network
+            .external()
+            .expect("external")
+            .expect("set");
         assert_eq!(ext.uplink.as_deref(), Some("eth0"));
         assert_eq!(ext.edge.range.start.to_string(), "192.0.2.100");
         assert_eq!(c.network.external().expect("none"), None);

@@ -52,7 +52,9 @@ pub fn edge_state(ext: Option<&ExternalNet>, s: &EdgeRecords) -> EdgeState {
             .external_fixed_ips
             .first()
             .map(|f| f.ip_address)
-            .filter(|a| r.admin_state_up && on_public(r.external_network_id.as_ref()) && allowed(*a));
+            .filter(|a| {
+                r.admin_state_up && on_public(r.external_network_id.as_ref()) && allowed(*a)
+            });
         let mut subnets = Vec::new();
         for (router, network, cidr) in &s.rows.interfaces {
             let bridge = hostnet::bridge_name(network);
@@ -201,11 +203,17 @@ mod tests {
             })
         );
         assert_eq!(s.routers.len(), 3);
-        assert_eq!(s.routers[0].external_ip, Some(Ipv4Addr::new(192, 0, 2, 100)));
+        assert_eq!(
+            s.routers[0].external_ip,
+            Some(Ipv4Addr::new(192, 0, 2, 100))
+        );
         assert!(s.routers[0].snat);
         assert_eq!(
             s.routers[0].subnets,
-            vec![("obraaaaaaaabbb".to_owned(), (Ipv4Addr::new(10, 1, 0, 0), 16))]
+            vec![(
+                "obraaaaaaaabbb".to_owned(),
+                (Ipv4Addr::new(10, 1, 0, 0), 16)
+            )]
         );
         assert_eq!(s.routers[1].external_ip, None);
         assert_eq!(s.routers[1].subnets[0].0, "obr123456789ab");

@@ -122,7 +122,9 @@ fn network_service(cfg: &Config, store: &store::Store) -> Result<network::Networ
         if let Some(e) = &external
             && e.uplink.is_none()
         {
-            anyhow::bail!("[network] external_cidr needs an uplink: set nat_uplink or external_uplink");
+            anyhow::bail!(
+                "[network] external_cidr needs an uplink: set nat_uplink or external_uplink"
+            );
         }
         Arc::new(crate::edge::HostEdge {
             state_dir: cfg.data_dir.join("hostnet"),

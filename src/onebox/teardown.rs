@@ -121,6 +121,8 @@ fn network(cfg: &Config, report: &mut Report) {
         Err(e) => report.failures.push(format!("listing the bridges: {e}")),
     }
     if let Err(e) = hostnet::edge::remove(&cfg.data_dir.join("hostnet")) {
-        report.failures.push(format!("onebox's nft table and edge addresses: {e}"));
+        report
+            .failures
+            .push(format!("onebox's nft table and edge addresses: {e}"));
     }
 }

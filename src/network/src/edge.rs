@@ -31,21 +31,31 @@ impl EdgeConfig {
     pub fn check(&self) -> std::result::Result<(), String> {
         let c = &self.cidr;
         if !(8..=30).contains(&c.len) {
-            return Err(format!("external_cidr {c}: the prefix length must be 8 to 30"));
+            return Err(format!(
+                "external_cidr {c}: the prefix length must be 8 to 30"
+            ));
         }
         let usable = |a: Ipv4Addr| {
             let x = u32::from(a);
             c.contains(a) && x != c.first() && x != c.last()
         };
         if !usable(self.gateway) {
-            return Err(format!("external_gateway {} is not a host address of {c}", self.gateway));
+            return Err(format!(
+                "external_gateway {} is not a host address of {c}",
+                self.gateway
+            ));
         }
         let (s, e) = (self.range.start, self.range.end);
         if !usable(s) || !usable(e) || u32::from(s) > u32::from(e) {
-            return Err(format!("floating_range {s}-{e} is not a range of host addresses of {c}"));
+            return Err(format!(
+                "floating_range {s}-{e} is not a range of host addresses of {c}"
+            ));
         }
         if self.allows(self.gateway) {
-            return Err(format!("floating_range {s}-{e} holds external_gateway {}", self.gateway));
+            return Err(format!(
+                "floating_range {s}-{e} holds external_gateway {}",
+                self.gateway
+            ));
         }
         Ok(())
     }
@@ -135,7 +145,10 @@ impl Network {
         if let Ok(mut g) = self.public.write() {
             *g = Some(id.clone());
         }
-        Ok(self.store.read(move |c| sql::get_network(c, &sql::Scope::All, &id)).await?)
+        Ok(self
+            .store
+            .read(move |c| sql::get_network(c, &sql::Scope::All, &id))
+            .await?)
     }
 
     /// A subnet on an external network: with an external network configured, only the

@@ -39,7 +39,10 @@ pub struct FloatingIp {
 }
 
 pub(crate) fn not_found(id: &str) -> Error {
-    Error::not_found("FloatingIPNotFound", format!("Floating IP {id} could not be found"))
+    Error::not_found(
+        "FloatingIPNotFound",
+        format!("Floating IP {id} could not be found"),
+    )
 }
 
 fn bad_fip(m: impl std::fmt::Display) -> Error {
@@ -81,16 +84,21 @@ fn target(
     }
     let f = match fixed {
         Some(s) => {
-            let a = parse_v4(s).ok_or_else(|| {
-                abort(Error::invalid(format!("'{s}' is not a valid IP address")))
-            })?;
+            let a = parse_v4(s)
+                .ok_or_else(|| abort(Error::invalid(format!("'{s}' is not a valid IP address"))))?;
             port.fixed_ips
                 .iter()
                 .find(|f| f.ip_address == a)
-                .ok_or_else(|| abort(bad_fip(format!("Port {port_id} does not have fixed ip {a}"))))?
+                .ok_or_else(|| {
+                    abort(bad_fip(format!(
+                        "Port {port_id} does not have fixed ip {a}"
+                    )))
+                })?
         }
         None => port.fixed_ips.first().ok_or_else(|| {
-            abort(bad_fip(format!("Port {port_id} does not have any IPv4 address")))
+            abort(bad_fip(format!(
+                "Port {port_id} does not have any IPv4 address"
+            )))
         })?,
     };
     let router = sql::router_for_floating(c, &f.subnet_id, net)?.ok_or_else(|| {
@@ -127,8 +135,7 @@ impl Network {
             .store
             .read(move |c| sql::get_ports_by_id(c, &ids))
             .await?;
-        Ok(v
-            .into_iter()
+        Ok(v.into_iter()
             .map(|rec| {
                 let port = ports
                     .iter()
@@ -159,7 +166,11 @@ impl Network {
         Ok(self.with_ports(vec![f]).await?.remove(0))
     }
 
-    pub async fn create_floating_ip(&self, ctx: &Context, req: FloatingIpCreate) -> Result<FloatingIp> {
+    pub async fn create_floating_ip(
+        &self,
+        ctx: &Context,
+        req: FloatingIpCreate,
+    ) -> Result<FloatingIp> {
         may_write(ctx, "create_floatingip")?;
         if req.floating_ip_address.is_some() && !ctx.is_admin() {
             return Err(Error::Forbidden(
@@ -261,16 +272,28 @@ impl Network {
         self.get_floating_ip(ctx, &id).await
     }
 
-    async fn writable_floating_ip(&self, ctx: &Context, id: &str, what: &str) -> Result<FloatingIpRec> {
+    async fn writable_floating_ip(
+        &self,
+        ctx: &Context,
+        id: &str,
+        what: &str,
+    ) -> Result<FloatingIpRec> {
         may_write(ctx, what)?;
         let f = self.get_floating_ip(ctx, id).await?.rec;
         if !ctx.can_write(&f.project_id) {
-            return Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")));
+            return Err(Error::Forbidden(format!(
+                "rule:{what} is disallowed by policy"
+            )));
         }
         Ok(f)
     }
 
-    pub async fn update_floating_ip(&self, ctx: &Context, id: &str, u: FloatingIpUpdate) -> Result<FloatingIp> {
+    pub async fn update_floating_ip(
+        &self,
+        ctx: &Context,
+        id: &str,
+        u: FloatingIpUpdate,
+    ) -> Result<FloatingIp> {
         let mut f = self
             .writable_floating_ip(ctx, id, "update_floatingip")
             .await?;

@@ -18,13 +18,13 @@ mod tags;
 
 use std::sync::Arc;
 
-use model::network::{PortRec, SgRuleRec};
-use model::{Context, Persona, ProjectId};
 pub use edge::{EdgeConfig, EdgeRecords};
 pub use floating_ips::{FloatingIp, FloatingIpCreate, FloatingIpUpdate};
+use model::network::{PortRec, SgRuleRec};
+use model::{Context, Persona, ProjectId};
 pub use networks::{NetworkCreate, NetworkUpdate};
-pub use routers::{GatewayRequest, InterfaceInfo, RouterCreate, RouterUpdate};
 pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
+pub use routers::{GatewayRequest, InterfaceInfo, RouterCreate, RouterUpdate};
 pub use store::network::{PortQuery, Scope};
 pub use subnets::{SubnetCreate, SubnetUpdate};
 pub use tags::Tagged;

@@ -157,13 +157,16 @@ impl Network {
             let used = self
                 .store
                 .read(move |c| {
-                    Ok(sql::network_has_routers(c, &i)? || !sql::network_port_ids(c, &i)?.is_empty())
+                    Ok(sql::network_has_routers(c, &i)?
+                        || !sql::network_port_ids(c, &i)?.is_empty())
                 })
                 .await?;
             if used {
                 return Err(Error::conflict(
                     "NetworkInUse",
-                    format!("Unable to complete operation on network {id}. There are one or more ports still in use on the network."),
+                    format!(
+                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network."
+                    ),
                 ));
             }
         }

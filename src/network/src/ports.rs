@@ -422,7 +422,13 @@ impl Network {
 
     pub async fn delete_port(&self, ctx: &Context, id: &str) -> Result<()> {
         let p = self.writable_port(ctx, id, "delete_port").await?;
-        if [owner::ROUTER_INTERFACE, owner::ROUTER_GATEWAY, owner::FLOATING_IP].contains(&p.device_owner.as_str()) {
+        if [
+            owner::ROUTER_INTERFACE,
+            owner::ROUTER_GATEWAY,
+            owner::FLOATING_IP,
+        ]
+        .contains(&p.device_owner.as_str())
+        {
             return Err(Error::conflict(
                 "PortInUse",
                 format!(

@@ -135,7 +135,10 @@ fn clear_gateway(c: &store::Connection, router: &str) -> store::Result<()> {
 impl Network {
     pub async fn list_routers(&self, ctx: &Context) -> Result<Vec<RouterRec>> {
         let scope = scope_of(ctx);
-        Ok(self.store.read(move |c| sql::list_routers(c, &scope)).await?)
+        Ok(self
+            .store
+            .read(move |c| sql::list_routers(c, &scope))
+            .await?)
     }
 
     pub async fn get_router(&self, ctx: &Context, id: &str) -> Result<RouterRec> {
@@ -179,7 +182,11 @@ impl Network {
             description: req.description,
             admin_state_up: req.admin_state_up,
             external_network_id: req.gateway.as_ref().map(|g| g.network_id.clone()),
-            enable_snat: req.gateway.as_ref().and_then(|g| g.enable_snat).unwrap_or(true),
+            enable_snat: req
+                .gateway
+                .as_ref()
+                .and_then(|g| g.enable_snat)
+                .unwrap_or(true),
             external_fixed_ips: Vec::new(),
             tags: req.tags,
             stamp: now_stamp(),
@@ -208,12 +215,19 @@ impl Network {
         may_write(ctx, what)?;
         let r = self.get_router(ctx, id).await?;
         if !ctx.can_write(&r.project_id) {
-            return Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")));
+            return Err(Error::Forbidden(format!(
+                "rule:{what} is disallowed by policy"
+            )));
         }
         Ok(r)
     }
 
-    pub async fn update_router(&self, ctx: &Context, id: &str, u: RouterUpdate) -> Result<RouterRec> {
+    pub async fn update_router(
+        &self,
+        ctx: &Context,
+        id: &str,
+        u: RouterUpdate,
+    ) -> Result<RouterRec> {
         let mut r = self.writable_router(ctx, id, "update_router").await?;
         if let Some(Some(g)) = &u.gateway {
             gateway_policy(ctx, "update", g)?;
@@ -294,17 +308,25 @@ impl Network {
         subnet_id: Option<String>,
         port_id: Option<String>,
     ) -> Result<InterfaceInfo> {
-        let r = self.writable_router(ctx, id, "add_router_interface").await?;
+        let r = self
+            .writable_router(ctx, id, "add_router_interface")
+            .await?;
         let (port, subnet) = match (subnet_id, port_id) {
-            (None, None) => return Err(bad_router("Either subnet_id or port_id must be specified")),
-            (Some(_), Some(_)) => return Err(bad_router("Cannot specify both subnet-id and port-id")),
+            (None, None) => {
+                return Err(bad_router("Either subnet_id or port_id must be specified"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad_router("Cannot specify both subnet-id and port-id"));
+            }
             (Some(s), None) => {
                 let s = self.get_subnet(ctx, &s).await?;
                 if !ctx.can_write(&s.project_id) {
                     return Err(crate::subnets::not_found(&s.id));
                 }
                 if s.gateway_ip.is_none() {
-                    return Err(bad_router("Subnet for router interface must have a gateway IP"));
+                    return Err(bad_router(
+                        "Subnet for router interface must have a gateway IP",
+                    ));
                 }
                 (None, s)
             }

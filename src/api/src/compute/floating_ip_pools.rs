@@ -9,7 +9,11 @@ use crate::extract::Caller;
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
-pub async fn list(State(s): State<AppState>, Caller(c): Caller, ver: ApiVersion) -> Result<Json<Value>, Fault> {
+pub async fn list(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ver: ApiVersion,
+) -> Result<Json<Value>, Fault> {
     if ver.at_least(36) {
         return Err(Fault::not_found("The resource could not be found."));
     }

@@ -11,11 +11,25 @@ use crate::extract::{AnyJson, Caller, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 const CREATE: &[&str] = &[
-    "floating_network_id", "floating_ip_address", "port_id", "fixed_ip_address",
-    "description", "project_id", "tenant_id", "tags", "subnet_id", "dns_name", "dns_domain",
+    "floating_network_id",
+    "floating_ip_address",
+    "port_id",
+    "fixed_ip_address",
+    "description",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "subnet_id",
+    "dns_name",
+    "dns_domain",
     "qos_policy_id",
 ];
-const UPDATE: &[&str] = &["port_id", "fixed_ip_address", "description", "floating_ip_address"];
+const UPDATE: &[&str] = &[
+    "port_id",
+    "fixed_ip_address",
+    "description",
+    "floating_ip_address",
+];
 
 pub async fn list(
     State(s): State<AppState>,
@@ -26,7 +40,11 @@ pub async fn list(
     let p = ListParams::parse(&q, views::FLOATINGIP_ATTRS)?;
     let items = s.network.list_floating_ips(&c).await?;
     let items = items.iter().map(views::floating_ip).collect();
-    Ok(Json(p.respond("floatingips", items, &collection_url(&s, &h, "floatingips"))?))
+    Ok(Json(p.respond(
+        "floatingips",
+        items,
+        &collection_url(&s, &h, "floatingips"),
+    )?))
 }
 
 pub async fn show(
@@ -37,7 +55,9 @@ pub async fn show(
 ) -> Result<Json<Value>, Fault> {
     let p = ListParams::parse(&q, views::FLOATINGIP_ATTRS)?;
     let f = s.network.get_floating_ip(&c, &id).await?;
-    Ok(Json(json!({"floatingip": p.project(views::floating_ip(&f))})))
+    Ok(Json(
+        json!({"floatingip": p.project(views::floating_ip(&f))}),
+    ))
 }
 
 pub async fn create(

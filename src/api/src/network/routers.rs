@@ -11,12 +11,26 @@ use crate::extract::{AnyJson, Caller, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 const CREATE: &[&str] = &[
-    "name", "description", "admin_state_up", "external_gateway_info", "project_id",
-    "tenant_id", "tags", "availability_zone_hints", "distributed", "ha", "flavor_id",
+    "name",
+    "description",
+    "admin_state_up",
+    "external_gateway_info",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "availability_zone_hints",
+    "distributed",
+    "ha",
+    "flavor_id",
 ];
 const UPDATE: &[&str] = &[
-    "name", "description", "admin_state_up", "external_gateway_info", "routes",
-    "distributed", "ha",
+    "name",
+    "description",
+    "admin_state_up",
+    "external_gateway_info",
+    "routes",
+    "distributed",
+    "ha",
 ];
 
 fn bad_router(m: &str) -> Fault {
@@ -32,10 +46,15 @@ fn gateway(o: &Map<String, Value>) -> Result<Option<Option<::network::GatewayReq
         Some(Value::Object(g)) => g,
         Some(v) => return Err(body::invalid(format!("'{v}' is not a dictionary"))),
     };
-    if let Some(k) = g
-        .keys()
-        .find(|k| !["network_id", "enable_snat", "external_fixed_ips", "qos_policy_id"].contains(&k.as_str()))
-    {
+    if let Some(k) = g.keys().find(|k| {
+        ![
+            "network_id",
+            "enable_snat",
+            "external_fixed_ips",
+            "qos_policy_id",
+        ]
+        .contains(&k.as_str())
+    }) {
         return Err(body::invalid(format!(
             "Validation of dictionary's keys failed. Expected keys: {{'network_id'}} Provided keys: {{'{k}'}}"
         )));
@@ -45,8 +64,8 @@ fn gateway(o: &Map<String, Value>) -> Result<Option<Option<::network::GatewayReq
             "Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: set()",
         ));
     };
-    let external_fixed_ips = body::object_list(g, "external_fixed_ips", &["subnet_id", "ip_address"])?
-        .map(|v| {
+    let external_fixed_ips =
+        body::object_list(g, "external_fixed_ips", &["subnet_id", "ip_address"])?.map(|v| {
             v.iter()
                 .map(|m| ::network::FixedIpRequest {
                     subnet_id: body::member(m, "subnet_id"),
@@ -71,7 +90,11 @@ pub async fn list(
     let admin = c.is_admin();
     let items = s.network.list_routers(&c).await?;
     let items = items.iter().map(|r| views::router(r, admin)).collect();
-    Ok(Json(p.respond("routers", items, &collection_url(&s, &h, "routers"))?))
+    Ok(Json(p.respond(
+        "routers",
+        items,
+        &collection_url(&s, &h, "routers"),
+    )?))
 }
 
 pub async fn show(
@@ -82,7 +105,9 @@ pub async fn show(
 ) -> Result<Json<Value>, Fault> {
     let p = ListParams::parse(&q, views::ROUTER_ATTRS)?;
     let r = s.network.get_router(&c, &id).await?;
-    Ok(Json(json!({"router": p.project(views::router(&r, c.is_admin()))})))
+    Ok(Json(
+        json!({"router": p.project(views::router(&r, c.is_admin()))}),
+    ))
 }
 
 pub async fn create(
@@ -172,7 +197,10 @@ pub async fn add_interface(
     JsonBody(b): AnyJson,
 ) -> Result<Json<Value>, Fault> {
     let (subnet, port) = interface(&b)?;
-    let i = s.network.add_router_interface(&c, &id, subnet, port).await?;
+    let i = s
+        .network
+        .add_router_interface(&c, &id, subnet, port)
+        .await?;
     Ok(Json(interface_view(&i)))
 }
 

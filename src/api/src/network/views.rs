@@ -1,8 +1,10 @@
 //! The JSON of each networking resource, as Neutron shows it.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use ::network::FloatingIp;
-use model::network::{NetworkRec, PortRec, RouterRec, SecurityGroupRec, SgRuleRec, Stamp, SubnetRec};
+use chrono::{DateTime, SecondsFormat, Utc};
+use model::network::{
+    NetworkRec, PortRec, RouterRec, SecurityGroupRec, SgRuleRec, Stamp, SubnetRec,
+};
 use serde_json::{Value, json};
 
 fn t(d: &DateTime<Utc>) -> String {
@@ -269,9 +271,23 @@ pub fn rule(r: &SgRuleRec, in_default: bool) -> Value {
 }
 
 pub const ROUTER_ATTRS: &[&str] = &[
-    "id", "name", "tenant_id", "project_id", "admin_state_up", "status",
-    "external_gateway_info", "description", "availability_zones", "availability_zone_hints",
-    "routes", "flavor_id", "tags", "created_at", "updated_at", "revision_number", "distributed",
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "admin_state_up",
+    "status",
+    "external_gateway_info",
+    "description",
+    "availability_zones",
+    "availability_zone_hints",
+    "routes",
+    "flavor_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "distributed",
     "ha",
 ];
 
@@ -307,9 +323,21 @@ pub fn router(r: &RouterRec, admin: bool) -> Value {
 }
 
 pub const FLOATINGIP_ATTRS: &[&str] = &[
-    "id", "tenant_id", "project_id", "floating_ip_address", "floating_network_id", "router_id",
-    "port_id", "fixed_ip_address", "status", "description", "port_details", "tags",
-    "created_at", "updated_at", "revision_number",
+    "id",
+    "tenant_id",
+    "project_id",
+    "floating_ip_address",
+    "floating_network_id",
+    "router_id",
+    "port_id",
+    "fixed_ip_address",
+    "status",
+    "description",
+    "port_details",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
 ];
 
 /// A floating IP: `ACTIVE` when associated (its rules are on the host), else `DOWN`.

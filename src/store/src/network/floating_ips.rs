@@ -17,9 +17,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<FloatingIpRec> {
             .parse()
             .unwrap_or(Ipv4Addr::UNSPECIFIED),
         port_id: r.get(5)?,
-        fixed_ip_address: r
-            .get::<_, Option<String>>(6)?
-            .and_then(|a| a.parse().ok()),
+        fixed_ip_address: r.get::<_, Option<String>>(6)?.and_then(|a| a.parse().ok()),
         router_id: r.get(7)?,
         description: r.get(8)?,
         tags: Vec::new(),
@@ -43,20 +41,24 @@ pub fn list_floating_ips(c: &Connection, scope: &Scope) -> Result<Vec<FloatingIp
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM net_floating_ips ORDER BY created_at, id"
             ))?;
-            st.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
         Some(p) => {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM net_floating_ips WHERE project_id = ?1 ORDER BY created_at, id"
             ))?;
-            st.query_map([p], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([p], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
     fill(c, v)
 }
 
 pub fn get_floating_ip(c: &Connection, scope: &Scope, id: &str) -> Result<Option<FloatingIpRec>> {
-    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM net_floating_ips WHERE id = ?1"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM net_floating_ips WHERE id = ?1"
+    ))?;
     let Some(f) = st.query_row([id], row).optional()? else {
         return Ok(None);
     };
@@ -70,13 +72,12 @@ pub fn get_floating_ip(c: &Connection, scope: &Scope, id: &str) -> Result<Option
 
 /// The floating IP on this fixed address of this port, if any.
 pub fn floating_on(c: &Connection, port: &str, fixed: Ipv4Addr) -> Result<Option<String>> {
-    Ok(c
-        .query_row(
-            "SELECT id FROM net_floating_ips WHERE port_id = ?1 AND fixed_ip_address = ?2",
-            params![port, fixed.to_string()],
-            |r| r.get(0),
-        )
-        .optional()?)
+    Ok(c.query_row(
+        "SELECT id FROM net_floating_ips WHERE port_id = ?1 AND fixed_ip_address = ?2",
+        params![port, fixed.to_string()],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 /// Inserts a floating IP (its port is inserted first by the caller).

@@ -39,15 +39,18 @@ fn fill(c: &Connection, mut v: Vec<RouterRec>) -> Result<Vec<RouterRec>> {
 pub fn list_routers(c: &Connection, scope: &Scope) -> Result<Vec<RouterRec>> {
     let v = match scope.project() {
         None => {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {COLS} FROM net_routers ORDER BY created_at, id"))?;
-            st.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM net_routers ORDER BY created_at, id"
+            ))?;
+            st.query_map([], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
         Some(p) => {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM net_routers WHERE project_id = ?1 ORDER BY created_at, id"
             ))?;
-            st.query_map([p], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([p], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
     fill(c, v)
