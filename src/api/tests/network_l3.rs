@@ -1527,3 +1527,51 @@ async fn novas_floating_ip_pools_are_the_external_networks_up_to_2_35() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 }
+
+#[tokio::test]
+async fn deleting_a_project_gives_its_external_addresses_back() {
+    let (app, host) = boxed().await;
+    let (_, pid, t) = app.user_with_role("l3-gone", "member").await;
+    let (ext, _) = public(&app, &t).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/routers",
+        &t,
+        Some(json!({"router": {"name": "r", "external_gateway_info": {"network_id": ext}}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = call(
+        &app,
+        Method::POST,
+        "/floatingips",
+        &t,
+        Some(json!({"floatingip": {"floating_network_id": ext}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let admin = app.admin().await;
+    let h = [("x-auth-token", admin.as_str())];
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/identity/v3/projects/{pid}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/ports?network_id={ext}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.body["ports"], json!([]), "{}", r.text);
+    // The host follows at the next check.
+    app.network.resync_edge().await.expect("resync");
+    assert!(host.last().rows.routers.is_empty());
+}
