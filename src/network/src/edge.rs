@@ -196,3 +196,83 @@ impl Network {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(cidr: &str, gw: [u8; 4], start: [u8; 4], end: [u8; 4]) -> EdgeConfig {
+        EdgeConfig {
+            cidr: Cidr::parse(cidr, true).expect("cidr"),
+            gateway: Ipv4Addr::from(gw),
+            range: Pool {
+                start: Ipv4Addr::from(start),
+                end: Ipv4Addr::from(end),
+            },
+        }
+    }
+
+    #[test]
+    fn the_external_range_is_checked_and_bounds_every_address() {
+        let ok = cfg(
+            "192.0.2.0/24",
+            [192, 0, 2, 1],
+            [192, 0, 2, 100],
+            [192, 0, 2, 120],
+        );
+        ok.check().expect("coherent");
+        assert!(ok.allows(Ipv4Addr::new(192, 0, 2, 100)));
+        assert!(ok.allows(Ipv4Addr::new(192, 0, 2, 120)));
+        assert!(!ok.allows(Ipv4Addr::new(192, 0, 2, 99)));
+        assert!(!ok.allows(Ipv4Addr::new(192, 0, 2, 1)));
+        for bad in [
+            // The gateway in the range, outside the prefix, the network's address.
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 2, 110],
+                [192, 0, 2, 100],
+                [192, 0, 2, 120],
+            ),
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 3, 1],
+                [192, 0, 2, 100],
+                [192, 0, 2, 120],
+            ),
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 2, 0],
+                [192, 0, 2, 100],
+                [192, 0, 2, 120],
+            ),
+            // The range reversed, past the prefix, on the broadcast address.
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 2, 1],
+                [192, 0, 2, 120],
+                [192, 0, 2, 100],
+            ),
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 2, 1],
+                [192, 0, 2, 100],
+                [192, 0, 3, 5],
+            ),
+            cfg(
+                "192.0.2.0/24",
+                [192, 0, 2, 1],
+                [192, 0, 2, 200],
+                [192, 0, 2, 255],
+            ),
+            // A prefix with no room.
+            cfg(
+                "192.0.2.0/31",
+                [192, 0, 2, 1],
+                [192, 0, 2, 0],
+                [192, 0, 2, 0],
+            ),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}
