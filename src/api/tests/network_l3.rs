@@ -1575,3 +1575,41 @@ async fn deleting_a_project_gives_its_external_addresses_back() {
     app.network.resync_edge().await.expect("resync");
     assert!(host.last().rows.routers.is_empty());
 }
+
+#[tokio::test]
+async fn the_public_subnet_comes_back_at_start_if_an_admin_deleted_it() {
+    let (app, _) = boxed().await;
+    let admin = app.admin().await;
+    let (ext, sub) = public(&app, &admin).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("/subnets/{sub}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let n = app
+        .network
+        .ensure_public()
+        .await
+        .expect("public")
+        .expect("made");
+    assert_eq!(n.id, ext);
+    assert_eq!(n.subnets.len(), 1);
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/subnets/{}", n.subnets[0]),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["subnet"]["allocation_pools"],
+        json!([{"start": "192.0.2.100", "end": "192.0.2.120"}]),
+        "{}",
+        r.text
+    );
+}

@@ -88,8 +88,29 @@ impl Network {
             .store
             .write(move |c| {
                 let nets = sql::list_networks(c, &sql::Scope::All)?;
+                let subnet = |network: &NetworkRec| SubnetRec {
+                    id: model::network::new_id(),
+                    network_id: network.id.clone(),
+                    project_id: network.project_id.clone(),
+                    name: format!("{PUBLIC}-subnet"),
+                    description: String::new(),
+                    ip_version: 4,
+                    cidr: cfg.cidr,
+                    gateway_ip: Some(cfg.gateway),
+                    enable_dhcp: false,
+                    allocation_pools: vec![cfg.range.clone()],
+                    dns_nameservers: Vec::new(),
+                    host_routes: Vec::new(),
+                    tags: Vec::new(),
+                    stamp: now_stamp(),
+                };
                 if let Some(n) = nets.iter().find(|n| n.external && n.name == PUBLIC) {
-                    for mut s in sql::network_subnets(c, &n.id)? {
+                    let subnets = sql::network_subnets(c, &n.id)?;
+                    if subnets.is_empty() {
+                        // An admin deleted it: the configured one again.
+                        sql::insert_subnet(c, &subnet(n))?;
+                    }
+                    for mut s in subnets {
                         if s.cidr == cfg.cidr
                             && (s.gateway_ip != Some(cfg.gateway)
                                 || s.allocation_pools != [cfg.range.clone()])
@@ -107,7 +128,7 @@ impl Network {
                     .unwrap_or_else(|| ProjectId::new(""));
                 let n = NetworkRec {
                     id: model::network::new_id(),
-                    project_id: owner.clone(),
+                    project_id: owner,
                     name: PUBLIC.into(),
                     description: String::new(),
                     admin_state_up: true,
@@ -121,23 +142,7 @@ impl Network {
                     stamp: now_stamp(),
                 };
                 sql::insert_network(c, &n)?;
-                let s = SubnetRec {
-                    id: model::network::new_id(),
-                    network_id: n.id.clone(),
-                    project_id: owner,
-                    name: format!("{PUBLIC}-subnet"),
-                    description: String::new(),
-                    ip_version: 4,
-                    cidr: cfg.cidr,
-                    gateway_ip: Some(cfg.gateway),
-                    enable_dhcp: false,
-                    allocation_pools: vec![cfg.range.clone()],
-                    dns_nameservers: Vec::new(),
-                    host_routes: Vec::new(),
-                    tags: Vec::new(),
-                    stamp: now_stamp(),
-                };
-                sql::insert_subnet(c, &s)?;
+                sql::insert_subnet(c, &subnet(&n))?;
                 tracing::info!(network_id = %n.id, cidr = %cfg.cidr, "public network created");
                 Ok(n.id)
             })
