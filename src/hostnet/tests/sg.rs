@@ -1,0 +1,367 @@
+//! Security groups against the real kernel, as root, inside network namespaces this test
+//! makes (the host's own namespace is not touched):
+//!
+//! ```text
+//!  g1 10.251.1.10 (group b) ─┐
+//!  g2 10.251.1.11 (group c) ─┤
+//!  g3 10.251.1.12 (group web)┼ obr… in edge
+//!  g4 10.251.1.13 (port security off) ┘
+//! ```
+//!
+//! Rules: web takes tcp/80 from members of b only and sends anything; b and c send
+//! anything; nobody else takes anything.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hostnet::sg::{Direction, SgPort, SgRule, SgState};
+
+mod common;
+#[path = "common/netns.rs"]
+mod netns;
+use common::{required, uid};
+use netns::{Netns, accepted, net, plug};
+
+fn can_run() -> bool {
+    if uid() != 0 {
+        assert!(!required(), "this test needs root");
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    if !hostnet::nat::nft_available() {
+        assert!(!required(), "this test needs the nft tool (nftables)");
+        eprintln!("skipped: no nft tool (apt-get install nftables)");
+        return false;
+    }
+    true
+}
+
+fn rule(mark: u16, group: &str, direction: Direction) -> SgRule {
+    SgRule {
+        id: format!("rule-{mark}"),
+        group: group.into(),
+        direction,
+        mark,
+        protocol: None,
+        port_min: None,
+        port_max: None,
+        remote_prefix: None,
+        remote_group: None,
+        ipv6: false,
+    }
+}
+
+fn tcp(mark: u16, group: &str, port: u16, remote_group: &str) -> SgRule {
+    SgRule {
+        protocol: Some(6),
+        port_min: Some(port),
+        port_max: Some(port),
+        remote_group: Some(remote_group.into()),
+        ..rule(mark, group, Direction::Ingress)
+    }
+}
+
+fn port(last: u8, groups: &[&str], enabled: bool) -> SgPort {
+    SgPort {
+        id: format!("port-{last}"),
+        address: Ipv4Addr::new(10, 251, 1, last),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        enabled,
+    }
+}
+
+fn addr(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(10, 251, 1, last), port))
+}
+
+/// Whether `from` opens a connection to `to`, where `l` listens.
+fn reaches(from: &Netns, to: SocketAddr, l: &TcpListener) -> bool {
+    let ok = from.connect(to).is_ok();
+    let got = accepted(l).is_some();
+    assert_eq!(
+        ok, got,
+        "a connection the listener did not see, or the reverse"
+    );
+    ok
+}
+
+/// An open connection from `from` to `to` where `l` listens: (client, server).
+fn open(from: &Netns, to: SocketAddr, l: &TcpListener) -> (TcpStream, TcpStream) {
+    let c = from.run(|| TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect"));
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).expect("blocking");
+                return (c, s);
+            }
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Whether a byte written on `a` arrives on `b` within a second.
+fn delivers(a: &mut TcpStream, b: &mut TcpStream) -> bool {
+    a.write_all(b"x").expect("write");
+    b.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut buf = [0u8; 8];
+    matches!(b.read(&mut buf), Ok(n) if n > 0)
+}
+
+fn ping(from: &Netns, to: &str) -> bool {
+    Command::new("nsenter")
+        .args(["-t", &from.pid().to_string(), "-n"])
+        .args(["busybox", "ping", "-c", "1", "-W", "1", to])
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+/// The handle of the first rule of `chain` in the edge's table containing `needle`.
+fn handle_of(edge: &Netns, chain: &str, needle: &str) -> String {
+    let listing = edge.sh(&["nft", "-a", "list", "chain", "inet", "onebox_sg", chain]);
+    let line = listing
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in {listing}"));
+    line.rsplit("# handle ")
+        .next()
+        .expect("handle")
+        .trim()
+        .to_owned()
+}
+
+/// The chain named `prefix…` whose listing contains `needle`.
+fn chain_with(edge: &Netns, needle: &str) -> String {
+    let listing = edge.sh(&["nft", "list", "table", "inet", "onebox_sg"]);
+    let mut chain = String::new();
+    for l in listing.lines() {
+        if let Some(c) = l.trim().strip_prefix("chain ") {
+            chain = c.trim_end_matches(" {").to_owned();
+        }
+        if l.contains(needle) {
+            return chain;
+        }
+    }
+    panic!("no {needle:?} in {listing}");
+}
+
+struct Lab {
+    edge: Netns,
+    g: [Netns; 4],
+    bridge: String,
+}
+
+fn lab() -> Lab {
+    let edge = Netns::new();
+    let g = [Netns::new(), Netns::new(), Netns::new(), Netns::new()];
+    // In this namespace the global switch is off: only the bridge's own option can make
+    // bridged IPv4 reach the forward hook.
+    edge.sh(&[
+        "sh",
+        "-c",
+        "echo 0 > /proc/sys/net/bridge/bridge-nf-call-iptables",
+    ]);
+    let net = net("5e5e5e5e-0000-4000-8000-000000000001", 1, false);
+    let bridge = edge.run(|| hostnet::ensure_bridge(&net).expect("bridge"));
+    for (i, guest) in g.iter().enumerate() {
+        let n = u8::try_from(i).expect("index");
+        plug(&edge, guest, &bridge, &format!("obvsg{i}"), &net, 10 + n);
+    }
+    edge.run(|| hostnet::nat::apply(&hostnet::nat::HostRules::default()).expect("host table"));
+    Lab { edge, g, bridge }
+}
+
+fn ports() -> Vec<SgPort> {
+    vec![
+        port(10, &["b"], true),
+        port(11, &["c"], true),
+        port(12, &["web"], true),
+        port(13, &[], false),
+    ]
+}
+
+fn base_rules() -> Vec<SgRule> {
+    vec![
+        tcp(1, "web", 80, "b"),
+        rule(2, "web", Direction::Egress),
+        rule(3, "b", Direction::Egress),
+        rule(4, "c", Direction::Egress),
+        // IPv6 rules are taken and not enforced.
+        SgRule {
+            ipv6: true,
+            ..rule(5, "web", Direction::Ingress)
+        },
+    ]
+}
+
+#[test]
+fn attack_security_groups_filter_guests_statefully() {
+    if !can_run() {
+        return;
+    }
+    let host_switch = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    let Lab { edge, g, bridge } = lab();
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables").ok(),
+        host_switch.ok(),
+        "the host's own switch is not changed"
+    );
+    assert_eq!(
+        edge.read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+        "0"
+    );
+    let [g1, g2, g3, g4] = &g;
+    let web = g3.listen(addr(12, 80));
+    let web81 = g3.listen(addr(12, 81));
+    let l1 = g1.listen(addr(10, 9000));
+    let l4 = g4.listen(addr(13, 9000));
+    let state = |rules: Vec<SgRule>| SgState {
+        ports: ports(),
+        rules,
+    };
+
+    // The table alone, without the bridge's option: bridged traffic does not see it.
+    let script = hostnet::sg::ruleset(&state(base_rules())).expect("ruleset");
+    let file = std::env::temp_dir().join(format!("onebox-sg-{}.nft", std::process::id()));
+    std::fs::write(&file, script).expect("script");
+    edge.sh(&["nft", "-f", file.to_str().expect("path")]);
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        reaches(g2, addr(12, 80), &web),
+        "without nf_call_iptables on the bridge nothing is filtered"
+    );
+    let link = edge.sh(&["ip", "-d", "link", "show", &bridge]);
+    assert!(link.contains("nf_call_iptables 0"), "{link}");
+
+    // apply switches the bridge's option on.
+    edge.run(|| hostnet::sg::apply(&state(base_rules())).expect("apply"));
+    let link = edge.sh(&["ip", "-d", "link", "show", &bridge]);
+    assert!(link.contains("nf_call_iptables 1"), "{link}");
+    assert_eq!(
+        edge.read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+        "0",
+        "the bridge's own option does it"
+    );
+
+    // (1) tcp/80 from group b only.
+    assert!(
+        reaches(g1, addr(12, 80), &web),
+        "a member of b reaches web:80"
+    );
+    assert!(!reaches(g2, addr(12, 80), &web), "a non-member does not");
+    assert!(!reaches(g1, addr(12, 81), &web81), "nor another port");
+    assert!(
+        !reaches(g4, addr(12, 80), &web),
+        "an unfiltered sender still meets the receiver's ingress rules"
+    );
+    // (2) Egress anywhere; the replies pass although g1 takes nothing in.
+    assert!(reaches(g1, addr(13, 9000), &l4), "g1 reaches g4");
+    assert!(!reaches(g4, addr(10, 9000), &l1), "nobody reaches g1");
+    assert!(!reaches(g3, addr(10, 9000), &l1), "nobody reaches g1");
+    assert!(
+        reaches(g3, addr(13, 9000), &l4),
+        "port security off: unfiltered"
+    );
+    // The host's own services and the host's connections to guests are not filtered here.
+    assert!(
+        ping(g2, "10.251.1.1"),
+        "the host guard, not this table, says"
+    );
+    edge.connect(addr(10, 9000))
+        .expect("the host reaches a guest");
+    accepted(&l1).expect("the host's connection");
+
+    // (3) Deleting the rule cuts the connection it allowed, at its next packet.
+    let (mut c, mut s) = open(g1, addr(12, 80), &web);
+    assert!(delivers(&mut c, &mut s) && delivers(&mut s, &mut c));
+    let without_1: Vec<SgRule> = base_rules().into_iter().filter(|r| r.mark != 1).collect();
+    edge.run(|| hostnet::sg::apply(&state(without_1.clone())).expect("apply"));
+    assert!(!delivers(&mut c, &mut s), "the ingress rule is gone");
+    assert!(!reaches(g1, addr(12, 80), &web));
+    // A rule added later lets a new connection through; the cut one stays cut.
+    let mut with_6 = without_1.clone();
+    with_6.push(tcp(6, "web", 80, "b"));
+    edge.run(|| hostnet::sg::apply(&state(with_6.clone())).expect("apply"));
+    let (mut c2, mut s2) = open(g1, addr(12, 80), &web);
+    assert!(delivers(&mut c2, &mut s2) && delivers(&mut s2, &mut c2));
+    assert!(!delivers(&mut s, &mut c), "the old connection stays cut");
+    // Re-applying the same state keeps established connections.
+    edge.run(|| hostnet::sg::apply(&state(with_6.clone())).expect("apply"));
+    assert!(delivers(&mut c2, &mut s2), "a re-apply keeps connections");
+    // The sender's egress rule is the other half of the mark: deleting it cuts too.
+    let without_3: Vec<SgRule> = with_6.iter().filter(|r| r.mark != 3).cloned().collect();
+    edge.run(|| hostnet::sg::apply(&state(without_3)).expect("apply"));
+    assert!(!delivers(&mut s2, &mut c2), "the egress rule is gone");
+    assert!(!reaches(g1, addr(12, 80), &web));
+
+    // (4) icmp by type from a prefix.
+    let mut icmp = with_6.clone();
+    icmp.push(SgRule {
+        protocol: Some(1),
+        port_min: Some(8),
+        remote_prefix: Some((Ipv4Addr::new(10, 251, 1, 10), 32)),
+        ..rule(7, "web", Direction::Ingress)
+    });
+    assert!(!ping(g1, "10.251.1.12"), "no icmp rule yet");
+    edge.run(|| hostnet::sg::apply(&state(icmp.clone())).expect("apply"));
+    assert!(ping(g1, "10.251.1.12"), "echo request from the prefix");
+    assert!(!ping(g2, "10.251.1.12"), "not from outside the prefix");
+    // A tcp rule by prefix.
+    icmp.push(SgRule {
+        protocol: Some(6),
+        port_min: Some(81),
+        port_max: Some(90),
+        remote_prefix: Some((Ipv4Addr::new(10, 251, 1, 14), 30)),
+        ..rule(8, "web", Direction::Ingress)
+    });
+    edge.run(|| hostnet::sg::apply(&state(icmp.clone())).expect("apply"));
+    assert!(
+        reaches(g4, addr(12, 81), &web81),
+        "10.251.1.13 is in 10.251.1.12/30"
+    );
+    assert!(!reaches(g2, addr(12, 81), &web81), "10.251.1.11 is not");
+
+    // (5) Teeth: the assertions hang on the rules. Without the tcp/80 rule a member of b
+    // is refused; without the port chain's drop a non-member gets in.
+    let allow = chain_with(&edge, "tcp dport 80 ");
+    let h = handle_of(&edge, &allow, "tcp dport 80 ");
+    edge.sh(&[
+        "nft",
+        "delete",
+        "rule",
+        "inet",
+        "onebox_sg",
+        &allow,
+        "handle",
+        &h,
+    ]);
+    assert!(!reaches(g1, addr(12, 80), &web), "the allow rule lets b in");
+    edge.run(|| hostnet::sg::apply(&state(icmp.clone())).expect("apply"));
+    assert!(reaches(g1, addr(12, 80), &web));
+    let web_in = chain_with(&edge, &format!("jump {}", allow));
+    let h = handle_of(&edge, &web_in, "drop");
+    edge.sh(&[
+        "nft",
+        "delete",
+        "rule",
+        "inet",
+        "onebox_sg",
+        &web_in,
+        "handle",
+        &h,
+    ]);
+    assert!(reaches(g2, addr(12, 80), &web), "the drop keeps others out");
+
+    // Removal: nothing filtered any more, removing twice is fine.
+    edge.run(|| hostnet::sg::remove().expect("remove"));
+    edge.run(|| hostnet::sg::remove().expect("remove again"));
+    assert!(reaches(g4, addr(10, 9000), &l1), "no table, no filter");
+    let tables = edge.sh(&["nft", "list", "tables"]);
+    assert!(!tables.contains("onebox_sg"), "{tables}");
+}
