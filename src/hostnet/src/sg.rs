@@ -41,6 +41,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 
 use crate::nat::{Prefix, nft, nft_available};
 use crate::{Error, Result};
@@ -114,8 +115,9 @@ fn invalid(what: String, why: &str) -> Error {
     Error::Invalid(what, why.into())
 }
 
-/// The match of a rule, without its verdict: protocol, ports, remote end.
-fn rule_match(r: &SgRule, groups: &BTreeMap<&str, usize>) -> Result<String> {
+/// The match of a rule, without its verdict; `None`: the rule matches nothing (its remote
+/// group has no port).
+fn rule_match(r: &SgRule, known: &BTreeSet<&str>) -> Result<Option<String>> {
     let what = || format!("security group rule {:?}", r.id);
     let mut m = Vec::new();
     if let Some(p) = r.protocol {
@@ -164,63 +166,82 @@ fn rule_match(r: &SgRule, groups: &BTreeMap<&str, usize>) -> Result<String> {
                 m.push(format!("{remote} {net}/{l}"));
             }
         }
-        (None, Some(g)) => match groups.get(g.as_str()) {
-            Some(i) => m.push(format!("{remote} @rg{i}")),
+        (None, Some(g)) => match known.get(g.as_str()) {
+            Some(g) => m.push(format!("{remote} @rg_{g}")),
             // A group no port is in: nobody is at the other end.
-            None => return Ok(String::new()),
+            None => return Ok(None),
         },
         (None, None) => {}
     }
-    Ok(m.join(" "))
+    Ok(Some(m.join(" ")))
 }
 
-/// Set or map elements, or nothing for an empty one.
-fn elements(v: impl IntoIterator<Item = String>) -> String {
-    let v: Vec<String> = v.into_iter().collect();
-    if v.is_empty() {
-        String::new()
-    } else {
-        format!(" elements = {{ {} }};", v.join(", "))
+/// What the table holds besides its two base chains, by object name: the sets and maps
+/// (declaration, elements by key) and the regular chains (their rules). Names derive from
+/// group ids and port addresses, so an unchanged group or port keeps its objects' names
+/// from one state to the next and [`apply`] rewrites only what changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Model {
+    sets: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    chains: BTreeMap<String, Vec<String>>,
+}
+
+/// A group id as part of an nft name: letters, digits, `-` and `_` (a UUID is), 1 to 64.
+fn group_name(g: &str) -> Result<&str> {
+    if g.is_empty()
+        || g.len() > 64
+        || !g
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            format!("security group {g:?}"),
+            "an id of 1 to 64 letters, digits, - and _",
+        ));
+    }
+    Ok(g)
+}
+
+fn port_chain(a: Ipv4Addr, dir: &str) -> String {
+    let o = a.octets();
+    format!("p_{}_{}_{}_{}_{dir}", o[0], o[1], o[2], o[3])
+}
+
+fn dir_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Egress => "out",
+        Direction::Ingress => "in",
     }
 }
 
-/// The nft script that replaces onebox's security group table with one saying `s`.
-pub fn ruleset(s: &SgState) -> Result<String> {
-    // Every group named by a port or a rule, numbered in name order (chain and set names
-    // never carry the caller's strings).
-    let mut names: BTreeSet<&str> = BTreeSet::new();
-    for p in &s.ports {
-        names.extend(p.groups.iter().map(String::as_str));
-    }
-    for r in &s.rules {
-        names.insert(&r.group);
-    }
-    let groups: BTreeMap<&str, usize> =
-        names.into_iter().enumerate().map(|(i, g)| (g, i)).collect();
-    // Each group's members, for remote groups.
-    let mut members: Vec<BTreeSet<Ipv4Addr>> = vec![BTreeSet::new(); groups.len()];
+fn model(s: &SgState) -> Result<Model> {
+    let mut m = Model::default();
+    // Each group's members, for remote groups: every group named by a port or a rule.
+    let mut members: BTreeMap<&str, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     for p in &s.ports {
         for g in &p.groups {
-            members[groups[g.as_str()]].insert(p.address);
+            members.entry(group_name(g)?).or_default().insert(p.address);
         }
     }
-    // The rules of each group and direction, and the live marks.
+    for r in &s.rules {
+        members.entry(group_name(&r.group)?).or_default();
+    }
+    let known: BTreeSet<&str> = members.keys().copied().collect();
     let mut marks = BTreeMap::new();
-    let mut chains: BTreeMap<(usize, Direction), Vec<String>> = BTreeMap::new();
     for r in s.rules.iter().filter(|r| !r.ipv6) {
+        let what = || format!("security group rule {:?}", r.id);
         if r.mark == 0 {
-            return Err(invalid(format!("security group rule {:?}", r.id), "mark 0"));
+            return Err(invalid(what(), "mark 0"));
         }
         if let Some(other) = marks.insert(r.mark, &r.id) {
             return Err(invalid(
-                format!("security group rule {:?}", r.id),
+                what(),
                 &format!("mark {} also given to {other:?}", r.mark),
             ));
         }
-        let m = rule_match(r, &groups)?;
-        if m.is_empty() && r.remote_group.is_some() {
+        let Some(matches) = rule_match(r, &known)? else {
             continue;
-        }
+        };
         let set = match r.direction {
             Direction::Egress => format!(
                 "ct mark and 0x0000ffff or 0x{:08x}",
@@ -228,59 +249,102 @@ pub fn ruleset(s: &SgState) -> Result<String> {
             ),
             Direction::Ingress => format!("ct mark and 0xffff0000 or 0x{:08x}", r.mark),
         };
-        let sep = if m.is_empty() { "" } else { " " };
-        chains
-            .entry((groups[r.group.as_str()], r.direction))
+        let sep = if matches.is_empty() { "" } else { " " };
+        m.chains
+            .entry(format!("g_{}_{}", r.group, dir_name(r.direction)))
             .or_default()
-            .push(format!("{m}{sep}ct mark set {set} accept"));
+            .push(format!("{matches}{sep}ct mark set {set} accept"));
+    }
+    let set = |decl: &str, elements: Vec<(String, String)>| {
+        (decl.to_owned(), elements.into_iter().collect())
+    };
+    let live = |shift: u32| {
+        std::iter::once(0)
+            .chain(marks.keys().map(|k| u32::from(*k) << shift))
+            .map(|v| (format!("0x{v:08x}"), format!("0x{v:08x}")))
+            .collect()
+    };
+    m.sets.insert("live_out".into(), set("type mark", live(16)));
+    m.sets.insert("live_in".into(), set("type mark", live(0)));
+    for (g, addrs) in &members {
+        let e = addrs
+            .iter()
+            .map(|a| (a.to_string(), a.to_string()))
+            .collect();
+        m.sets.insert(format!("rg_{g}"), set("type ipv4_addr", e));
     }
     // The filtered ports.
     let mut seen = BTreeMap::new();
-    let filtered: Vec<&SgPort> = s.ports.iter().filter(|p| p.enabled).collect();
-    for p in &filtered {
+    let (mut filtered, mut outs, mut ins) = (Vec::new(), Vec::new(), Vec::new());
+    for p in s.ports.iter().filter(|p| p.enabled) {
         if let Some(other) = seen.insert(p.address, &p.id) {
             return Err(invalid(
                 format!("port {:?}", p.id),
                 &format!("address {} also that of filtered port {other:?}", p.address),
             ));
         }
+        let a = p.address.to_string();
+        filtered.push((a.clone(), a.clone()));
+        for (d, list) in [
+            (Direction::Egress, &mut outs),
+            (Direction::Ingress, &mut ins),
+        ] {
+            let chain = port_chain(p.address, dir_name(d));
+            list.push((a.clone(), format!("{a} : goto {chain}")));
+            let own: BTreeSet<&String> = p.groups.iter().collect();
+            let mut rules: Vec<String> = own
+                .into_iter()
+                .map(|g| format!("g_{g}_{}", dir_name(d)))
+                .filter(|c| m.chains.contains_key(c))
+                .map(|c| format!("jump {c}"))
+                .collect();
+            rules.push("drop".into());
+            m.chains.insert(chain, rules);
+        }
     }
+    m.sets
+        .insert("filtered".into(), set("type ipv4_addr", filtered));
+    m.sets
+        .insert("out_ports".into(), set("type ipv4_addr : verdict", outs));
+    m.sets
+        .insert("in_ports".into(), set("type ipv4_addr : verdict", ins));
+    Ok(m)
+}
 
-    let t = TABLE;
-    let mut o = format!("table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n");
-    let live_out = std::iter::once(0).chain(marks.keys().map(|m| u32::from(*m) << 16));
-    let live_in = std::iter::once(0).chain(marks.keys().map(|m| u32::from(*m)));
-    for (name, v) in [
-        ("live_out", live_out.collect::<Vec<_>>()),
-        ("live_in", live_in.collect()),
-    ] {
-        o.push_str(&format!(
-            "\tset {name} {{ type mark;{} }}\n",
-            elements(v.iter().map(|m| format!("0x{m:08x}")))
-        ));
+fn kind(decl: &str) -> &'static str {
+    if decl.contains(':') { "map" } else { "set" }
+}
+
+/// `{ a, b }`
+fn braces<'a>(v: impl IntoIterator<Item = &'a String>) -> String {
+    format!(
+        "{{ {} }}",
+        v.into_iter().cloned().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The declaration of set `name`.
+fn set_decl(name: &str, decl: &str, elements: &BTreeMap<String, String>) -> String {
+    let e = if elements.is_empty() {
+        String::new()
+    } else {
+        format!(" elements = {};", braces(elements.values()))
+    };
+    format!("\t{} {name} {{ {decl};{e} }}\n", kind(decl))
+}
+
+fn chain_decl(name: &str, rules: &[String]) -> String {
+    let mut o = format!("\tchain {name} {{\n");
+    for r in rules {
+        o.push_str(&format!("\t\t{r}\n"));
     }
-    o.push_str(&format!(
-        "\tset filtered {{ type ipv4_addr;{} }}\n",
-        elements(filtered.iter().map(|p| p.address.to_string()))
-    ));
-    for (i, m) in members.iter().enumerate() {
-        o.push_str(&format!(
-            "\tset rg{i} {{ type ipv4_addr;{} }}\n",
-            elements(m.iter().map(Ipv4Addr::to_string))
-        ));
-    }
-    for (map, dir) in [("out_ports", "out"), ("in_ports", "in")] {
-        o.push_str(&format!(
-            "\tmap {map} {{ type ipv4_addr : verdict;{} }}\n",
-            elements(
-                filtered
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| format!("{} : goto p{i}_{dir}", p.address))
-            )
-        ));
-    }
-    o.push_str(&format!(
+    o.push_str("\t}\n");
+    o
+}
+
+/// The base chains: every packet through the forward hook from or to a project bridge.
+fn base_chains() -> String {
+    format!(
         r#"	chain egress {{
 		type filter hook forward priority filter - 2; policy accept;
 		meta nfproto != ipv4 return
@@ -301,29 +365,92 @@ pub fn ruleset(s: &SgState) -> Result<String> {
 		ip daddr vmap @in_ports
 	}}
 "#
-    ));
-    for (i, p) in filtered.iter().enumerate() {
-        for (dir, d) in [("out", Direction::Egress), ("in", Direction::Ingress)] {
-            o.push_str(&format!("\tchain p{i}_{dir} {{\n"));
-            let mut own: Vec<usize> = p.groups.iter().map(|g| groups[g.as_str()]).collect();
-            own.sort_unstable();
-            own.dedup();
-            for g in own.into_iter().filter(|g| chains.contains_key(&(*g, d))) {
-                o.push_str(&format!("\t\tjump g{g}_{dir}\n"));
-            }
-            o.push_str("\t\tdrop\n\t}\n");
-        }
+    )
+}
+
+/// The script that replaces the whole table with `m`.
+fn full(m: &Model) -> String {
+    let t = TABLE;
+    let mut o = format!("table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n");
+    for (name, (decl, elements)) in &m.sets {
+        o.push_str(&set_decl(name, decl, elements));
     }
-    for ((g, d), rules) in &chains {
-        let dir = if *d == Direction::Egress { "out" } else { "in" };
-        o.push_str(&format!("\tchain g{g}_{dir} {{\n"));
-        for r in rules {
-            o.push_str(&format!("\t\t{r}\n"));
-        }
-        o.push_str("\t}\n");
+    o.push_str(&base_chains());
+    for (name, rules) in &m.chains {
+        o.push_str(&chain_decl(name, rules));
     }
     o.push_str("}\n");
-    Ok(o)
+    o
+}
+
+/// The script that turns a table holding `old` into one holding `new` (one transaction),
+/// or `None` when they are the same.
+fn diff(old: &Model, new: &Model) -> Option<String> {
+    if old == new {
+        return None;
+    }
+    let t = TABLE;
+    let (mut head, mut block, mut tail) = (String::new(), String::new(), String::new());
+    for (name, rules) in &old.chains {
+        match new.chains.get(name) {
+            Some(r) if r == rules => {}
+            Some(_) => head.push_str(&format!("flush chain inet {t} {name}\n")),
+            None => {
+                head.push_str(&format!("flush chain inet {t} {name}\n"));
+                tail.push_str(&format!("delete chain inet {t} {name}\n"));
+            }
+        }
+    }
+    for (name, (decl, elements)) in &old.sets {
+        match new.sets.get(name) {
+            Some((_, e)) => {
+                let gone: Vec<&String> = elements.keys().filter(|k| !e.contains_key(*k)).collect();
+                if !gone.is_empty() {
+                    head.push_str(&format!(
+                        "delete element inet {t} {name} {}\n",
+                        braces(gone)
+                    ));
+                }
+                let added: Vec<&String> = e
+                    .iter()
+                    .filter(|(k, _)| !elements.contains_key(*k))
+                    .map(|(_, v)| v)
+                    .collect();
+                if !added.is_empty() {
+                    tail.insert_str(
+                        0,
+                        &format!("add element inet {t} {name} {}\n", braces(added)),
+                    );
+                }
+            }
+            None => tail.push_str(&format!("delete {} inet {t} {name}\n", kind(decl))),
+        }
+    }
+    for (name, (decl, elements)) in &new.sets {
+        if !old.sets.contains_key(name) {
+            block.push_str(&set_decl(name, decl, elements));
+        }
+    }
+    for (name, rules) in &new.chains {
+        if old.chains.get(name) != Some(rules) {
+            block.push_str(&chain_decl(name, rules));
+        }
+    }
+    Some(format!("{head}table inet {t} {{\n{block}}}\n{tail}"))
+}
+
+/// The nft script that replaces onebox's security group table with one saying `s`.
+pub fn ruleset(s: &SgState) -> Result<String> {
+    Ok(full(&model(s)?))
+}
+
+/// What [`apply`] last wrote, per network namespace (`net:[inode]`).
+static APPLIED: Mutex<BTreeMap<String, Model>> = Mutex::new(BTreeMap::new());
+
+fn netns() -> String {
+    std::fs::read_link("/proc/thread-self/ns/net")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether br_netfilter is loaded in this network namespace (bridged IPv4 can reach the
@@ -351,14 +478,40 @@ pub fn enable_bridge(bridge: &str) -> Result<()> {
     crate::set_nf_call_iptables(bridge)
 }
 
-/// Replaces onebox's security group table with one saying `s` (one `nft -f` transaction)
-/// and switches br_netfilter on for every project bridge of the namespace. An error after
-/// the table is written when br_netfilter cannot be loaded: then only routed traffic is
-/// filtered, not traffic between guests of a bridge.
+/// Makes onebox's security group table say `s`, in one `nft -f` transaction, and switches
+/// br_netfilter on for every project bridge of the namespace. Only what changed since the
+/// last apply in this namespace is rewritten (the chains of the groups and ports that
+/// changed, the elements of sets); the first apply of a process, or one after a failed
+/// change, replaces the whole table ([`apply_full`]). An error after the table is
+/// written when br_netfilter cannot be loaded: then only routed traffic is filtered, not
+/// traffic between guests of a bridge.
 pub fn apply(s: &SgState) -> Result<()> {
-    let script = ruleset(s)?;
+    write(s, false)
+}
+
+/// As [`apply`], replacing the whole table whatever the last apply wrote: at start, or to
+/// repair a table someone edited by hand.
+pub fn apply_full(s: &SgState) -> Result<()> {
+    write(s, true)
+}
+
+fn write(s: &SgState, whole: bool) -> Result<()> {
+    let new = model(s)?;
     load_br_netfilter();
-    nft(&script)?;
+    let ns = netns();
+    let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+    let old = if whole { None } else { applied.remove(&ns) };
+    let changed = match old.as_ref().map(|old| diff(old, &new)) {
+        Some(None) => Ok(()),
+        Some(Some(script)) => nft(&script).or_else(|e| {
+            tracing::warn!(error = %e, "security group change failed, replacing the table");
+            nft(&full(&new))
+        }),
+        None => nft(&full(&new)),
+    };
+    changed?;
+    applied.insert(ns, new);
+    drop(applied);
     for b in crate::nat::bridges()? {
         crate::set_nf_call_iptables(&b)?;
     }
@@ -381,6 +534,8 @@ pub fn apply(s: &SgState) -> Result<()> {
 /// Deletes the security group table, whether it exists or not (the bridges keep
 /// `nf_call_iptables`).
 pub fn remove() -> Result<()> {
+    let mut applied = APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+    applied.remove(&netns());
     if nft_available() {
         nft(&format!("table inet {TABLE}\ndelete table inet {TABLE}\n"))?;
     }

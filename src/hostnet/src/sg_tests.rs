@@ -55,14 +55,13 @@ fn the_table_says_the_state() {
     };
     let t = ruleset(&s).expect("ruleset");
     assert!(t.starts_with("table inet onebox_sg\ndelete table inet onebox_sg\n"));
-    // b is group 0, web group 1.
     assert!(
-        t.contains("set rg0 { type ipv4_addr; elements = { 10.0.0.6 }; }"),
+        t.contains("set rg_b { type ipv4_addr; elements = { 10.0.0.6 }; }"),
         "{t}"
     );
     assert!(t.contains("set live_in { type mark; elements = { 0x00000000, 0x00000003, 0x00000004, 0x00000009 }; }"), "{t}");
     assert!(
-        t.contains("10.0.0.5 : goto p0_in, 10.0.0.6 : goto p1_in"),
+        t.contains("10.0.0.5 : goto p_10_0_0_5_in, 10.0.0.6 : goto p_10_0_0_6_in"),
         "{t}"
     );
     assert!(
@@ -70,11 +69,11 @@ fn the_table_says_the_state() {
         "an unfiltered port is not in the table: {t}"
     );
     assert!(t.contains(
-        "meta l4proto 6 th dport 80 ip saddr @rg0 ct mark set ct mark and 0xffff0000 or 0x00000003 accept"
+        "meta l4proto 6 th dport 80 ip saddr @rg_b ct mark set ct mark and 0xffff0000 or 0x00000003 accept"
     ), "{t}");
     assert!(
         t.contains(
-            "\tchain g1_out {\n\t\tct mark set ct mark and 0x0000ffff or 0x00040000 accept\n"
+            "\tchain g_web_out {\n\t\tct mark set ct mark and 0x0000ffff or 0x00040000 accept\n"
         ),
         "{t}"
     );
@@ -84,9 +83,12 @@ fn the_table_says_the_state() {
     );
     // The IPv6 rule is left out; port 6 (group b) has no egress rule: its chain only drops.
     assert!(!t.contains("0x000a"), "{t}");
-    assert!(t.contains("\tchain p1_out {\n\t\tdrop\n\t}\n"), "{t}");
     assert!(
-        t.contains("\tchain p0_out {\n\t\tjump g1_out\n\t\tdrop\n\t}\n"),
+        t.contains("\tchain p_10_0_0_6_out {\n\t\tdrop\n\t}\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\tchain p_10_0_0_5_out {\n\t\tjump g_web_out\n\t\tdrop\n\t}\n"),
         "{t}"
     );
 }
@@ -98,7 +100,10 @@ fn a_port_without_groups_gets_nothing_and_an_empty_state_is_a_table() {
         rules: vec![],
     })
     .expect("ruleset");
-    assert!(t.contains("\tchain p0_in {\n\t\tdrop\n\t}\n"), "{t}");
+    assert!(
+        t.contains("\tchain p_10_0_0_5_in {\n\t\tdrop\n\t}\n"),
+        "{t}"
+    );
     let t = ruleset(&SgState::default()).expect("ruleset");
     assert!(
         t.contains("map out_ports { type ipv4_addr : verdict; }"),
@@ -163,14 +168,89 @@ fn bad_rules_and_ports_are_refused() {
 }
 
 #[test]
-fn names_from_the_caller_never_reach_the_script() {
+fn names_from_the_caller_are_checked_before_they_reach_the_script() {
     let s = SgState {
         ports: vec![port(5, &["x\"; flush ruleset"], true)],
+        rules: vec![],
+    };
+    assert!(ruleset(&s).is_err());
+    let s = SgState {
+        ports: vec![],
+        rules: vec![rule(1, "}\n", Direction::Ingress)],
+    };
+    assert!(ruleset(&s).is_err());
+    // A remote group nobody is in: the rule matches nothing.
+    let s = SgState {
+        ports: vec![port(5, &["g"], true)],
         rules: vec![SgRule {
-            remote_group: Some("}\n".into()),
-            ..rule(1, "x\"; flush ruleset", Direction::Ingress)
+            remote_group: Some("nobody".into()),
+            ..rule(1, "g", Direction::Ingress)
         }],
     };
     let t = ruleset(&s).expect("ruleset");
-    assert!(!t.contains("flush"), "{t}");
+    assert!(!t.contains("nobody") && !t.contains("chain g_g_in"), "{t}");
+    assert!(t.contains("0x00000001"), "its mark is live: {t}");
+}
+
+fn state(rules: Vec<SgRule>, ports: Vec<SgPort>) -> SgState {
+    SgState { ports, rules }
+}
+
+#[test]
+fn a_change_rewrites_only_what_changed() {
+    let ports = vec![port(5, &["web"], true), port(6, &["b"], true)];
+    let r1 = SgRule {
+        protocol: Some(6),
+        port_min: Some(80),
+        remote_group: Some("b".into()),
+        ..rule(1, "web", Direction::Ingress)
+    };
+    let old = model(&state(
+        vec![r1.clone(), rule(2, "b", Direction::Egress)],
+        ports.clone(),
+    ))
+    .expect("old");
+    assert_eq!(diff(&old, &old), None, "nothing to do");
+    // A rule more in web: its chain and the live marks change, nothing else.
+    let new = model(&state(
+        vec![
+            r1.clone(),
+            rule(2, "b", Direction::Egress),
+            rule(3, "web", Direction::Ingress),
+        ],
+        ports.clone(),
+    ))
+    .expect("new");
+    let d = diff(&old, &new).expect("a change");
+    assert_eq!(
+        d,
+        "flush chain inet onebox_sg g_web_in\n\
+         table inet onebox_sg {\n\
+         \tchain g_web_in {\n\
+         \t\tmeta l4proto 6 th dport 80 ip saddr @rg_b ct mark set ct mark and 0xffff0000 or 0x00000001 accept\n\
+         \t\tct mark set ct mark and 0xffff0000 or 0x00000003 accept\n\
+         \t}\n\
+         }\n\
+         add element inet onebox_sg live_out { 0x00030000 }\n\
+         add element inet onebox_sg live_in { 0x00000003 }\n"
+    );
+    // The port of b goes: its chains, map entries and membership go, and b's egress
+    // chains stay (a rule of b does).
+    let gone = model(&state(
+        vec![r1, rule(2, "b", Direction::Egress)],
+        vec![ports[0].clone()],
+    ))
+    .expect("gone");
+    let d = diff(&old, &gone).expect("a change");
+    for line in [
+        "delete element inet onebox_sg filtered { 10.0.0.6 }",
+        "delete element inet onebox_sg out_ports { 10.0.0.6 }",
+        "delete element inet onebox_sg rg_b { 10.0.0.6 }",
+        "flush chain inet onebox_sg p_10_0_0_6_in",
+        "delete chain inet onebox_sg p_10_0_0_6_out",
+    ] {
+        assert!(d.contains(line), "{line:?} in {d}");
+    }
+    assert!(d.find("flush chain").unwrap() < d.find("table inet").unwrap());
+    assert!(d.find("delete chain").unwrap() > d.find("table inet").unwrap());
 }

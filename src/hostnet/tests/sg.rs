@@ -327,6 +327,19 @@ fn attack_security_groups_filter_guests_statefully() {
     );
     assert!(!reaches(g2, addr(12, 81), &web81), "10.251.1.11 is not");
 
+    // The changes applied one by one left the table a whole replace makes.
+    // (Chains list in the order they were made: compare the objects, sorted.)
+    let list = || {
+        let t = edge.sh(&["nft", "list", "table", "inet", "onebox_sg"]);
+        let t = t.trim().strip_suffix('}').expect("a table");
+        let mut objects: Vec<String> = t.split("\n\n").map(|o| o.trim().to_owned()).collect();
+        objects.sort();
+        objects
+    };
+    let changed = list();
+    edge.run(|| hostnet::sg::apply_full(&state(icmp.clone())).expect("apply"));
+    assert_eq!(changed, list(), "incremental and whole agree");
+
     // (5) Teeth: the assertions hang on the rules. Without the tcp/80 rule a member of b
     // is refused; without the port chain's drop a non-member gets in.
     let allow = chain_with(&edge, "tcp dport 80 ");
@@ -342,7 +355,7 @@ fn attack_security_groups_filter_guests_statefully() {
         &h,
     ]);
     assert!(!reaches(g1, addr(12, 80), &web), "the allow rule lets b in");
-    edge.run(|| hostnet::sg::apply(&state(icmp.clone())).expect("apply"));
+    edge.run(|| hostnet::sg::apply_full(&state(icmp.clone())).expect("repair"));
     assert!(reaches(g1, addr(12, 80), &web));
     let web_in = chain_with(&edge, &format!("jump {}", allow));
     let h = handle_of(&edge, &web_in, "drop");
@@ -364,4 +377,109 @@ fn attack_security_groups_filter_guests_statefully() {
     assert!(reaches(g4, addr(10, 9000), &l1), "no table, no filter");
     let tables = edge.sh(&["nft", "list", "tables"]);
     assert!(!tables.contains("onebox_sg"), "{tables}");
+}
+
+/// A project's worth of security groups: `ports` ports in two groups each out of
+/// `ports / 2`, `rules` rules spread over the groups (tcp and udp ranges from prefixes,
+/// tcp from remote groups, icmp types, egress anywhere), numbered 1 to `rules`.
+fn project(ports: usize, rules: usize) -> SgState {
+    let groups = (ports / 2).max(1);
+    let ports = (0..ports)
+        .map(|i| SgPort {
+            id: format!("port-{i}"),
+            address: Ipv4Addr::from(0x0afb_0000 + u32::try_from(i).expect("ports") + 10),
+            groups: vec![format!("g{}", i % groups), format!("g{}", (i + 7) % groups)],
+            enabled: true,
+        })
+        .collect();
+    let rules = (0..rules)
+        .map(|i| {
+            let mark = u16::try_from(i + 1).expect("rules");
+            let group = format!("g{}", i % groups);
+            let port = u16::try_from(1000 + i).expect("port");
+            let r = rule(mark, &group, Direction::Ingress);
+            match i % 5 {
+                0 => SgRule {
+                    protocol: Some(6),
+                    port_min: Some(port),
+                    port_max: Some(port + 10),
+                    remote_prefix: Some((Ipv4Addr::new(192, 0, 2, 0), 24)),
+                    ..r
+                },
+                1 => SgRule {
+                    protocol: Some(17),
+                    port_min: Some(port),
+                    port_max: Some(port),
+                    remote_prefix: Some((Ipv4Addr::new(10, 0, 0, 0), 8)),
+                    ..r
+                },
+                2 => tcp(mark, &group, port, &format!("g{}", (i + 1) % groups)),
+                3 => SgRule {
+                    protocol: Some(1),
+                    port_min: Some(8),
+                    remote_prefix: Some((Ipv4Addr::new(198, 51, 100, 0), 24)),
+                    ..r
+                },
+                _ => rule(mark, &group, Direction::Egress),
+            }
+        })
+        .collect();
+    SgState { ports, rules }
+}
+
+/// Applying a change to 1,000 rules over 50 ports, in a namespace: the median of 11
+/// applies, each with one rule less than the one before, and of 11 replaces of the whole
+/// table. Prints the figures BENCHMARKS.md records
+/// (`cargo test --release -p hostnet --test sg -- --nocapture apply_time`).
+#[test]
+fn apply_time_of_1000_rules_over_50_ports() {
+    if !can_run() {
+        return;
+    }
+    let edge = Netns::new();
+    let mut state = project(50, 1000);
+    let t = Instant::now();
+    let script = hostnet::sg::ruleset(&state).expect("ruleset");
+    let generate = t.elapsed();
+    edge.run(|| hostnet::sg::apply(&state).expect("first apply"));
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        state.rules.pop();
+        let t = Instant::now();
+        edge.run(|| hostnet::sg::apply(&state).expect("apply"));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let mut whole = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        edge.run(|| hostnet::sg::apply_full(&state).expect("apply"));
+        whole.push(t.elapsed());
+    }
+    whole.sort();
+    let listing = edge.sh(&["nft", "list", "table", "inet", "onebox_sg"]);
+    assert_eq!(
+        listing.matches("ct mark set ").count(),
+        989,
+        "every rule is in the table"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "security groups: 1000 rules, 50 ports, {} lines of nft, ruleset {:.2} ms; \
+         apply of a change (a rule less) median {:.1} ms (min {:.1}, max {:.1}); \
+         whole table replaced median {:.1} ms (min {:.1}, max {:.1})",
+        script.lines().count(),
+        ms(generate),
+        ms(times[5]),
+        ms(times[0]),
+        ms(times[10]),
+        ms(whole[5]),
+        ms(whole[0]),
+        ms(whole[10]),
+    );
+    assert!(
+        times[5] < Duration::from_millis(250),
+        "apply takes {:?}",
+        times[5]
+    );
 }
