@@ -2,8 +2,13 @@
 //! `inet onebox_sg`, at the forward hook, stateful.
 //!
 //! Data in, kernel state out: the caller hands the whole state ([`SgState`]: every port
-//! with its address, groups and port security switch, every rule) and [`apply`] replaces
-//! the table with one saying it, in one `nft -f` transaction. Nothing is read back.
+//! with its address, groups and port security switch, every rule) and [`apply`] makes the
+//! table say it, in one `nft -f` transaction. Nothing is read back from the kernel: the
+//! process remembers what it last wrote in each network namespace and writes only the
+//! difference (the chains of the groups and ports that changed, set elements), or the
+//! whole table on its first apply, after a failed change, or by [`apply_full`]. Objects
+//! are named after group ids (`g_<group>_in`, `g_<group>_out`, `rg_<group>`) and port
+//! addresses (`p_10_0_0_5_in`), so a change leaves the other objects' names alone.
 //!
 //! A port is *filtered* when its port security is on; it then receives (ingress) and
 //! sends (egress) only what a rule of one of its groups allows (no groups: nothing).

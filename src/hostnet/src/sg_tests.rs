@@ -251,6 +251,7 @@ fn a_change_rewrites_only_what_changed() {
     ] {
         assert!(d.contains(line), "{line:?} in {d}");
     }
-    assert!(d.find("flush chain").unwrap() < d.find("table inet").unwrap());
-    assert!(d.find("delete chain").unwrap() > d.find("table inet").unwrap());
+    let at = |what: &str| d.find(what).expect(what);
+    assert!(at("flush chain") < at("table inet"), "{d}");
+    assert!(at("delete chain") > at("table inet"), "{d}");
 }
