@@ -483,3 +483,80 @@ fn apply_time_of_1000_rules_over_50_ports() {
         times[5]
     );
 }
+
+/// Routed traffic through the NAT uplink meets the same rules: a guest allowed out to one
+/// port of the outside reaches that port only, and deleting the rule cuts its connection.
+#[test]
+fn attack_security_groups_filter_routed_traffic() {
+    if !can_run() {
+        return;
+    }
+    let edge = Netns::new();
+    let outside = Netns::new();
+    let g1 = Netns::new();
+    let g2 = Netns::new();
+    edge.sh(&[
+        "ip",
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "wan0",
+        "netns",
+        &outside.pid().to_string(),
+    ]);
+    edge.sh(&["ip", "addr", "add", "198.18.0.1/24", "dev", "up0"]);
+    edge.sh(&["ip", "link", "set", "up0", "up"]);
+    outside.sh(&["ip", "addr", "add", "198.18.0.2/24", "dev", "wan0"]);
+    outside.sh(&["ip", "link", "set", "wan0", "up"]);
+    outside.sh(&["ip", "addr", "add", "203.0.113.1/32", "dev", "lo"]);
+    edge.sh(&["ip", "route", "add", "default", "via", "198.18.0.2"]);
+    let net = net("5e5e5e5e-0000-4000-8000-000000000002", 2, true);
+    let bridge = edge.run(|| hostnet::ensure_bridge(&net).expect("bridge"));
+    plug(&edge, &g1, &bridge, "obvsgr1", &net, 10);
+    plug(&edge, &g2, &bridge, "obvsgr2", &net, 11);
+    let nat = hostnet::nat::HostRules {
+        uplink: Some("up0".into()),
+        ..hostnet::nat::HostRules::default()
+    };
+    edge.run(|| hostnet::nat::apply(&nat).expect("host table"));
+    let far = |port: u16| SocketAddr::from((Ipv4Addr::new(203, 0, 113, 1), port));
+    let l7000 = outside.listen(far(7000));
+    let l7001 = outside.listen(far(7001));
+    let guest = |last: u8, group: &str| SgPort {
+        address: Ipv4Addr::new(10, 251, 2, last),
+        ..port(last, &[group], true)
+    };
+    let out7000 = SgRule {
+        protocol: Some(6),
+        port_min: Some(7000),
+        port_max: Some(7000),
+        remote_prefix: Some((Ipv4Addr::new(203, 0, 113, 0), 24)),
+        ..rule(1, "out7000", Direction::Egress)
+    };
+    let state = |rules: Vec<SgRule>| SgState {
+        ports: vec![guest(10, "out7000"), guest(11, "any")],
+        rules,
+    };
+    let rules = vec![out7000, rule(2, "any", Direction::Egress)];
+    edge.run(|| hostnet::sg::apply(&state(rules.clone())).expect("apply"));
+
+    assert!(reaches(&g1, far(7000), &l7000), "the allowed port");
+    assert!(!reaches(&g1, far(7001), &l7001), "not another");
+    assert!(reaches(&g2, far(7001), &l7001), "egress anywhere");
+    let (mut c, mut s) = open(&g1, far(7000), &l7000);
+    assert!(delivers(&mut c, &mut s) && delivers(&mut s, &mut c));
+    edge.run(|| hostnet::sg::apply(&state(rules[1..].to_vec())).expect("apply"));
+    assert!(
+        !delivers(&mut s, &mut c),
+        "the rule is gone: so are its replies"
+    );
+    assert!(!reaches(&g1, far(7000), &l7000));
+    assert!(
+        reaches(&g2, far(7000), &l7000),
+        "the other group's rule stays"
+    );
+}
