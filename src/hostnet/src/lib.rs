@@ -19,6 +19,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
 pub mod nat;
 pub mod ports;
+pub mod sg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -166,6 +167,18 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
     nat::set_forwarding(&name, net.forwarding)?;
     tracing::debug!(bridge = %name, network_id = %net.id, forwarding = net.forwarding, "bridge ready");
     Ok(name)
+}
+
+/// Sets br_netfilter's per-bridge switch `nf_call_iptables` on `bridge`: IPv4 frames it
+/// bridges pass the inet hooks (with conntrack), which [`sg`] filters at.
+pub(crate) fn set_nf_call_iptables(bridge: &str) -> Result<()> {
+    let n = bridge.to_owned();
+    with_handle(async move |h| {
+        let msg = rtnetlink::LinkMessageBuilder::<LinkBridge>::new(&n)
+            .nf_call_iptables(true)
+            .build();
+        h.link().change(msg).execute().await
+    })
 }
 
 /// Turns IPv6 off on a host interface (a bridge, the host end of a port): router

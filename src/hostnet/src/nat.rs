@@ -227,7 +227,9 @@ pub fn ruleset(r: &HostRules) -> Result<String> {
 fn removal() -> String {
     format!(
         "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\n\
-         table bridge {TABLE}\ndelete table bridge {TABLE}\n"
+         table bridge {TABLE}\ndelete table bridge {TABLE}\n\
+         table inet {SG}\ndelete table inet {SG}\n",
+        SG = crate::sg::TABLE
     )
 }
 
@@ -346,7 +348,8 @@ pub fn apply(r: &HostRules) -> Result<()> {
     Ok(())
 }
 
-/// Deletes onebox's tables (the host guard and NAT, and the guest ports' bridge table) and
+/// Deletes onebox's tables (the host guard and NAT, the guest ports' bridge table, the
+/// security groups' table) and
 /// turns forwarding off on every project bridge (used
 /// when onebox is removed; while it runs, [`apply`] keeps the table).
 pub fn remove() -> Result<()> {
