@@ -9,6 +9,7 @@
 mod networks;
 mod ports;
 mod quotas;
+mod security_groups;
 mod subnets;
 mod tags;
 
@@ -19,6 +20,9 @@ use model::{Context, Persona, ProjectId};
 pub use networks::{NetworkCreate, NetworkUpdate};
 pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
 pub use store::network::{PortQuery, Scope};
+pub use security_groups::{
+    RuleCreate, SecurityGroupCreate, SecurityGroupUpdate, normalize_prefix,
+};
 pub use subnets::{SubnetCreate, SubnetUpdate};
 pub use tags::Tagged;
 

@@ -7,6 +7,8 @@
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/networks[/{id}]` | [`networks`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/subnets[/{id}]` | [`subnets`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/ports[/{id}]` | [`ports`] |
+//! | GET, POST / GET, PUT, DELETE | `/v2.0/security-groups[/{id}]` | [`security_groups`] |
+//! | GET, POST / GET, DELETE | `/v2.0/security-group-rules[/{id}]` | [`security_groups`] |
 //! | GET, PUT, DELETE | `/v2.0/<collection>/{id}/tags[/{tag}]` | [`tags`] |
 //! | GET, PUT, DELETE | `/v2.0/quotas[/{project}[/details,/default]]` | [`quotas`] |
 //!
@@ -19,6 +21,7 @@ mod list;
 mod networks;
 mod ports;
 mod quotas;
+mod security_groups;
 mod subnets;
 mod tags;
 pub mod views;
@@ -73,6 +76,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/network/v2.0/ports/{id}",
             get(ports::show).put(ports::update).delete(ports::delete),
+        )
+        .route(
+            "/network/v2.0/security-groups",
+            get(security_groups::list).post(security_groups::create),
+        )
+        .route(
+            "/network/v2.0/security-groups/{id}",
+            get(security_groups::show)
+                .put(security_groups::update)
+                .delete(security_groups::delete),
+        )
+        .route(
+            "/network/v2.0/security-group-rules",
+            get(security_groups::list_rules).post(security_groups::create_rule),
+        )
+        .route(
+            "/network/v2.0/security-group-rules/{id}",
+            get(security_groups::show_rule).delete(security_groups::delete_rule),
         )
         .route("/network/v2.0/quotas", get(quotas::list))
         .route(
