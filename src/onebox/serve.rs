@@ -100,7 +100,16 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             ..Default::default()
         },
     );
-    let network = network::Network::new(store.clone(), Arc::new(network::NoHost));
+    let network = network::Network::new(store.clone(), net_host(cfg));
+    let n = network.clone();
+    compute.set_ports_hook(Arc::new(move || {
+        let n = n.clone();
+        Box::pin(async move {
+            if let Err(e) = n.resync().await {
+                tracing::error!(error = %e, "applying security groups failed");
+            }
+        })
+    }));
     Ok(Services {
         identity,
         compute,
@@ -109,6 +118,20 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         network,
         store,
     })
+}
+
+/// Where security groups are enforced: this host's kernel when the box has real backends
+/// and runs as root; nowhere on a fake-driver box (it never touches the host) or without
+/// the rights to write nftables.
+fn net_host(cfg: &Config) -> Arc<dyn network::Host> {
+    if cfg.fake_driver {
+        return Arc::new(network::NoHost);
+    }
+    if effective_uid() != Some(0) {
+        tracing::warn!("not running as root: security groups are recorded, not enforced");
+        return Arc::new(network::NoHost);
+    }
+    Arc::new(crate::nethost::NetHost::new())
 }
 
 /// `[identity]`'s bounds on authentication.
@@ -416,6 +439,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         store,
     } = open_services(&cfg).await?;
     restore_ports(&cfg, &store).await?;
+    // Security groups are in the kernel before any guest is plugged or any client served.
+    network.resync().await?;
     // A box that was never initialised is initialised now, so `onebox serve` alone gives a
     // working cloud. On an initialised box this changes nothing.
     let fresh = identity

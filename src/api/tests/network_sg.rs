@@ -55,14 +55,7 @@ async fn rule(app: &TestApp, t: &str, g: &str, extra: Value) -> Resp {
 }
 
 async fn default_group(app: &TestApp, t: &str) -> Value {
-    let r = call(
-        app,
-        Method::GET,
-        "/security-groups?name=default",
-        t,
-        None,
-    )
-    .await;
+    let r = call(app, Method::GET, "/security-groups?name=default", t, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let v = r.body["security_groups"].as_array().expect("list");
     assert_eq!(v.len(), 1, "{}", r.text);
@@ -111,7 +104,10 @@ async fn groups_and_rules_have_neutrons_shapes() {
     assert!(rules.iter().all(|x| x["direction"] == "egress"
         && x["protocol"].is_null()
         && x["remote_group_id"].is_null()));
-    let eth: Vec<&str> = rules.iter().filter_map(|x| x["ethertype"].as_str()).collect();
+    let eth: Vec<&str> = rules
+        .iter()
+        .filter_map(|x| x["ethertype"].as_str())
+        .collect();
     assert_eq!(eth, ["IPv4", "IPv6"]);
     let gid = g["id"].as_str().expect("id").to_owned();
     let r = rule(
@@ -162,7 +158,11 @@ async fn groups_and_rules_have_neutrons_shapes() {
     .await;
     assert_eq!(r.body["security_group_rule"]["protocol"], "ipv6-icmp");
     let r = rule(&app, &t, &gid, json!({"protocol": "any"})).await;
-    assert!(r.body["security_group_rule"]["protocol"].is_null(), "{}", r.text);
+    assert!(
+        r.body["security_group_rule"]["protocol"].is_null(),
+        "{}",
+        r.text
+    );
     // Rename, describe; list and show.
     let r = call(
         &app,
@@ -228,9 +228,18 @@ async fn rules_are_validated_with_neutrons_faults() {
     let g = group(&app, &t, "web").await;
     let cases = [
         (json!({"direction": "sideways"}), "HTTPBadRequest"),
-        (json!({"ethertype": "IPv5"}), "SecurityGroupRuleInvalidEtherType"),
-        (json!({"protocol": "foo"}), "SecurityGroupRuleInvalidProtocol"),
-        (json!({"protocol": "256"}), "SecurityGroupRuleInvalidProtocol"),
+        (
+            json!({"ethertype": "IPv5"}),
+            "SecurityGroupRuleInvalidEtherType",
+        ),
+        (
+            json!({"protocol": "foo"}),
+            "SecurityGroupRuleInvalidProtocol",
+        ),
+        (
+            json!({"protocol": "256"}),
+            "SecurityGroupRuleInvalidProtocol",
+        ),
         (
             json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 22}),
             "SecurityGroupInvalidPortRange",
@@ -282,7 +291,13 @@ async fn rules_are_validated_with_neutrons_faults() {
         let r = rule(&app, &t, &g, body.clone()).await;
         neutron_error(&r, 400, kind);
     }
-    let r = rule(&app, &t, &g, json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 22})).await;
+    let r = rule(
+        &app,
+        &t,
+        &g,
+        json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 22}),
+    )
+    .await;
     assert_eq!(
         r.body["NeutronError"]["message"],
         "For TCP/UDP protocols, port_range_min must be <= port_range_max"
@@ -307,22 +322,50 @@ async fn rules_are_validated_with_neutrons_faults() {
     let r = rule(&app, &t, "00000000-0000-0000-0000-000000000000", json!({})).await;
     neutron_error(&r, 404, "SecurityGroupNotFound");
     // Duplicates, by protocol number too, and of the default egress rules.
-    let r = rule(&app, &t, &g, json!({"protocol": "6", "port_range_min": 80, "port_range_max": 80})).await;
+    let r = rule(
+        &app,
+        &t,
+        &g,
+        json!({"protocol": "6", "port_range_min": 80, "port_range_max": 80}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let first = r.body["security_group_rule"]["id"].as_str().expect("id").to_owned();
-    let r = rule(&app, &t, &g, json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 80})).await;
+    let first = r.body["security_group_rule"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = rule(
+        &app,
+        &t,
+        &g,
+        json!({"protocol": "tcp", "port_range_min": 80, "port_range_max": 80}),
+    )
+    .await;
     neutron_error(&r, 409, "SecurityGroupRuleExists");
     assert_eq!(
         r.body["NeutronError"]["message"],
         format!("Security group rule already exists. Rule id is {first}.")
     );
-    let r = rule(&app, &t, &g, json!({"direction": "egress", "ethertype": "IPv4"})).await;
+    let r = rule(
+        &app,
+        &t,
+        &g,
+        json!({"direction": "egress", "ethertype": "IPv4"}),
+    )
+    .await;
     neutron_error(&r, 409, "SecurityGroupRuleExists");
     // A remote group of the project is fine.
     let r = rule(&app, &t, &g, json!({"remote_group_id": g})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     // Nothing invalid was written: 2 egress + 2 made above.
-    let r = call(&app, Method::GET, &format!("/security-groups/{g}"), &t, None).await;
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/security-groups/{g}"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(
         r.body["security_group"]["security_group_rules"]
             .as_array()
@@ -355,7 +398,14 @@ async fn the_default_group_and_groups_in_use_are_kept() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let r = call(&app, Method::DELETE, &format!("/security-groups/{did}"), &t, None).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("/security-groups/{did}"),
+        &t,
+        None,
+    )
+    .await;
     neutron_error(&r, 409, "SecurityGroupCannotRemoveDefault");
     let r = call(
         &app,
@@ -397,7 +447,14 @@ async fn the_default_group_and_groups_in_use_are_kept() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["port"]["security_groups"], json!([g]));
     let pid = r.body["port"]["id"].as_str().expect("id").to_owned();
-    let r = call(&app, Method::DELETE, &format!("/security-groups/{g}"), &t, None).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("/security-groups/{g}"),
+        &t,
+        None,
+    )
+    .await;
     neutron_error(&r, 409, "SecurityGroupInUse");
     assert_eq!(
         r.body["NeutronError"]["message"],
@@ -405,7 +462,14 @@ async fn the_default_group_and_groups_in_use_are_kept() {
     );
     let r = call(&app, Method::DELETE, &format!("/ports/{pid}"), &t, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    let r = call(&app, Method::DELETE, &format!("/security-groups/{g}"), &t, None).await;
+    let r = call(
+        &app,
+        Method::DELETE,
+        &format!("/security-groups/{g}"),
+        &t,
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
 }
 
@@ -441,13 +505,36 @@ async fn quotas_count_groups_and_rules_in_the_write() {
         "Quota exceeded for resources: ['security_group']."
     );
     for port in [1, 2] {
-        let r = rule(&app, &t, &g, json!({"protocol": "udp", "port_range_min": port, "port_range_max": port})).await;
+        let r = rule(
+            &app,
+            &t,
+            &g,
+            json!({"protocol": "udp", "port_range_min": port, "port_range_max": port}),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
-    let r = rule(&app, &t, &g, json!({"protocol": "udp", "port_range_min": 3, "port_range_max": 3})).await;
+    let r = rule(
+        &app,
+        &t,
+        &g,
+        json!({"protocol": "udp", "port_range_min": 3, "port_range_max": 3}),
+    )
+    .await;
     neutron_error(&r, 409, "OverQuota");
-    let r = call(&app, Method::GET, &format!("/quotas/{project}/details"), &t, None).await;
-    assert_eq!(r.body["quota"]["security_group_rule"]["used"], 8, "{}", r.text);
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/quotas/{project}/details"),
+        &t,
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["quota"]["security_group_rule"]["used"], 8,
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -457,8 +544,17 @@ async fn attack_another_project_reaches_no_group_or_rule_and_readers_write_nothi
     let (_, _, b) = app.user_with_role("mallory", "member").await;
     let (_, _, reader) = app.user_with_role("rita", "reader").await;
     let g = group(&app, &a, "web").await;
-    let r = rule(&app, &a, &g, json!({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22})).await;
-    let rid = r.body["security_group_rule"]["id"].as_str().expect("id").to_owned();
+    let r = rule(
+        &app,
+        &a,
+        &g,
+        json!({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22}),
+    )
+    .await;
+    let rid = r.body["security_group_rule"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     // B sees only its own default group and its rules.
     let r = call(&app, Method::GET, "/security-groups", &b, None).await;
     let v = r.body["security_groups"].as_array().expect("list");
@@ -476,24 +572,58 @@ async fn attack_another_project_reaches_no_group_or_rule_and_readers_write_nothi
     );
     let bg = v[0]["id"].as_str().expect("id").to_owned();
     let path = format!("/security-groups/{g}");
-    neutron_error(&call(&app, Method::GET, &path, &b, None).await, 404, "SecurityGroupNotFound");
     neutron_error(
-        &call(&app, Method::PUT, &path, &b, Some(json!({"security_group": {"name": "x"}}))).await,
+        &call(&app, Method::GET, &path, &b, None).await,
         404,
         "SecurityGroupNotFound",
     );
-    neutron_error(&call(&app, Method::DELETE, &path, &b, None).await, 404, "SecurityGroupNotFound");
+    neutron_error(
+        &call(
+            &app,
+            Method::PUT,
+            &path,
+            &b,
+            Some(json!({"security_group": {"name": "x"}})),
+        )
+        .await,
+        404,
+        "SecurityGroupNotFound",
+    );
+    neutron_error(
+        &call(&app, Method::DELETE, &path, &b, None).await,
+        404,
+        "SecurityGroupNotFound",
+    );
     let rpath = format!("/security-group-rules/{rid}");
-    neutron_error(&call(&app, Method::GET, &rpath, &b, None).await, 404, "SecurityGroupRuleNotFound");
-    neutron_error(&call(&app, Method::DELETE, &rpath, &b, None).await, 404, "SecurityGroupRuleNotFound");
+    neutron_error(
+        &call(&app, Method::GET, &rpath, &b, None).await,
+        404,
+        "SecurityGroupRuleNotFound",
+    );
+    neutron_error(
+        &call(&app, Method::DELETE, &rpath, &b, None).await,
+        404,
+        "SecurityGroupRuleNotFound",
+    );
     // No rule in A's group; A's group is no remote group of B's, nor a group of B's port.
-    neutron_error(&rule(&app, &b, &g, json!({})).await, 404, "SecurityGroupNotFound");
+    neutron_error(
+        &rule(&app, &b, &g, json!({})).await,
+        404,
+        "SecurityGroupNotFound",
+    );
     neutron_error(
         &rule(&app, &b, &bg, json!({"remote_group_id": g})).await,
         404,
         "SecurityGroupNotFound",
     );
-    let r = call(&app, Method::POST, "/networks", &b, Some(json!({"network": {"name": "n"}}))).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/networks",
+        &b,
+        Some(json!({"network": {"name": "n"}})),
+    )
+    .await;
     let nid = r.body["network"]["id"].as_str().expect("id").to_owned();
     let r = call(
         &app,
@@ -513,7 +643,10 @@ async fn attack_another_project_reaches_no_group_or_rule_and_readers_write_nothi
         None,
     )
     .await;
-    let pa = r.body["security_group"]["project_id"].as_str().expect("p").to_owned();
+    let pa = r.body["security_group"]["project_id"]
+        .as_str()
+        .expect("p")
+        .to_owned();
     let r = call(
         &app,
         Method::POST,
@@ -524,19 +657,47 @@ async fn attack_another_project_reaches_no_group_or_rule_and_readers_write_nothi
     .await;
     neutron_error(&r, 403, "PolicyNotAuthorized");
     // A reader writes nothing.
-    let r = call(&app, Method::POST, "/security-groups", &reader, Some(json!({"security_group": {"name": "x"}}))).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/security-groups",
+        &reader,
+        Some(json!({"security_group": {"name": "x"}})),
+    )
+    .await;
     neutron_error(&r, 403, "PolicyNotAuthorized");
     let rg = default_group(&app, &reader).await;
     let rgid = rg["id"].as_str().expect("id").to_owned();
-    neutron_error(&rule(&app, &reader, &rgid, json!({"protocol": "tcp"})).await, 403, "PolicyNotAuthorized");
-    let rr = rg["security_group_rules"][0]["id"].as_str().expect("id").to_owned();
     neutron_error(
-        &call(&app, Method::DELETE, &format!("/security-group-rules/{rr}"), &reader, None).await,
+        &rule(&app, &reader, &rgid, json!({"protocol": "tcp"})).await,
+        403,
+        "PolicyNotAuthorized",
+    );
+    let rr = rg["security_group_rules"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    neutron_error(
+        &call(
+            &app,
+            Method::DELETE,
+            &format!("/security-group-rules/{rr}"),
+            &reader,
+            None,
+        )
+        .await,
         403,
         "PolicyNotAuthorized",
     );
     neutron_error(
-        &call(&app, Method::PUT, &format!("/security-groups/{rgid}"), &reader, Some(json!({"security_group": {"description": "x"}}))).await,
+        &call(
+            &app,
+            Method::PUT,
+            &format!("/security-groups/{rgid}"),
+            &reader,
+            Some(json!({"security_group": {"description": "x"}})),
+        )
+        .await,
         403,
         "PolicyNotAuthorized",
     );
@@ -544,7 +705,9 @@ async fn attack_another_project_reaches_no_group_or_rule_and_readers_write_nothi
     let r = call(&app, Method::GET, &path, &a, None).await;
     assert_eq!(r.body["security_group"]["name"], "web");
     assert_eq!(
-        r.body["security_group"]["security_group_rules"].as_array().map(Vec::len),
+        r.body["security_group"]["security_group_rules"]
+            .as_array()
+            .map(Vec::len),
         Some(3)
     );
 }
@@ -553,14 +716,24 @@ async fn nova(app: &TestApp, m: Method, uri: &str, t: &str, v: &str, body: Optio
     app.call(
         m,
         &format!("/compute/v2.1{uri}"),
-        &[("x-auth-token", t), ("openstack-api-version", &format!("compute {v}"))],
+        &[
+            ("x-auth-token", t),
+            ("openstack-api-version", &format!("compute {v}")),
+        ],
         body,
     )
     .await
 }
 
 async fn port_groups(app: &TestApp, t: &str, server: &str) -> Vec<String> {
-    let r = call(app, Method::GET, &format!("/ports?device_id={server}"), t, None).await;
+    let r = call(
+        app,
+        Method::GET,
+        &format!("/ports?device_id={server}"),
+        t,
+        None,
+    )
+    .await;
     let mut v: Vec<String> = r.body["ports"][0]["security_groups"]
         .as_array()
         .expect("groups")
@@ -589,16 +762,45 @@ async fn servers_take_groups_by_name_and_add_and_remove_them() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let sid = r.body["server"]["id"].as_str().expect("id").to_owned();
     app.compute.idle().await;
-    let r = nova(&app, Method::GET, &format!("/servers/{sid}"), &t, "2.1", None).await;
-    assert_eq!(r.body["server"]["security_groups"], json!([{"name": "web"}]), "{}", r.text);
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/servers/{sid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["server"]["security_groups"],
+        json!([{"name": "web"}]),
+        "{}",
+        r.text
+    );
     assert_eq!(port_groups(&app, &t, &sid).await, vec![web.clone()]);
     let action = format!("/servers/{sid}/action");
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"addSecurityGroup": {"name": "db"}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": "db"}})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let mut both = vec![web.clone(), db.clone()];
     both.sort();
     assert_eq!(port_groups(&app, &t, &sid).await, both);
-    let r = nova(&app, Method::GET, &format!("/servers/{sid}"), &t, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/servers/{sid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
     let mut names: Vec<&str> = r.body["server"]["security_groups"]
         .as_array()
         .expect("groups")
@@ -608,9 +810,25 @@ async fn servers_take_groups_by_name_and_add_and_remove_them() {
     names.sort();
     assert_eq!(names, ["db", "web"], "{}", r.text);
     // By id too; twice is refused, as is an unknown group.
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"addSecurityGroup": {"name": db}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": db}})),
+    )
+    .await;
     common::assert_compute_fault(&r, 400, "badRequest");
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"addSecurityGroup": {"name": "nope"}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": "nope"}})),
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
     assert!(
         r.body["itemNotFound"]["message"]
@@ -620,7 +838,15 @@ async fn servers_take_groups_by_name_and_add_and_remove_them() {
         r.text
     );
     // The server's groups with their rules, in Nova's shape.
-    let r = nova(&app, Method::GET, &format!("/servers/{sid}/os-security-groups"), &t, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/servers/{sid}/os-security-groups"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let gs = r.body["security_groups"].as_array().expect("groups");
     assert_eq!(gs.len(), 2, "{}", r.text);
@@ -629,19 +855,59 @@ async fn servers_take_groups_by_name_and_add_and_remove_them() {
             assert!(g.get(k).is_some(), "{k}: {}", r.text);
         }
     }
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"removeSecurityGroup": {"name": "web"}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"removeSecurityGroup": {"name": "web"}})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(port_groups(&app, &t, &sid).await, vec![db.clone()]);
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"removeSecurityGroup": {"name": "web"}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"removeSecurityGroup": {"name": "web"}})),
+    )
+    .await;
     common::assert_compute_fault(&r, 400, "badRequest");
     // Another project's member can do none of it.
     let (_, _, b) = app.user_with_role("mallory", "member").await;
-    let r = nova(&app, Method::POST, &action, &b, "2.1", Some(json!({"addSecurityGroup": {"name": "web"}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &b,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": "web"}})),
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
     let bweb = group(&app, &b, "bweb").await;
-    let r = nova(&app, Method::POST, &action, &t, "2.1", Some(json!({"addSecurityGroup": {"name": bweb}}))).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &t,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": bweb}})),
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
-    let r = nova(&app, Method::GET, &format!("/servers/{sid}/os-security-groups"), &b, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/servers/{sid}/os-security-groups"),
+        &b,
+        "2.1",
+        None,
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
 }
 
@@ -678,8 +944,21 @@ async fn novas_security_group_proxy_answers_up_to_2_35() {
     assert_eq!(x["from_port"], 22);
     assert_eq!(x["ip_range"]["cidr"], "10.0.0.0/8");
     let rid = x["id"].as_str().expect("id").to_owned();
-    let r = nova(&app, Method::GET, &format!("/os-security-groups/{gid}"), &t, "2.1", None).await;
-    assert_eq!(r.body["security_group"]["rules"][0]["id"], rid.as_str(), "{}", r.text);
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/os-security-groups/{gid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["security_group"]["rules"][0]["id"],
+        rid.as_str(),
+        "{}",
+        r.text
+    );
     let r = nova(&app, Method::GET, "/os-security-groups", &t, "2.35", None).await;
     let names: Vec<&str> = r.body["security_groups"]
         .as_array()
@@ -687,18 +966,62 @@ async fn novas_security_group_proxy_answers_up_to_2_35() {
         .iter()
         .filter_map(|x| x["name"].as_str())
         .collect();
-    assert!(names.contains(&"web") && names.contains(&"default"), "{}", r.text);
+    assert!(
+        names.contains(&"web") && names.contains(&"default"),
+        "{}",
+        r.text
+    );
     let r = nova(&app, Method::GET, "/os-security-groups", &t, "2.36", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     let (_, _, b) = app.user_with_role("mallory", "member").await;
-    let r = nova(&app, Method::GET, &format!("/os-security-groups/{gid}"), &b, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/os-security-groups/{gid}"),
+        &b,
+        "2.1",
+        None,
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
-    let r = nova(&app, Method::DELETE, &format!("/os-security-group-rules/{rid}"), &b, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::DELETE,
+        &format!("/os-security-group-rules/{rid}"),
+        &b,
+        "2.1",
+        None,
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
-    let r = nova(&app, Method::DELETE, &format!("/os-security-group-rules/{rid}"), &t, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::DELETE,
+        &format!("/os-security-group-rules/{rid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let r = nova(&app, Method::DELETE, &format!("/os-security-groups/{gid}"), &t, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::DELETE,
+        &format!("/os-security-groups/{gid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let r = nova(&app, Method::GET, &format!("/os-security-groups/{gid}"), &t, "2.1", None).await;
+    let r = nova(
+        &app,
+        Method::GET,
+        &format!("/os-security-groups/{gid}"),
+        &t,
+        "2.1",
+        None,
+    )
+    .await;
     common::assert_compute_fault(&r, 404, "itemNotFound");
 }

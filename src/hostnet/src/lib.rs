@@ -165,6 +165,10 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
     // gateway and nothing beyond it. With a NAT uplink the host routes for the bridge and
     // onebox's nft table decides what may pass.
     nat::set_forwarding(&name, net.forwarding)?;
+    // Filtered by security groups from its first frame, not only after the next apply.
+    if let Err(e) = sg::enable_bridge(&name) {
+        tracing::warn!(bridge = %name, error = %e, "br_netfilter not switched on for the bridge");
+    }
     tracing::debug!(bridge = %name, network_id = %net.id, forwarding = net.forwarding, "bridge ready");
     Ok(name)
 }

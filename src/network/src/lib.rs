@@ -19,10 +19,8 @@ use model::network::{PortRec, SgRuleRec};
 use model::{Context, Persona, ProjectId};
 pub use networks::{NetworkCreate, NetworkUpdate};
 pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
+pub use security_groups::{RuleCreate, SecurityGroupCreate, SecurityGroupUpdate, normalize_prefix};
 pub use store::network::{PortQuery, Scope};
-pub use security_groups::{
-    RuleCreate, SecurityGroupCreate, SecurityGroupUpdate, normalize_prefix,
-};
 pub use subnets::{SubnetCreate, SubnetUpdate};
 pub use tags::Tagged;
 

@@ -199,16 +199,16 @@ fn check_rule(
             }
         }
         Some(n) if is_icmp(n) => {
-            for (v, what, attr) in [(min, "type", "port_range_min"), (max, "code", "port_range_max")]
-            {
+            for (v, what, attr) in [
+                (min, "type", "port_range_min"),
+                (max, "code", "port_range_max"),
+            ] {
                 if let Some(v) = v
                     && !(0..=255).contains(&v)
                 {
                     return Err(Error::bad(
                         "SecurityGroupInvalidIcmpValue",
-                        format!(
-                            "Invalid value for ICMP {what} ({attr}) {v}. It must be 0 to 255."
-                        ),
+                        format!("Invalid value for ICMP {what} ({attr}) {v}. It must be 0 to 255."),
                     ));
                 }
             }
@@ -337,13 +337,8 @@ impl Network {
             stamp: now_stamp(),
         };
         for eth in ["IPv4", "IPv6"] {
-            g.rules.push(sql::plain_rule(
-                &project,
-                &id,
-                Direction::Egress,
-                eth,
-                None,
-            ));
+            g.rules
+                .push(sql::plain_rule(&project, &id, Direction::Egress, eth, None));
         }
         let tags = req.tags;
         unwrap_abort(

@@ -27,9 +27,7 @@ fn fault(e: ::network::Error) -> Fault {
     use ::network::Error as E;
     match e {
         E::NotFound { message, .. } => Fault::not_found(message),
-        E::BadRequest { message, .. } | E::Conflict { message, .. } => {
-            Fault::bad_request(message)
-        }
+        E::BadRequest { message, .. } | E::Conflict { message, .. } => Fault::bad_request(message),
         E::Forbidden(m) => Fault::forbidden(m),
         E::OverQuota(_) => Fault::forbidden("Quota exceeded, too many security groups."),
         E::Store(s) => crate::fault::storage(s.conflict(), &s),
@@ -51,7 +49,10 @@ fn nova_rule(r: &SgRuleRec, groups: &[SecurityGroupRec]) -> Value {
                 .find(|x| &x.id == g)
                 .map(|x| x.name.clone())
                 .unwrap_or_default();
-            (json!({}), json!({"name": name, "tenant_id": r.project_id.as_str()}))
+            (
+                json!({}),
+                json!({"name": name, "tenant_id": r.project_id.as_str()}),
+            )
         }
         None => {
             let cidr = r
@@ -139,11 +140,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Fault> {
     proxy_allowed(ver)?;
-    let g = s
-        .network
-        .get_security_group(&c, &id)
-        .await
-        .map_err(fault)?;
+    let g = s.network.get_security_group(&c, &id).await.map_err(fault)?;
     let all = s.network.list_security_groups(&c).await.map_err(fault)?;
     Ok(Json(json!({ "security_group": nova_group(&g, &all) })))
 }
@@ -222,7 +219,9 @@ pub async fn create_rule(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }) else {
-        return Err(Fault::bad_request("'parent_group_id' is a required property"));
+        return Err(Fault::bad_request(
+            "'parent_group_id' is a required property",
+        ));
     };
     let cidr = text("cidr").filter(|x| !x.is_empty());
     let ethertype = match &cidr {

@@ -173,7 +173,9 @@ pub async fn create_rule(
     let Some(direction) = body::string(o, "direction", 255)? else {
         return Err(required("direction"));
     };
-    if o.get("remote_address_group_id").is_some_and(|v| !v.is_null()) {
+    if o.get("remote_address_group_id")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(body::invalid("address groups are not supported by onebox"));
     }
     // A project other than the group's is not honoured: a rule belongs to its group's
