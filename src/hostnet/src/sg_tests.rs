@@ -255,3 +255,42 @@ fn a_change_rewrites_only_what_changed() {
     assert!(at("flush chain") < at("table inet"), "{d}");
     assert!(at("delete chain") > at("table inet"), "{d}");
 }
+
+/// What onebox's networking service hands over: groups named by UUID, a port with two
+/// addresses listed once per address, an IPv6 rule, a rule whose number wrapped around.
+#[test]
+fn the_networking_services_state_is_taken() {
+    let g = "0b8f5b36-4a8e-4c5e-9a55-6d1b2c3d4e5f";
+    let mut second = port(6, &[g], true);
+    second.id = "p5".into();
+    let s = SgState {
+        ports: vec![port(5, &[g], true), second],
+        rules: vec![
+            SgRule {
+                protocol: Some(6),
+                port_min: Some(22),
+                port_max: Some(22),
+                remote_group: Some(g.into()),
+                ..rule(65535, g, Direction::Ingress)
+            },
+            SgRule {
+                ipv6: true,
+                protocol: Some(58),
+                ..rule(1, g, Direction::Ingress)
+            },
+        ],
+    };
+    let t = ruleset(&s).expect("ruleset");
+    assert!(t.contains(&format!("chain g_{g}_in")), "{t}");
+    assert!(
+        t.contains("chain p_10_0_0_5_in") && t.contains("chain p_10_0_0_6_in"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(
+            "set rg_{g} {{ type ipv4_addr; elements = {{ 10.0.0.5, 10.0.0.6 }}; }}"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("0x0000ffff"), "{t}");
+}
