@@ -581,9 +581,9 @@ mod tests {
 
     #[test]
     fn rules_are_checked_as_neutron_checks_them() {
-        assert_eq!(rule(|_| {}).unwrap(), "IPv4 None None None");
+        assert_eq!(rule(|_| {}).expect("valid"), "IPv4 None None None");
         assert_eq!(
-            rule(|r| r.protocol = Some("any".into())).unwrap(),
+            rule(|r| r.protocol = Some("any".into())).expect("valid"),
             "IPv4 None None None"
         );
         assert_eq!(
@@ -591,7 +591,7 @@ mod tests {
                 r.ethertype = Some("IPv6".into());
                 r.protocol = Some("icmp".into());
             })
-            .unwrap(),
+            .expect("valid"),
             "IPv6 Some(\"ipv6-icmp\") None None"
         );
         let tcp = |a: Option<&str>, b: Option<&str>| {
@@ -602,7 +602,7 @@ mod tests {
             })
         };
         assert_eq!(
-            tcp(Some("22"), Some("22")).unwrap(),
+            tcp(Some("22"), Some("22")).expect("valid"),
             "IPv4 Some(\"tcp\") Some(22) Some(22)"
         );
         assert_eq!(
