@@ -226,7 +226,20 @@ fn attack_security_groups_filter_guests_statefully() {
         rules,
     };
 
-    // The table alone, without the bridge's option: bridged traffic does not see it.
+    // ensure_bridge switched the bridge's option on; off again here, to show that the
+    // table alone, without it, does not see bridged traffic.
+    let link = edge.sh(&["ip", "-d", "link", "show", &bridge]);
+    assert!(link.contains("nf_call_iptables 1"), "{link}");
+    edge.sh(&[
+        "ip",
+        "link",
+        "set",
+        &bridge,
+        "type",
+        "bridge",
+        "nf_call_iptables",
+        "0",
+    ]);
     let script = hostnet::sg::ruleset(&state(base_rules())).expect("ruleset");
     let file = std::env::temp_dir().join(format!("onebox-sg-{}.nft", std::process::id()));
     std::fs::write(&file, script).expect("script");
