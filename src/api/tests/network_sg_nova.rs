@@ -66,6 +66,60 @@ async fn port_groups(app: &TestApp, t: &str, server: &str) -> Vec<String> {
     v
 }
 
+/// A token of a new user with the reader role on the server's project.
+async fn reader_of(app: &TestApp, server: &str, t: &str) -> String {
+    let r = nova(
+        app,
+        Method::GET,
+        &format!("/servers/{server}"),
+        t,
+        "2.1",
+        None,
+    )
+    .await;
+    let project = r.body["server"]["tenant_id"]
+        .as_str()
+        .expect("project")
+        .to_owned();
+    let admin = app.admin().await;
+    let h = [("x-auth-token", admin.as_str())];
+    let u = app
+        .call(
+            Method::POST,
+            "/identity/v3/users",
+            &h,
+            Some(json!({"user": {"name": "rita", "password": "pw-rita"}})),
+        )
+        .await;
+    let uid = u.body["user"]["id"].as_str().expect("uid").to_owned();
+    let roles = app
+        .get("/identity/v3/roles?name=reader", Some(&admin))
+        .await;
+    let rid = roles.body["roles"][0]["id"]
+        .as_str()
+        .expect("rid")
+        .to_owned();
+    let g = app
+        .call(
+            Method::PUT,
+            &format!("/identity/v3/projects/{project}/users/{uid}/roles/{rid}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::NO_CONTENT, "{}", g.text);
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/identity/v3/projects/{project}"),
+            &h,
+            None,
+        )
+        .await;
+    let name = r.body["project"]["name"].as_str().expect("name").to_owned();
+    app.token("rita", "pw-rita", &name).await
+}
+
 #[tokio::test]
 async fn servers_take_groups_by_name_and_add_and_remove_them() {
     let app = TestApp::new().await;
@@ -198,6 +252,19 @@ async fn servers_take_groups_by_name_and_add_and_remove_them() {
     )
     .await;
     common::assert_compute_fault(&r, 400, "badRequest");
+    // A reader of the server's project changes nothing.
+    let reader = reader_of(&app, &sid, &t).await;
+    let r = nova(
+        &app,
+        Method::POST,
+        &action,
+        &reader,
+        "2.1",
+        Some(json!({"addSecurityGroup": {"name": "web"}})),
+    )
+    .await;
+    common::assert_compute_fault(&r, 403, "forbidden");
+    assert_eq!(port_groups(&app, &t, &sid).await, vec![db.clone()]);
     // Another project's member can do none of it.
     let (_, _, b) = app.user_with_role("mallory", "member").await;
     let r = nova(
