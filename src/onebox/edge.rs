@@ -15,13 +15,13 @@ pub struct HostEdge {
     pub state_dir: PathBuf,
     pub rules: hostnet::nat::HostRules,
     pub external: Option<ExternalNet>,
+    /// The security groups' table.
+    pub sg: crate::nethost::NetHost,
 }
 
 impl network::Host for HostEdge {
-    fn apply_security_groups(&self, _: &network::Enforcement) -> Result<(), String> {
-        // Security groups are not enforced on the host yet: the ports are pinned
-        // (`hostnet::ports`) and the host table guards the host.
-        Ok(())
+    fn apply_security_groups(&self, s: &network::Enforcement) -> Result<(), String> {
+        self.sg.apply(s)
     }
 
     fn apply_edge(&self, s: &EdgeRecords) -> Result<(), String> {

@@ -7,6 +7,7 @@ mod firmware;
 mod init;
 mod listen;
 mod lock;
+mod nethost;
 mod serve;
 mod status;
 mod teardown;

@@ -130,6 +130,7 @@ fn network_service(cfg: &Config, store: &store::Store) -> Result<network::Networ
             state_dir: cfg.data_dir.join("hostnet"),
             rules: host_rules(cfg)?,
             external: external.clone(),
+            sg: crate::nethost::NetHost::new(),
         })
     };
     let n = network::Network::new(store.clone(), host);
@@ -467,8 +468,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
-    // The external network, then the host's edge from the database (routers and floating
-    // IPs changed while onebox was stopped: a restore, a project deleted).
+    // The external network, then the host's edge and security groups from the database
+    // (changed while onebox was stopped: a restore, a project deleted), before any guest is
+    // plugged by the reconciliation or any client served.
     if let Some(public) = network.ensure_public().await? {
         tracing::info!(network_id = %public.id, "external network 'public' ready");
     }

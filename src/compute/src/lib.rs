@@ -24,6 +24,7 @@ mod rebuild;
 pub mod reconcile;
 mod rescue;
 mod resize;
+mod security_groups;
 mod server_metadata;
 mod server_tags;
 pub mod servers;

@@ -21,6 +21,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 pub mod edge;
 pub mod nat;
 pub mod ports;
+pub mod sg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -166,8 +167,24 @@ pub fn ensure_bridge(net: &NetworkDef) -> Result<String> {
     // gateway and nothing beyond it. With a NAT uplink the host routes for the bridge and
     // onebox's nft table decides what may pass.
     nat::set_forwarding(&name, net.forwarding)?;
+    // Filtered by security groups from its first frame, not only after the next apply.
+    if let Err(e) = sg::enable_bridge(&name) {
+        tracing::warn!(bridge = %name, error = %e, "br_netfilter not switched on for the bridge");
+    }
     tracing::debug!(bridge = %name, network_id = %net.id, forwarding = net.forwarding, "bridge ready");
     Ok(name)
+}
+
+/// Sets br_netfilter's per-bridge switch `nf_call_iptables` on `bridge`: IPv4 frames it
+/// bridges pass the inet hooks (with conntrack), which [`sg`] filters at.
+pub(crate) fn set_nf_call_iptables(bridge: &str) -> Result<()> {
+    let n = bridge.to_owned();
+    with_handle(async move |h| {
+        let msg = rtnetlink::LinkMessageBuilder::<LinkBridge>::new(&n)
+            .nf_call_iptables(true)
+            .build();
+        h.link().change(msg).execute().await
+    })
 }
 
 /// Turns IPv6 off on a host interface (a bridge, the host end of a port): router

@@ -280,7 +280,9 @@ pub(crate) fn script(r: &HostRules, x: &Extra) -> Result<String> {
 fn removal() -> String {
     format!(
         "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\n\
-         table bridge {TABLE}\ndelete table bridge {TABLE}\n"
+         table bridge {TABLE}\ndelete table bridge {TABLE}\n\
+         table inet {SG}\ndelete table inet {SG}\n",
+        SG = crate::sg::TABLE
     )
 }
 
@@ -411,7 +413,8 @@ pub(crate) fn apply_with(
     Ok(())
 }
 
-/// Deletes onebox's tables (the host guard and NAT, and the guest ports' bridge table) and
+/// Deletes onebox's tables (the host guard and NAT, the guest ports' bridge table, the
+/// security groups' table) and
 /// turns forwarding off on every project bridge (used
 /// when onebox is removed; while it runs, [`apply`] keeps the table).
 pub fn remove() -> Result<()> {

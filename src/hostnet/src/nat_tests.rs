@@ -158,7 +158,8 @@ fn removal_deletes_only_onebox_tables() {
     assert_eq!(
         removal(),
         "table ip onebox\ndelete table ip onebox\ntable inet onebox\ndelete table inet onebox\n\
-         table bridge onebox\ndelete table bridge onebox\n"
+         table bridge onebox\ndelete table bridge onebox\n\
+         table inet onebox_sg\ndelete table inet onebox_sg\n"
     );
 }
 

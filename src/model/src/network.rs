@@ -329,6 +329,47 @@ pub fn random_mac() -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+/// The IP protocol names a security group rule may give (Neutron's), with their numbers.
+pub const PROTOCOLS: [(&str, u8); 25] = [
+    ("ah", 51),
+    ("dccp", 33),
+    ("egp", 8),
+    ("esp", 50),
+    ("gre", 47),
+    ("hopopt", 0),
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ip", 0),
+    ("ipip", 4),
+    ("ipv6-encap", 41),
+    ("ipv6-frag", 44),
+    ("ipv6-icmp", 58),
+    ("icmpv6", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("ipv6-route", 43),
+    ("ospf", 89),
+    ("pgm", 113),
+    ("rsvp", 46),
+    ("sctp", 132),
+    ("tcp", 6),
+    ("udp", 17),
+    ("udplite", 136),
+    ("vrrp", 112),
+];
+
+/// A rule's protocol (a name or a number, 0 to 255) as its number.
+pub fn protocol_number(p: &str) -> Option<u8> {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(p))
+        .map(|(_, v)| *v)
+        .or_else(|| p.parse::<u8>().ok())
+}
+
+/// The protocols whose rules take a destination port range (DCCP, SCTP, TCP, UDP, UDPLITE).
+pub const PORTED_PROTOCOLS: [u8; 5] = [33, 132, 6, 17, 136];
+
 /// A new resource id.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().hyphenated().to_string()

@@ -13,6 +13,7 @@ mod networks;
 mod ports;
 mod quotas;
 mod routers;
+mod security_groups;
 mod subnets;
 mod tags;
 
@@ -25,6 +26,7 @@ use model::{Context, Persona, ProjectId};
 pub use networks::{NetworkCreate, NetworkUpdate};
 pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
 pub use routers::{GatewayRequest, InterfaceInfo, RouterCreate, RouterUpdate};
+pub use security_groups::{RuleCreate, SecurityGroupCreate, SecurityGroupUpdate, normalize_prefix};
 pub use store::network::{PortQuery, Scope};
 pub use subnets::{SubnetCreate, SubnetUpdate};
 pub use tags::Tagged;

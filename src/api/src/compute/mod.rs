@@ -30,6 +30,7 @@ mod links;
 mod migrations;
 mod networks;
 mod quotas;
+mod security_groups;
 mod server_actions;
 mod server_groups;
 mod server_list;
@@ -185,6 +186,26 @@ fn api_routes(state: AppState) -> Router {
         .route(
             "/servers/{id}/migrations/{migration}",
             get(migrations::server_show),
+        )
+        .route(
+            "/servers/{id}/os-security-groups",
+            get(security_groups::server_groups),
+        )
+        .route(
+            "/os-security-groups",
+            get(security_groups::list).post(security_groups::create),
+        )
+        .route(
+            "/os-security-groups/{id}",
+            get(security_groups::show).delete(security_groups::delete),
+        )
+        .route(
+            "/os-security-group-rules",
+            axum::routing::post(security_groups::create_rule),
+        )
+        .route(
+            "/os-security-group-rules/{id}",
+            axum::routing::delete(security_groups::delete_rule),
         )
         .route("/images", get(images::list))
         .route("/images/detail", get(images::detail_list))

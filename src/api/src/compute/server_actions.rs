@@ -81,6 +81,10 @@ pub(super) enum ServerAction {
     Unrescue,
     /// `changePassword`
     ChangePassword(String),
+    /// `addSecurityGroup`: a group's name or id.
+    AddSecurityGroup(String),
+    /// `removeSecurityGroup`: a group's name or id.
+    RemoveSecurityGroup(String),
 }
 
 impl ServerAction {
@@ -138,6 +142,8 @@ impl ServerAction {
             // Nova's unrescue takes no schema: the body's value is ignored.
             "unrescue" => Self::Unrescue,
             "changePassword" => change_password_args(arg)?,
+            "addSecurityGroup" => Self::AddSecurityGroup(group_name(name, arg)?),
+            "removeSecurityGroup" => Self::RemoveSecurityGroup(group_name(name, arg)?),
             other => {
                 return Err(Fault::bad_request(format!(
                     "There is no such action: {other}"
@@ -239,6 +245,8 @@ async fn run(
         }
         ServerAction::Unrescue => compute.unrescue(c, id, rid).await?,
         ServerAction::ChangePassword(pw) => compute.change_password(c, id, pw, rid).await?,
+        ServerAction::AddSecurityGroup(g) => compute.add_security_group(c, id, &g).await?,
+        ServerAction::RemoveSecurityGroup(g) => compute.remove_security_group(c, id, &g).await?,
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }
@@ -262,6 +270,13 @@ fn reboot_args(arg: &Value) -> Result<ServerAction, Fault> {
             ),
         )),
     }
+}
+
+/// addSecurityGroup's and removeSecurityGroup's body: `{"name": …}`.
+fn group_name(action: &str, arg: &Value) -> Result<String, Fault> {
+    v::only(action, arg, &["name"])?;
+    let o = v::object(action, arg)?;
+    v::string("name", v::required_in(action, arg, o, "name")?, 1, 255)
 }
 
 /// lock's body: ignored before 2.73; from 2.73 null or `{"locked_reason": …}`.

@@ -10,6 +10,8 @@
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/routers[/{id}]` | [`routers`] |
 //! | PUT | `/v2.0/routers/{id}/add_router_interface`, `…/remove_router_interface` | [`routers`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/floatingips[/{id}]` | [`floating_ips`] |
+//! | GET, POST / GET, PUT, DELETE | `/v2.0/security-groups[/{id}]` | [`security_groups`] |
+//! | GET, POST / GET, DELETE | `/v2.0/security-group-rules[/{id}]` | [`security_groups`] |
 //! | GET, PUT, DELETE | `/v2.0/<collection>/{id}/tags[/{tag}]` | [`tags`] |
 //! | GET, PUT, DELETE | `/v2.0/quotas[/{project}[/details,/default]]` | [`quotas`] |
 //!
@@ -24,6 +26,7 @@ mod networks;
 mod ports;
 mod quotas;
 mod routers;
+mod security_groups;
 mod subnets;
 mod tags;
 pub mod views;
@@ -106,6 +109,24 @@ pub fn router(state: AppState) -> Router {
             get(floating_ips::show)
                 .put(floating_ips::update)
                 .delete(floating_ips::delete),
+        )
+        .route(
+            "/network/v2.0/security-groups",
+            get(security_groups::list).post(security_groups::create),
+        )
+        .route(
+            "/network/v2.0/security-groups/{id}",
+            get(security_groups::show)
+                .put(security_groups::update)
+                .delete(security_groups::delete),
+        )
+        .route(
+            "/network/v2.0/security-group-rules",
+            get(security_groups::list_rules).post(security_groups::create_rule),
+        )
+        .route(
+            "/network/v2.0/security-group-rules/{id}",
+            get(security_groups::show_rule).delete(security_groups::delete_rule),
         )
         .route("/network/v2.0/quotas", get(quotas::list))
         .route(

@@ -68,7 +68,7 @@ fn fixed_ips(o: &Map<String, Value>) -> Result<Option<Vec<::network::FixedIpRequ
     )
 }
 
-/// Address pairs as asked: address and optional MAC.
+/// Allowed address pairs as asked: address and MAC (the port's when `None`).
 type Pairs = Vec<(String, Option<String>)>;
 
 fn pairs(o: &Map<String, Value>) -> Result<Option<Pairs>, Fault> {

@@ -245,8 +245,8 @@ pub const RULE_ATTRS: &[&str] = &[
 
 pub fn rule(r: &SgRuleRec, in_default: bool) -> Value {
     let normalized = r.remote_ip_prefix.as_deref().map(|p| {
-        model::network::Cidr::parse(p, false)
-            .map(|c| c.to_string())
+        ::network::normalize_prefix(p)
+            .map(|(_, c)| c)
             .unwrap_or_else(|| p.to_owned())
     });
     let mut o = json!({
