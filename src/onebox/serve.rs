@@ -133,7 +133,10 @@ fn network_service(cfg: &Config, store: &store::Store) -> Result<network::Networ
             sg: crate::nethost::NetHost::new(),
         })
     };
-    let n = network::Network::new(store.clone(), host);
+    let mut n = network::Network::new(store.clone(), host);
+    if !cfg.fake_driver {
+        n = n.with_host_routes(hostnet::nat::host_routes);
+    }
     Ok(match external {
         Some(e) => n.with_edge(e.edge),
         None => n,

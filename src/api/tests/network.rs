@@ -49,6 +49,47 @@ async fn subnet(app: &TestApp, t: &str, network: &str, cidr: &str) -> Resp {
 }
 
 #[tokio::test]
+async fn a_project_finds_its_default_network_before_its_first_server() {
+    let app = TestApp::new().await;
+    let (_, _, t) = app.user_with_role("newbie", "member").await;
+    let r = call(&app, Method::GET, "/networks?name=private", &t, None).await;
+    let nets = r.body["networks"].as_array().expect("list");
+    assert_eq!(nets.len(), 1, "{}", r.text);
+    assert_eq!(nets[0]["is_default"], true);
+    let nid = nets[0]["id"].as_str().expect("id").to_owned();
+    // A server on it by id gets an address of it; the same network, not a second one.
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.37"),
+    ];
+    let r = app
+        .call(Method::POST, "/compute/v2.1/servers", &h, Some(json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1", "networks": [{"uuid": nid}]}})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = app
+        .call(Method::POST, "/compute/v2.1/servers", &h, Some(json!({"server": {"name": "s2", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    app.compute.idle().await;
+    let r = call(&app, Method::GET, "/networks", &t, None).await;
+    assert_eq!(
+        r.body["networks"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+    // A reader makes nothing by listing.
+    let (_, _, reader) = app.user_with_role("reed", "reader").await;
+    let r = call(&app, Method::GET, "/networks", &reader, None).await;
+    assert_eq!(
+        r.body["networks"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
 async fn versions_extensions_and_catalog() {
     let app = TestApp::new().await;
     let r = app.get("/network/", None).await;
@@ -517,7 +558,28 @@ async fn attack_a_member_reaches_no_other_projects_network_and_no_admin_attribut
         Method::PUT,
         &format!("/quotas/{bp}"),
         &admin,
-        Some(json!({"quota": {"network": 1}})),
+        Some(json!({"quota": {"network": 1, "check_limit": true}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // B has its default network `private` already (made when it first listed networks):
+    // a limit under what is used is refused when the client asks for the check.
+    let q = |n: i64| json!({"quota": {"network": n, "check_limit": true}});
+    let r = call(
+        &app,
+        Method::PUT,
+        &format!("/quotas/{bp}"),
+        &admin,
+        Some(q(0)),
+    )
+    .await;
+    neutron_error(&r, 400, "InvalidQuotaValue");
+    let r = call(
+        &app,
+        Method::PUT,
+        &format!("/quotas/{bp}"),
+        &admin,
+        Some(q(2)),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -550,7 +612,7 @@ async fn attack_a_member_reaches_no_other_projects_network_and_no_admin_attribut
     .await;
     assert_eq!(
         r.body["quota"]["network"],
-        json!({"limit": 1, "used": 1, "reserved": 0}),
+        json!({"limit": 2, "used": 2, "reserved": 0}),
         "{}",
         r.text
     );

@@ -429,8 +429,11 @@ async fn a_server_shows_its_floating_ip_and_loses_it_with_its_port() {
         ("x-auth-token", t.as_str()),
         ("openstack-api-version", "compute 2.37"),
     ];
+    // A network of the project's own (its default network would get a router made for
+    // it, see a_floating_ip_for_the_default_network_gets_its_router_made).
+    let (own, _) = net(&app, &t, "172.62.0.0/24").await;
     let r = app
-        .call(Method::POST, "/compute/v2.1/servers", &h, Some(json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}})))
+        .call(Method::POST, "/compute/v2.1/servers", &h, Some(json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1", "networks": [{"uuid": own}]}})))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let sid = r.body["server"]["id"].as_str().expect("id").to_owned();
@@ -1612,4 +1615,71 @@ async fn the_public_subnet_comes_back_at_start_if_an_admin_deleted_it() {
         "{}",
         r.text
     );
+}
+
+#[tokio::test]
+async fn a_floating_ip_for_the_default_network_gets_its_router_made() {
+    let (app, _rec) = boxed().await;
+    let t = app.demo().await;
+    let (ext, _) = public(&app, &t).await;
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.37"),
+    ];
+    let r = app
+        .call(
+            Method::POST,
+            "/compute/v2.1/servers",
+            &h,
+            Some(json!({"server": {"name": "s", "imageRef": common::IMAGE, "flavorRef": "1", "networks": "auto"}})),
+        )
+        .await;
+    let sid = id(&r, "server");
+    app.compute.idle().await;
+    let r = call(
+        &app,
+        Method::GET,
+        &format!("/ports?device_id={sid}"),
+        &t,
+        None,
+    )
+    .await;
+    let server_port = r.body["ports"][0]["id"].as_str().expect("port").to_owned();
+    // What openstacksdk's auto_ip sends: a floating IP made straight onto the port.
+    let r = call(
+        &app,
+        Method::POST,
+        "/floatingips",
+        &t,
+        Some(json!({"floatingip": {"floating_network_id": ext, "port_id": server_port}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["floatingip"]["status"], "ACTIVE", "{}", r.text);
+    let r = call(&app, Method::GET, "/routers", &t, None).await;
+    let routers = r.body["routers"].as_array().expect("routers");
+    assert_eq!(routers.len(), 1, "{}", r.text);
+    assert_eq!(routers[0]["name"], "auto_allocated_router");
+    assert_eq!(
+        routers[0]["external_gateway_info"]["network_id"],
+        ext.as_str()
+    );
+    // Another network of the project gets no router of onebox's making: Neutron's 404.
+    let (other_net, _) = net(&app, &t, "172.60.0.0/24").await;
+    let (other_port, _) = port(&app, &t, &other_net).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/floatingips",
+        &t,
+        Some(json!({"floatingip": {"floating_network_id": ext, "port_id": other_port}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(
+        r.body["NeutronError"]["type"],
+        "ExternalGatewayForFloatingIPNotFound"
+    );
+    let r = call(&app, Method::GET, "/routers", &t, None).await;
+    assert_eq!(r.body["routers"].as_array().map(Vec::len), Some(1));
 }

@@ -15,24 +15,15 @@ use std::net::Ipv4Addr;
 
 use model::ProjectId;
 use model::compute::{Address, ServerId};
-use model::network::{Cidr, FixedIp, NetworkRec, PortRec, Stamp, SubnetRec, new_id, owner};
+use model::network::{FixedIp, NetworkRec, PortRec, Stamp, new_id, owner};
 use store::network::{self as net, Allocation, Scope};
 
 use crate::{Error, abort};
 
 type Result<T> = store::Result<T>;
 
-pub const DEFAULT_NETWORK: &str = "private";
-
 /// An IPv4 prefix: network address and length.
 pub(crate) type Prefix = (Ipv4Addr, u8);
-
-/// Whether two prefixes share any address.
-fn overlaps(a: Prefix, b: Prefix) -> bool {
-    let len = a.1.min(b.1);
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    u32::from(a.0) & mask == u32::from(b.0) & mask
-}
 
 /// The prefixes in the host's main IPv4 routing table (`/proc/net/route`), the default route
 /// left out. Empty when the table cannot be read.
@@ -59,101 +50,18 @@ fn parse_routes(table: &str) -> Vec<Prefix> {
         .collect()
 }
 
-/// The project's default network, created on first use with its subnet and the project's
-/// `default` security group, on a free /16 that none of `routed` (the host's routes)
-/// overlaps if there is one.
+/// The project's default network, created on first use (`store::network::default_network_for`).
 pub(crate) fn default_network(
     c: &store::Connection,
     project: &ProjectId,
     routed: &[Prefix],
 ) -> Result<NetworkRec> {
-    if let Some(n) = net::default_network(c, project)? {
-        return Ok(n);
+    match net::default_network_for(c, project, routed)? {
+        Some(n) => Ok(n),
+        None => Err(abort(Error::Conflict(
+            "No address space is left for a new network.".into(),
+        ))),
     }
-    let taken: Vec<Cidr> = net::all_subnet_cidrs(c)?;
-    let free: Vec<u8> = (1..=255u8)
-        .filter(|i| {
-            let c16 = Cidr {
-                addr: Ipv4Addr::new(10, *i, 0, 0),
-                len: 16,
-            };
-            !taken.iter().any(|t| t.overlaps(&c16))
-        })
-        .collect();
-    let unrouted = free.iter().copied().find(|&i| {
-        !routed
-            .iter()
-            .any(|&r| overlaps(r, (Ipv4Addr::new(10, i, 0, 0), 16)))
-    });
-    let pick = match (unrouted, free.first()) {
-        (Some(i), _) => i,
-        (None, Some(&i)) => {
-            tracing::warn!(
-                cidr = %format!("10.{i}.0.0/16"),
-                "every free /16 of 10.0.0.0/8 is routed on the host already; taking one anyway"
-            );
-            i
-        }
-        (None, None) => {
-            return Err(abort(Error::Conflict(
-                "No address space is left for a new network.".into(),
-            )));
-        }
-    };
-    let cidr = Cidr {
-        addr: Ipv4Addr::new(10, pick, 0, 0),
-        len: 16,
-    };
-    let t = chrono::Utc::now();
-    let stamp = Stamp {
-        revision: 1,
-        created_at: t,
-        updated_at: t,
-    };
-    let n = NetworkRec {
-        id: new_id(),
-        project_id: project.clone(),
-        name: DEFAULT_NETWORK.into(),
-        description: String::new(),
-        admin_state_up: true,
-        shared: false,
-        external: false,
-        mtu: 1500,
-        port_security: true,
-        is_default: true,
-        subnets: Vec::new(),
-        tags: Vec::new(),
-        stamp: stamp.clone(),
-    };
-    net::insert_network(c, &n)?;
-    let gateway = Ipv4Addr::new(10, pick, 0, 1);
-    let s = SubnetRec {
-        id: new_id(),
-        network_id: n.id.clone(),
-        project_id: project.clone(),
-        name: format!("{DEFAULT_NETWORK}-subnet"),
-        description: String::new(),
-        ip_version: 4,
-        cidr,
-        gateway_ip: Some(gateway),
-        enable_dhcp: true,
-        // Guests from .0.10 up, as onebox has always handed them out.
-        allocation_pools: vec![model::network::Pool {
-            start: Ipv4Addr::new(10, pick, 0, 10),
-            end: Ipv4Addr::new(10, pick, 255, 254),
-        }],
-        dns_nameservers: Vec::new(),
-        host_routes: Vec::new(),
-        tags: Vec::new(),
-        stamp,
-    };
-    net::insert_subnet(c, &s)?;
-    net::ensure_default_group(c, project)?;
-    tracing::info!(project_id = %project, cidr = %cidr, "project network created");
-    Ok(NetworkRec {
-        subnets: vec![s.id],
-        ..n
-    })
 }
 
 /// One interface a create asked for (Nova's `networks` items).
@@ -206,9 +114,16 @@ pub(crate) fn plan_nic(
             "Bad networks format: network uuid is not in proper format".into(),
         ));
     };
-    let Some(network) = net::get_network(c, &scope, id)?
-        .filter(|n| n.project_id == *project || (n.shared && !n.external))
-    else {
+    let found = net::get_network(c, &scope, id)?;
+    if let Some(n) = &found
+        && n.external
+        && n.project_id != *project
+    {
+        return Err(abort(Error::Forbidden(format!(
+            "It is not allowed to create an interface on external network {id}"
+        ))));
+    }
+    let Some(network) = found.filter(|n| n.project_id == *project || n.shared) else {
         return Err(bad(format!("Network {id} could not be found.")));
     };
     if network.subnets.is_empty() {
@@ -441,15 +356,5 @@ mod tests {
             .await
             .expect("network");
         assert_eq!(again.0, a.0);
-    }
-
-    #[test]
-    fn prefixes_overlap_when_the_shorter_one_holds_the_other() {
-        let p = |a: [u8; 4], l| (Ipv4Addr::from(a), l);
-        assert!(overlaps(p([10, 1, 0, 0], 16), p([10, 1, 2, 0], 24)));
-        assert!(overlaps(p([10, 0, 0, 0], 8), p([10, 7, 0, 0], 16)));
-        assert!(!overlaps(p([10, 1, 0, 0], 16), p([10, 2, 0, 0], 16)));
-        assert!(!overlaps(p([192, 168, 1, 0], 24), p([10, 1, 0, 0], 16)));
-        assert!(overlaps(p([10, 1, 0, 0], 16), p([10, 1, 0, 0], 16)));
     }
 }

@@ -184,6 +184,9 @@ impl Network {
                 net.id
             )));
         }
+        if let Some(p) = &req.port_id {
+            self.auto_router(ctx, &net.id, p).await?;
+        }
         let asked = match &req.floating_ip_address {
             Some(s) => {
                 let a = parse_v4(s)
@@ -300,6 +303,9 @@ impl Network {
         if let Some(d) = u.description {
             f.description = d;
         }
+        if let Some(Some(p)) = &u.port_id {
+            self.auto_router(ctx, &f.floating_network_id, p).await?;
+        }
         let scope = scope_of(ctx);
         let (port_id, fixed) = (u.port_id, u.fixed_ip_address);
         unwrap_abort(
@@ -344,6 +350,63 @@ impl Network {
             .await?;
         tracing::info!(floatingip_id = %id, "floating IP deleted");
         self.resync().await?;
+        Ok(())
+    }
+}
+
+impl Network {
+    /// Neutron's auto-allocated topology for the project's default network: a floating IP
+    /// asked for a port of `private` (which `networks: auto` made) on an external network
+    /// that no router joins it to gets the router it needs, `auto_allocated_router`, with
+    /// its gateway on that network and an interface on the port's subnet. Any other
+    /// network needs a router its owner made.
+    async fn auto_router(&self, ctx: &Context, external: &str, port_id: &str) -> Result<()> {
+        let Ok(port) = self.get_port(ctx, port_id).await else {
+            return Ok(());
+        };
+        let Some(fixed) = port.fixed_ips.first().cloned() else {
+            return Ok(());
+        };
+        let Ok(net) = self.get_network(ctx, &port.network_id).await else {
+            return Ok(());
+        };
+        if !net.is_default || !ctx.can_write(&net.project_id) {
+            return Ok(());
+        }
+        let (subnet, ext) = (fixed.subnet_id.clone(), external.to_owned());
+        let routed = self
+            .store
+            .read(move |c| sql::router_for_floating(c, &subnet, &ext))
+            .await?;
+        if routed.is_some() {
+            return Ok(());
+        }
+        let r = self
+            .create_router(
+                ctx,
+                crate::RouterCreate {
+                    name: "auto_allocated_router".into(),
+                    description: "made for the default network's floating IPs".into(),
+                    admin_state_up: true,
+                    gateway: Some(crate::GatewayRequest {
+                        network_id: external.to_owned(),
+                        enable_snat: None,
+                        external_fixed_ips: None,
+                    }),
+                    project_id: None,
+                    tags: Vec::new(),
+                },
+            )
+            .await?;
+        if let Err(e) = self
+            .add_router_interface(ctx, &r.id, Some(fixed.subnet_id), None)
+            .await
+        {
+            // Another request made one meanwhile (or the network is on a router without
+            // a gateway): this router is not needed.
+            let _ = self.delete_router(ctx, &r.id).await;
+            tracing::info!(error = %e, "no automatic router for the default network");
+        }
         Ok(())
     }
 }

@@ -138,6 +138,8 @@ pub struct Network {
     edge: Option<Arc<EdgeConfig>>,
     /// The id of the `public` network made from it.
     public: Arc<std::sync::RwLock<Option<String>>>,
+    /// The prefixes the host routes, which a project's default network avoids.
+    host_routes: Arc<dyn Fn() -> Vec<(std::net::Ipv4Addr, u8)> + Send + Sync>,
 }
 
 impl Network {
@@ -148,7 +150,19 @@ impl Network {
             sync: Arc::new(tokio::sync::Mutex::new(None)),
             edge: None,
             public: Arc::new(std::sync::RwLock::new(None)),
+            host_routes: Arc::new(Vec::new),
         }
+    }
+
+    /// The same service with the host's routes read by `routes` (a box with real
+    /// backends: a project's default network must not take an address range the host
+    /// routes elsewhere).
+    pub fn with_host_routes(
+        mut self,
+        routes: impl Fn() -> Vec<(std::net::Ipv4Addr, u8)> + Send + Sync + 'static,
+    ) -> Self {
+        self.host_routes = Arc::new(routes);
+        self
     }
 
     /// The same service with an external network (see [`Network::ensure_public`]).

@@ -2,7 +2,7 @@
 
 use model::Context;
 use model::network::NetworkRec;
-use store::network as sql;
+use store::network::{self as sql, Scope};
 
 use crate::{
     Error, Network, Result, abort, may_write, now_stamp, owner_for, quota, scope_of, unwrap_abort,
@@ -43,7 +43,50 @@ pub(crate) fn not_found(id: &str) -> Error {
 const MAX_MTU: u32 = 9000;
 
 impl Network {
+    /// A project with no network of its own gets its default network `private` when it
+    /// first lists networks, as it would at its first server: `--network private` then
+    /// names something before any server exists. (Deleted, it comes back only when the
+    /// project has no network left.)
+    async fn ensure_default_network(&self, ctx: &Context) {
+        let Some(project) = ctx.project_id.clone() else {
+            return;
+        };
+        if !ctx.has(model::Persona::Member) {
+            return;
+        }
+        let p = project.clone();
+        let has_own = self
+            .store
+            .read(move |c| {
+                Ok(sql::list_networks(c, &Scope::Project(p.clone()))?
+                    .iter()
+                    .any(|n| n.project_id == p))
+            })
+            .await
+            .unwrap_or(true);
+        if has_own {
+            return;
+        }
+        let routed = (self.host_routes)();
+        let r = self
+            .store
+            .write(move |c| {
+                let own = sql::list_networks(c, &Scope::Project(project.clone()))?
+                    .iter()
+                    .any(|n| n.project_id == project);
+                if !own {
+                    sql::default_network_for(c, &project, &routed)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "making a project's default network");
+        }
+    }
+
     pub async fn list_networks(&self, ctx: &Context) -> Result<Vec<NetworkRec>> {
+        self.ensure_default_network(ctx).await;
         let scope = scope_of(ctx);
         Ok(self
             .store

@@ -54,6 +54,7 @@ impl Network {
         ctx: &Context,
         project: &str,
         limits: Vec<(String, i64)>,
+        check_limit: bool,
     ) -> Result<Vec<(&'static str, i64)>> {
         if !ctx.is_admin() {
             return Err(Error::Forbidden(
@@ -71,15 +72,25 @@ impl Network {
             }
         }
         let p = ProjectId::new(project);
-        self.store
+        crate::unwrap_abort(
+            self.store
             .write(move |c| {
                 for (k, v) in &limits {
+                    if check_limit && *v >= 0 {
+                        let used = sql::net_usage(c, &p, k)?;
+                        if *v < used {
+                            return Err(crate::abort(Error::bad(
+                                "InvalidQuotaValue",
+                                format!("Quota limit {v} for {k} must be greater than or equal to already used {used}"),
+                            )));
+                        }
+                    }
                     sql::set_net_limit(c, &p, k, *v)?;
                 }
                 sql::net_limits(c, &p)
             })
-            .await
-            .map_err(Error::from)
+            .await,
+        )
     }
 
     pub async fn reset_quota(&self, ctx: &Context, project: &str) -> Result<()> {

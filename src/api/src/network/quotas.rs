@@ -74,8 +74,14 @@ pub async fn update(
         Fault::bad_request("Unable to find 'quota' in request body").kind("HTTPBadRequest")
     })?;
     let mut asked = Vec::new();
+    let check_limit = match o.get("check_limit") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(v) => return Err(body::invalid(format!("'{v}' is not a valid boolean value"))),
+    };
     for (k, v) in o {
-        if k == "subnetpool" || k == "rbac_policy" {
+        if k == "subnetpool" || k == "rbac_policy" || k == "check_limit" {
             continue;
         }
         let n = match v {
@@ -87,7 +93,7 @@ pub async fn update(
         asked.push((k.clone(), n));
     }
     Ok(Json(
-        json!({ "quota": limits(s.network.set_quota(&c, &project, asked).await?) }),
+        json!({ "quota": limits(s.network.set_quota(&c, &project, asked, check_limit).await?) }),
     ))
 }
 

@@ -229,3 +229,103 @@ pub fn network_has_routers(c: &Connection, id: &str) -> Result<bool> {
     .optional()?
     .is_some())
 }
+
+/// The project's default network `private`, created on first use with its subnet and the project's
+/// `default` security group, on a free /16 that none of `routed` (the host's routes)
+/// overlaps if there is one.
+pub fn default_network_for(
+    c: &Connection,
+    project: &ProjectId,
+    routed: &[(Ipv4Addr, u8)],
+) -> Result<Option<NetworkRec>> {
+    if let Some(n) = default_network(c, project)? {
+        return Ok(Some(n));
+    }
+    let taken: Vec<Cidr> = all_subnet_cidrs(c)?;
+    let free: Vec<u8> = (1..=255u8)
+        .filter(|i| {
+            let c16 = Cidr {
+                addr: Ipv4Addr::new(10, *i, 0, 0),
+                len: 16,
+            };
+            !taken.iter().any(|t| t.overlaps(&c16))
+        })
+        .collect();
+    let unrouted = free.iter().copied().find(|&i| {
+        !routed.iter().any(|&(a, l)| {
+            Cidr {
+                addr: Ipv4Addr::from(u32::from(a) & mask(l)),
+                len: l,
+            }
+            .overlaps(&Cidr {
+                addr: Ipv4Addr::new(10, i, 0, 0),
+                len: 16,
+            })
+        })
+    });
+    let pick = match (unrouted, free.first()) {
+        (Some(i), _) => i,
+        (None, Some(&i)) => {
+            tracing::warn!(
+                cidr = %format!("10.{i}.0.0/16"),
+                "every free /16 of 10.0.0.0/8 is routed on the host already; taking one anyway"
+            );
+            i
+        }
+        (None, None) => return Ok(None),
+    };
+    let cidr = Cidr {
+        addr: Ipv4Addr::new(10, pick, 0, 0),
+        len: 16,
+    };
+    let t = chrono::Utc::now();
+    let stamp = Stamp {
+        revision: 1,
+        created_at: t,
+        updated_at: t,
+    };
+    let n = NetworkRec {
+        id: new_id(),
+        project_id: project.clone(),
+        name: "private".into(),
+        description: String::new(),
+        admin_state_up: true,
+        shared: false,
+        external: false,
+        mtu: 1500,
+        port_security: true,
+        is_default: true,
+        subnets: Vec::new(),
+        tags: Vec::new(),
+        stamp: stamp.clone(),
+    };
+    insert_network(c, &n)?;
+    let gateway = Ipv4Addr::new(10, pick, 0, 1);
+    let s = SubnetRec {
+        id: new_id(),
+        network_id: n.id.clone(),
+        project_id: project.clone(),
+        name: "private-subnet".into(),
+        description: String::new(),
+        ip_version: 4,
+        cidr,
+        gateway_ip: Some(gateway),
+        enable_dhcp: true,
+        // Guests from .0.10 up, as onebox has always handed them out.
+        allocation_pools: vec![model::network::Pool {
+            start: Ipv4Addr::new(10, pick, 0, 10),
+            end: Ipv4Addr::new(10, pick, 255, 254),
+        }],
+        dns_nameservers: Vec::new(),
+        host_routes: Vec::new(),
+        tags: Vec::new(),
+        stamp,
+    };
+    insert_subnet(c, &s)?;
+    ensure_default_group(c, project)?;
+    tracing::info!(project_id = %project, cidr = %cidr, "project network created");
+    Ok(Some(NetworkRec {
+        subnets: vec![s.id],
+        ..n
+    }))
+}
