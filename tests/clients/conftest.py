@@ -143,13 +143,19 @@ def start_box(prefix, config):
         f.write(config)
     box.env = {"ONEBOX_CONFIG": path}
     try:
-        subprocess.run(
+        p = subprocess.run(
             [binary, "init", "--data-dir", data_dir, "--listen", f"127.0.0.1:{box.port}"],
-            check=True, capture_output=True,
+            capture_output=True, text=True,
             env={**os.environ, **box.env, "ONEBOX_ADMIN_PASSWORD": ADMIN_PW,
-                 "ONEBOX_DEMO_PASSWORD": DEMO_PW},
+                 "ONEBOX_DEMO_PASSWORD": DEMO_PW, "RUST_BACKTRACE": "0"},
         )
-        box.start()
+        if p.returncode != 0:
+            raise RuntimeError(f"onebox init with\n{config}failed:\n{p.stderr}")
+        try:
+            box.start()
+        except RuntimeError as e:
+            with open(os.path.join(data_dir, "onebox.log"), errors="replace") as f:
+                raise RuntimeError(f"{e}; with\n{config}its log ends:\n{f.read()[-3000:]}")
     except BaseException:
         stop_box(box)
         raise
