@@ -22,6 +22,9 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("container", &["driver", "model", "hostnet"]),
     ("driver-libvirt", &["driver", "model", "hostnet"]),
     ("baremetal", &["driver", "ipmi", "model", "store"]),
+    // The networking service: its SQL in `store`, its kernel side (`hostnet`) behind the
+    // `Host` trait that `onebox` implements.
+    ("network", &["store", "model", "hostnet"]),
     // `api` speaks to the services, never to the store: row types and filters it shows are
     // `model`'s.
     (
@@ -33,6 +36,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "model",
             "driver",
             "baremetal",
+            "network",
         ],
     ),
     (
@@ -50,6 +54,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "store",
             "model",
             "ipmi",
+            "network",
         ],
     ),
 ];

@@ -409,6 +409,7 @@ mod tests {
                         image_ref: Some(IMAGE.into()),
                         flavor_ref: model::compute::FlavorId("42".into()),
                         networks: compute::NetworkRequest::Auto,
+                        security_groups: Vec::new(),
                         metadata: Default::default(),
                         user_data: None,
                         key_name: None,

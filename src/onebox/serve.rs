@@ -28,6 +28,7 @@ pub struct Services {
     pub compute: compute::Compute,
     pub images: image::Images,
     pub baremetal: baremetal::Baremetal,
+    pub network: network::Network,
     pub store: store::Store,
 }
 
@@ -99,11 +100,13 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             ..Default::default()
         },
     );
+    let network = network::Network::new(store.clone(), Arc::new(network::NoHost));
     Ok(Services {
         identity,
         compute,
         images,
         baremetal,
+        network,
         store,
     })
 }
@@ -409,6 +412,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         compute,
         images,
         baremetal,
+        network,
         store,
     } = open_services(&cfg).await?;
     restore_ports(&cfg, &store).await?;
@@ -446,6 +450,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         compute: compute.clone(),
         images,
         baremetal,
+        network,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

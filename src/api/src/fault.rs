@@ -25,6 +25,8 @@ pub enum Service {
     Image,
     /// Ironic: `{"error_message": "<JSON string of faultstring, faultcode, debuginfo>"}`.
     Baremetal,
+    /// Neutron: `{"NeutronError": {"type": "NetworkNotFound", "message": "...", "detail": ""}}`.
+    Network,
     /// onebox's own endpoints (`/healthz`): Keystone's shape, the most common in the field.
     Plain,
 }
@@ -35,6 +37,8 @@ pub struct Fault {
     pub message: String,
     /// Seconds after which the client may try again, sent as `Retry-After` (429, 503).
     pub retry_after: Option<u64>,
+    /// The error's type where the service names one (Neutron's `NeutronError.type`).
+    pub kind: Option<&'static str>,
 }
 
 impl Fault {
@@ -43,7 +47,14 @@ impl Fault {
             status,
             message: message.into(),
             retry_after: None,
+            kind: None,
         }
+    }
+
+    /// The same fault with a type name (Neutron's `NetworkNotFound`, …).
+    pub fn kind(mut self, kind: &'static str) -> Self {
+        self.kind = Some(kind);
+        self
     }
 
     /// The same fault with a `Retry-After` of `wait`, rounded up to whole seconds (at least 1).
@@ -218,6 +229,24 @@ fn render_body(service: Service, fault: &Fault) -> Response {
                 fault.message.as_str()
             };
             json!({ "error": { "code": status.as_u16(), "message": message, "title": reason(status) } })
+        }
+        Service::Network => {
+            let kind = fault.kind.unwrap_or(match status.as_u16() {
+                400 => "HTTPBadRequest",
+                403 => "HTTPForbidden",
+                404 => "HTTPNotFound",
+                405 => "HTTPMethodNotAllowed",
+                409 => "HTTPConflict",
+                413 => "HTTPRequestEntityTooLarge",
+                415 => "HTTPUnsupportedMediaType",
+                _ => "HTTPInternalServerError",
+            });
+            let message = if fault.message == MALFORMED_BODY {
+                "Invalid input for operation: Malformed JSON in request body."
+            } else {
+                fault.message.as_str()
+            };
+            json!({ "NeutronError": { "type": kind, "message": message, "detail": "" } })
         }
         Service::Baremetal => {
             let inner = json!({

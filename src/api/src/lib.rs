@@ -8,6 +8,7 @@
 //! | `/compute`  | Nova v2.1 with microversions | [`compute`] |
 //! | `/image`    | Glance v2 subset           | [`image`]    |
 //! | `/baremetal` | Ironic v1 subset (admin)  | [`baremetal`] |
+//! | `/network`  | Neutron v2.0 subset        | [`network`]  |
 //! | `/healthz`  | liveness                   | here         |
 //!
 //! A request passes, outermost first: the request-id layer (ids on every response, one tracing
@@ -24,6 +25,7 @@ pub mod image;
 pub mod listener;
 pub mod metadata;
 pub mod microversion;
+pub mod network;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub struct AppState {
     pub compute: ::compute::Compute,
     pub images: ::image::Images,
     pub baremetal: ::baremetal::Baremetal,
+    pub network: ::network::Network,
     pub cfg: Arc<ApiConfig>,
 }
 
@@ -100,6 +103,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compute::router(state.clone()))
         .merge(image::router(state.clone()))
         .merge(baremetal::router(state.clone()))
+        .merge(network::router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(fault::unknown_route);
     Router::new()

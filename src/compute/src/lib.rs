@@ -42,6 +42,7 @@ pub use images::{
 };
 pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
 pub use rebuild::RebuildRequest;
+pub use network::NicRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]

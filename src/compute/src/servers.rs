@@ -24,8 +24,8 @@ pub enum NetworkRequest {
     /// The project's default network.
     Auto,
     None,
-    /// Networks by id, in order.
-    List(Vec<String>),
+    /// Networks, ports or fixed addresses, in order.
+    List(Vec<network::NicRequest>),
 }
 
 /// A validated `POST /servers`.
@@ -35,6 +35,8 @@ pub struct CreateRequest {
     pub image_ref: Option<String>,
     pub flavor_ref: FlavorId,
     pub networks: NetworkRequest,
+    /// Security groups by name or id; empty: the project's `default`.
+    pub security_groups: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
     pub key_name: Option<String>,
@@ -135,29 +137,31 @@ fn quota_room(
     Ok(allowed.min(i64::from(req.max_count)) as u32)
 }
 
-/// The networks a create asked for, each one the project's.
+/// The interfaces a create asked for, each checked as the project sees the networks.
 fn requested_networks(
     tx: &store::Connection,
     project: &ProjectId,
     req: &NetworkRequest,
+    count: u32,
     routed: &[network::Prefix],
-) -> store::Result<Vec<sql::Network>> {
+) -> store::Result<Vec<network::NicPlan>> {
     Ok(match req {
         NetworkRequest::None => Vec::new(),
-        NetworkRequest::Auto => {
-            vec![network::default_network(tx, project, routed)?]
-        }
-        NetworkRequest::List(ids) => {
+        NetworkRequest::Auto => vec![network::auto_nic(tx, project, routed)?],
+        NetworkRequest::List(nics) => {
             let mut v = Vec::new();
-            for id in ids {
-                match network::find_network(tx, project, id)? {
-                    Some(n) => v.push(n),
-                    None => {
-                        return Err(crate::abort(Error::BadRequest(format!(
-                            "Network {id} could not be found."
-                        ))));
-                    }
+            for nic in nics {
+                if count > 1 && nic.port.is_some() {
+                    return Err(crate::abort(Error::BadRequest(
+                        "Unable to launch multiple instances with a single configured port ID. Please launch your instance one by one with different ports.".into(),
+                    )));
                 }
+                if count > 1 && nic.fixed_ip.is_some() {
+                    return Err(crate::abort(Error::BadRequest(
+                        "Unable to launch multiple instances with a single configured fixed IP address.".into(),
+                    )));
+                }
+                v.push(network::plan_nic(tx, project, nic)?);
             }
             v
         }
@@ -406,15 +410,22 @@ impl Compute {
                 // Quota and insert share this transaction on the single writer: concurrent
                 // creates cannot both see the same free room.
                 let count = quota_room(tx, &project, &template.flavor, &req)?;
-                let networks = requested_networks(tx, &project, &req.networks, &routed)?;
+                let networks = requested_networks(tx, &project, &req.networks, count, &routed)?;
+                let groups = network::resolve_groups(tx, &project, &req.security_groups)?;
                 let now = Utc::now();
                 let mut made = Vec::new();
                 for i in 0..count {
                     let mut s = instance(&template, &req, count, i, now);
                     sql::insert_server(tx, &s)?;
                     for (pos, net) in networks.iter().enumerate() {
-                        s.addresses
-                            .push(network::allocate(tx, net, &s.id, pos as u32)?);
+                        s.addresses.push(network::attach(
+                            tx,
+                            &project,
+                            net,
+                            &s.id,
+                            pos as u32,
+                            &groups,
+                        )?);
                     }
                     let action =
                         sql::start_action(tx, &s.id, &request_id, "create", &project, &user)?;

@@ -314,6 +314,8 @@ pub struct Address {
     pub addr: String,
     pub mac: String,
     pub version: u8,
+    /// A floating IP mapped to the fixed address before it (`OS-EXT-IPS:type: floating`).
+    pub floating: bool,
 }
 
 /// A fault recorded on a server that ended in ERROR.

@@ -191,3 +191,4 @@ pub struct TokenRecord {
 }
 
 pub mod image;
+pub mod network;

@@ -150,11 +150,7 @@ pub fn delete_project(c: &Connection, id: &ProjectId) -> Result<bool> {
             "The project still has {servers} server(s); delete them before the project."
         )));
     }
-    c.execute(
-        "DELETE FROM ports WHERE network_id IN (SELECT id FROM networks WHERE project_id = ?1)",
-        [id.as_str()],
-    )?;
-    c.execute("DELETE FROM networks WHERE project_id = ?1", [id.as_str()])?;
+    crate::network::delete_project_resources(c, id)?;
     c.execute(
         "DELETE FROM role_assignments WHERE target_type = 'project' AND target_id = ?1",
         [id.as_str()],

@@ -13,6 +13,7 @@ pub mod compute;
 pub mod id_ranges;
 pub mod identity;
 pub mod image;
+pub mod network;
 mod migrations;
 pub mod operator;
 mod query_columns;

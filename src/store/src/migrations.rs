@@ -345,6 +345,201 @@ const MIGRATIONS: &[&str] = &[
     BEGIN
         SELECT RAISE(ABORT, 'image id was used by a deleted image');
     END;",
+    // The networking service (Neutron's resources). The networks and ports of earlier
+    // versions move into these tables: each network becomes a network with one subnet (its
+    // CIDR, gateway and the addresses servers were given from .10 up), each port a port
+    // owned by its server (`compute:nova`, made by compute so deleted with the server), in
+    // the project's `default` security group, made here for every project with a network.
+    "CREATE TABLE net_networks (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        admin_state_up INTEGER NOT NULL DEFAULT 1,
+        shared INTEGER NOT NULL DEFAULT 0,
+        external INTEGER NOT NULL DEFAULT 0,
+        mtu INTEGER NOT NULL DEFAULT 1500,
+        port_security INTEGER NOT NULL DEFAULT 1,
+        is_default INTEGER NOT NULL DEFAULT 0,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX net_networks_project ON net_networks (project_id);
+    CREATE TABLE net_subnets (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL REFERENCES net_networks(id),
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        ip_version INTEGER NOT NULL DEFAULT 4,
+        cidr TEXT NOT NULL,
+        gateway_ip TEXT,
+        enable_dhcp INTEGER NOT NULL DEFAULT 1,
+        allocation_pools TEXT NOT NULL DEFAULT '[]',
+        dns_nameservers TEXT NOT NULL DEFAULT '[]',
+        host_routes TEXT NOT NULL DEFAULT '[]',
+        ipv6_ra_mode TEXT,
+        ipv6_address_mode TEXT,
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX net_subnets_network ON net_subnets (network_id);
+    CREATE TABLE net_ports (
+        id TEXT PRIMARY KEY,
+        network_id TEXT NOT NULL REFERENCES net_networks(id),
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        mac_address TEXT NOT NULL UNIQUE,
+        admin_state_up INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL DEFAULT 'DOWN',
+        device_id TEXT NOT NULL DEFAULT '',
+        device_owner TEXT NOT NULL DEFAULT '',
+        port_security INTEGER NOT NULL DEFAULT 1,
+        allowed_address_pairs TEXT NOT NULL DEFAULT '[]',
+        position INTEGER NOT NULL DEFAULT 0,
+        compute_owned INTEGER NOT NULL DEFAULT 0,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX net_ports_device ON net_ports (device_id);
+    CREATE INDEX net_ports_network ON net_ports (network_id);
+    CREATE INDEX net_ports_project ON net_ports (project_id);
+    CREATE TABLE net_ips (
+        port_id TEXT NOT NULL REFERENCES net_ports(id) ON DELETE CASCADE,
+        subnet_id TEXT NOT NULL REFERENCES net_subnets(id),
+        network_id TEXT NOT NULL,
+        ip_address TEXT NOT NULL,
+        PRIMARY KEY (network_id, ip_address)
+    );
+    CREATE INDEX net_ips_port ON net_ips (port_id);
+    CREATE INDEX net_ips_address ON net_ips (ip_address);
+    CREATE TABLE net_security_groups (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        stateful INTEGER NOT NULL DEFAULT 1,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX net_security_groups_default ON net_security_groups (project_id)
+        WHERE name = 'default';
+    CREATE TABLE net_sg_rules (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project_id TEXT NOT NULL,
+        security_group_id TEXT NOT NULL REFERENCES net_security_groups(id) ON DELETE CASCADE,
+        direction TEXT NOT NULL,
+        ethertype TEXT NOT NULL,
+        protocol TEXT,
+        port_range_min INTEGER,
+        port_range_max INTEGER,
+        remote_ip_prefix TEXT,
+        remote_group_id TEXT REFERENCES net_security_groups(id),
+        description TEXT NOT NULL DEFAULT '',
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX net_sg_rules_group ON net_sg_rules (security_group_id);
+    CREATE TABLE net_port_security_groups (
+        port_id TEXT NOT NULL REFERENCES net_ports(id) ON DELETE CASCADE,
+        security_group_id TEXT NOT NULL REFERENCES net_security_groups(id),
+        PRIMARY KEY (port_id, security_group_id)
+    );
+    CREATE INDEX net_port_security_groups_group ON net_port_security_groups (security_group_id);
+    CREATE TABLE net_routers (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        admin_state_up INTEGER NOT NULL DEFAULT 1,
+        external_network_id TEXT REFERENCES net_networks(id),
+        enable_snat INTEGER NOT NULL DEFAULT 1,
+        revision INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE net_floating_ips (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        floating_network_id TEXT NOT NULL REFERENCES net_networks(id),
+        floating_port_id TEXT NOT NULL REFERENCES net_ports(id),
+        floating_ip_address TEXT NOT NULL,
+        port_id TEXT REFERENCES net_ports(id),
+        fixed_ip_address TEXT,
+        router_id TEXT,
+        description TEXT NOT NULL DEFAULT '',
+        revision INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX net_floating_ips_port ON net_floating_ips (port_id, fixed_ip_address)
+        WHERE port_id IS NOT NULL;
+    CREATE TABLE net_tags (
+        resource_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (resource_id, tag)
+    );
+    CREATE TABLE net_quotas (
+        project_id TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        hard_limit INTEGER NOT NULL,
+        PRIMARY KEY (project_id, resource)
+    );
+    INSERT INTO net_networks (id, project_id, name, is_default, created_at, updated_at)
+        SELECT id, COALESCE(project_id, ''), name, name = 'private', created_at, created_at
+        FROM networks;
+    INSERT INTO net_subnets (id, network_id, project_id, name, cidr, gateway_ip,
+            allocation_pools, revision, created_at, updated_at)
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+                || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2)
+                || '-' || hex(randomblob(6))),
+            id, COALESCE(project_id, ''), name || '-subnet', cidr, gateway,
+            '[{\"start\":\"' || substr(cidr, 1, instr(cidr, '.0.0/16') - 1) || '.0.10\",\"end\":\"'
+                || substr(cidr, 1, instr(cidr, '.0.0/16') - 1) || '.255.254\"}]',
+            0, created_at, created_at
+        FROM networks;
+    INSERT INTO net_ports (id, network_id, project_id, mac_address, status, device_id,
+            device_owner, position, compute_owned, created_at, updated_at)
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+                || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2)
+                || '-' || hex(randomblob(6))),
+            p.network_id, s.project_id, p.mac, 'ACTIVE', p.server_id, 'compute:nova',
+            p.position, 1, s.created_at, s.created_at
+        FROM ports p JOIN servers s ON s.id = p.server_id;
+    INSERT INTO net_ips (port_id, subnet_id, network_id, ip_address)
+        SELECT np.id, ns.id, p.network_id, p.address
+        FROM ports p JOIN net_ports np ON np.mac_address = p.mac
+        JOIN net_subnets ns ON ns.network_id = p.network_id;
+    INSERT INTO net_security_groups (id, project_id, name, description, created_at, updated_at)
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+                || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2)
+                || '-' || hex(randomblob(6))),
+            project_id, 'default', 'Default security group',
+            strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+        FROM (SELECT DISTINCT project_id FROM net_networks WHERE project_id != '');
+    INSERT INTO net_sg_rules (id, project_id, security_group_id, direction, ethertype,
+            remote_group_id, created_at, updated_at)
+        SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+                || substr(hex(randomblob(2)), 2) || '-a' || substr(hex(randomblob(2)), 2)
+                || '-' || hex(randomblob(6))),
+            g.project_id, g.id, d.direction, d.ethertype,
+            CASE WHEN d.direction = 'ingress' THEN g.id END, g.created_at, g.created_at
+        FROM net_security_groups g,
+            (SELECT 'ingress' AS direction, 'IPv4' AS ethertype UNION ALL
+             SELECT 'ingress', 'IPv6' UNION ALL SELECT 'egress', 'IPv4' UNION ALL
+             SELECT 'egress', 'IPv6') d;
+    INSERT INTO net_port_security_groups (port_id, security_group_id)
+        SELECT p.id, g.id FROM net_ports p
+        JOIN net_security_groups g ON g.project_id = p.project_id AND g.name = 'default';
+    DROP TABLE ports;
+    DROP TABLE networks;",
 ];
 
 /// The schema version this build of onebox writes.

@@ -73,30 +73,51 @@ fn parse_networks(ver: ApiVersion, nv: Option<&Value>) -> Result<NetworkRequest,
             for item in items {
                 v::only("networks", item, &["uuid", "fixed_ip", "port", "tag"])?;
                 let o = v::object("networks", item)?;
-                if o.contains_key("port") {
-                    return Err(Fault::bad_request(
-                        "Ports are not supported by onebox; name a network by its uuid.",
-                    ));
+                let mut nic = compute::NicRequest::default();
+                if let Some(p) = o.get("port").filter(|p| !p.is_null()) {
+                    let p = v::string("port", p, 1, 255)?;
+                    if uuid::Uuid::parse_str(&p).is_err() {
+                        return Err(v::invalid(
+                            "port",
+                            &json!(p),
+                            &format!("'{p}' is not a 'uuid'"),
+                        ));
+                    }
+                    nic.port = Some(p);
                 }
-                if o.contains_key("fixed_ip") {
-                    return Err(Fault::bad_request(
-                        "Requesting a fixed IP is not supported by onebox; addresses are allocated.",
-                    ));
+                if let Some(f) = o.get("fixed_ip").filter(|f| !f.is_null()) {
+                    let f = v::string("fixed_ip", f, 1, 255)?;
+                    match model::network::parse_v4(&f) {
+                        Some(a) => nic.fixed_ip = Some(a),
+                        None => {
+                            return Err(v::invalid(
+                                "fixed_ip",
+                                &json!(f),
+                                &format!("'{f}' is not a 'ipv4'"),
+                            ));
+                        }
+                    }
                 }
-                let Some(u) = o.get("uuid") else {
-                    return Err(Fault::bad_request(
-                        "Bad networks format: network uuid is not in proper format",
-                    ));
-                };
-                let u = v::string("uuid", u, 1, 255)?;
-                if ver.at_least(37) && uuid::Uuid::parse_str(&u).is_err() {
-                    return Err(v::invalid(
-                        "uuid",
-                        &json!(u),
-                        &format!("'{u}' is not a 'uuid'"),
-                    ));
+                match o.get("uuid").filter(|u| !u.is_null()) {
+                    Some(u) => {
+                        let u = v::string("uuid", u, 1, 255)?;
+                        if ver.at_least(37) && uuid::Uuid::parse_str(&u).is_err() {
+                            return Err(v::invalid(
+                                "uuid",
+                                &json!(u),
+                                &format!("'{u}' is not a 'uuid'"),
+                            ));
+                        }
+                        nic.network = Some(u);
+                    }
+                    None if nic.port.is_none() => {
+                        return Err(Fault::bad_request(
+                            "Bad networks format: network uuid is not in proper format",
+                        ));
+                    }
+                    None => {}
                 }
-                ids.push(u);
+                ids.push(nic);
             }
             Ok(NetworkRequest::List(ids))
         }
@@ -276,6 +297,7 @@ fn parse_create(
     };
     req.admin_pass = v::opt_string("adminPass", o.get("adminPass"), 0, 255)?;
     refuse_unsupported(c, o)?;
+    req.security_groups = security_groups(o)?;
     if req.image_ref.is_none() {
         return Err(Fault::bad_request("Missing imageRef attribute"));
     }
@@ -309,6 +331,7 @@ fn what_to_boot(
         image_ref,
         flavor_ref: FlavorId(flavor_ref),
         networks,
+        security_groups: Vec::new(),
         metadata,
         user_data,
         key_name: None,
@@ -369,27 +392,35 @@ fn counts(o: &Map<String, Value>) -> Result<(u32, u32), Fault> {
     Ok((min_count, max_count))
 }
 
-/// What onebox refuses: security groups other than `default`, image certificates, and (for
-/// all but admins) a requested host.
-fn refuse_unsupported(c: &identity::Context, o: &Map<String, Value>) -> Result<(), Fault> {
-    if let Some(sgs) = o.get("security_groups") {
-        let list = sgs
-            .as_array()
-            .ok_or_else(|| v::invalid("security_groups", sgs, "is not of type 'array'"))?;
-        for sg in list {
-            let so = v::object("security_groups", sg)?;
-            let n = so.get("name").and_then(Value::as_str).unwrap_or_default();
-            if n != "default" {
-                return Err(Fault::bad_request(format!(
-                    "Security group {n} not found for project {}.",
-                    c.project_id
-                        .as_ref()
-                        .map(|p| p.as_str())
-                        .unwrap_or_default()
-                )));
+/// The security groups a create names (`[{"name": …}]`, a name or an id each).
+fn security_groups(o: &Map<String, Value>) -> Result<Vec<String>, Fault> {
+    let Some(sgs) = o.get("security_groups") else {
+        return Ok(Vec::new());
+    };
+    let list = sgs
+        .as_array()
+        .ok_or_else(|| v::invalid("security_groups", sgs, "is not of type 'array'"))?;
+    let mut out = Vec::new();
+    for sg in list {
+        v::only("security_groups", sg, &["name"])?;
+        let so = v::object("security_groups", sg)?;
+        let n = match so.get("name") {
+            Some(n) => v::string("name", n, 1, 255)?,
+            None => {
+                return Err(v::invalid(
+                    "security_groups",
+                    sg,
+                    "'name' is a required property",
+                ));
             }
-        }
+        };
+        out.push(n);
     }
+    Ok(out)
+}
+
+/// What onebox refuses: image certificates, and (for all but admins) a requested host.
+fn refuse_unsupported(c: &identity::Context, o: &Map<String, Value>) -> Result<(), Fault> {
     if let Some(t) = o.get("trusted_image_certificates")
         && !t.is_null()
     {

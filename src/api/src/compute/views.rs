@@ -96,7 +96,8 @@ fn addresses(s: &Server, extended: bool) -> Value {
         if let Value::Array(v) = list {
             let mut entry = json!({"addr": a.addr, "version": a.version});
             if extended {
-                entry["OS-EXT-IPS:type"] = json!("fixed");
+                entry["OS-EXT-IPS:type"] =
+                    json!(if a.floating { "floating" } else { "fixed" });
                 entry["OS-EXT-IPS-MAC:mac_addr"] = json!(a.mac);
             }
             v.push(entry);

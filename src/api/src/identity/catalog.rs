@@ -41,6 +41,12 @@ const SERVICES: &[ServiceDef] = &[
         path: "/image",
     },
     ServiceDef {
+        id: "4f6a8c0e2b4d4f6a8c0e2b4d6f8a0c25",
+        kind: "network",
+        name: "neutron",
+        path: "/network",
+    },
+    ServiceDef {
         id: "7b4c2e9d1a3f4b6c8d0e2f4a6b8c0d13",
         kind: "baremetal",
         name: "ironic",

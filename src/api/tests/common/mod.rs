@@ -171,6 +171,7 @@ impl TestApp {
                     console_dir: data_dir.path().join("consoles"),
                 },
             ),
+            network: network::Network::new(store.clone(), Arc::new(network::NoHost)),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),

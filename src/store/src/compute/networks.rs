@@ -1,7 +1,10 @@
-//! Project networks and the ports servers hold on them.
+//! The networks and ports of servers, as compute and the backends need them, read from the
+//! networking service's tables (`store::network`).
 
 use super::*;
+use crate::network as net;
 
+/// A network as a backend builds it: its first IPv4 subnet's CIDR and gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Network {
     pub id: String,
@@ -11,127 +14,95 @@ pub struct Network {
     pub gateway: String,
 }
 
-pub(super) fn network_row(r: &Row<'_>) -> rusqlite::Result<Network> {
-    Ok(Network {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        project_id: r.get::<_, Option<String>>(2)?.map(ProjectId::new),
-        cidr: r.get(3)?,
-        gateway: r.get(4)?,
-    })
+fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -> Network {
+    Network {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        project_id: Some(n.project_id.clone()),
+        cidr: s.cidr.to_string(),
+        gateway: s
+            .gateway_ip
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| Ipv4Addr::from(s.cidr.first() + 1).to_string()),
+    }
 }
 
+use std::net::Ipv4Addr;
+
+/// The networks a project may attach servers to (its own, shared ones), each with a subnet.
 pub fn project_networks(c: &Connection, p: &ProjectId) -> Result<Vec<Network>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, name, project_id, cidr, gateway FROM networks
-         WHERE project_id = ?1 OR project_id IS NULL ORDER BY created_at, id",
-    )?;
-    let rows = st.query_map([p.as_str()], network_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut out = Vec::new();
+    for n in net::list_networks(c, &net::Scope::Project(p.clone()))? {
+        if n.external && n.project_id != *p && !n.shared {
+            continue;
+        }
+        if let Some(s) = net::network_subnets(c, &n.id)?.first() {
+            out.push(backend_view(&n, s));
+        }
+    }
+    Ok(out)
 }
 
+/// Every subnet CIDR on the box.
 pub fn network_cidrs(c: &Connection) -> Result<Vec<String>> {
-    let mut st = c.prepare_cached("SELECT cidr FROM networks")?;
-    let rows = st.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn insert_network(c: &Connection, n: &Network) -> Result<()> {
-    c.execute(
-        "INSERT INTO networks (id, name, project_id, cidr, gateway, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            n.id,
-            n.name,
-            n.project_id.as_ref().map(|p| p.as_str()),
-            n.cidr,
-            n.gateway,
-            ts(Utc::now())
-        ],
-    )
-    .map_err(Error::from_write)?;
-    Ok(())
-}
-
-pub fn used_addresses(c: &Connection, network_id: &str) -> Result<Vec<String>> {
-    let mut st = c.prepare_cached("SELECT address FROM ports WHERE network_id = ?1")?;
-    let rows = st.query_map([network_id], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn mac_taken(c: &Connection, mac: &str) -> Result<bool> {
-    Ok(
-        c.query_row("SELECT 1 FROM ports WHERE mac = ?1", [mac], |_| Ok(()))
-            .optional()?
-            .is_some(),
-    )
-}
-
-pub fn insert_port(
-    c: &Connection,
-    server: &ServerId,
-    network_id: &str,
-    address: &str,
-    mac: &str,
-    position: u32,
-) -> Result<()> {
-    c.execute(
-        "INSERT INTO ports (server_id, network_id, address, mac, position) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![server.as_str(), network_id, address, mac, position],
-    )
-    .map_err(Error::from_write)?;
-    Ok(())
+    Ok(net::all_subnet_cidrs(c)?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 /// A server's port with its network, as a backend needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRow {
+    pub port_id: String,
     pub network: Network,
     pub address: String,
     pub mac: String,
 }
 
-/// The ports of a server in attachment order.
+/// The ports of a server in attachment order (those with an IPv4 address).
 pub fn server_ports(c: &Connection, server: &ServerId) -> Result<Vec<PortRow>> {
-    let mut st = c.prepare_cached(
-        "SELECT n.id, n.name, n.project_id, n.cidr, n.gateway, p.address, p.mac
-         FROM ports p JOIN networks n ON n.id = p.network_id
-         WHERE p.server_id = ?1 ORDER BY p.position",
-    )?;
-    let rows = st.query_map([server.as_str()], |r| {
-        Ok(PortRow {
-            network: network_row(r)?,
-            address: r.get(5)?,
-            mac: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut out = Vec::new();
+    for p in net::device_ports(c, server.as_str())? {
+        let Some(ip) = p.fixed_ips.first() else {
+            continue;
+        };
+        let Some(n) = net::get_network(c, &net::Scope::All, &p.network_id)? else {
+            continue;
+        };
+        let Some(s) = net::get_subnet(c, &net::Scope::All, &ip.subnet_id)? else {
+            continue;
+        };
+        out.push(PortRow {
+            port_id: p.id.clone(),
+            network: backend_view(&n, &s),
+            address: ip.ip_address.to_string(),
+            mac: p.mac_address.clone(),
+        });
+    }
+    Ok(out)
 }
 
-/// Every network, for backends that build one bridge per network.
+/// Every network with a subnet, for backends that build one bridge per network.
 pub fn all_networks(c: &Connection) -> Result<Vec<Network>> {
-    let mut st = c.prepare_cached(
-        "SELECT id, name, project_id, cidr, gateway FROM networks ORDER BY created_at, id",
-    )?;
-    let rows = st.query_map([], network_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut out = Vec::new();
+    for n in net::list_networks(c, &net::Scope::All)? {
+        if n.external {
+            continue;
+        }
+        if let Some(s) = net::network_subnets(c, &n.id)?.first() {
+            out.push(backend_view(&n, s));
+        }
+    }
+    Ok(out)
 }
 
+/// A server's ports let go: those compute made are deleted, the others unbound.
 pub fn release_ports(c: &Connection, server: &ServerId) -> Result<()> {
-    c.execute("DELETE FROM ports WHERE server_id = ?1", [server.as_str()])?;
-    Ok(())
+    net::release_device_ports(c, server.as_str())
 }
 
-/// The live server holding a port with this address, and the port's MAC (for the metadata
-/// service, which knows a guest by the address it speaks from). Addresses are unique across
-/// networks: every network has its own CIDR.
+/// The live server holding a port with this address, and the port's MAC.
 pub fn server_by_port_address(c: &Connection, addr: &str) -> Result<Option<(ServerId, String)>> {
-    let mut st = c.prepare_cached(
-        "SELECT p.server_id, p.mac FROM ports p JOIN servers s ON s.id = p.server_id
-         WHERE p.address = ?1 AND s.deleted = 0",
-    )?;
-    let mut rows = st.query_map([addr], |r| {
-        Ok((ServerId::from_stored(r.get(0)?), r.get::<_, String>(1)?))
-    })?;
-    Ok(rows.next().transpose()?)
+    Ok(net::device_by_address(c, addr)?.map(|(s, m)| (ServerId::from_stored(s), m)))
 }

@@ -221,22 +221,41 @@ pub fn load_servers(c: &Connection, ids: &[String]) -> Result<Vec<Server>> {
         }
         {
             let mut st = c.prepare(&format!(
-                "SELECT p.server_id, n.name, p.address, p.mac FROM ports p JOIN networks n ON n.id = p.network_id
-                 WHERE p.server_id IN ({marks}) ORDER BY p.position"
+                "SELECT p.device_id, n.name, i.ip_address, p.mac_address, f.floating_ip_address
+                 FROM net_ports p JOIN net_networks n ON n.id = p.network_id
+                 JOIN net_ips i ON i.port_id = p.id
+                 LEFT JOIN net_floating_ips f ON f.port_id = p.id AND f.fixed_ip_address = i.ip_address
+                 WHERE p.device_id IN ({marks}) ORDER BY p.position, p.created_at, i.rowid"
             ))?;
             let rows = st.query_map(params_from_iter(chunk.iter()), |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
             })?;
             for row in rows {
-                let (id, network, addr, mac): (String, String, String, String) = row?;
+                let (id, network, addr, mac, floating): (String, String, String, String, _) = row?;
                 if let Some(s) = by_id.get_mut(&id) {
                     let version = if addr.contains(':') { 6 } else { 4 };
                     s.addresses.push(Address {
-                        network,
+                        network: network.clone(),
                         addr,
-                        mac,
+                        mac: mac.clone(),
                         version,
+                        floating: false,
                     });
+                    if let Some(f) = floating {
+                        s.addresses.push(Address {
+                            network,
+                            addr: f,
+                            mac,
+                            version: 4,
+                            floating: true,
+                        });
+                    }
                 }
             }
         }

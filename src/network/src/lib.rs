@@ -1,0 +1,206 @@
+//! The networking service (Neutron's resources): networks, subnets, ports and their
+//! addresses, security groups and quotas, decided here and kept by `store::network`.
+//!
+//! Every change is one transaction on the store's writer: the policy check, the quota
+//! check, the address allocation and the rows it writes. After a change that moves what the
+//! kernel must enforce (ports, groups, rules), [`Network::resync`] hands the whole new state
+//! to the [`Host`], which applies it in one transaction of its own.
+
+mod networks;
+mod ports;
+mod quotas;
+mod tags;
+mod subnets;
+
+use std::sync::Arc;
+
+use model::network::{PortRec, SgRuleRec};
+use model::{Context, Persona, ProjectId};
+pub use networks::{NetworkCreate, NetworkUpdate};
+pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
+pub use store::network::{PortQuery, Scope};
+pub use subnets::{SubnetCreate, SubnetUpdate};
+pub use tags::Tagged;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404, with Neutron's type (`NetworkNotFound`, …).
+    #[error("{message}")]
+    NotFound { kind: &'static str, message: String },
+    /// 400, with Neutron's type (`InvalidInput`, `BadRequest`, …).
+    #[error("{message}")]
+    BadRequest { kind: &'static str, message: String },
+    /// 409, with Neutron's type (`NetworkInUse`, `IpAddressAlreadyAllocated`, …).
+    #[error("{message}")]
+    Conflict { kind: &'static str, message: String },
+    /// 403 `PolicyNotAuthorized`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 409 `OverQuota`.
+    #[error("Quota exceeded for resources: ['{0}'].")]
+    OverQuota(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            kind: "InvalidInput",
+            message: format!("Invalid input for operation: {}", message.into()),
+        }
+    }
+
+    pub fn bad(kind: &'static str, message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(kind: &'static str, message: impl Into<String>) -> Self {
+        Error::NotFound {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Rolls back a write with a networking error.
+pub(crate) fn abort(e: Error) -> store::Error {
+    store::abort(e)
+}
+
+/// A write's outcome: a networking error raised inside it comes back out as itself.
+pub(crate) fn unwrap_abort<T>(r: store::Result<T>) -> Result<T> {
+    r.map_err(|e| match e {
+        store::Error::Abort(b) => match b.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(b) => Error::Store(store::Error::Abort(b)),
+        },
+        other => Error::Store(other),
+    })
+}
+
+/// What the kernel must enforce: every port with port security and groups, and every rule.
+#[derive(Clone, Debug, Default)]
+pub struct Enforcement {
+    pub ports: Vec<PortRec>,
+    pub rules: Vec<SgRuleRec>,
+}
+
+/// The host side: applies security groups to the kernel. The fake-driver box has none.
+pub trait Host: Send + Sync {
+    fn apply_security_groups(&self, state: &Enforcement) -> std::result::Result<(), String>;
+}
+
+/// A host that enforces nothing (tests, a box without real backends).
+pub struct NoHost;
+
+impl Host for NoHost {
+    fn apply_security_groups(&self, _: &Enforcement) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct Network {
+    store: store::Store,
+    host: Arc<dyn Host>,
+    /// Serialises kernel updates so a newer state never lands before an older one.
+    sync: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Network {
+    pub fn new(store: store::Store, host: Arc<dyn Host>) -> Self {
+        Self {
+            store,
+            host,
+            sync: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn store(&self) -> &store::Store {
+        &self.store
+    }
+
+    /// Re-applies what the kernel must enforce from the database (after every change of
+    /// ports, groups or rules, and at start). A failure is logged: the database is the truth
+    /// and the next change or start applies it again.
+    pub async fn resync(&self) -> Result<()> {
+        let _g = self.sync.lock().await;
+        let (ports, rules) = self
+            .store
+            .read(store::network::enforcement_state)
+            .await?;
+        let host = self.host.clone();
+        let state = Enforcement { ports, rules };
+        let r = tokio::task::spawn_blocking(move || host.apply_security_groups(&state))
+            .await
+            .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "applying security groups failed");
+        }
+        Ok(())
+    }
+}
+
+/// The scope a caller reads in.
+pub fn scope_of(ctx: &Context) -> Scope {
+    match (&ctx.project_id, ctx.is_admin()) {
+        (_, true) => Scope::All,
+        (Some(p), false) => Scope::Project(p.clone()),
+        (None, false) => Scope::Project(ProjectId::new("")),
+    }
+}
+
+/// The project a caller creates in: its own, or for an admin the one it names.
+pub(crate) fn owner_for(ctx: &Context, asked: Option<&str>) -> Result<ProjectId> {
+    let own = ctx.project_id.clone().unwrap_or_else(|| ProjectId::new(""));
+    match asked {
+        Some(p) if p != own.as_str() => {
+            if ctx.is_admin() {
+                Ok(ProjectId::new(p))
+            } else {
+                Err(Error::Forbidden(
+                    "Only admins may create resources in another project".into(),
+                ))
+            }
+        }
+        _ => Ok(own),
+    }
+}
+
+/// Readers may not write.
+pub(crate) fn may_write(ctx: &Context, what: &str) -> Result<()> {
+    if ctx.has(Persona::Member) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")))
+    }
+}
+
+pub(crate) fn now_stamp() -> model::network::Stamp {
+    let t = chrono::Utc::now();
+    model::network::Stamp {
+        revision: 1,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+pub(crate) fn quota(c: &store::Connection, project: &ProjectId, resource: &str) -> store::Result<()> {
+    if store::network::net_over_quota(c, project, resource, 1)?.is_some() {
+        return Err(abort(Error::OverQuota(resource.to_owned())));
+    }
+    Ok(())
+}

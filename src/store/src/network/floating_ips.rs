@@ -1,0 +1,4 @@
+//! Floating IPs.
+
+#[allow(unused_imports)]
+use super::*;
