@@ -192,6 +192,12 @@ def test_another_project_cannot_attach_its_server_to_it(mallory, victim, b_conn,
             "name": uniq("b-bad"), "imageRef": image["id"], "flavorRef": flavor,
             "networks": networks}}, service="compute")
         assert r.status_code == 400, (networks, r.status_code, r.text)
+    # Nor a server straight on the external network: Nova's ExternalNetworkAttachForbidden.
+    public = mallory.osc_json("network", "show", "public")
+    r = post(b_conn, "/servers", {"server": {
+        "name": uniq("b-bad"), "imageRef": image["id"], "flavorRef": flavor,
+        "networks": [{"uuid": public["id"]}]}}, service="compute")
+    assert r.status_code == 403 and "forbidden" in r.json(), (r.status_code, r.text)
     # The CLI does not find them either.
     p = mallory.osc("server", "create", "--image", image["id"], "--flavor", "m1.tiny",
                     "--port", v["port"]["id"], uniq("b-bad"), check=False)
