@@ -51,14 +51,17 @@ async fn password_token_has_keystones_shape() {
         .collect();
     roles.sort();
     assert_eq!(roles, ["admin", "manager", "member", "reader"]);
-    // The catalog: identity, compute and image, each with three interfaces, region and
+    // The catalog: identity, compute, image, network and baremetal, each with three interfaces, region and
     // region_id on every endpoint.
     let catalog = t["catalog"].as_array().expect("catalog");
     let types: Vec<&str> = catalog
         .iter()
         .map(|s| s["type"].as_str().expect("type"))
         .collect();
-    assert_eq!(types, ["identity", "compute", "image", "baremetal"]);
+    assert_eq!(
+        types,
+        ["identity", "compute", "image", "network", "baremetal"]
+    );
     for svc in catalog {
         let eps = svc["endpoints"].as_array().expect("endpoints");
         assert_eq!(eps.len(), 3);
@@ -147,7 +150,7 @@ async fn unscoped_default_scoped_and_rescoped_tokens() {
     let scoped = r.header("x-subject-token").expect("token").to_owned();
     let cat = app.get("/identity/v3/auth/catalog", Some(&scoped)).await;
     assert_eq!(cat.status, StatusCode::OK);
-    assert_eq!(cat.body["catalog"].as_array().map(Vec::len), Some(4));
+    assert_eq!(cat.body["catalog"].as_array().map(Vec::len), Some(5));
     // With no scope at all, a user with a default project gets a token on it.
     let r = app
         .call(
@@ -748,10 +751,10 @@ async fn catalog_views_and_domains() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     let s = app.get("/identity/v3/services", Some(&admin)).await;
-    assert_eq!(s.body["services"].as_array().map(Vec::len), Some(4));
+    assert_eq!(s.body["services"].as_array().map(Vec::len), Some(5));
     let e = app.get("/identity/v3/endpoints", Some(&admin)).await;
     let eps = e.body["endpoints"].as_array().expect("endpoints");
-    assert_eq!(eps.len(), 12);
+    assert_eq!(eps.len(), 15);
     let one = app
         .get(
             &format!(

@@ -41,8 +41,8 @@ pub use images::{
     CatalogError, ImageCatalog, ImageInfo, SnapshotImage, StandinImages, StoredSnapshot,
 };
 pub use model::compute::{FlavorSortKey, ServerFilter, ServerSortKey};
-pub use rebuild::RebuildRequest;
 pub use network::NicRequest;
+pub use rebuild::RebuildRequest;
 pub use servers::{CreateRequest, NetworkRequest, ServerQuery};
 
 #[derive(Debug, thiserror::Error)]
@@ -148,7 +148,13 @@ pub struct Compute {
     tasks: Arc<tasks::Runner>,
     /// When the image caches are next pruned (see `run_periodic_tasks`).
     image_cache_due: Arc<std::sync::Mutex<std::time::Instant>>,
+    /// Told when servers' ports change (see [`Compute::set_ports_hook`]).
+    ports_hook: Arc<std::sync::OnceLock<PortsHook>>,
 }
+
+/// What [`Compute::set_ports_hook`] takes: an async callback with no arguments.
+pub type PortsHook =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Compute {
     /// A compute service whose every server runs on one driver (the fake driver of tests).
@@ -179,6 +185,20 @@ impl Compute {
             cfg: Arc::new(cfg),
             tasks,
             image_cache_due: Arc::new(std::sync::Mutex::new(image_cache_due)),
+            ports_hook: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Sets what is awaited whenever servers' ports changed: before a backend plugs a
+    /// server's interfaces and after a server's ports are released (the networking service
+    /// applies its security groups there, so no interface is ever up unfiltered). Set once.
+    pub fn set_ports_hook(&self, hook: PortsHook) {
+        let _ = self.ports_hook.set(hook);
+    }
+
+    pub(crate) async fn ports_changed(&self) {
+        if let Some(h) = self.ports_hook.get() {
+            h().await;
         }
     }
 

@@ -15,9 +15,7 @@ use std::net::Ipv4Addr;
 
 use model::ProjectId;
 use model::compute::{Address, ServerId};
-use model::network::{
-    Cidr, FixedIp, NetworkRec, PortRec, Stamp, SubnetRec, new_id, owner,
-};
+use model::network::{Cidr, FixedIp, NetworkRec, PortRec, Stamp, SubnetRec, new_id, owner};
 use store::network::{self as net, Allocation, Scope};
 
 use crate::{Error, abort};

@@ -419,12 +419,7 @@ impl Compute {
                     sql::insert_server(tx, &s)?;
                     for (pos, net) in networks.iter().enumerate() {
                         s.addresses.push(network::attach(
-                            tx,
-                            &project,
-                            net,
-                            &s.id,
-                            pos as u32,
-                            &groups,
+                            tx, &project, net, &s.id, pos as u32, &groups,
                         )?);
                     }
                     let action =
@@ -522,6 +517,7 @@ impl Compute {
             progress: 0,
             host: self.cfg.host.clone(),
             addresses: Vec::new(),
+            security_groups: Vec::new(),
             scheduler_hints: req.scheduler_hints.clone(),
             created_at: now,
             updated_at: now,

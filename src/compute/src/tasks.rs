@@ -254,6 +254,7 @@ impl Compute {
                 {
                     Ok(()) => {
                         tracing::info!(server_id = %id, "server deleted");
+                        self.ports_changed().await;
                         self.finish(event, true, None).await;
                     }
                     Err(e) => {
@@ -276,6 +277,8 @@ impl Compute {
     /// of its image (with the kernel and ramdisk the image names), its ports and the
     /// metadata a guest reads.
     pub(crate) async fn instance_spec(&self, server: &Server) -> InstanceSpec {
+        // The kernel's filters for the ports come before any interface exists.
+        self.ports_changed().await;
         let image = match &server.image_id {
             Some(i) => self.images.file(i).await,
             None => None,

@@ -366,6 +366,8 @@ pub struct Server {
     pub progress: u32,
     pub host: String,
     pub addresses: Vec<Address>,
+    /// The names of the security groups of the server's ports (Nova's `security_groups`).
+    pub security_groups: Vec<String>,
     pub scheduler_hints: BTreeMap<String, Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

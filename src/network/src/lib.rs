@@ -9,8 +9,8 @@
 mod networks;
 mod ports;
 mod quotas;
-mod tags;
 mod subnets;
+mod tags;
 
 use std::sync::Arc;
 
@@ -138,10 +138,7 @@ impl Network {
     /// and the next change or start applies it again.
     pub async fn resync(&self) -> Result<()> {
         let _g = self.sync.lock().await;
-        let (ports, rules) = self
-            .store
-            .read(store::network::enforcement_state)
-            .await?;
+        let (ports, rules) = self.store.read(store::network::enforcement_state).await?;
         let host = self.host.clone();
         let state = Enforcement { ports, rules };
         let r = tokio::task::spawn_blocking(move || host.apply_security_groups(&state))
@@ -185,7 +182,9 @@ pub(crate) fn may_write(ctx: &Context, what: &str) -> Result<()> {
     if ctx.has(Persona::Member) {
         Ok(())
     } else {
-        Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")))
+        Err(Error::Forbidden(format!(
+            "rule:{what} is disallowed by policy"
+        )))
     }
 }
 
@@ -198,7 +197,11 @@ pub(crate) fn now_stamp() -> model::network::Stamp {
     }
 }
 
-pub(crate) fn quota(c: &store::Connection, project: &ProjectId, resource: &str) -> store::Result<()> {
+pub(crate) fn quota(
+    c: &store::Connection,
+    project: &ProjectId,
+    resource: &str,
+) -> store::Result<()> {
     if store::network::net_over_quota(c, project, resource, 1)?.is_some() {
         return Err(abort(Error::OverQuota(resource.to_owned())));
     }

@@ -33,7 +33,10 @@ pub struct NetworkUpdate {
 }
 
 pub(crate) fn not_found(id: &str) -> Error {
-    Error::not_found("NetworkNotFound", format!("Network {id} could not be found."))
+    Error::not_found(
+        "NetworkNotFound",
+        format!("Network {id} could not be found."),
+    )
 }
 
 /// The largest MTU a bridge here carries.
@@ -60,7 +63,11 @@ impl Network {
     pub async fn create_network(&self, ctx: &Context, req: NetworkCreate) -> Result<NetworkRec> {
         may_write(ctx, "create_network")?;
         if (req.shared || req.external) && !ctx.is_admin() {
-            let attr = if req.external { "router:external" } else { "shared" };
+            let attr = if req.external {
+                "router:external"
+            } else {
+                "shared"
+            };
             return Err(Error::Forbidden(format!(
                 "(rule:create_network and rule:create_network:{attr}) is disallowed by policy"
             )));
@@ -107,7 +114,9 @@ impl Network {
         let n = self.get_network(ctx, id).await?;
         if !ctx.can_write(&n.project_id) {
             // Visible (shared or external) but not the caller's.
-            return Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")));
+            return Err(Error::Forbidden(format!(
+                "rule:{what} is disallowed by policy"
+            )));
         }
         Ok(n)
     }
@@ -159,7 +168,9 @@ impl Network {
         if let Some(v) = u.port_security {
             n.port_security = v;
         }
-        self.store.write(move |c| sql::update_network(c, &n)).await?;
+        self.store
+            .write(move |c| sql::update_network(c, &n))
+            .await?;
         self.get_network(ctx, id).await
     }
 

@@ -87,12 +87,13 @@ fn allocate(
     };
     let mut out: Vec<FixedIp> = Vec::new();
     for f in asked {
-        let want = match &f.ip_address {
-            Some(s) => Some(parse_v4(s).ok_or_else(|| {
-                abort(Error::invalid(format!("{s} is not a valid IP address.")))
-            })?),
-            None => None,
-        };
+        let want =
+            match &f.ip_address {
+                Some(s) => Some(parse_v4(s).ok_or_else(|| {
+                    abort(Error::invalid(format!("{s} is not a valid IP address.")))
+                })?),
+                None => None,
+            };
         let subnet = match (&f.subnet_id, want) {
             (Some(id), _) => subnets.iter().find(|s| &s.id == id).ok_or_else(|| {
                 abort(Error::invalid(format!(
@@ -178,14 +179,15 @@ fn pairs(mac: &str, asked: &[(String, Option<String>)]) -> Result<Vec<AddressPai
     asked
         .iter()
         .map(|(ip, m)| {
-            let ok = parse_v4(ip).is_some()
-                || model::network::Cidr::parse(ip, false).is_some();
+            let ok = parse_v4(ip).is_some() || model::network::Cidr::parse(ip, false).is_some();
             if !ok {
                 return Err(Error::invalid(format!("'{ip}' is not a valid IP address")));
             }
             let mac = m.clone().unwrap_or_else(|| mac.to_owned());
             if !valid_mac(&mac) {
-                return Err(Error::invalid(format!("'{mac}' is not a valid MAC address")));
+                return Err(Error::invalid(format!(
+                    "'{mac}' is not a valid MAC address"
+                )));
             }
             Ok(AddressPair {
                 ip_address: ip.clone(),
@@ -238,8 +240,7 @@ impl Network {
                 "rule:create_port is disallowed by policy".into(),
             ));
         }
-        if !owns_net && (req.mac_address.is_some() || req.device_owner.starts_with("network:"))
-        {
+        if !owns_net && (req.mac_address.is_some() || req.device_owner.starts_with("network:")) {
             return Err(Error::Forbidden(
                 "rule:create_port:mac_address is disallowed by policy".into(),
             ));
@@ -327,7 +328,9 @@ impl Network {
         may_write(ctx, what)?;
         let p = self.get_port(ctx, id).await?;
         if !ctx.can_write(&p.project_id) {
-            return Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")));
+            return Err(Error::Forbidden(format!(
+                "rule:{what} is disallowed by policy"
+            )));
         }
         Ok(p)
     }
@@ -397,8 +400,12 @@ impl Network {
                     if let Some(g) = asked_groups {
                         p.security_groups = groups(c, &project, Some(&g))?;
                     }
-                    security_needs(p.port_security, &p.security_groups, &p.allowed_address_pairs)
-                        .map_err(abort)?;
+                    security_needs(
+                        p.port_security,
+                        &p.security_groups,
+                        &p.allowed_address_pairs,
+                    )
+                    .map_err(abort)?;
                     if let Some(f) = fixed {
                         // The port's own addresses are free for it to keep.
                         p.fixed_ips = Vec::new();

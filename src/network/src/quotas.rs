@@ -89,7 +89,9 @@ impl Network {
             ));
         }
         let p = ProjectId::new(project);
-        self.store.write(move |c| sql::reset_net_limits(c, &p)).await?;
+        self.store
+            .write(move |c| sql::reset_net_limits(c, &p))
+            .await?;
         Ok(())
     }
 }

@@ -43,9 +43,8 @@ pub(crate) fn not_found(id: &str) -> Error {
 }
 
 fn ip(s: &str, what: &str) -> Result<Ipv4Addr> {
-    parse_v4(s).ok_or_else(|| {
-        Error::invalid(format!("'{s}' is not a valid IP address for {what}."))
-    })
+    parse_v4(s)
+        .ok_or_else(|| Error::invalid(format!("'{s}' is not a valid IP address for {what}.")))
 }
 
 fn gateway(cidr: &Cidr, g: Option<Option<String>>) -> Result<Option<Ipv4Addr>> {
@@ -91,9 +90,10 @@ fn pools(
                 format!("The allocation pool {start}-{end} spans beyond the subnet cidr {cidr}."),
             ));
         }
-        if let Some(o) = out.iter().find(|o| {
-            u32::from(o.start) <= u32::from(end) && u32::from(start) <= u32::from(o.end)
-        }) {
+        if let Some(o) = out
+            .iter()
+            .find(|o| u32::from(o.start) <= u32::from(end) && u32::from(start) <= u32::from(o.end))
+        {
             return Err(Error::bad(
                 "OverlappingAllocationPools",
                 format!(
@@ -178,7 +178,10 @@ impl Network {
             ));
         }
         let Some(cidr) = Cidr::parse(&req.cidr, false) else {
-            return Err(Error::invalid(format!("{} is not in a CIDR format.", req.cidr)));
+            return Err(Error::invalid(format!(
+                "{} is not in a CIDR format.",
+                req.cidr
+            )));
         };
         if cidr.to_string() != req.cidr {
             return Err(Error::invalid(format!(
@@ -194,8 +197,13 @@ impl Network {
         let id = model::network::new_id();
         let gw = gateway(&cidr, req.gateway_ip)?;
         let allocation_pools = pools(&id, &cidr, gw, req.allocation_pools)?;
-        let project = owner_for(ctx, req.project_id.as_deref())
-            .map(|p| if ctx.is_admin() { p } else { net.project_id.clone() })?;
+        let project = owner_for(ctx, req.project_id.as_deref()).map(|p| {
+            if ctx.is_admin() {
+                p
+            } else {
+                net.project_id.clone()
+            }
+        })?;
         let s = SubnetRec {
             id: id.clone(),
             network_id: net.id.clone(),
@@ -243,12 +251,19 @@ impl Network {
         may_write(ctx, what)?;
         let s = self.get_subnet(ctx, id).await?;
         if !ctx.can_write(&s.project_id) {
-            return Err(Error::Forbidden(format!("rule:{what} is disallowed by policy")));
+            return Err(Error::Forbidden(format!(
+                "rule:{what} is disallowed by policy"
+            )));
         }
         Ok(s)
     }
 
-    pub async fn update_subnet(&self, ctx: &Context, id: &str, u: SubnetUpdate) -> Result<SubnetRec> {
+    pub async fn update_subnet(
+        &self,
+        ctx: &Context,
+        id: &str,
+        u: SubnetUpdate,
+    ) -> Result<SubnetRec> {
         let mut s = self.writable_subnet(ctx, id, "update_subnet").await?;
         if let Some(g) = u.gateway_ip {
             s.gateway_ip = gateway(&s.cidr, Some(g))?;

@@ -17,6 +17,16 @@ pub enum Tagged {
 }
 
 impl Tagged {
+    /// The collections whose resources carry tags.
+    pub const COLLECTIONS: [&'static str; 6] = [
+        "networks",
+        "subnets",
+        "ports",
+        "security-groups",
+        "routers",
+        "floatingips",
+    ];
+
     pub fn parse(collection: &str) -> Option<Self> {
         Some(match collection {
             "networks" => Tagged::Networks,
@@ -92,12 +102,20 @@ impl Network {
         may_write(ctx, "update_tags")?;
         let (tags, ok) = self.tagged(ctx, kind, id).await?;
         if !ok {
-            return Err(Error::Forbidden("rule:update_tags is disallowed by policy".into()));
+            return Err(Error::Forbidden(
+                "rule:update_tags is disallowed by policy".into(),
+            ));
         }
         Ok(tags)
     }
 
-    pub async fn set_tags(&self, ctx: &Context, kind: Tagged, id: &str, tags: Vec<String>) -> Result<Vec<String>> {
+    pub async fn set_tags(
+        &self,
+        ctx: &Context,
+        kind: Tagged,
+        id: &str,
+        tags: Vec<String>,
+    ) -> Result<Vec<String>> {
         self.writable_tags(ctx, kind, id).await?;
         for t in &tags {
             check(t)?;

@@ -96,8 +96,7 @@ fn addresses(s: &Server, extended: bool) -> Value {
         if let Value::Array(v) = list {
             let mut entry = json!({"addr": a.addr, "version": a.version});
             if extended {
-                entry["OS-EXT-IPS:type"] =
-                    json!(if a.floating { "floating" } else { "fixed" });
+                entry["OS-EXT-IPS:type"] = json!(if a.floating { "floating" } else { "fixed" });
                 entry["OS-EXT-IPS-MAC:mac_addr"] = json!(a.mac);
             }
             v.push(entry);
@@ -251,7 +250,15 @@ fn extended_fields(o: &mut Value, s: &Server) {
     o["key_name"] = json!(s.key_name);
     o["OS-SRV-USG:launched_at"] = json!(s.launched_at.map(naive_time));
     o["OS-SRV-USG:terminated_at"] = json!(s.terminated_at.map(naive_time));
-    o["security_groups"] = json!([{"name": "default"}]);
+    // Nova shows the groups of the server's ports, and the key only when there are some.
+    if !s.security_groups.is_empty() {
+        o["security_groups"] = json!(
+            s.security_groups
+                .iter()
+                .map(|n| json!({ "name": n }))
+                .collect::<Vec<_>>()
+        );
+    }
     o["OS-EXT-STS:task_state"] = json!(s.task_state.map(|t| t.as_str()));
     o["OS-EXT-STS:vm_state"] = json!(s.vm_state.as_str());
     o["OS-EXT-STS:power_state"] = json!(s.power_state.code());

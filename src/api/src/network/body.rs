@@ -10,11 +10,16 @@ pub fn invalid(m: impl Into<String>) -> Fault {
 }
 
 fn attr_invalid(attr: &str, reason: String) -> Fault {
-    Fault::bad_request(format!("Invalid input for {attr}. Reason: {reason}.")).kind("HTTPBadRequest")
+    Fault::bad_request(format!("Invalid input for {attr}. Reason: {reason}."))
+        .kind("HTTPBadRequest")
 }
 
 /// The resource object of a body, every key in `allowed`.
-pub fn object<'a>(body: &'a Value, resource: &str, allowed: &[&str]) -> Result<&'a Map<String, Value>, Fault> {
+pub fn object<'a>(
+    body: &'a Value,
+    resource: &str,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, Fault> {
     let o = body
         .get(resource)
         .and_then(Value::as_object)
@@ -50,7 +55,11 @@ pub fn string(o: &Map<String, Value>, attr: &str, max: usize) -> Result<Option<S
 }
 
 /// A string that may be `null` (`Some(None)`).
-pub fn nullable_string(o: &Map<String, Value>, attr: &str, max: usize) -> Result<Option<Option<String>>, Fault> {
+pub fn nullable_string(
+    o: &Map<String, Value>,
+    attr: &str,
+    max: usize,
+) -> Result<Option<Option<String>>, Fault> {
     match o.get(attr) {
         Some(Value::Null) => Ok(Some(None)),
         _ => Ok(string(o, attr, max)?.map(Some)),
@@ -65,7 +74,10 @@ pub fn boolean(o: &Map<String, Value>, attr: &str) -> Result<Option<bool>, Fault
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(Some(false)),
         Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
         Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
-        Some(v) => Err(attr_invalid(attr, format!("'{v}' cannot be converted to boolean"))),
+        Some(v) => Err(attr_invalid(
+            attr,
+            format!("'{v}' cannot be converted to boolean"),
+        )),
     }
 }
 
@@ -116,7 +128,10 @@ pub fn object_list(
                 }
                 for (k, v) in m {
                     if !v.is_string() {
-                        return Err(attr_invalid(attr, format!("'{v}' is not a valid string for {k}")));
+                        return Err(attr_invalid(
+                            attr,
+                            format!("'{v}' is not a valid string for {k}"),
+                        ));
                     }
                 }
                 out.push(m.clone());

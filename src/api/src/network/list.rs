@@ -50,9 +50,11 @@ impl ListParams {
                     }
                 },
                 "limit" => {
-                    let n: i64 = v
-                        .parse()
-                        .map_err(|_| bad(format!("Limit must be an integer 0 or greater and not '{v}'")))?;
+                    let n: i64 = v.parse().map_err(|_| {
+                        bad(format!(
+                            "Limit must be an integer 0 or greater and not '{v}'"
+                        ))
+                    })?;
                     if n < 0 {
                         return Err(bad(format!(
                             "Limit must be an integer 0 or greater and not '{v}'"
@@ -79,7 +81,7 @@ impl ListParams {
         }
         if !dirs.is_empty() && dirs.len() != p.sort.len() {
             return Err(bad(
-                "The number of sort_keys and sort_dirs must be same".into(),
+                "The number of sort_keys and sort_dirs must be same".into()
             ));
         }
         for (i, d) in dirs.into_iter().enumerate() {
@@ -141,7 +143,9 @@ impl ListParams {
                     items
                         .iter()
                         .position(|i| i["id"].as_str() == Some(m.as_str()))
-                        .ok_or_else(|| Fault::not_found(format!("Marker {m} could not be found.")))?,
+                        .ok_or_else(|| {
+                            Fault::not_found(format!("Marker {m} could not be found."))
+                        })?,
                 ),
                 None => None,
             };
@@ -155,7 +159,10 @@ impl ListParams {
                 (items[start..end].to_vec(), end < items.len(), at.is_some())
             };
             let link = |rel: &str, marker: &Value, reverse: bool| {
-                let mut href = format!("{self_url}?limit={limit}&marker={}", marker.as_str().unwrap_or(""));
+                let mut href = format!(
+                    "{self_url}?limit={limit}&marker={}",
+                    marker.as_str().unwrap_or("")
+                );
                 if reverse {
                     href.push_str("&page_reverse=True");
                 }
@@ -241,7 +248,11 @@ mod tests {
     use super::*;
 
     fn q(s: &[(&str, &str)]) -> QueryPairs {
-        QueryPairs(s.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        QueryPairs(
+            s.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -251,14 +262,37 @@ mod tests {
             .map(|i| json!({"id": format!("id{i}"), "name": format!("n{}", i % 2), "shared": i == 3, "fixed_ips": [{"ip_address": format!("10.0.0.{i}")}], "tags": if i == 1 {json!(["a","b"])} else {json!([])}}))
             .collect();
         let p = ListParams::parse(&q(&[("name", "n1")]), &attrs).expect("p");
-        assert_eq!(p.respond("x", items.clone(), "u").expect("r")["x"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            p.respond("x", items.clone(), "u").expect("r")["x"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
         let p = ListParams::parse(&q(&[("shared", "True")]), &attrs).expect("p");
-        assert_eq!(p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"], "id3");
+        assert_eq!(
+            p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"],
+            "id3"
+        );
         let p = ListParams::parse(&q(&[("fixed_ips", "ip_address=10.0.0.4")]), &attrs).expect("p");
-        assert_eq!(p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"], "id4");
+        assert_eq!(
+            p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"],
+            "id4"
+        );
         let p = ListParams::parse(&q(&[("tags", "a,b")]), &attrs).expect("p");
-        assert_eq!(p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"], "id1");
-        let p = ListParams::parse(&q(&[("sort_key", "id"), ("sort_dir", "desc"), ("limit", "2"), ("fields", "id")]), &attrs).expect("p");
+        assert_eq!(
+            p.respond("x", items.clone(), "u").expect("r")["x"][0]["id"],
+            "id1"
+        );
+        let p = ListParams::parse(
+            &q(&[
+                ("sort_key", "id"),
+                ("sort_dir", "desc"),
+                ("limit", "2"),
+                ("fields", "id"),
+            ]),
+            &attrs,
+        )
+        .expect("p");
         let r = p.respond("x", items.clone(), "u").expect("r");
         assert_eq!(r["x"], json!([{"id": "id4"}, {"id": "id3"}]));
         assert_eq!(r["x_links"][0]["rel"], "next");

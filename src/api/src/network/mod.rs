@@ -7,7 +7,7 @@
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/networks[/{id}]` | [`networks`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/subnets[/{id}]` | [`subnets`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/ports[/{id}]` | [`ports`] |
-//! | GET, PUT, DELETE | `/v2.0/{resources}/{id}/tags[/{tag}]` | [`tags`] |
+//! | GET, PUT, DELETE | `/v2.0/<collection>/{id}/tags[/{tag}]` | [`tags`] |
 //! | GET, PUT, DELETE | `/v2.0/quotas[/{project}[/details,/default]]` | [`quotas`] |
 //!
 //! Faults are Neutron's `{"NeutronError": {"type", "message", "detail"}}`
@@ -34,7 +34,19 @@ use serde_json::{Value, json};
 use crate::{AppState, Fault, Service, auth, fault};
 
 pub fn router(state: AppState) -> Router {
-    let v2 = Router::new()
+    let mut v2 = Router::new();
+    for coll in ::network::Tagged::COLLECTIONS {
+        v2 = v2
+            .route(
+                &format!("/network/v2.0/{coll}/{{id}}/tags"),
+                get(tags::list).put(tags::replace).delete(tags::clear),
+            )
+            .route(
+                &format!("/network/v2.0/{coll}/{{id}}/tags/{{tag}}"),
+                get(tags::check).put(tags::add).delete(tags::remove),
+            );
+    }
+    let v2 = v2
         .route("/network/v2.0/extensions", get(extensions))
         .route("/network/v2.0/extensions/{alias}", get(extension))
         .route(
@@ -62,21 +74,19 @@ pub fn router(state: AppState) -> Router {
             "/network/v2.0/ports/{id}",
             get(ports::show).put(ports::update).delete(ports::delete),
         )
-        .route(
-            "/network/v2.0/{resources}/{id}/tags",
-            get(tags::list).put(tags::replace).delete(tags::clear),
-        )
-        .route(
-            "/network/v2.0/{resources}/{id}/tags/{tag}",
-            get(tags::check).put(tags::add).delete(tags::remove),
-        )
         .route("/network/v2.0/quotas", get(quotas::list))
         .route(
             "/network/v2.0/quotas/{project}",
             get(quotas::show).put(quotas::update).delete(quotas::reset),
         )
-        .route("/network/v2.0/quotas/{project}/details", get(quotas::details))
-        .route("/network/v2.0/quotas/{project}/default", get(quotas::defaults))
+        .route(
+            "/network/v2.0/quotas/{project}/details",
+            get(quotas::details),
+        )
+        .route(
+            "/network/v2.0/quotas/{project}/default",
+            get(quotas::defaults),
+        )
         .route("/network/v2.0/{*rest}", any(fault::unknown_route))
         .layer(from_fn_with_state(state.clone(), auth::required));
     Router::new()
@@ -127,7 +137,9 @@ impl From<::network::Error> for Fault {
 
 async fn versions(State(s): State<AppState>, h: HeaderMap) -> Json<Value> {
     let href = format!("{}/network/v2.0/", s.base_url(&h));
-    Json(json!({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": href}]}]}))
+    Json(
+        json!({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": href}]}]}),
+    )
 }
 
 async fn v2_index(State(s): State<AppState>, h: HeaderMap) -> Json<Value> {
@@ -152,28 +164,112 @@ async fn v2_index(State(s): State<AppState>, h: HeaderMap) -> Json<Value> {
 
 /// The extensions onebox serves, alias and name.
 const EXTENSIONS: &[(&str, &str, &str)] = &[
-    ("security-group", "security-group", "The security groups extension."),
+    (
+        "security-group",
+        "security-group",
+        "The security groups extension.",
+    ),
     ("port-security", "Port Security", "Provides port security"),
-    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
-    ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
-    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
-    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
-    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
-    ("quotas", "Quota management support", "Expose functions for quotas management per tenant"),
-    ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
-    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
-    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
-    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
-    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
-    ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnet_pool, port, security_group, floatingip", "Enables to set tag on resources with standard attribute."),
-    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
-    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
-    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
-    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
-    ("filter-validation", "Filter parameters validation", "Provides validation on filtering parameters."),
-    ("fields-validation", "Fields validation", "Extension that indicates that fields are validated."),
-    ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value"),
-    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    (
+        "allowed-address-pairs",
+        "Allowed Address Pairs",
+        "Provides allowed address pairs",
+    ),
+    (
+        "external-net",
+        "Neutron external network",
+        "Adds external network attribute to network resource.",
+    ),
+    (
+        "router",
+        "Neutron L3 Router",
+        "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway.",
+    ),
+    (
+        "ext-gw-mode",
+        "Neutron L3 Configurable external gateway mode",
+        "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway",
+    ),
+    (
+        "fip-port-details",
+        "Floating IP Port Details Extension",
+        "Add port_details attribute to Floating IP resource",
+    ),
+    (
+        "quotas",
+        "Quota management support",
+        "Expose functions for quotas management per tenant",
+    ),
+    (
+        "quota_details",
+        "Quota details management support",
+        "Expose functions for quotas usage statistics per project",
+    ),
+    (
+        "project-id",
+        "project_id field enabled",
+        "Extension that indicates that project_id field is enabled.",
+    ),
+    (
+        "standard-attr-revisions",
+        "Resource revision numbers",
+        "This extension will display the revision number of neutron resources.",
+    ),
+    (
+        "standard-attr-timestamp",
+        "Resource timestamps",
+        "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.",
+    ),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "Extension to add descriptions to standard attributes",
+    ),
+    (
+        "standard-attr-tag",
+        "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnet_pool, port, security_group, floatingip",
+        "Enables to set tag on resources with standard attribute.",
+    ),
+    (
+        "binding",
+        "Port Binding",
+        "Expose port bindings of a virtual port to external application",
+    ),
+    (
+        "net-mtu",
+        "Network MTU",
+        "Provides MTU attribute for a network resource.",
+    ),
+    (
+        "pagination",
+        "Pagination support",
+        "Extension that indicates that pagination is enabled.",
+    ),
+    (
+        "sorting",
+        "Sorting support",
+        "Extension that indicates that sorting is enabled.",
+    ),
+    (
+        "filter-validation",
+        "Filter parameters validation",
+        "Provides validation on filtering parameters.",
+    ),
+    (
+        "fields-validation",
+        "Fields validation",
+        "Extension that indicates that fields are validated.",
+    ),
+    (
+        "empty-string-filtering",
+        "Empty String Filtering Extension",
+        "Allow filtering by attributes with empty string value",
+    ),
+    (
+        "stateful-security-group",
+        "Stateful security group",
+        "Indicates if the security group is stateful or not",
+    ),
 ];
 
 fn ext(e: &(&str, &str, &str)) -> Value {

@@ -11,14 +11,34 @@ use crate::extract::{AnyJson, Caller, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 const CREATE: &[&str] = &[
-    "name", "description", "admin_state_up", "shared", "router:external", "mtu",
-    "port_security_enabled", "project_id", "tenant_id", "tags", "availability_zone_hints",
-    "is_default", "provider:network_type", "provider:physical_network",
-    "provider:segmentation_id", "dns_domain", "vlan_transparent",
+    "name",
+    "description",
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "mtu",
+    "port_security_enabled",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "availability_zone_hints",
+    "is_default",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "dns_domain",
+    "vlan_transparent",
 ];
 const UPDATE: &[&str] = &[
-    "name", "description", "admin_state_up", "shared", "router:external", "mtu",
-    "port_security_enabled", "is_default", "dns_domain",
+    "name",
+    "description",
+    "admin_state_up",
+    "shared",
+    "router:external",
+    "mtu",
+    "port_security_enabled",
+    "is_default",
+    "dns_domain",
 ];
 
 fn mtu(o: &serde_json::Map<String, Value>) -> Result<Option<u32>, Fault> {
@@ -39,7 +59,11 @@ pub async fn list(
     let admin = c.is_admin();
     let items = s.network.list_networks(&c).await?;
     let items = items.iter().map(|n| views::network(n, admin)).collect();
-    Ok(Json(p.respond("networks", items, &collection_url(&s, &h, "networks"))?))
+    Ok(Json(p.respond(
+        "networks",
+        items,
+        &collection_url(&s, &h, "networks"),
+    )?))
 }
 
 pub async fn show(
@@ -61,7 +85,9 @@ pub async fn create(
     JsonBody(b): AnyJson,
 ) -> Result<(StatusCode, Json<Value>), Fault> {
     if b.get("networks").is_some() {
-        return Err(Fault::bad_request("Bulk creation is not supported by onebox").kind("HTTPBadRequest"));
+        return Err(
+            Fault::bad_request("Bulk creation is not supported by onebox").kind("HTTPBadRequest"),
+        );
     }
     let o = body::object(&b, "network", CREATE)?;
     let req = ::network::NetworkCreate {
@@ -96,7 +122,9 @@ pub async fn update(
         port_security: body::boolean(o, "port_security_enabled")?,
     };
     let n = s.network.update_network(&c, &id, u).await?;
-    Ok(Json(serde_json::json!({"network": views::network(&n, c.is_admin())})))
+    Ok(Json(
+        serde_json::json!({"network": views::network(&n, c.is_admin())}),
+    ))
 }
 
 pub async fn delete(

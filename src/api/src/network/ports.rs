@@ -11,15 +11,43 @@ use crate::extract::{AnyJson, Caller, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 const CREATE: &[&str] = &[
-    "network_id", "name", "description", "admin_state_up", "mac_address", "fixed_ips",
-    "device_id", "device_owner", "security_groups", "port_security_enabled",
-    "allowed_address_pairs", "project_id", "tenant_id", "tags", "binding:vnic_type",
-    "binding:host_id", "binding:profile", "extra_dhcp_opts", "dns_name", "qos_policy_id",
+    "network_id",
+    "name",
+    "description",
+    "admin_state_up",
+    "mac_address",
+    "fixed_ips",
+    "device_id",
+    "device_owner",
+    "security_groups",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "binding:vnic_type",
+    "binding:host_id",
+    "binding:profile",
+    "extra_dhcp_opts",
+    "dns_name",
+    "qos_policy_id",
 ];
 const UPDATE: &[&str] = &[
-    "name", "description", "admin_state_up", "mac_address", "fixed_ips", "device_id",
-    "device_owner", "security_groups", "port_security_enabled", "allowed_address_pairs",
-    "binding:vnic_type", "binding:host_id", "binding:profile", "extra_dhcp_opts", "dns_name",
+    "name",
+    "description",
+    "admin_state_up",
+    "mac_address",
+    "fixed_ips",
+    "device_id",
+    "device_owner",
+    "security_groups",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "binding:vnic_type",
+    "binding:host_id",
+    "binding:profile",
+    "extra_dhcp_opts",
+    "dns_name",
     "qos_policy_id",
 ];
 
@@ -28,14 +56,16 @@ fn host(s: &AppState) -> String {
 }
 
 fn fixed_ips(o: &Map<String, Value>) -> Result<Option<Vec<::network::FixedIpRequest>>, Fault> {
-    Ok(body::object_list(o, "fixed_ips", &["subnet_id", "ip_address"])?.map(|v| {
-        v.iter()
-            .map(|m| ::network::FixedIpRequest {
-                subnet_id: body::member(m, "subnet_id"),
-                ip_address: body::member(m, "ip_address"),
-            })
-            .collect()
-    }))
+    Ok(
+        body::object_list(o, "fixed_ips", &["subnet_id", "ip_address"])?.map(|v| {
+            v.iter()
+                .map(|m| ::network::FixedIpRequest {
+                    subnet_id: body::member(m, "subnet_id"),
+                    ip_address: body::member(m, "ip_address"),
+                })
+                .collect()
+        }),
+    )
 }
 
 fn pairs(o: &Map<String, Value>) -> Result<Option<Vec<(String, Option<String>)>>, Fault> {
@@ -46,7 +76,9 @@ fn pairs(o: &Map<String, Value>) -> Result<Option<Vec<(String, Option<String>)>>
     v.iter()
         .map(|m| match body::member(m, "ip_address") {
             Some(ip) => Ok((ip, body::member(m, "mac_address"))),
-            None => Err(body::invalid("Allowed address pairs must contain ip_address")),
+            None => Err(body::invalid(
+                "Allowed address pairs must contain ip_address",
+            )),
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
@@ -59,14 +91,18 @@ fn refuse_binding(c: &identity::Context, o: &Map<String, Value>) -> Result<(), F
             && !c.is_admin()
             && !(v.is_null() || v == "" || v == &json!({}))
         {
-            return Err(Fault::forbidden(format!("rule:create_port:{k} is disallowed by policy"))
-                .kind("PolicyNotAuthorized"));
+            return Err(
+                Fault::forbidden(format!("rule:create_port:{k} is disallowed by policy"))
+                    .kind("PolicyNotAuthorized"),
+            );
         }
     }
     if let Some(v) = o.get("binding:vnic_type")
         && v != "normal"
     {
-        return Err(body::invalid(format!("binding:vnic_type {v} is not supported")));
+        return Err(body::invalid(format!(
+            "binding:vnic_type {v} is not supported"
+        )));
     }
     Ok(())
 }
@@ -85,7 +121,11 @@ pub async fn list(
     let host = host(&s);
     let items = s.network.list_ports(&c, narrow).await?;
     let items = items.iter().map(|x| views::port(x, &host)).collect();
-    Ok(Json(p.respond("ports", items, &collection_url(&s, &h, "ports"))?))
+    Ok(Json(p.respond(
+        "ports",
+        items,
+        &collection_url(&s, &h, "ports"),
+    )?))
 }
 
 pub async fn show(
@@ -107,7 +147,10 @@ pub async fn create(
     let o = body::object(&b, "port", CREATE)?;
     refuse_binding(&c, o)?;
     let Some(network_id) = body::string(o, "network_id", 255)? else {
-        return Err(Fault::bad_request("Failed to parse request. Required attribute 'network_id' not specified").kind("HTTPBadRequest"));
+        return Err(Fault::bad_request(
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        )
+        .kind("HTTPBadRequest"));
     };
     let req = ::network::PortCreate {
         network_id,

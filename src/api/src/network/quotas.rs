@@ -10,7 +10,10 @@ use crate::extract::{AnyJson, Caller, JsonBody};
 use crate::{AppState, Fault};
 
 fn limits(v: Vec<(&'static str, i64)>) -> Value {
-    let mut m: Map<String, Value> = v.into_iter().map(|(k, l)| (k.to_owned(), json!(l))).collect();
+    let mut m: Map<String, Value> = v
+        .into_iter()
+        .map(|(k, l)| (k.to_owned(), json!(l)))
+        .collect();
     // Resources Neutron counts that onebox does not offer: never limited.
     m.insert("subnetpool".into(), json!(-1));
     m.insert("rbac_policy".into(), json!(-1));
@@ -34,7 +37,9 @@ pub async fn show(
     Caller(c): Caller,
     Path(project): Path<String>,
 ) -> Result<Json<Value>, Fault> {
-    Ok(Json(json!({ "quota": limits(s.network.quota(&c, &project).await?) })))
+    Ok(Json(
+        json!({ "quota": limits(s.network.quota(&c, &project).await?) }),
+    ))
 }
 
 pub async fn details(
@@ -44,7 +49,10 @@ pub async fn details(
 ) -> Result<Json<Value>, Fault> {
     let mut m = Map::new();
     for (k, limit, used) in s.network.quota_details(&c, &project).await? {
-        m.insert(k.into(), json!({"limit": limit, "used": used, "reserved": 0}));
+        m.insert(
+            k.into(),
+            json!({"limit": limit, "used": used, "reserved": 0}),
+        );
     }
     for k in ["subnetpool", "rbac_policy"] {
         m.insert(k.into(), json!({"limit": -1, "used": 0, "reserved": 0}));
@@ -62,10 +70,9 @@ pub async fn update(
     Path(project): Path<String>,
     JsonBody(b): AnyJson,
 ) -> Result<Json<Value>, Fault> {
-    let o = b
-        .get("quota")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Fault::bad_request("Unable to find 'quota' in request body").kind("HTTPBadRequest"))?;
+    let o = b.get("quota").and_then(Value::as_object).ok_or_else(|| {
+        Fault::bad_request("Unable to find 'quota' in request body").kind("HTTPBadRequest")
+    })?;
     let mut asked = Vec::new();
     for (k, v) in o {
         if k == "subnetpool" || k == "rbac_policy" {
@@ -79,7 +86,9 @@ pub async fn update(
         .ok_or_else(|| body::invalid(format!("'{v}' is not an integer")))?;
         asked.push((k.clone(), n));
     }
-    Ok(Json(json!({ "quota": limits(s.network.set_quota(&c, &project, asked).await?) })))
+    Ok(Json(
+        json!({ "quota": limits(s.network.set_quota(&c, &project, asked).await?) }),
+    ))
 }
 
 pub async fn reset(

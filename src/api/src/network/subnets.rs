@@ -11,40 +11,69 @@ use crate::extract::{AnyJson, Caller, JsonBody, QueryPairs};
 use crate::{AppState, Fault};
 
 const CREATE: &[&str] = &[
-    "network_id", "name", "description", "ip_version", "cidr", "gateway_ip", "enable_dhcp",
-    "allocation_pools", "dns_nameservers", "host_routes", "project_id", "tenant_id", "tags",
-    "ipv6_ra_mode", "ipv6_address_mode", "subnetpool_id", "prefixlen", "service_types",
-    "segment_id", "use_default_subnetpool", "dns_publish_fixed_ip",
+    "network_id",
+    "name",
+    "description",
+    "ip_version",
+    "cidr",
+    "gateway_ip",
+    "enable_dhcp",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "project_id",
+    "tenant_id",
+    "tags",
+    "ipv6_ra_mode",
+    "ipv6_address_mode",
+    "subnetpool_id",
+    "prefixlen",
+    "service_types",
+    "segment_id",
+    "use_default_subnetpool",
+    "dns_publish_fixed_ip",
 ];
 const UPDATE: &[&str] = &[
-    "name", "description", "gateway_ip", "enable_dhcp", "allocation_pools",
-    "dns_nameservers", "host_routes", "service_types", "segment_id", "dns_publish_fixed_ip",
+    "name",
+    "description",
+    "gateway_ip",
+    "enable_dhcp",
+    "allocation_pools",
+    "dns_nameservers",
+    "host_routes",
+    "service_types",
+    "segment_id",
+    "dns_publish_fixed_ip",
 ];
 
 fn pools(o: &Map<String, Value>) -> Result<Option<Vec<(String, String)>>, Fault> {
-    Ok(body::object_list(o, "allocation_pools", &["start", "end"])?.map(|v| {
-        v.iter()
-            .map(|m| {
-                (
-                    body::member(m, "start").unwrap_or_default(),
-                    body::member(m, "end").unwrap_or_default(),
-                )
-            })
-            .collect()
-    }))
+    Ok(
+        body::object_list(o, "allocation_pools", &["start", "end"])?.map(|v| {
+            v.iter()
+                .map(|m| {
+                    (
+                        body::member(m, "start").unwrap_or_default(),
+                        body::member(m, "end").unwrap_or_default(),
+                    )
+                })
+                .collect()
+        }),
+    )
 }
 
 fn routes(o: &Map<String, Value>) -> Result<Option<Vec<(String, String)>>, Fault> {
-    Ok(body::object_list(o, "host_routes", &["destination", "nexthop"])?.map(|v| {
-        v.iter()
-            .map(|m| {
-                (
-                    body::member(m, "destination").unwrap_or_default(),
-                    body::member(m, "nexthop").unwrap_or_default(),
-                )
-            })
-            .collect()
-    }))
+    Ok(
+        body::object_list(o, "host_routes", &["destination", "nexthop"])?.map(|v| {
+            v.iter()
+                .map(|m| {
+                    (
+                        body::member(m, "destination").unwrap_or_default(),
+                        body::member(m, "nexthop").unwrap_or_default(),
+                    )
+                })
+                .collect()
+        }),
+    )
 }
 
 /// Whether the subnets' networks are external (for `router:external`).
@@ -71,7 +100,11 @@ pub async fn list(
         .iter()
         .map(|x| views::subnet(x, ext.contains(&x.network_id)))
         .collect();
-    Ok(Json(p.respond("subnets", items, &collection_url(&s, &h, "subnets"))?))
+    Ok(Json(p.respond(
+        "subnets",
+        items,
+        &collection_url(&s, &h, "subnets"),
+    )?))
 }
 
 pub async fn show(
@@ -83,7 +116,9 @@ pub async fn show(
     let p = ListParams::parse(&q, views::SUBNET_ATTRS)?;
     let x = s.network.get_subnet(&c, &id).await?;
     let ext = externals(&s, &c).await?;
-    Ok(Json(json!({"subnet": p.project(views::subnet(&x, ext.contains(&x.network_id)))})))
+    Ok(Json(
+        json!({"subnet": p.project(views::subnet(&x, ext.contains(&x.network_id)))}),
+    ))
 }
 
 pub async fn create(
@@ -93,16 +128,24 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), Fault> {
     let o = body::object(&b, "subnet", CREATE)?;
     let Some(network_id) = body::string(o, "network_id", 255)? else {
-        return Err(Fault::bad_request("Failed to parse request. Required attribute 'network_id' not specified").kind("HTTPBadRequest"));
+        return Err(Fault::bad_request(
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        )
+        .kind("HTTPBadRequest"));
     };
     let ip_version = match body::integer(o, "ip_version")? {
         Some(Some(v)) => v,
         _ => {
-            return Err(Fault::bad_request("Failed to parse request. Required attribute 'ip_version' not specified").kind("HTTPBadRequest"));
+            return Err(Fault::bad_request(
+                "Failed to parse request. Required attribute 'ip_version' not specified",
+            )
+            .kind("HTTPBadRequest"));
         }
     };
     let Some(cidr) = body::string(o, "cidr", 64)? else {
-        return Err(body::invalid("A cidr must be specified in the absence of a subnet pool"));
+        return Err(body::invalid(
+            "A cidr must be specified in the absence of a subnet pool",
+        ));
     };
     let req = ::network::SubnetCreate {
         network_id,
@@ -120,7 +163,10 @@ pub async fn create(
     };
     let x = s.network.create_subnet(&c, req).await?;
     let ext = externals(&s, &c).await?;
-    Ok(created("subnet", views::subnet(&x, ext.contains(&x.network_id))))
+    Ok(created(
+        "subnet",
+        views::subnet(&x, ext.contains(&x.network_id)),
+    ))
 }
 
 pub async fn update(
@@ -141,7 +187,9 @@ pub async fn update(
     };
     let x = s.network.update_subnet(&c, &id, u).await?;
     let ext = externals(&s, &c).await?;
-    Ok(Json(json!({"subnet": views::subnet(&x, ext.contains(&x.network_id))})))
+    Ok(Json(
+        json!({"subnet": views::subnet(&x, ext.contains(&x.network_id))}),
+    ))
 }
 
 pub async fn delete(

@@ -15,11 +15,31 @@ fn stamp(o: &mut Value, s: &Stamp) {
 }
 
 pub const NETWORK_ATTRS: &[&str] = &[
-    "id", "name", "tenant_id", "project_id", "admin_state_up", "mtu", "status", "subnets",
-    "shared", "port_security_enabled", "router:external", "is_default", "description",
-    "tags", "created_at", "updated_at", "revision_number", "availability_zone_hints",
-    "availability_zones", "ipv4_address_scope", "ipv6_address_scope", "vlan_transparent",
-    "provider:network_type", "provider:physical_network", "provider:segmentation_id",
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "admin_state_up",
+    "mtu",
+    "status",
+    "subnets",
+    "shared",
+    "port_security_enabled",
+    "router:external",
+    "is_default",
+    "description",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "availability_zone_hints",
+    "availability_zones",
+    "ipv4_address_scope",
+    "ipv6_address_scope",
+    "vlan_transparent",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
 ];
 
 pub fn network(n: &NetworkRec, admin: bool) -> Value {
@@ -54,10 +74,28 @@ pub fn network(n: &NetworkRec, admin: bool) -> Value {
 }
 
 pub const SUBNET_ATTRS: &[&str] = &[
-    "id", "name", "tenant_id", "project_id", "network_id", "ip_version", "subnetpool_id",
-    "enable_dhcp", "ipv6_ra_mode", "ipv6_address_mode", "gateway_ip", "cidr",
-    "allocation_pools", "host_routes", "dns_nameservers", "description", "service_types",
-    "tags", "created_at", "updated_at", "revision_number", "router:external",
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "network_id",
+    "ip_version",
+    "subnetpool_id",
+    "enable_dhcp",
+    "ipv6_ra_mode",
+    "ipv6_address_mode",
+    "gateway_ip",
+    "cidr",
+    "allocation_pools",
+    "host_routes",
+    "dns_nameservers",
+    "description",
+    "service_types",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "router:external",
 ];
 
 pub fn subnet(s: &SubnetRec, external: bool) -> Value {
@@ -87,12 +125,34 @@ pub fn subnet(s: &SubnetRec, external: bool) -> Value {
 }
 
 pub const PORT_ATTRS: &[&str] = &[
-    "id", "name", "network_id", "tenant_id", "project_id", "mac_address", "admin_state_up",
-    "status", "device_id", "device_owner", "fixed_ips", "port_security_enabled",
-    "security_groups", "allowed_address_pairs", "binding:vnic_type", "binding:host_id",
-    "binding:vif_type", "binding:vif_details", "binding:profile", "extra_dhcp_opts",
-    "description", "tags", "created_at", "updated_at", "revision_number", "ip_allocation",
-    "dns_name", "dns_assignment",
+    "id",
+    "name",
+    "network_id",
+    "tenant_id",
+    "project_id",
+    "mac_address",
+    "admin_state_up",
+    "status",
+    "device_id",
+    "device_owner",
+    "fixed_ips",
+    "port_security_enabled",
+    "security_groups",
+    "allowed_address_pairs",
+    "binding:vnic_type",
+    "binding:host_id",
+    "binding:vif_type",
+    "binding:vif_details",
+    "binding:profile",
+    "extra_dhcp_opts",
+    "description",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "ip_allocation",
+    "dns_name",
+    "dns_assignment",
 ];
 
 pub fn port(p: &PortRec, host: &str) -> Value {
@@ -129,8 +189,18 @@ pub fn port(p: &PortRec, host: &str) -> Value {
 }
 
 pub const SG_ATTRS: &[&str] = &[
-    "id", "name", "tenant_id", "project_id", "description", "stateful", "shared",
-    "security_group_rules", "tags", "created_at", "updated_at", "revision_number",
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "description",
+    "stateful",
+    "shared",
+    "security_group_rules",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
 ];
 
 pub fn security_group(g: &SecurityGroupRec) -> Value {
@@ -150,10 +220,24 @@ pub fn security_group(g: &SecurityGroupRec) -> Value {
 }
 
 pub const RULE_ATTRS: &[&str] = &[
-    "id", "tenant_id", "project_id", "security_group_id", "ethertype", "direction",
-    "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
-    "remote_address_group_id", "normalized_cidr", "remote_group_id", "belongs_to_default_sg",
-    "description", "created_at", "updated_at", "revision_number",
+    "id",
+    "tenant_id",
+    "project_id",
+    "security_group_id",
+    "ethertype",
+    "direction",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_address_group_id",
+    "normalized_cidr",
+    "remote_group_id",
+    "belongs_to_default_sg",
+    "description",
+    "created_at",
+    "updated_at",
+    "revision_number",
 ];
 
 pub fn rule(r: &SgRuleRec, in_default: bool) -> Value {

@@ -110,6 +110,7 @@ pub(super) fn server_row(r: &Row<'_>) -> rusqlite::Result<Server> {
         progress: r.get(23)?,
         host: r.get(24)?,
         addresses: Vec::new(),
+        security_groups: Vec::new(),
         scheduler_hints: serde_json::from_str(&hints).unwrap_or_default(),
         created_at: parse_ts(&r.get::<_, String>(26)?)?,
         updated_at: parse_ts(&r.get::<_, String>(27)?)?,
@@ -256,6 +257,25 @@ pub fn load_servers(c: &Connection, ids: &[String]) -> Result<Vec<Server>> {
                             floating: true,
                         });
                     }
+                }
+            }
+        }
+        {
+            let mut st = c.prepare(&format!(
+                "SELECT DISTINCT p.device_id, g.name FROM net_ports p
+                 JOIN net_port_security_groups ps ON ps.port_id = p.id
+                 JOIN net_security_groups g ON g.id = ps.security_group_id
+                 WHERE p.device_id IN ({marks}) ORDER BY g.name"
+            ))?;
+            let rows = st.query_map(params_from_iter(chunk.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, name) = row?;
+                if let Some(s) = by_id.get_mut(&id)
+                    && !s.security_groups.contains(&name)
+                {
+                    s.security_groups.push(name);
                 }
             }
         }

@@ -54,7 +54,8 @@ pub fn list_networks(c: &Connection, scope: &Scope) -> Result<Vec<NetworkRec>> {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM net_networks n ORDER BY n.created_at, n.id"
             ))?;
-            st.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
         Some(p) => {
             let mut st = c.prepare_cached(&format!(
@@ -62,7 +63,8 @@ pub fn list_networks(c: &Connection, scope: &Scope) -> Result<Vec<NetworkRec>> {
                  WHERE n.project_id = ?1 OR n.shared = 1 OR n.external = 1
                  ORDER BY n.created_at, n.id"
             ))?;
-            st.query_map([p], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([p], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
     fill(c, v)
@@ -70,7 +72,9 @@ pub fn list_networks(c: &Connection, scope: &Scope) -> Result<Vec<NetworkRec>> {
 
 /// One network as `scope` sees it.
 pub fn get_network(c: &Connection, scope: &Scope, id: &str) -> Result<Option<NetworkRec>> {
-    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM net_networks n WHERE n.id = ?1"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM net_networks n WHERE n.id = ?1"
+    ))?;
     let Some(n) = st.query_row([id], row).optional()? else {
         return Ok(None);
     };
@@ -215,12 +219,11 @@ pub fn delete_project_resources(c: &Connection, project: &ProjectId) -> Result<(
 
 /// Whether a router has its gateway on this network.
 pub fn network_has_routers(c: &Connection, id: &str) -> Result<bool> {
-    Ok(c
-        .query_row(
-            "SELECT 1 FROM net_routers WHERE external_network_id = ?1 LIMIT 1",
-            [id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+    Ok(c.query_row(
+        "SELECT 1 FROM net_routers WHERE external_network_id = ?1 LIMIT 1",
+        [id],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }

@@ -164,12 +164,13 @@ pub fn device_ports(c: &Connection, device: &str) -> Result<Vec<PortRec>> {
 }
 
 pub fn mac_taken(c: &Connection, mac: &str) -> Result<bool> {
-    Ok(c
-        .query_row("SELECT 1 FROM net_ports WHERE mac_address = ?1", [mac], |_| {
-            Ok(())
-        })
-        .optional()?
-        .is_some())
+    Ok(c.query_row(
+        "SELECT 1 FROM net_ports WHERE mac_address = ?1",
+        [mac],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
 /// A MAC no port has.
@@ -209,7 +210,11 @@ pub fn used_ips(c: &Connection, network: &str) -> Result<HashSet<u32>> {
 
 /// An address on `subnet`: `want` if it is free and inside the subnet, else the lowest free
 /// one of the pools. The gateway address is never handed out.
-pub fn allocate_ip(c: &Connection, subnet: &SubnetRec, want: Option<Ipv4Addr>) -> Result<Allocation> {
+pub fn allocate_ip(
+    c: &Connection,
+    subnet: &SubnetRec,
+    want: Option<Ipv4Addr>,
+) -> Result<Allocation> {
     let mut used = used_ips(c, &subnet.network_id)?;
     if let Some(g) = subnet.gateway_ip {
         if want == Some(g) {

@@ -5,9 +5,8 @@ use super::*;
 
 /// The limit of every resource for a project: its own, else the default.
 pub fn net_limits(c: &Connection, project: &ProjectId) -> Result<Vec<(&'static str, i64)>> {
-    let mut st = c.prepare_cached(
-        "SELECT resource, hard_limit FROM net_quotas WHERE project_id = ?1",
-    )?;
+    let mut st =
+        c.prepare_cached("SELECT resource, hard_limit FROM net_quotas WHERE project_id = ?1")?;
     let set: HashMap<String, i64> = st
         .query_map([project.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -17,7 +16,12 @@ pub fn net_limits(c: &Connection, project: &ProjectId) -> Result<Vec<(&'static s
         .collect())
 }
 
-pub fn set_net_limit(c: &Connection, project: &ProjectId, resource: &str, limit: i64) -> Result<()> {
+pub fn set_net_limit(
+    c: &Connection,
+    project: &ProjectId,
+    resource: &str,
+    limit: i64,
+) -> Result<()> {
     c.execute(
         "INSERT INTO net_quotas (project_id, resource, hard_limit) VALUES (?1, ?2, ?3)
          ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
@@ -28,7 +32,10 @@ pub fn set_net_limit(c: &Connection, project: &ProjectId, resource: &str, limit:
 
 /// Forgets a project's own limits (back to the defaults).
 pub fn reset_net_limits(c: &Connection, project: &ProjectId) -> Result<()> {
-    c.execute("DELETE FROM net_quotas WHERE project_id = ?1", [project.as_str()])?;
+    c.execute(
+        "DELETE FROM net_quotas WHERE project_id = ?1",
+        [project.as_str()],
+    )?;
     Ok(())
 }
 

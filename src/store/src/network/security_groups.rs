@@ -51,7 +51,10 @@ fn fill(c: &Connection, mut v: Vec<SecurityGroupRec>) -> Result<Vec<SecurityGrou
         let rows = st.query_map(params_from_iter(chunk.iter()), rule_row)?;
         for row in rows {
             let r = row?;
-            rules.entry(r.security_group_id.clone()).or_default().push(r);
+            rules
+                .entry(r.security_group_id.clone())
+                .or_default()
+                .push(r);
         }
     }
     for g in &mut v {
@@ -205,7 +208,9 @@ pub fn get_rule(c: &Connection, scope: &Scope, id: &str) -> Result<Option<SgRule
     let mut st = c.prepare_cached(&format!(
         "SELECT {RULE_COLS} FROM net_sg_rules WHERE id = ?1 AND (?2 IS NULL OR project_id = ?2)"
     ))?;
-    Ok(st.query_row(params![id, scope.project()], rule_row).optional()?)
+    Ok(st
+        .query_row(params![id, scope.project()], rule_row)
+        .optional()?)
 }
 
 pub fn delete_rule(c: &Connection, id: &str) -> Result<bool> {
@@ -308,7 +313,9 @@ pub fn enforcement_state(c: &Connection) -> Result<(Vec<PortRec>, Vec<SgRuleRec>
     };
     let mut ports = get_ports_by_id(c, &ids)?;
     ports.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut st = c.prepare_cached(&format!("SELECT {RULE_COLS} FROM net_sg_rules ORDER BY seq"))?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {RULE_COLS} FROM net_sg_rules ORDER BY seq"
+    ))?;
     let rules = st
         .query_map([], rule_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -60,9 +60,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<SubnetRec> {
             addr: Ipv4Addr::UNSPECIFIED,
             len: 32,
         }),
-        gateway_ip: r
-            .get::<_, Option<String>>(7)?
-            .and_then(|g| g.parse().ok()),
+        gateway_ip: r.get::<_, Option<String>>(7)?.and_then(|g| g.parse().ok()),
         enable_dhcp: r.get(8)?,
         allocation_pools: pools_from(&r.get::<_, String>(9)?),
         dns_nameservers: parse_list(&r.get::<_, String>(10)?),
@@ -88,7 +86,8 @@ pub fn list_subnets(c: &Connection, scope: &Scope) -> Result<Vec<SubnetRec>> {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM net_subnets ORDER BY created_at, id"
             ))?;
-            st.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
         Some(p) => {
             let mut st = c.prepare_cached(&format!(
@@ -96,7 +95,8 @@ pub fn list_subnets(c: &Connection, scope: &Scope) -> Result<Vec<SubnetRec>> {
                     SELECT id FROM net_networks WHERE shared = 1 OR external = 1)
                  ORDER BY created_at, id"
             ))?;
-            st.query_map([p], row)?.collect::<rusqlite::Result<Vec<_>>>()?
+            st.query_map([p], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
         }
     };
     fill(c, v)
@@ -223,9 +223,11 @@ pub fn subnet_port_ids(c: &Connection, id: &str) -> Result<Vec<String>> {
 
 pub fn delete_subnet(c: &Connection, id: &str) -> Result<bool> {
     let network: Option<String> = c
-        .query_row("SELECT network_id FROM net_subnets WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT network_id FROM net_subnets WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .optional()?;
     drop_tags(c, id)?;
     let n = c
