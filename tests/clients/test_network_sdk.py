@@ -120,8 +120,9 @@ def test_a_servers_ports_by_device_id(demo, image):
         assert private is not None and port.network_id == private.id
         assert private.project_id == demo.current_project_id
         assert private.is_router_external is False and len(private.subnet_ids) == 1
-        cidr = demo.network.get_subnet(private.subnet_ids[0]).cidr
-        net = ipaddress.ip_network(cidr)
+        subnet = demo.network.get_subnet(private.subnet_ids[0])
+        net = ipaddress.ip_network(subnet.cidr)
+        assert subnet.gateway_ip == str(net.network_address + 1)
         assert net.prefixlen == 16 and net.subnet_of(ipaddress.ip_network("10.0.0.0/8"))
         assert ipaddress.ip_address(server.private_v4) in net
         # Filters the SDK's server helpers use.
