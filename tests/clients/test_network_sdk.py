@@ -70,15 +70,6 @@ def test_network_proxy_crud(demo):
     demo.network.update_port(port, name="renamed")
     assert demo.network.get_port(port.id).name == "renamed"
 
-    sg = demo.network.create_security_group(name=uniq("sdk-sg"), description="web")
-    rule = demo.network.create_security_group_rule(
-        security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
-        port_range_min=80, port_range_max=80, remote_ip_prefix="0.0.0.0/0")
-    assert rule.id in {r.id for r in demo.network.security_group_rules(security_group_id=sg.id)}
-    assert demo.network.find_security_group(sg.name).id == sg.id
-    demo.network.update_port(port, security_group_ids=[sg.id])
-    assert demo.network.get_port(port.id).security_group_ids == [sg.id]
-
     router = demo.network.create_router(name=uniq("sdk-router"))
     demo.network.add_interface_to_router(router, subnet_id=sub.id)
     ifaces = list(demo.network.ports(device_id=router.id))
@@ -90,17 +81,34 @@ def test_network_proxy_crud(demo):
     # The cloud layer, as Ansible's modules use it.
     assert demo.get_network(net.name).id == net.id
     assert [s.id for s in demo.search_subnets(filters={"network_id": net.id})] == [sub.id]
-    assert demo.get_security_group(sg.name).id == sg.id
 
     demo.network.delete_router(router)
     demo.network.delete_port(port)
-    demo.network.delete_security_group(sg)
     demo.network.delete_network(net)
     assert demo.network.find_network(net.id) is None
     with pytest.raises(openstack.exceptions.NotFoundException):
         demo.network.get_subnet(sub.id)
     quota = demo.network.get_quota(project)
     assert quota.networks > 0 or quota.networks == -1
+
+
+def test_security_groups_through_the_proxy(demo):
+    net = demo.network.create_network(name=uniq("sdk-sg-net"))
+    demo.network.create_subnet(network_id=net.id, ip_version=4, cidr="172.25.1.0/24")
+    port = demo.network.create_port(network_id=net.id)
+    sg = demo.network.create_security_group(name=uniq("sdk-sg"), description="web")
+    rule = demo.network.create_security_group_rule(
+        security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=80, port_range_max=80, remote_ip_prefix="0.0.0.0/0")
+    assert rule.id in {r.id for r in demo.network.security_group_rules(security_group_id=sg.id)}
+    assert demo.network.find_security_group(sg.name).id == sg.id
+    assert demo.get_security_group(sg.name).id == sg.id
+    demo.network.update_port(port, security_group_ids=[sg.id])
+    assert demo.network.get_port(port.id).security_group_ids == [sg.id]
+    demo.network.delete_port(port)
+    demo.network.delete_security_group(sg)
+    assert demo.network.find_security_group(sg.id) is None
+    demo.network.delete_network(net)
 
 
 def test_a_servers_ports_by_device_id(demo, image):

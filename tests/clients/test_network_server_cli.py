@@ -110,7 +110,7 @@ def test_server_on_a_port_and_with_a_fixed_ip(onebox, image, lan):
 
 def test_server_add_and_remove_port(onebox, image, lan):
     net, sub = lan
-    s = boot(onebox, image, uniq("s-add"), "--network", "private")
+    s = boot(onebox, image, uniq("s-add"))
     first = s["addresses"]["private"][0]
     extra = osc_json(onebox, "port", "create", "--network", net["id"], "--fixed-ip",
                      f"subnet={sub['id']},ip-address=172.21.0.30", uniq("p"))
