@@ -678,7 +678,8 @@ async fn main() -> Result<()> {
         "ipmi" => tokio::task::spawn_blocking(ipmi_bench).await?,
         "containers" => containers().await,
         "vms" => vm_bench::vms().await,
-        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms"),
+        "network" => network_bench::network().await,
+        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms|network"),
     }
 }
 
@@ -1232,6 +1233,9 @@ fn bridges() -> std::collections::HashSet<String> {
 }
 
 /// `bench vms`: real guests on libvirt.
+#[path = "bench/network.rs"]
+mod network_bench;
+
 mod vm_bench {
     use super::*;
 

@@ -664,3 +664,167 @@ async fn servers_take_ports_networks_and_fixed_addresses() {
     assert_eq!(ports[0]["id"], pid.as_str());
     assert_eq!(ports[0]["device_id"], "");
 }
+
+#[tokio::test]
+async fn interfaces_attach_and_detach_through_the_backend() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let (_, _, other) = app.user_with_role("eve", "member").await;
+    let nid = net(&app, &t, "extra").await;
+    subnet(&app, &t, &nid, "172.50.0.0/24").await;
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.37"),
+    ];
+    let r = app
+        .call(Method::POST, "/compute/v2.1/servers", &h, Some(json!({"server": {"name": "s", "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}})))
+        .await;
+    let sid = r.body["server"]["id"].as_str().expect("id").to_owned();
+    app.compute.idle().await;
+    let server_id = model::compute::ServerId::from_stored(sid.clone());
+    assert_eq!(app.driver.macs_of(&server_id).len(), 1);
+    let uri = format!("/compute/v2.1/servers/{sid}/os-interface");
+    let r = app.call(Method::POST, &uri, &h, Some(json!({"interfaceAttachment": {"net_id": nid, "fixed_ips": [{"ip_address": "172.50.0.9"}]}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let ia = &r.body["interfaceAttachment"];
+    assert_eq!(ia["fixed_ips"][0]["ip_address"], "172.50.0.9");
+    let port = ia["port_id"].as_str().expect("port").to_owned();
+    let macs = app.driver.macs_of(&server_id);
+    assert_eq!(macs.len(), 2, "the backend plugged it");
+    assert!(macs.contains(&ia["mac_addr"].as_str().expect("mac").to_owned()));
+    let r = app.call(Method::GET, &uri, &h, None).await;
+    assert_eq!(
+        r.body["interfaceAttachments"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/servers/{sid}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["server"]["addresses"]["extra"][0]["addr"], "172.50.0.9",
+        "{}",
+        r.text
+    );
+    // Another project can neither see nor change the server's interfaces, nor attach its
+    // own network to it.
+    let ho = [
+        ("x-auth-token", other.as_str()),
+        ("openstack-api-version", "compute 2.37"),
+    ];
+    assert_eq!(
+        app.call(Method::GET, &uri, &ho, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = app
+        .call(Method::DELETE, &format!("{uri}/{port}"), &ho, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let onid = net(&app, &other, "theirs").await;
+    subnet(&app, &other, &onid, "172.51.0.0/24").await;
+    let r = app
+        .call(
+            Method::POST,
+            &uri,
+            &h,
+            Some(json!({"interfaceAttachment": {"net_id": onid}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // Detach: the port compute made is gone, and so is the NIC.
+    let r = app
+        .call(Method::DELETE, &format!("{uri}/{port}"), &h, None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(app.driver.macs_of(&server_id).len(), 1);
+    let r = call(&app, Method::GET, &format!("/ports/{port}"), &t, None).await;
+    neutron_error(&r, 404, "PortNotFound");
+    // A port the user made is only unbound.
+    let r = call(
+        &app,
+        Method::POST,
+        "/ports",
+        &t,
+        Some(json!({"port": {"network_id": nid}})),
+    )
+    .await;
+    let mine = r.body["port"]["id"].as_str().expect("id").to_owned();
+    let r = app
+        .call(
+            Method::POST,
+            &uri,
+            &h,
+            Some(json!({"interfaceAttachment": {"port_id": mine}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call(&app, Method::DELETE, &format!("/ports/{mine}"), &t, None).await;
+    neutron_error(&r, 409, "PortInUse");
+    let r = app
+        .call(Method::DELETE, &format!("{uri}/{mine}"), &h, None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = call(&app, Method::GET, &format!("/ports/{mine}"), &t, None).await;
+    assert_eq!(r.body["port"]["device_id"], "", "{}", r.text);
+}
+
+#[tokio::test]
+async fn novas_network_proxy_lists_the_projects_networks_until_2_36() {
+    let app = TestApp::new().await;
+    let t = app.demo().await;
+    let (_, _, other) = app.user_with_role("oscar", "member").await;
+    let nid = net(&app, &t, "mine").await;
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.35"),
+    ];
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &h, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.body["networks"]
+            .as_array()
+            .expect("l")
+            .iter()
+            .any(|n| n["id"] == nid.as_str() && n["label"] == "mine")
+    );
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/os-networks/{nid}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["network"]["label"], "mine");
+    let h36 = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "compute 2.36"),
+    ];
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &h36, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let ho = [
+        ("x-auth-token", other.as_str()),
+        ("openstack-api-version", "compute 2.35"),
+    ];
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/os-networks/{nid}"),
+            &ho,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = app
+        .call(Method::GET, "/compute/v2.1/os-networks", &ho, None)
+        .await;
+    assert!(!r.text.contains(&nid));
+}

@@ -101,6 +101,10 @@ pub enum Action {
     TriggerCrashDump,
     Rescue,
     Unrescue,
+    /// `POST /servers/{id}/os-interface` (not a server action body, so not in [`Action::ALL`]).
+    AttachInterface,
+    /// `DELETE /servers/{id}/os-interface/{port}` (not in [`Action::ALL`] either).
+    DetachInterface,
 }
 
 impl Action {
@@ -148,6 +152,8 @@ impl Action {
             Action::TriggerCrashDump => "trigger_crash_dump",
             Action::Rescue => "rescue",
             Action::Unrescue => "unrescue",
+            Action::AttachInterface => "attach_interface",
+            Action::DetachInterface => "detach_interface",
         }
     }
 
@@ -214,6 +220,9 @@ pub fn check_action(action: Action, s: &Server) -> Result<()> {
         A::ChangePassword => (vm == V::Active, idle),
         A::Rescue => (matches!(vm, V::Active | V::Stopped | V::Error), idle),
         A::Unrescue => (vm == V::Rescued, idle),
+        A::AttachInterface | A::DetachInterface => {
+            (matches!(vm, V::Active | V::Paused | V::Stopped), idle)
+        }
         A::TriggerCrashDump => (
             matches!(
                 vm,

@@ -12,6 +12,7 @@ pub mod flavors;
 pub mod groups;
 mod imagefit;
 pub mod images;
+mod interfaces;
 pub mod keypairs;
 mod metadata;
 mod network;

@@ -316,6 +316,9 @@ impl Compute {
                 gateway: p.network.gateway,
                 address: p.address,
                 mac: p.mac,
+                port_id: p.port_id,
+                mtu: p.network.mtu,
+                dns_nameservers: p.network.dns_nameservers,
             })
             .collect();
         InstanceSpec {

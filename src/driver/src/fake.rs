@@ -10,7 +10,7 @@ use model::compute::{PowerState, ServerId};
 
 use crate::{
     Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
-    NicStats, Operation, RebootKind, RescueImage, Resources, Result, Snapshot,
+    NicStats, Operation, Port, RebootKind, RescueImage, Resources, Result, Snapshot,
 };
 
 #[derive(Debug)]
@@ -135,6 +135,14 @@ impl FakeDriver {
     }
 
     /// The rescue image and the rescue password while the instance is rescued.
+    /// The MACs of an instance's interfaces as the backend has them plugged.
+    pub fn macs_of(&self, id: &ServerId) -> Vec<String> {
+        self.with(id, |i| {
+            Ok(i.spec.ports.iter().map(|p| p.mac.clone()).collect())
+        })
+        .unwrap_or_default()
+    }
+
     pub fn rescue_of(&self, id: &ServerId) -> Option<(RescueImage, String)> {
         self.with(id, |i| Ok(i.rescued.clone())).ok().flatten()
     }
@@ -427,6 +435,24 @@ impl ComputeDriver for FakeDriver {
             i.power = PowerState::Running;
             i.console
                 .push_str(&format!("rescue from {}\nrescue login:\n", rescue.image_id));
+            Ok(())
+        })
+    }
+
+    fn attach_interface(&self, spec: &InstanceSpec, port: &Port) -> Result<()> {
+        self.begin(Operation::AttachInterface)?;
+        self.with(&spec.id, |i| {
+            if !i.spec.ports.iter().any(|p| p.mac == port.mac) {
+                i.spec.ports.push(port.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn detach_interface(&self, spec: &InstanceSpec, port: &Port) -> Result<()> {
+        self.begin(Operation::DetachInterface)?;
+        self.with(&spec.id, |i| {
+            i.spec.ports.retain(|p| p.mac != port.mac);
             Ok(())
         })
     }

@@ -64,7 +64,7 @@ impl ImageFile {
 /// One network interface of an instance: the address the API reports and the network it
 /// sits on. Backends that give guests real networking attach them to the bridge of
 /// `network_id`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Port {
     pub network_id: String,
     pub network_name: String,
@@ -73,6 +73,12 @@ pub struct Port {
     pub gateway: String,
     pub address: String,
     pub mac: String,
+    /// The networking service's port id (`vif_id` in `network_data.json`).
+    pub port_id: String,
+    /// The network's MTU; 0 when unknown (1500).
+    pub mtu: u32,
+    /// The subnet's DNS servers.
+    pub dns_nameservers: Vec<String>,
 }
 
 /// What a backend needs to build a server.
@@ -221,6 +227,8 @@ pub enum Operation {
     Diagnostics,
     Rescue,
     Unrescue,
+    AttachInterface,
+    DetachInterface,
 }
 
 impl Operation {
@@ -246,6 +254,8 @@ impl Operation {
             Operation::Diagnostics => "diagnostics",
             Operation::Rescue => "rescue",
             Operation::Unrescue => "unrescue",
+            Operation::AttachInterface => "attach_interface",
+            Operation::DetachInterface => "detach_interface",
         }
     }
 }
@@ -358,6 +368,17 @@ pub trait ComputeDriver: Send + Sync {
     fn unrescue(&self, spec: &InstanceSpec) -> Result<()> {
         let _ = spec;
         Err(DriverError::NotSupported(Operation::Unrescue))
+    }
+    /// Plugs `port` into the instance `spec` describes, running or not (the port is in
+    /// `spec.ports` already, last); the guest sees a new NIC.
+    fn attach_interface(&self, spec: &InstanceSpec, port: &Port) -> Result<()> {
+        let _ = (spec, port);
+        Err(DriverError::NotSupported(Operation::AttachInterface))
+    }
+    /// Unplugs `port` from the instance (`spec.ports` no longer lists it).
+    fn detach_interface(&self, spec: &InstanceSpec, port: &Port) -> Result<()> {
+        let _ = (spec, port);
+        Err(DriverError::NotSupported(Operation::DetachInterface))
     }
     /// Starts reporting state changes the backend notices by itself to `sink`, for as long
     /// as the driver lives. Returns false when the backend has no such events; the periodic

@@ -88,13 +88,19 @@ pub fn meta_data(spec: &InstanceSpec) -> Value {
 pub fn network_data(spec: &InstanceSpec) -> Value {
     let mut links = Vec::new();
     let mut networks = Vec::new();
+    let mut services = Vec::new();
     for (i, p) in spec.ports.iter().enumerate() {
         let link = link_id(i, &p.mac);
+        let vif = if p.port_id.is_empty() {
+            format!("{}-{}", spec.id, i)
+        } else {
+            p.port_id.clone()
+        };
         links.push(json!({
             "id": link,
-            "vif_id": format!("{}-{}", spec.id, i),
+            "vif_id": vif,
             "type": "bridge",
-            "mtu": 1500,
+            "mtu": if p.mtu == 0 { 1500 } else { p.mtu },
             "ethernet_mac_address": p.mac,
         }));
         networks.push(json!({
@@ -105,10 +111,16 @@ pub fn network_data(spec: &InstanceSpec) -> Value {
             "netmask": netmask(prefix_of(&p.cidr)).to_string(),
             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": p.gateway}],
             "network_id": p.network_id,
-            "services": [],
+            "services": p.dns_nameservers.iter().map(|d| json!({"type": "dns", "address": d})).collect::<Vec<_>>(),
         }));
+        for d in &p.dns_nameservers {
+            let s = json!({"type": "dns", "address": d});
+            if !services.contains(&s) {
+                services.push(s);
+            }
+        }
     }
-    json!({"links": links, "networks": networks, "services": []})
+    json!({"links": links, "networks": networks, "services": services})
 }
 
 /// `vendor_data.json` and `vendor_data2.json`: onebox adds nothing of its own.
@@ -296,6 +308,7 @@ mod tests {
                 gateway: "10.1.0.1".into(),
                 address: "10.1.0.10".into(),
                 mac: "fa:16:3e:00:00:01".into(),
+                ..Default::default()
             }],
             ..InstanceSpec::default()
         }

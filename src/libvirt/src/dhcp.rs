@@ -328,6 +328,7 @@ mod tests {
             gateway: format!("10.254.{n}.1"),
             address: format!("10.254.{n}.10"),
             mac: "fa:16:3e:00:00:10".into(),
+            ..Default::default()
         };
         dhcp.add_host(&name, "server-1", &[&port])
             .expect("dnsmasq starts");

@@ -104,6 +104,7 @@ fn port(mac: &str, address: &str) -> Port {
         gateway: "10.252.0.1".into(),
         address: address.into(),
         mac: mac.into(),
+        ..Default::default()
     }
 }
 

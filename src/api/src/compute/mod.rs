@@ -22,10 +22,12 @@ mod flavors;
 mod hypervisors;
 mod images;
 mod instance_actions;
+mod interfaces;
 mod ips;
 mod keypairs;
 mod links;
 mod migrations;
+mod networks;
 mod quotas;
 mod server_actions;
 mod server_groups;
@@ -131,7 +133,17 @@ fn api_routes(state: AppState) -> Router {
             "/servers/{id}/os-instance-actions/{request_id}",
             get(instance_actions::show),
         )
+        .route("/os-networks", get(networks::list))
+        .route("/os-networks/{id}", get(networks::show))
         .route("/servers/{id}/ips", get(ips::list))
+        .route(
+            "/servers/{id}/os-interface",
+            get(interfaces::list).post(interfaces::create),
+        )
+        .route(
+            "/servers/{id}/os-interface/{port}",
+            get(interfaces::show).delete(interfaces::delete),
+        )
         .route("/servers/{id}/ips/{network}", get(ips::network))
         .route(
             "/os-quota-sets/{project}",

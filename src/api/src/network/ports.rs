@@ -68,7 +68,10 @@ fn fixed_ips(o: &Map<String, Value>) -> Result<Option<Vec<::network::FixedIpRequ
     )
 }
 
-fn pairs(o: &Map<String, Value>) -> Result<Option<Vec<(String, Option<String>)>>, Fault> {
+/// Address pairs as asked: address and optional MAC.
+type Pairs = Vec<(String, Option<String>)>;
+
+fn pairs(o: &Map<String, Value>) -> Result<Option<Pairs>, Fault> {
     let Some(v) = body::object_list(o, "allowed_address_pairs", &["ip_address", "mac_address"])?
     else {
         return Ok(None);

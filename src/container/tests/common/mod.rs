@@ -226,6 +226,7 @@ impl Env {
                 gateway: self.gateway.clone(),
                 address: format!("10.253.{}.{host}", self.subnet),
                 mac: format!("fa:16:3e:00:{:02x}:{host:02x}", self.subnet),
+                ..Default::default()
             }],
             ..InstanceSpec::default()
         }

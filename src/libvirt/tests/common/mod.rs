@@ -108,6 +108,7 @@ pub fn spec(net: u8) -> InstanceSpec {
             gateway: format!("10.213.{net}.1"),
             address: format!("10.213.{net}.10"),
             mac: format!("fa:16:3e:aa:00:{net:02x}"),
+            ..Default::default()
         }],
         ..InstanceSpec::default()
     }

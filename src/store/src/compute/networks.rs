@@ -12,6 +12,8 @@ pub struct Network {
     pub project_id: Option<ProjectId>,
     pub cidr: String,
     pub gateway: String,
+    pub mtu: u32,
+    pub dns_nameservers: Vec<String>,
 }
 
 fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -> Network {
@@ -24,6 +26,8 @@ fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -
             .gateway_ip
             .map(|g| g.to_string())
             .unwrap_or_else(|| Ipv4Addr::from(s.cidr.first() + 1).to_string()),
+        mtu: n.mtu,
+        dns_nameservers: s.dns_nameservers.clone(),
     }
 }
 
