@@ -91,12 +91,78 @@ pub struct NetworkSection {
     /// them guests reach no RFC 1918, CGNAT or link-local address and no network the host
     /// routes to (its LAN, a BMC network), only what lies beyond the default route.
     pub nat_allow: Vec<String>,
+    /// The external network (the uplink's LAN, `a.b.c.d/len`) routers and floating IPs take
+    /// addresses from. Empty: no external network, no floating IPs.
+    pub external_cidr: String,
+    /// The LAN's router (default: the prefix's first address).
+    pub external_gateway: String,
+    /// The addresses of the LAN onebox may hand out, `first-last` (routers' gateways and
+    /// floating IPs); no other address of the LAN is ever used.
+    pub floating_range: String,
+    /// The interface on that LAN when `nat_uplink` is not set (it must be `nat_uplink`
+    /// when that is set).
+    pub external_uplink: String,
+}
+
+/// The external network of `[network]`: what the networking service and the host's edge
+/// are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalNet {
+    pub edge: network::EdgeConfig,
+    /// The interface on the LAN; `None` only on a box that leaves the host alone.
+    pub uplink: Option<String>,
 }
 
 impl NetworkSection {
     /// The uplink, when one is set.
     pub fn uplink(&self) -> Option<&str> {
         Some(self.nat_uplink.trim()).filter(|u| !u.is_empty())
+    }
+
+    /// The external network, when `external_cidr` and `floating_range` are set.
+    pub fn external(&self) -> Result<Option<ExternalNet>> {
+        let (cidr, range) = (self.external_cidr.trim(), self.floating_range.trim());
+        if cidr.is_empty() && range.is_empty() {
+            return Ok(None);
+        }
+        if cidr.is_empty() || range.is_empty() {
+            anyhow::bail!(
+                "[network] external_cidr and floating_range go together: set both or neither"
+            );
+        }
+        let c = model::network::Cidr::parse(cidr, true)
+            .with_context(|| format!("[network] external_cidr {cidr:?} is not a.b.c.d/len"))?;
+        let gateway = match self.external_gateway.trim() {
+            "" => c
+                .default_gateway()
+                .context("[network] external_cidr is too small")?,
+            g => model::network::parse_v4(g)
+                .with_context(|| format!("[network] external_gateway {g:?} is not an address"))?,
+        };
+        let (a, b) = range
+            .split_once('-')
+            .with_context(|| format!("[network] floating_range {range:?} is not first-last"))?;
+        let (Some(start), Some(end)) = (
+            model::network::parse_v4(a.trim()),
+            model::network::parse_v4(b.trim()),
+        ) else {
+            anyhow::bail!("[network] floating_range {range:?} is not first-last");
+        };
+        let edge = network::EdgeConfig {
+            cidr: c,
+            gateway,
+            range: model::network::Pool { start, end },
+        };
+        edge.check().map_err(|e| anyhow::anyhow!("[network] {e}"))?;
+        let ext = Some(self.external_uplink.trim()).filter(|u| !u.is_empty());
+        let uplink = match (self.uplink(), ext) {
+            (Some(n), Some(e)) if n != e => anyhow::bail!(
+                "[network] external_uplink {e} must be nat_uplink {n} (or be left out)"
+            ),
+            (Some(n), _) => Some(n.to_owned()),
+            (None, e) => e.map(str::to_owned),
+        };
+        Ok(Some(ExternalNet { edge, uplink }))
     }
 }
 
@@ -606,6 +672,36 @@ mod tests {
             toml::from_str(&format!("[network]\n{network}")).expect("[network] keys");
         assert_eq!(uncommented.network.uplink(), Some("eth0"));
         assert_eq!(uncommented.network.nat_allow, ["192.168.1.20/32"]);
+        let ext = uncommented
+            .network
+            .external()
+            .expect("external")
+            .expect("set");
+        assert_eq!(ext.uplink.as_deref(), Some("eth0"));
+        assert_eq!(ext.edge.range.start.to_string(), "192.0.2.100");
+        assert_eq!(c.network.external().expect("none"), None);
+    }
+
+    #[test]
+    fn the_external_network_is_checked() {
+        let parse = |t: &str| -> Result<Option<ExternalNet>> {
+            let c: Config = toml::from_str(&format!("[network]\n{t}")).expect("toml");
+            c.network.external()
+        };
+        let e = parse("external_cidr = \"192.0.2.0/24\"\nfloating_range = \"192.0.2.100-192.0.2.120\"\nexternal_uplink = \"eth1\"")
+            .expect("ok")
+            .expect("set");
+        assert_eq!(e.edge.gateway.to_string(), "192.0.2.1");
+        assert_eq!(e.uplink.as_deref(), Some("eth1"));
+        for bad in [
+            "external_cidr = \"192.0.2.0/24\"",
+            "external_cidr = \"192.0.2.0/24\"\nfloating_range = \"192.0.3.1-192.0.3.5\"",
+            "external_cidr = \"192.0.2.0/24\"\nfloating_range = \"192.0.2.1-192.0.2.5\"",
+            "external_cidr = \"192.0.2.1/24\"\nfloating_range = \"192.0.2.10-192.0.2.20\"",
+            "nat_uplink = \"eth0\"\nexternal_uplink = \"eth1\"\nexternal_cidr = \"192.0.2.0/24\"\nfloating_range = \"192.0.2.10-192.0.2.20\"",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod backup;
 mod config;
+mod edge;
 mod firmware;
 mod init;
 mod listen;

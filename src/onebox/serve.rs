@@ -100,7 +100,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             ..Default::default()
         },
     );
-    let network = network::Network::new(store.clone(), Arc::new(network::NoHost));
+    let network = network_service(cfg, &store)?;
     Ok(Services {
         identity,
         compute,
@@ -108,6 +108,34 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
         baremetal,
         network,
         store,
+    })
+}
+
+/// The networking service: the host's edge (routers, floating IPs) applied under
+/// `<data_dir>/hostnet` with the host table's rules, none on a fake-driver box; the
+/// external network of `[network]` when it is configured.
+fn network_service(cfg: &Config, store: &store::Store) -> Result<network::Network> {
+    let external = cfg.network.external()?;
+    let host: Arc<dyn network::Host> = if cfg.fake_driver {
+        Arc::new(network::NoHost)
+    } else {
+        if let Some(e) = &external
+            && e.uplink.is_none()
+        {
+            anyhow::bail!(
+                "[network] external_cidr needs an uplink: set nat_uplink or external_uplink"
+            );
+        }
+        Arc::new(crate::edge::HostEdge {
+            state_dir: cfg.data_dir.join("hostnet"),
+            rules: host_rules(cfg)?,
+            external: external.clone(),
+        })
+    };
+    let n = network::Network::new(store.clone(), host);
+    Ok(match external {
+        Some(e) => n.with_edge(e.edge),
+        None => n,
     })
 }
 
@@ -339,7 +367,10 @@ async fn project_networks_uplink(cfg: &Config) -> Result<()> {
     }
     let rules = host_rules(cfg)?;
     let uplink = rules.uplink.clone();
-    let outcome = tokio::task::spawn_blocking(move || hostnet::nat::apply(&rules))
+    // The whole table with the routers and floating IPs last applied (`hostnet::nat::apply`
+    // alone would drop them); the networking service applies the database's at start.
+    let state_dir = cfg.data_dir.join("hostnet");
+    let outcome = tokio::task::spawn_blocking(move || hostnet::edge::restore(&state_dir, &rules))
         .await
         .context("joining")?;
     let root = effective_uid() == Some(0);
@@ -436,6 +467,22 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .await?;
     }
+    // The external network, then the host's edge from the database (routers and floating
+    // IPs changed while onebox was stopped: a restore, a project deleted).
+    if let Some(public) = network.ensure_public().await? {
+        tracing::info!(network_id = %public.id, "external network 'public' ready");
+    }
+    network.resync().await?;
+    let n = network.clone();
+    compute.set_ports_hook(Arc::new(move || {
+        let n = n.clone();
+        Box::pin(async move {
+            if let Err(e) = n.resync().await {
+                tracing::warn!(error = %e, "applying the networking state failed");
+            }
+        })
+    }));
+    tokio::spawn(edge_upkeep(network.clone()));
     let policy = match cfg.compute.orphans {
         crate::config::OrphanSetting::Report => compute::reconcile::OrphanPolicy::Report,
         crate::config::OrphanSetting::Destroy => compute::reconcile::OrphanPolicy::Destroy,
@@ -491,6 +538,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         .await?;
     tracing::info!("onebox stopped");
     Ok(())
+}
+
+/// Applies the edge again when the database moved without the networking service: a
+/// server deleted by compute frees its floating IPs' fixed addresses.
+async fn edge_upkeep(network: network::Network) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        if let Err(e) = network.resync_edge().await {
+            tracing::warn!(error = %e, "checking routers and floating IPs failed");
+        }
+    }
 }
 
 /// Periodic housekeeping: drop expired and revoked tokens.

@@ -54,7 +54,7 @@ pub fn run(cfg: &Config, purge: bool, network: bool) -> Result<Report> {
         }
     }
     if network && !cfg.fake_driver {
-        self::network(&mut report);
+        self::network(cfg, &mut report);
     }
     Ok(report)
 }
@@ -106,8 +106,9 @@ fn guests(cfg: &Config, purge: bool, report: &mut Report) {
     }
 }
 
-/// Deletes the project bridges and onebox's nft table.
-fn network(report: &mut Report) {
+/// Deletes the project bridges, the routers' and floating IPs' addresses on the uplink and
+/// onebox's nft table.
+fn network(cfg: &Config, report: &mut Report) {
     match hostnet::nat::bridges() {
         Ok(bridges) => {
             for b in bridges {
@@ -119,7 +120,9 @@ fn network(report: &mut Report) {
         }
         Err(e) => report.failures.push(format!("listing the bridges: {e}")),
     }
-    if let Err(e) = hostnet::nat::remove() {
-        report.failures.push(format!("onebox's nft table: {e}"));
+    if let Err(e) = hostnet::edge::remove(&cfg.data_dir.join("hostnet")) {
+        report
+            .failures
+            .push(format!("onebox's nft table and edge addresses: {e}"));
     }
 }

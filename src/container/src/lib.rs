@@ -22,6 +22,7 @@
 pub mod cgroup;
 mod config;
 pub mod devices;
+mod hotplug;
 pub mod layer;
 mod mounts;
 mod net;
@@ -455,6 +456,14 @@ impl ComputeDriver for ContainerDriver {
             diagnostics: true,
             rescue: false,
         }
+    }
+
+    fn attach_interface(&self, spec: &InstanceSpec, port: &driver::Port) -> Result<()> {
+        hotplug::attach(self, spec, port)
+    }
+
+    fn detach_interface(&self, spec: &InstanceSpec, port: &driver::Port) -> Result<()> {
+        hotplug::detach(self, spec, port)
     }
 
     fn spawn(&self, spec: &InstanceSpec) -> Result<()> {

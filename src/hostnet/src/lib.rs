@@ -5,7 +5,8 @@
 //! gateway address, and is isolated: the host does not forward packets that arrive on it, so
 //! guests reach each other and the host's own services on the gateway (DHCP, metadata) and
 //! nothing beyond. The one exception is an operator's NAT uplink ([`nat`]): then the bridges
-//! forward, and onebox's own nftables table lets guests out through the uplink only.
+//! forward, and onebox's own nftables table lets guests out through the uplink only; and
+//! routers and floating IPs ([`edge`]), which add SNAT and DNAT rules to that table.
 //! Every function is idempotent, so a restart can call them again.
 //!
 //! Functions block: each runs its netlink requests on a small runtime of its own, on the
@@ -17,6 +18,7 @@ use std::os::fd::AsFd;
 use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
+pub mod edge;
 pub mod nat;
 pub mod ports;
 
@@ -199,6 +201,40 @@ pub fn ensure_address(ifname: &str, addr: Ipv4Addr, prefix: u8) -> Result<()> {
                 .add(idx, std::net::IpAddr::V4(addr), prefix)
                 .execute()
                 .await?;
+        }
+        Ok(())
+    })
+}
+
+/// Whether `ifname` exists and has `addr` (any prefix length).
+pub fn has_address(ifname: &str, addr: Ipv4Addr) -> Result<bool> {
+    let n = ifname.to_owned();
+    with_handle(async move |h| match index_of(&h, &n).await? {
+        Some(idx) => has_addr(&h, idx, addr).await,
+        None => Ok(false),
+    })
+}
+
+/// Deletes `addr` from `ifname` if it is there (whatever its prefix length).
+pub fn delete_address(ifname: &str, addr: Ipv4Addr) -> Result<()> {
+    let n = ifname.to_owned();
+    with_handle(async move |h| {
+        let Some(idx) = index_of(&h, &n).await? else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        let mut addrs = h.address().get().set_link_index_filter(idx).execute();
+        while let Some(a) = addrs.try_next().await? {
+            let ours = a.attributes.iter().any(|attr| {
+                matches!(attr, rtnetlink::packet_route::address::AddressAttribute::Address(
+                    std::net::IpAddr::V4(v)) if *v == addr)
+            });
+            if ours {
+                found.push(a);
+            }
+        }
+        for a in found {
+            h.address().del(a).execute().await?;
         }
         Ok(())
     })

@@ -88,12 +88,12 @@ pub fn parse_prefix(s: &str) -> Result<Prefix> {
     Ok((Ipv4Addr::from(u32::from(a) & mask(l)), l))
 }
 
-fn mask(len: u8) -> u32 {
+pub(crate) fn mask(len: u8) -> u32 {
     u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
 }
 
 /// Whether `outer` holds all of `inner`.
-fn contains(outer: Prefix, inner: Prefix) -> bool {
+pub(crate) fn contains(outer: Prefix, inner: Prefix) -> bool {
     outer.1 <= inner.1 && u32::from(inner.0) & mask(outer.1) == u32::from(outer.0)
 }
 
@@ -141,7 +141,7 @@ pub fn check_uplink(name: &str) -> Result<()> {
 }
 
 /// The input chains: what guests reach of the host.
-fn input_chains(r: &HostRules) -> String {
+fn input_chains(r: &HostRules, first: &[String]) -> String {
     let mut allow = vec!["udp dport 67 accept".to_owned()];
     if r.dns {
         allow.push("udp dport 53 accept".into());
@@ -153,11 +153,12 @@ fn input_chains(r: &HostRules) -> String {
         None => {}
     }
     allow.push("icmp type echo-request accept".into());
-    let allow: String = allow.iter().map(|l| format!("\t\t{l}\n")).collect();
+    let allow = lines(&allow);
+    let first = lines(first);
     format!(
         r#"	chain input {{
 		type filter hook input priority filter; policy accept;
-		iifname "{BRIDGES}" jump from_guests
+{first}		iifname "{BRIDGES}" jump from_guests
 	}}
 	chain from_guests {{
 		meta nfproto != ipv4 drop
@@ -168,15 +169,45 @@ fn input_chains(r: &HostRules) -> String {
     )
 }
 
+/// Rules another module ([`crate::edge`]) adds to the host table: lines put first in the
+/// chains of the same name, so the whole table stays one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Extra {
+    /// Set declarations, whole.
+    pub sets: Vec<String>,
+    /// Whether the `private` (and `nat_allow`) sets are needed without an uplink.
+    pub private: bool,
+    pub input: Vec<String>,
+    pub forward: Vec<String>,
+    /// Chains of their own, whole (they are only jumped to).
+    pub chains: Vec<String>,
+    /// `type nat hook prerouting priority dstnat`.
+    pub prerouting: Vec<String>,
+    /// `type filter hook output priority filter`.
+    pub output: Vec<String>,
+    pub postrouting: Vec<String>,
+}
+
+fn lines(v: &[String]) -> String {
+    v.iter().map(|l| format!("\t\t{l}\n")).collect()
+}
+
 /// The nft script that replaces onebox's host table with one saying `r`. One transaction:
 /// the first lines make the tables exist so that deleting them never fails, and the whole
 /// script applies or nothing does.
 pub fn ruleset(r: &HostRules) -> Result<String> {
+    script(r, &Extra::default())
+}
+
+/// [`ruleset`] with `x`'s rules added.
+pub(crate) fn script(r: &HostRules, x: &Extra) -> Result<String> {
     let mut s = format!(
         "table ip {TABLE}\ndelete table ip {TABLE}\ntable inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n"
     );
     if let Some(up) = &r.uplink {
         check_uplink(up)?;
+    }
+    if r.uplink.is_some() || x.private {
         let mut blocked = PRIVATE_RANGES.to_vec();
         blocked.extend(r.blocked.iter().copied());
         s.push_str(&format!(
@@ -190,8 +221,15 @@ pub fn ruleset(r: &HostRules) -> Result<String> {
             ));
         }
     }
-    s.push_str(&input_chains(r));
+    for set in &x.sets {
+        s.push_str(set);
+    }
+    s.push_str(&input_chains(r, &x.input));
+    for c in &x.chains {
+        s.push_str(c);
+    }
     s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
+    s.push_str(&lines(&x.forward));
     if let Some(up) = &r.uplink {
         let out = format!(r#"iifname "{BRIDGES}" oifname "{up}" meta nfproto ipv4"#);
         if !r.nat_allow.is_empty() {
@@ -210,14 +248,29 @@ pub fn ruleset(r: &HostRules) -> Result<String> {
 	}}
 "#
     ));
-    if let Some(up) = &r.uplink {
+    if !x.prerouting.is_empty() {
         s.push_str(&format!(
-            r#"	chain postrouting {{
-		type nat hook postrouting priority srcnat; policy accept;
-		iifname "{BRIDGES}" oifname "{up}" masquerade
-	}}
-"#
+            "\tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{}\t}}\n",
+            lines(&x.prerouting)
         ));
+    }
+    if !x.output.is_empty() {
+        s.push_str(&format!(
+            "\tchain output {{\n\t\ttype filter hook output priority filter; policy accept;\n{}\t}}\n",
+            lines(&x.output)
+        ));
+    }
+    if r.uplink.is_some() || !x.postrouting.is_empty() {
+        s.push_str(
+            "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
+        );
+        s.push_str(&lines(&x.postrouting));
+        if let Some(up) = &r.uplink {
+            s.push_str(&format!(
+                "\t\tiifname \"{BRIDGES}\" oifname \"{up}\" masquerade\n"
+            ));
+        }
+        s.push_str("\t}\n");
     }
     s.push_str("}\n");
     Ok(s)
@@ -321,25 +374,37 @@ fn parse_routes(table: &str) -> Vec<Prefix> {
 /// [`crate::NetworkDef::forwarding`]. The uplink's own switch is never turned off (it may
 /// serve other routing on the host).
 pub fn apply(r: &HostRules) -> Result<()> {
-    let script = ruleset(r)?;
-    if let Some(up) = &r.uplink
-        && !std::path::Path::new(conf_dir()).join(up).exists()
-    {
-        return Err(Error::Invalid(
-            format!("uplink {up:?}"),
-            "no such interface".into(),
-        ));
+    apply_with(r, &Extra::default(), &[], None)
+}
+
+/// [`apply`] with `x`'s rules in the same transaction; `routed` bridges (and `uplink`) forward
+/// even without `r`'s uplink.
+pub(crate) fn apply_with(
+    r: &HostRules,
+    x: &Extra,
+    routed: &[String],
+    uplink: Option<&str>,
+) -> Result<()> {
+    let script = script(r, x)?;
+    for up in r.uplink.iter().map(String::as_str).chain(uplink) {
+        if !std::path::Path::new(conf_dir()).join(up).exists() {
+            return Err(Error::Invalid(
+                format!("uplink {up:?}"),
+                "no such interface".into(),
+            ));
+        }
     }
     nft(&script)?;
-    if let Some(up) = &r.uplink {
+    for up in r.uplink.iter().map(String::as_str).chain(uplink) {
         // Replies come in on the uplink and are routed to the bridges.
         set_forwarding(up, true)?;
     }
     for b in bridges()? {
+        let want = r.uplink.is_some() || routed.contains(&b);
         let path = format!("{}/{b}/forwarding", conf_dir());
         let on = std::fs::read_to_string(&path).is_ok_and(|v| v.trim() != "0");
-        if on != r.uplink.is_some() {
-            set_forwarding(&b, r.uplink.is_some())?;
+        if on != want {
+            set_forwarding(&b, want)?;
         }
     }
     tracing::debug!(uplink = ?r.uplink, "host table applied");

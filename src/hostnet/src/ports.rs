@@ -216,6 +216,18 @@ impl Ports {
         self.forget(&gone)
     }
 
+    /// Unpins and forgets the ports on the interfaces `ifnames` (one interface unplugged
+    /// from a server that keeps its others). Call after the interfaces are gone.
+    pub fn remove(&self, ifnames: &[&str]) -> Result<()> {
+        let _g = self.lock()?;
+        let gone: Vec<PortDef> = self
+            .list()
+            .into_iter()
+            .filter(|p| ifnames.contains(&p.ifname.as_str()))
+            .collect();
+        self.forget(&gone)
+    }
+
     fn forget(&self, gone: &[PortDef]) -> Result<()> {
         if gone.is_empty() {
             return Ok(());

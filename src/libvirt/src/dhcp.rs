@@ -213,6 +213,57 @@ impl Dhcp {
         }
     }
 
+    /// Forgets the host `mac` of `server` on `bridge` (one port unplugged). A bridge left
+    /// with no hosts has its dnsmasq stopped and true is returned (the caller may remove
+    /// it); otherwise its dnsmasq restarts without the host.
+    pub fn remove_host(&self, bridge: &str, server: &str, mac: &str) -> Result<bool, Error> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let d = self.bridge_dir(bridge);
+        let hosts = d.join("hosts");
+        let file = hosts.join(server);
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return Ok(false);
+        };
+        let keep: String = text
+            .lines()
+            .filter(|l| {
+                let m = l.split(',').next().unwrap_or("").trim();
+                !l.trim().is_empty() && !m.eq_ignore_ascii_case(mac)
+            })
+            .map(|l| format!("{}\n", l.trim()))
+            .collect();
+        if keep == text {
+            return Ok(false);
+        }
+        if keep.is_empty() {
+            crate::disk::remove_file(&file)?;
+        } else {
+            let tmp = hosts.join(format!(".{server}.tmp"));
+            std::fs::write(&tmp, keep)
+                .and_then(|_| std::fs::rename(&tmp, &file))
+                .map_err(|e| Error::Io(format!("writing {}", file.display()), e))?;
+        }
+        let empty = std::fs::read_dir(&hosts)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(true);
+        if !empty {
+            self.restart(bridge)?;
+            return Ok(false);
+        }
+        if let Some(pid) = read_pid(&d.join("pid")).filter(|p| is_ours(*p, &d)) {
+            stop(pid, &d);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+        Ok(true)
+    }
+
+    /// The hosts (`mac,address` lines) recorded for `server` on `bridge`.
+    pub fn hosts_of(&self, bridge: &str, server: &str) -> Vec<String> {
+        std::fs::read_to_string(self.bridge_dir(bridge).join("hosts").join(server))
+            .map(|t| t.lines().map(|l| l.trim().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
     /// Forgets a server's hosts on every bridge. A bridge left with no hosts has its dnsmasq
     /// stopped; the names of those bridges are returned (the caller may remove them).
     pub fn remove_server(&self, server: &str) -> Result<Vec<String>, Error> {

@@ -17,6 +17,7 @@ pub mod bounded;
 pub mod dhcp;
 pub mod disk;
 mod events;
+mod hotplug;
 mod net;
 pub mod xml;
 
@@ -367,7 +368,10 @@ impl LibvirtDriver {
         for (br, ports) in by_bridge {
             self.dhcp.add_host(&br, spec.id.as_str(), &ports)?;
         }
-        // Pinned before libvirt makes the taps, so no frame passes unchecked.
+        // Pinned before libvirt makes the taps, so no frame passes unchecked. The guest is
+        // shut off here: pins of taps an earlier definition named (an interface plugged
+        // and unplugged since) go first, so the server's pins are exactly these taps.
+        net::unpin(&self.cfg.data_dir, spec.id.as_str())?;
         net::pin(&self.cfg.data_dir, spec, &nics)?;
         Ok(nics)
     }
@@ -661,6 +665,14 @@ fn statvfs_gb(p: &Path) -> u64 {
 impl ComputeDriver for LibvirtDriver {
     fn name(&self) -> &'static str {
         "QEMU"
+    }
+
+    fn attach_interface(&self, spec: &InstanceSpec, port: &driver::Port) -> driver::Result<()> {
+        hotplug::attach(self, spec, port)
+    }
+
+    fn detach_interface(&self, spec: &InstanceSpec, port: &driver::Port) -> driver::Result<()> {
+        hotplug::detach(self, spec, port)
     }
 
     fn watch(&self, sink: driver::StateSink) -> bool {

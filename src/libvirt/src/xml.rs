@@ -12,6 +12,18 @@ pub struct Nic {
     pub tap: String,
 }
 
+impl Nic {
+    /// The `<interface>` element, as a definition holds it and as a hot plug passes it.
+    pub fn to_xml(&self) -> String {
+        let mut x = String::from("    <interface type='bridge'>\n");
+        let _ = writeln!(x, "      <source bridge='{}'/>", esc(&self.bridge));
+        let _ = writeln!(x, "      <mac address='{}'/>", esc(&self.mac));
+        let _ = writeln!(x, "      <target dev='{}'/>", esc(&self.tap));
+        x.push_str("      <model type='virtio'/>\n    </interface>\n");
+        x
+    }
+}
+
 /// Everything the domain definition is made of, already resolved to host paths.
 #[derive(Clone, Debug)]
 pub struct DomainDef {
@@ -118,11 +130,7 @@ impl DomainDef {
             x.push_str("      <target dev='hdd' bus='ide'/>\n      <readonly/>\n    </disk>\n");
         }
         for n in &self.nics {
-            x.push_str("    <interface type='bridge'>\n");
-            let _ = writeln!(x, "      <source bridge='{}'/>", esc(&n.bridge));
-            let _ = writeln!(x, "      <mac address='{}'/>", esc(&n.mac));
-            let _ = writeln!(x, "      <target dev='{}'/>", esc(&n.tap));
-            x.push_str("      <model type='virtio'/>\n    </interface>\n");
+            x.push_str(&n.to_xml());
         }
         // The serial console goes to a file that survives reboots (append).
         x.push_str("    <serial type='file'>\n");

@@ -1,23 +1,30 @@
 //! The networking service (Neutron's resources): networks, subnets, ports and their
-//! addresses, security groups and quotas, decided here and kept by `store::network`.
+//! addresses, security groups, routers, floating IPs and quotas, decided here and kept by
+//! `store::network`.
 //!
 //! Every change is one transaction on the store's writer: the policy check, the quota
 //! check, the address allocation and the rows it writes. After a change that moves what the
-//! kernel must enforce (ports, groups, rules), [`Network::resync`] hands the whole new state
-//! to the [`Host`], which applies it in one transaction of its own.
+//! kernel must enforce (ports, groups, rules, routers, floating IPs), [`Network::resync`]
+//! hands the whole new state to the [`Host`], which applies it in one transaction of its own.
 
+mod edge;
+mod floating_ips;
 mod networks;
 mod ports;
 mod quotas;
+mod routers;
 mod subnets;
 mod tags;
 
 use std::sync::Arc;
 
+pub use edge::{EdgeConfig, EdgeRecords};
+pub use floating_ips::{FloatingIp, FloatingIpCreate, FloatingIpUpdate};
 use model::network::{PortRec, SgRuleRec};
 use model::{Context, Persona, ProjectId};
 pub use networks::{NetworkCreate, NetworkUpdate};
 pub use ports::{FixedIpRequest, PortCreate, PortUpdate};
+pub use routers::{GatewayRequest, InterfaceInfo, RouterCreate, RouterUpdate};
 pub use store::network::{PortQuery, Scope};
 pub use subnets::{SubnetCreate, SubnetUpdate};
 pub use tags::Tagged;
@@ -98,9 +105,12 @@ pub struct Enforcement {
     pub rules: Vec<SgRuleRec>,
 }
 
-/// The host side: applies security groups to the kernel. The fake-driver box has none.
+/// The host side: applies security groups, routers and floating IPs to the kernel. The
+/// fake-driver box has none.
 pub trait Host: Send + Sync {
     fn apply_security_groups(&self, state: &Enforcement) -> std::result::Result<(), String>;
+    /// Makes the host's routers and floating IPs say `state` (the whole of it, every time).
+    fn apply_edge(&self, state: &EdgeRecords) -> std::result::Result<(), String>;
 }
 
 /// A host that enforces nothing (tests, a box without real backends).
@@ -110,14 +120,22 @@ impl Host for NoHost {
     fn apply_security_groups(&self, _: &Enforcement) -> std::result::Result<(), String> {
         Ok(())
     }
+    fn apply_edge(&self, _: &EdgeRecords) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
 pub struct Network {
     store: store::Store,
     host: Arc<dyn Host>,
-    /// Serialises kernel updates so a newer state never lands before an older one.
-    sync: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises kernel updates so a newer state never lands before an older one; holds
+    /// the edge state last applied (so an unchanged one is not written again).
+    sync: Arc<tokio::sync::Mutex<Option<EdgeRecords>>>,
+    /// The external network onebox was given (`[network] external_cidr`, …), if any.
+    edge: Option<Arc<EdgeConfig>>,
+    /// The id of the `public` network made from it.
+    public: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl Network {
@@ -125,8 +143,16 @@ impl Network {
         Self {
             store,
             host,
-            sync: Arc::new(tokio::sync::Mutex::new(())),
+            sync: Arc::new(tokio::sync::Mutex::new(None)),
+            edge: None,
+            public: Arc::new(std::sync::RwLock::new(None)),
         }
+    }
+
+    /// The same service with an external network (see [`Network::ensure_public`]).
+    pub fn with_edge(mut self, edge: EdgeConfig) -> Self {
+        self.edge = Some(Arc::new(edge));
+        self
     }
 
     pub fn store(&self) -> &store::Store {
@@ -134,10 +160,11 @@ impl Network {
     }
 
     /// Re-applies what the kernel must enforce from the database (after every change of
-    /// ports, groups or rules, and at start). A failure is logged: the database is the truth
-    /// and the next change or start applies it again.
+    /// ports, groups, rules, routers or floating IPs, and at start): the security groups,
+    /// and the edge when it changed since it was last applied. A failure is logged: the
+    /// database is the truth and the next change or start applies it again.
     pub async fn resync(&self) -> Result<()> {
-        let _g = self.sync.lock().await;
+        let mut last = self.sync.lock().await;
         let (ports, rules) = self.store.read(store::network::enforcement_state).await?;
         let host = self.host.clone();
         let state = Enforcement { ports, rules };
@@ -147,7 +174,43 @@ impl Network {
         if let Err(e) = r {
             tracing::error!(error = %e, "applying security groups failed");
         }
+        self.apply_edge(&mut last).await
+    }
+
+    /// Applies the edge (routers, floating IPs) when it differs from what was last applied:
+    /// what a periodic check calls, as compute's deletes free floating IPs without this
+    /// service.
+    pub async fn resync_edge(&self) -> Result<()> {
+        let mut last = self.sync.lock().await;
+        self.apply_edge(&mut last).await
+    }
+
+    async fn apply_edge(&self, last: &mut Option<EdgeRecords>) -> Result<()> {
+        let rows = self.store.read(store::network::edge_state).await?;
+        let state = EdgeRecords {
+            public_network: self.public_id(),
+            rows,
+        };
+        if last.as_ref() == Some(&state) {
+            return Ok(());
+        }
+        let host = self.host.clone();
+        let s = state.clone();
+        let r = tokio::task::spawn_blocking(move || host.apply_edge(&s))
+            .await
+            .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+        match r {
+            Ok(()) => *last = Some(state),
+            Err(e) => {
+                tracing::error!(error = %e, "applying routers and floating IPs failed");
+                *last = None;
+            }
+        }
         Ok(())
+    }
+
+    pub(crate) fn public_id(&self) -> Option<String> {
+        self.public.read().ok().and_then(|g| g.clone())
     }
 }
 

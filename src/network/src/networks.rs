@@ -147,6 +147,29 @@ impl Network {
                 "Requested MTU is too big, maximum is {MAX_MTU}"
             )));
         }
+        if u.external == Some(true) && !n.external && !n.subnets.is_empty() {
+            let mut ext = n.clone();
+            ext.external = true;
+            self.check_external_subnet(&ext)?;
+        }
+        if u.external == Some(false) && n.external {
+            let i = id.to_owned();
+            let used = self
+                .store
+                .read(move |c| {
+                    Ok(sql::network_has_routers(c, &i)?
+                        || !sql::network_port_ids(c, &i)?.is_empty())
+                })
+                .await?;
+            if used {
+                return Err(Error::conflict(
+                    "NetworkInUse",
+                    format!(
+                        "Unable to complete operation on network {id}. There are one or more ports still in use on the network."
+                    ),
+                ));
+            }
+        }
         if let Some(v) = u.name {
             n.name = v;
         }

@@ -61,7 +61,7 @@ fn valid_mac(m: &str) -> bool {
 }
 
 /// Allocates `asked` on `network` (every address checked and taken in this transaction).
-fn allocate(
+pub(crate) fn allocate(
     c: &store::Connection,
     network: &str,
     asked: Option<&[FixedIpRequest]>,
@@ -422,7 +422,13 @@ impl Network {
 
     pub async fn delete_port(&self, ctx: &Context, id: &str) -> Result<()> {
         let p = self.writable_port(ctx, id, "delete_port").await?;
-        if p.device_owner == owner::ROUTER_INTERFACE || p.device_owner == owner::ROUTER_GATEWAY {
+        if [
+            owner::ROUTER_INTERFACE,
+            owner::ROUTER_GATEWAY,
+            owner::FLOATING_IP,
+        ]
+        .contains(&p.device_owner.as_str())
+        {
             return Err(Error::conflict(
                 "PortInUse",
                 format!(

@@ -172,6 +172,7 @@ impl Network {
                 "rule:create_subnet is disallowed by policy".into(),
             ));
         }
+        self.check_external_subnet(&net)?;
         if req.ip_version != 4 {
             return Err(Error::invalid(
                 "onebox's networks carry IPv4 only; ip_version must be 4.",
@@ -293,6 +294,7 @@ impl Network {
         if let Some(v) = u.host_routes {
             s.host_routes = routes(&v)?;
         }
+        self.check_external_pools(&s)?;
         self.store.write(move |c| sql::update_subnet(c, &s)).await?;
         self.get_subnet(ctx, id).await
     }

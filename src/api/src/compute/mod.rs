@@ -19,6 +19,7 @@ mod aggregates;
 mod availability_zones;
 mod diagnostics;
 mod flavors;
+mod floating_ip_pools;
 mod hypervisors;
 mod images;
 mod instance_actions;
@@ -177,6 +178,7 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
         .route("/os-aggregates", get(aggregates::list))
+        .route("/os-floating-ip-pools", get(floating_ip_pools::list))
         .route("/os-migrations", get(migrations::list))
         .route("/servers/{id}/diagnostics", get(diagnostics::show))
         .route("/servers/{id}/migrations", get(migrations::server_list))

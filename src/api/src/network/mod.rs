@@ -7,6 +7,9 @@
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/networks[/{id}]` | [`networks`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/subnets[/{id}]` | [`subnets`] |
 //! | GET, POST / GET, PUT, DELETE | `/v2.0/ports[/{id}]` | [`ports`] |
+//! | GET, POST / GET, PUT, DELETE | `/v2.0/routers[/{id}]` | [`routers`] |
+//! | PUT | `/v2.0/routers/{id}/add_router_interface`, `…/remove_router_interface` | [`routers`] |
+//! | GET, POST / GET, PUT, DELETE | `/v2.0/floatingips[/{id}]` | [`floating_ips`] |
 //! | GET, PUT, DELETE | `/v2.0/<collection>/{id}/tags[/{tag}]` | [`tags`] |
 //! | GET, PUT, DELETE | `/v2.0/quotas[/{project}[/details,/default]]` | [`quotas`] |
 //!
@@ -15,10 +18,12 @@
 //! Neutron accepts it.
 
 mod body;
+mod floating_ips;
 mod list;
 mod networks;
 mod ports;
 mod quotas;
+mod routers;
 mod subnets;
 mod tags;
 pub mod views;
@@ -28,7 +33,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{any, get};
+use axum::routing::{any, get, put};
 use serde_json::{Value, json};
 
 use crate::{AppState, Fault, Service, auth, fault};
@@ -73,6 +78,34 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/network/v2.0/ports/{id}",
             get(ports::show).put(ports::update).delete(ports::delete),
+        )
+        .route(
+            "/network/v2.0/routers",
+            get(routers::list).post(routers::create),
+        )
+        .route(
+            "/network/v2.0/routers/{id}",
+            get(routers::show)
+                .put(routers::update)
+                .delete(routers::delete),
+        )
+        .route(
+            "/network/v2.0/routers/{id}/add_router_interface",
+            put(routers::add_interface),
+        )
+        .route(
+            "/network/v2.0/routers/{id}/remove_router_interface",
+            put(routers::remove_interface),
+        )
+        .route(
+            "/network/v2.0/floatingips",
+            get(floating_ips::list).post(floating_ips::create),
+        )
+        .route(
+            "/network/v2.0/floatingips/{id}",
+            get(floating_ips::show)
+                .put(floating_ips::update)
+                .delete(floating_ips::delete),
         )
         .route("/network/v2.0/quotas", get(quotas::list))
         .route(

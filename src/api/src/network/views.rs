@@ -1,7 +1,10 @@
 //! The JSON of each networking resource, as Neutron shows it.
 
+use ::network::FloatingIp;
 use chrono::{DateTime, SecondsFormat, Utc};
-use model::network::{NetworkRec, PortRec, SecurityGroupRec, SgRuleRec, Stamp, SubnetRec};
+use model::network::{
+    NetworkRec, PortRec, RouterRec, SecurityGroupRec, SgRuleRec, Stamp, SubnetRec,
+};
 use serde_json::{Value, json};
 
 fn t(d: &DateTime<Utc>) -> String {
@@ -262,6 +265,108 @@ pub fn rule(r: &SgRuleRec, in_default: bool) -> Value {
         "remote_group_id": r.remote_group_id,
         "belongs_to_default_sg": in_default,
         "description": r.description,
+    });
+    stamp(&mut o, &r.stamp);
+    o
+}
+
+pub const ROUTER_ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "admin_state_up",
+    "status",
+    "external_gateway_info",
+    "description",
+    "availability_zones",
+    "availability_zone_hints",
+    "routes",
+    "flavor_id",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "distributed",
+    "ha",
+];
+
+pub fn router(r: &RouterRec, admin: bool) -> Value {
+    let gateway = r.external_network_id.as_ref().map(|n| {
+        json!({
+            "network_id": n,
+            "external_fixed_ips": r.external_fixed_ips.iter().map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()})).collect::<Vec<_>>(),
+            "enable_snat": r.enable_snat,
+        })
+    });
+    let mut o = json!({
+        "id": r.id,
+        "name": r.name,
+        "tenant_id": r.project_id.as_str(),
+        "project_id": r.project_id.as_str(),
+        "admin_state_up": r.admin_state_up,
+        "status": "ACTIVE",
+        "external_gateway_info": gateway,
+        "description": r.description,
+        "availability_zones": ["nova"],
+        "availability_zone_hints": [],
+        "routes": [],
+        "flavor_id": null,
+        "tags": r.tags,
+    });
+    if admin {
+        o["distributed"] = json!(false);
+        o["ha"] = json!(false);
+    }
+    stamp(&mut o, &r.stamp);
+    o
+}
+
+pub const FLOATINGIP_ATTRS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "project_id",
+    "floating_ip_address",
+    "floating_network_id",
+    "router_id",
+    "port_id",
+    "fixed_ip_address",
+    "status",
+    "description",
+    "port_details",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// A floating IP: `ACTIVE` when associated (its rules are on the host), else `DOWN`.
+pub fn floating_ip(f: &FloatingIp) -> Value {
+    let r = &f.rec;
+    let details = f.port.as_ref().map(|p| {
+        json!({
+            "name": p.name,
+            "network_id": p.network_id,
+            "mac_address": p.mac_address,
+            "admin_state_up": p.admin_state_up,
+            "status": p.status,
+            "device_id": p.device_id,
+            "device_owner": p.device_owner,
+        })
+    });
+    let mut o = json!({
+        "id": r.id,
+        "tenant_id": r.project_id.as_str(),
+        "project_id": r.project_id.as_str(),
+        "floating_ip_address": r.floating_ip_address.to_string(),
+        "floating_network_id": r.floating_network_id,
+        "router_id": r.router_id,
+        "port_id": r.port_id,
+        "fixed_ip_address": r.fixed_ip_address.map(|a| a.to_string()),
+        "status": if r.port_id.is_some() { "ACTIVE" } else { "DOWN" },
+        "description": r.description,
+        "port_details": details,
+        "tags": r.tags,
     });
     stamp(&mut o, &r.stamp);
     o

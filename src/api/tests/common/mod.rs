@@ -21,6 +21,8 @@ pub const DEMO_PW: &str = "demo-secret";
 
 pub struct TestApp {
     pub app: Router,
+    /// What the app was built from.
+    pub state: AppState,
     pub identity: Identity,
     pub compute: compute::Compute,
     pub driver: Arc<driver::fake::FakeDriver>,
@@ -32,6 +34,8 @@ pub struct TestApp {
     pub standin: compute::StandinImages,
     /// The data dir; the image store is `images/` in it. Removed when the app is dropped.
     pub data_dir: tempfile::TempDir,
+    /// The networking service the app serves.
+    pub network: network::Network,
 }
 
 /// The one image the test box can boot.
@@ -79,6 +83,20 @@ impl TestApp {
     /// An app whose compute service has these settings (host is always `box`).
     pub async fn with_compute(cc: compute::ComputeConfig) -> Self {
         Self::build_with(fast_config(), image::DEFAULT_QUOTA_BYTES, cc, false).await
+    }
+
+    /// An app whose networking service has an external network (its `public` network made
+    /// as `onebox serve` makes it).
+    pub async fn with_external(edge: network::EdgeConfig, host: Arc<dyn network::Host>) -> Self {
+        let mut app = Self::new().await;
+        let n = network::Network::new(app.store.clone(), host).with_edge(edge);
+        n.ensure_public().await.expect("public network");
+        app.app = api::app(AppState {
+            network: n.clone(),
+            ..app.state.clone()
+        });
+        app.network = n;
+        app
     }
 
     /// An app whose compute service finds images in, and snapshots into, the real image
@@ -178,6 +196,8 @@ impl TestApp {
             }),
         };
         Self {
+            network: state.network.clone(),
+            state: state.clone(),
             app: api::app(state),
             identity,
             compute,

@@ -23,9 +23,11 @@ mod security_groups;
 mod subnets;
 mod tags;
 
+pub use floating_ips::*;
 pub use networks::*;
 pub use ports::*;
 pub use quotas::*;
+pub use routers::*;
 pub use security_groups::*;
 pub use subnets::*;
 pub use tags::*;

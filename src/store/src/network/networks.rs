@@ -196,6 +196,8 @@ pub fn delete_project_resources(c: &Connection, project: &ProjectId) -> Result<(
             SELECT id FROM net_floating_ips WHERE project_id = ?1 UNION ALL
             SELECT id FROM net_security_groups WHERE project_id = ?1)",
         "DELETE FROM net_floating_ips WHERE project_id = ?1",
+        "DELETE FROM net_ports WHERE device_owner = 'network:floatingip'
+            AND device_id NOT IN (SELECT id FROM net_floating_ips WHERE project_id != ?1)",
         "UPDATE net_floating_ips SET port_id = NULL, fixed_ip_address = NULL, router_id = NULL
             WHERE port_id IN (SELECT id FROM net_ports WHERE project_id = ?1)",
         "DELETE FROM net_ports WHERE device_id IN (SELECT id FROM net_routers WHERE project_id = ?1)",
