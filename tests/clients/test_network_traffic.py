@@ -14,14 +14,19 @@ Nothing leaves the box: the "outside" is a network namespace the test makes. Ski
 root, unless ONEBOX_REQUIRE_BACKENDS=1 (CI) makes that a failure.
 """
 
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -375,3 +380,149 @@ def test_nothing_from_outside_reaches_a_guest_without_a_floating_ip(netbox):
         c.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert b"hello" in c.recv(4096)
     box.osc("server", "delete", "--wait", "tr-iso-a", **demo)
+
+
+# kill -9 in the middle of networking calls: the database and the kernel agree afterwards.
+
+def token(box, cloud):
+    return box.osc("token", "issue", "-f", "value", "-c", "id", cloud=cloud).stdout.strip()
+
+
+def api(box, tok, method, path, body=None, timeout=15):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(box.base + path, data=data, method=method,
+                                 headers={"X-Auth-Token": tok, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def kernel_and_database_agree(box, admin, vms):
+    """Every port with port security and groups has its chains and nothing else has; every
+    associated floating IP has its DNAT rule and /32, nothing remains of the others; this
+    box's bridges and dnsmasq are those of the networks with servers (with VMs)."""
+    ports = api(box, admin, "GET", "/network/v2.0/ports")["ports"]
+    filtered = {f["ip_address"] for p in ports
+                if p.get("port_security_enabled") and p.get("security_groups")
+                for f in p["fixed_ips"] if ":" not in f["ip_address"]}
+    sg = sh("nft", "list", "table", "inet", "onebox_sg").stdout
+    for d in ("in", "out"):
+        chains = {".".join(m) for m in re.findall(rf"chain p_(\d+)_(\d+)_(\d+)_(\d+)_{d} \{{", sg)}
+        assert chains == filtered, f"{d} chains {sorted(chains)} != ports {sorted(filtered)}"
+        mapped = set(re.findall(rf"(\d+\.\d+\.\d+\.\d+) : goto p_[\d_]+_{d}\b", sg))
+        assert mapped == filtered, f"{d} map {sorted(mapped)} != ports {sorted(filtered)}"
+    fips = api(box, admin, "GET", "/network/v2.0/floatingips")["floatingips"]
+    routers = api(box, admin, "GET", "/network/v2.0/routers")["routers"]
+    host = sh("nft", "list", "table", "inet", "onebox").stdout
+    for f in fips:
+        a = f["floating_ip_address"]
+        dnat = re.findall(rf"ip daddr {re.escape(a)} dnat ip to (\S+)", host)
+        if f["port_id"]:
+            assert dnat and set(dnat) == {f["fixed_ip_address"]}, (f, dnat)
+        else:
+            assert not dnat, f"disassociated {a} still DNATed to {dnat}"
+    want = {f["floating_ip_address"] for f in fips if f["port_id"]}
+    want |= {x["ip_address"] for r in routers for x in
+             ((r.get("external_gateway_info") or {}).get("external_fixed_ips") or [])}
+    shown = json.loads(sh("ip", "-j", "addr", "show", "dev", UPLINK).stdout)
+    on_uplink = {a["local"] for i in shown for a in i["addr_info"]
+                 if a["family"] == "inet" and a["prefixlen"] == 32}
+    assert on_uplink == want, f"/32s on the uplink {sorted(on_uplink)} != {sorted(want)}"
+    served = {p["network_id"] for p in ports if p["device_owner"].startswith("compute:")}
+    assert our_bridges(box.data_dir) == {bridge_name(n) for n in served}
+    with_vms = {p["network_id"] for p in ports if p["device_id"] in vms}
+    dhcp = os.path.join(box.data_dir, "dhcp") + "/"
+    running = set()
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and args[0].endswith("dnsmasq") and any(dhcp in a for a in args):
+            running |= {a.split("=", 1)[1] for a in args if a.startswith("--interface=")}
+    assert running == {bridge_name(n) for n in with_vms}, running
+
+
+def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox):
+    box = netbox
+    demo = {"cloud": "onebox-demo"}
+    net = box.osc_json("network", "create", "kc-net", **demo)
+    box.osc_json("subnet", "create", "--network", "kc-net", "--subnet-range", "10.199.0.0/24",
+                 "kc-sub", **demo)
+    grp = box.osc_json("security group", "create", "kc", **demo)
+    box.osc_json("security group rule", "create", "--ingress", "--protocol", "tcp",
+                 "--dst-port", "22", "--remote-group", "kc", "kc", **demo)
+    box.osc_json("router", "create", "kc-router", **demo)
+    box.osc("router", "set", "--external-gateway", "public", "kc-router", **demo)
+    box.osc("router", "add", "subnet", "kc-router", "kc-sub", **demo)
+    box.osc_json("server", "create", "--image", "rootfs", "--flavor", "m1.tiny", "--network",
+                 "kc-net", "--security-group", "kc", "--wait", "kc-ctr", **demo)
+    vm = box.osc_json("server", "create", "--image", "tr-tiny", "--flavor", "tr.vm", "--network",
+                      "kc-net", "--security-group", "kc", "--wait", "kc-vm", **demo)
+    vms = {vm["id"]}
+    admin, user = token(box, "onebox-admin"), token(box, "onebox-demo")
+    targets = [api(box, user, "POST", "/network/v2.0/ports", {"port": {
+        "network_id": net["id"], "security_groups": [grp["id"]]}})["port"]["id"]
+        for _ in range(3)]
+    fips = [api(box, user, "POST", "/network/v2.0/floatingips", {"floatingip": {
+        "floating_network_id": box.osc_json("network", "show", "public")["id"]}})
+        ["floatingip"]["id"] for _ in range(3)]
+    kernel_and_database_agree(box, admin, vms)
+
+    for rnd, delay in enumerate((0.3, 1.0, 2.0)):
+        stop = threading.Event()
+        calls = []
+
+        def ports():
+            made = []
+            while not stop.is_set():
+                try:
+                    p = api(box, user, "POST", "/network/v2.0/ports", {"port": {
+                        "network_id": net["id"], "security_groups": [grp["id"]]}})
+                    made.append(p["port"]["id"])
+                    calls.append("port")
+                    if len(made) % 2 == 0:
+                        api(box, user, "DELETE", f"/network/v2.0/ports/{made.pop(0)}")
+                except OSError:
+                    return
+
+        def floating(k):
+            i = 0
+            while not stop.is_set():
+                i += 1
+                port = targets[(i + k) % len(targets)] if i % 2 else None
+                try:
+                    api(box, user, "PUT", f"/network/v2.0/floatingips/{fips[k]}",
+                        {"floatingip": {"port_id": port}})
+                    calls.append("fip")
+                except urllib.error.HTTPError as e:
+                    if e.code != 409:  # another floating IP holds that port meanwhile
+                        raise
+                except OSError:
+                    return
+
+        workers = [threading.Thread(target=ports) for _ in range(2)]
+        workers += [threading.Thread(target=floating, args=(k,)) for k in range(len(fips))]
+        for w in workers:
+            w.start()
+        time.sleep(delay)
+        box.proc.send_signal(signal.SIGKILL)
+        box.proc.wait()
+        box.log.close()
+        stop.set()
+        for w in workers:
+            w.join(30)
+        assert calls, f"round {rnd}: no call went through before the kill"
+        print(f"round {rnd}: killed after {delay}s, {calls.count('port')} port creates and "
+              f"{calls.count('fip')} floating IP updates done")
+        box.start()
+        kernel_and_database_agree(box, admin, vms)
+        # And the restarted box goes on applying changes.
+        api(box, user, "PUT", f"/network/v2.0/floatingips/{fips[0]}",
+            {"floatingip": {"port_id": None}})
+        kernel_and_database_agree(box, admin, vms)
+
+    for s in ("kc-ctr", "kc-vm"):
+        box.osc("server", "delete", "--wait", s, **demo)
+    kernel_and_database_agree(box, admin, set())
