@@ -14,6 +14,7 @@ Nothing leaves the box: the "outside" is a network namespace the test makes. Ski
 root, unless ONEBOX_REQUIRE_BACKENDS=1 (CI) makes that a failure.
 """
 
+import http.client
 import json
 import os
 import re
@@ -472,7 +473,7 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
 
     for rnd, delay in enumerate((0.3, 1.0, 2.0)):
         stop = threading.Event()
-        calls = []
+        calls, errors = [], []
 
         def ports():
             made = []
@@ -484,7 +485,10 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
                     calls.append("port")
                     if len(made) % 2 == 0:
                         api(box, user, "DELETE", f"/network/v2.0/ports/{made.pop(0)}")
-                except OSError:
+                except urllib.error.HTTPError as e:
+                    errors.append(f"port: {e.code} {e.read()[:200]!r}")
+                    return
+                except (OSError, http.client.HTTPException):  # the kill
                     return
 
         def floating(k):
@@ -497,9 +501,10 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
                         {"floatingip": {"port_id": port}})
                     calls.append("fip")
                 except urllib.error.HTTPError as e:
-                    if e.code != 409:  # another floating IP holds that port meanwhile
-                        raise
-                except OSError:
+                    if e.code != 409:  # 409: another floating IP holds that port meanwhile
+                        errors.append(f"floating IP: {e.code} {e.read()[:200]!r}")
+                        return
+                except (OSError, http.client.HTTPException):  # the kill
                     return
 
         workers = [threading.Thread(target=ports) for _ in range(2)]
@@ -514,6 +519,7 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
         for w in workers:
             w.join(30)
         assert calls, f"round {rnd}: no call went through before the kill"
+        assert not errors, errors
         print(f"round {rnd}: killed after {delay}s, {calls.count('port')} port creates and "
               f"{calls.count('fip')} floating IP updates done")
         box.start()
