@@ -796,7 +796,7 @@ async fn interfaces_attach_and_detach_through_the_backend() {
             Some(json!({"interfaceAttachment": {"net_id": onid}})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     // Detach: the port compute made is gone, and so is the NIC.
     let r = app
         .call(Method::DELETE, &format!("{uri}/{port}"), &h, None)

@@ -48,7 +48,13 @@ impl Compute {
                     .into_iter()
                     .find(|p| p.mac_address == addr.mac))
             })
-            .await?
+            .await
+            .map_err(|e| match Error::from(e) {
+                // Nova's os-interface answers an unknown port or network with 404 (a
+                // server create with 400).
+                Error::BadRequest(m) if m.ends_with("could not be found.") => Error::NotFound(m),
+                other => other,
+            })?
             .ok_or_else(|| Error::Conflict("the new interface vanished".into()))?;
         // Filtered before it exists in the guest.
         let spec = self.instance_spec(&s).await;
