@@ -15,8 +15,9 @@ def test_token_issue(onebox):
 def test_catalog_list(onebox):
     cat = onebox.osc_json("catalog", "list")
     by_type = {c["Type"]: c for c in cat}
-    assert set(by_type) == {"identity", "compute", "image", "baremetal"}
+    assert set(by_type) == {"identity", "compute", "image", "network", "baremetal"}
     assert by_type["baremetal"]["Name"] == "ironic"
+    assert by_type["network"]["Name"] == "neutron"
     assert by_type["compute"]["Name"] == "nova"
     endpoints = by_type["compute"]["Endpoints"]
     text = endpoints if isinstance(endpoints, str) else str(endpoints)
