@@ -17,6 +17,9 @@ pub struct HostEdge {
     pub external: Option<ExternalNet>,
     /// The security groups' table.
     pub sg: crate::nethost::NetHost,
+    /// The project bridges' dnsmasq (`<data_dir>/dhcp`), shared with the VM backend.
+    #[cfg(feature = "vm")]
+    pub dhcp: driver_libvirt::dhcp::Dhcp,
 }
 
 impl network::Host for HostEdge {
@@ -28,6 +31,84 @@ impl network::Host for HostEdge {
         let state = edge_state(self.external.as_ref(), s);
         hostnet::edge::apply(&self.state_dir, &self.rules, &state).map_err(|e| e.to_string())
     }
+
+    fn apply_plugged(&self, plugged: &[network::Plugged]) -> Result<(), String> {
+        let ports = hostnet::ports::Ports::new(self.state_dir.clone());
+        let mut errors = Vec::new();
+        #[cfg_attr(not(feature = "vm"), allow(unused_variables, unused_mut))]
+        let mut subnets = std::collections::BTreeMap::new();
+        for p in plugged {
+            let (pin, bridge, subnet) = plugged_view(p);
+            if let Err(e) = ports.update(&p.port.mac_address, &pin) {
+                errors.push(format!("port {}: {e}", p.port.id));
+            }
+            #[cfg(feature = "vm")]
+            if let Err(e) = self
+                .dhcp
+                .set_address(&bridge, &p.port.mac_address, pin.address)
+            {
+                errors.push(format!("port {}: {e}", p.port.id));
+            }
+            subnets.insert(bridge, subnet);
+        }
+        #[cfg(feature = "vm")]
+        for (bridge, subnet) in subnets {
+            let sub = driver_libvirt::dhcp::Subnet::of(&subnet);
+            // Only the subnet a bridge's dnsmasq serves (a network's first) is offered.
+            if self
+                .dhcp
+                .subnet(&bridge)
+                .is_some_and(|s| s.cidr == sub.cidr)
+                && let Err(e) = self.dhcp.set_subnet(&bridge, &sub)
+            {
+                errors.push(format!("bridge {bridge}: {e}"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+}
+
+/// What the host makes of a plugged port: its pinning (the interface and server are the
+/// recorded ones), its network's bridge and its subnet as a backend sees it.
+fn plugged_view(p: &network::Plugged) -> (hostnet::ports::PortDef, String, driver::Port) {
+    let s = &p.subnet;
+    let address = p
+        .port
+        .fixed_ips
+        .first()
+        .map(|f| f.ip_address)
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let pairs: Vec<(String, String)> = p
+        .port
+        .allowed_address_pairs
+        .iter()
+        .map(|a| (a.ip_address.clone(), a.mac_address.clone()))
+        .collect();
+    let pin = hostnet::ports::PortDef {
+        pairs: hostnet::ports::PortDef::parse_pairs(&pairs),
+        secured: p.port.port_security,
+        ..hostnet::ports::PortDef::new("", "", &p.port.mac_address, address)
+    };
+    let gateway = s
+        .gateway_ip
+        .unwrap_or_else(|| std::net::Ipv4Addr::from(s.cidr.first() + 1));
+    let port = driver::Port {
+        cidr: s.cidr.to_string(),
+        gateway: gateway.to_string(),
+        dns_nameservers: s.dns_nameservers.clone(),
+        host_routes: s
+            .host_routes
+            .iter()
+            .map(|r| (r.destination.clone(), r.nexthop.clone()))
+            .collect(),
+        dhcp: s.enable_dhcp,
+        ..Default::default()
+    };
+    (pin, hostnet::bridge_name(&p.port.network_id), port)
 }
 
 /// The host's definition of the records: only what lies on the configured external network
@@ -243,5 +324,76 @@ mod tests {
         assert!(none.routers.iter().all(|r| r.external_ip.is_none()));
         assert!(none.floating.is_empty());
         none.check(&rules).expect("consistent");
+    }
+
+    #[test]
+    fn a_plugged_port_is_pinned_and_offered_as_its_records_say() {
+        use model::network::{AddressPair, HostRoute, PortRec, SubnetRec};
+        let port = PortRec {
+            id: "port".into(),
+            network_id: "5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab".into(),
+            project_id: ProjectId::new("p"),
+            name: String::new(),
+            description: String::new(),
+            mac_address: "fa:16:3e:00:00:01".into(),
+            admin_state_up: true,
+            status: "ACTIVE".into(),
+            device_id: "server".into(),
+            device_owner: "compute:nova".into(),
+            port_security: true,
+            fixed_ips: vec![FixedIp {
+                subnet_id: "s".into(),
+                ip_address: Ipv4Addr::new(10, 9, 0, 5),
+            }],
+            security_groups: Vec::new(),
+            allowed_address_pairs: vec![AddressPair {
+                ip_address: "10.9.0.100".into(),
+                mac_address: "fa:16:3e:00:00:01".into(),
+            }],
+            compute_owned: true,
+            position: 0,
+            tags: Vec::new(),
+            stamp: stamp(),
+        };
+        let subnet = SubnetRec {
+            id: "s".into(),
+            network_id: port.network_id.clone(),
+            project_id: ProjectId::new("p"),
+            name: String::new(),
+            description: String::new(),
+            ip_version: 4,
+            cidr: Cidr::parse("10.9.0.0/24", true).expect("cidr"),
+            gateway_ip: None,
+            enable_dhcp: false,
+            allocation_pools: Vec::new(),
+            dns_nameservers: vec!["10.9.0.53".into()],
+            host_routes: vec![HostRoute {
+                destination: "192.168.7.0/24".into(),
+                nexthop: "10.9.0.254".into(),
+            }],
+            tags: Vec::new(),
+            stamp: stamp(),
+        };
+        let (pin, bridge, view) = plugged_view(&network::Plugged { port, subnet });
+        assert_eq!(pin.address, Ipv4Addr::new(10, 9, 0, 5));
+        assert_eq!(
+            pin.pairs,
+            vec![(
+                (Ipv4Addr::new(10, 9, 0, 100), 32),
+                "fa:16:3e:00:00:01".into()
+            )]
+        );
+        assert!(pin.secured);
+        assert_eq!(
+            bridge,
+            hostnet::bridge_name("5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab")
+        );
+        assert_eq!(view.gateway, "10.9.0.1", "no gateway_ip: the first address");
+        assert_eq!(view.dns_nameservers, vec!["10.9.0.53".to_string()]);
+        assert_eq!(
+            view.host_routes,
+            vec![("192.168.7.0/24".to_string(), "10.9.0.254".to_string())]
+        );
+        assert!(!view.dhcp);
     }
 }

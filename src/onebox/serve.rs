@@ -131,6 +131,11 @@ fn network_service(cfg: &Config, store: &store::Store) -> Result<network::Networ
             rules: host_rules(cfg)?,
             external: external.clone(),
             sg: crate::nethost::NetHost::new(),
+            #[cfg(feature = "vm")]
+            dhcp: driver_libvirt::dhcp::Dhcp::new(
+                cfg.libvirt.dnsmasq.to_string_lossy().into_owned(),
+                cfg.data_dir.join("dhcp"),
+            ),
         })
     };
     let mut n = network::Network::new(store.clone(), host);
@@ -478,6 +483,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         tracing::info!(network_id = %public.id, "external network 'public' ready");
     }
     network.resync().await?;
+    network.apply_plugged(None, None).await?;
     let n = network.clone();
     compute.set_ports_hook(Arc::new(move || {
         let n = n.clone();

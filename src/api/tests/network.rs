@@ -890,3 +890,91 @@ async fn novas_network_proxy_lists_the_projects_networks_until_2_36() {
         .await;
     assert!(!r.text.contains(&nid));
 }
+
+#[tokio::test]
+async fn attack_a_member_cannot_unpin_its_port_on_a_shared_network() {
+    let app = TestApp::new().await;
+    let admin = app.admin().await;
+    let (_, _, b) = app.user_with_role("mallory", "member").await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/networks",
+        &admin,
+        Some(json!({"network": {"name": "lan", "shared": true}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let shared = r.body["network"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        subnet(&app, &admin, &shared, "172.31.0.0/24").await.status,
+        StatusCode::CREATED
+    );
+    // Either would let its guests speak with other projects' addresses on the network.
+    for (attr, value) in [
+        (
+            "allowed_address_pairs",
+            json!([{"ip_address": "172.31.0.0/24"}]),
+        ),
+        ("port_security_enabled", json!(false)),
+    ] {
+        let r = call(
+            &app,
+            Method::POST,
+            "/ports",
+            &b,
+            Some(json!({"port": {"network_id": shared, attr: value}})),
+        )
+        .await;
+        neutron_error(&r, 403, "PolicyNotAuthorized");
+        assert!(
+            r.body["NeutronError"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(attr)),
+            "{}",
+            r.text
+        );
+    }
+    let r = call(
+        &app,
+        Method::POST,
+        "/ports",
+        &b,
+        Some(json!({"port": {"network_id": shared}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let port = r.body["port"]["id"].as_str().expect("id").to_owned();
+    for body in [
+        json!({"port": {"allowed_address_pairs": [{"ip_address": "172.31.0.9"}]}}),
+        json!({"port": {"port_security_enabled": false, "security_groups": []}}),
+    ] {
+        let r = call(&app, Method::PUT, &format!("/ports/{port}"), &b, Some(body)).await;
+        neutron_error(&r, 403, "PolicyNotAuthorized");
+    }
+    let r = call(&app, Method::GET, &format!("/ports/{port}"), &b, None).await;
+    assert_eq!(r.body["port"]["allowed_address_pairs"], json!([]));
+    assert_eq!(r.body["port"]["port_security_enabled"], true);
+
+    // On its own network the member may do both, as under Neutron.
+    let own = net(&app, &b, "own").await;
+    assert_eq!(
+        subnet(&app, &b, &own, "172.30.9.0/24").await.status,
+        StatusCode::CREATED
+    );
+    let r = call(
+        &app,
+        Method::POST,
+        "/ports",
+        &b,
+        Some(json!({"port": {"network_id": own,
+            "allowed_address_pairs": [{"ip_address": "172.30.9.100"}]}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let mac = r.body["port"]["mac_address"].clone();
+    assert_eq!(
+        r.body["port"]["allowed_address_pairs"],
+        json!([{"ip_address": "172.30.9.100", "mac_address": mac}])
+    );
+}

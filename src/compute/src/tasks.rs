@@ -319,6 +319,10 @@ impl Compute {
                 port_id: p.port_id,
                 mtu: p.network.mtu,
                 dns_nameservers: p.network.dns_nameservers,
+                host_routes: p.network.host_routes,
+                dhcp: p.network.enable_dhcp,
+                port_security: p.port_security,
+                allowed_address_pairs: p.allowed_address_pairs,
             })
             .collect();
         InstanceSpec {

@@ -14,7 +14,7 @@ use hostnet::ports::{PortDef, Ports, state_dir};
 use model::compute::ServerId;
 
 use crate::state::{self, Instance, Nic};
-use crate::{ContainerDriver, failed, prefix_of, veth_names};
+use crate::{ContainerDriver, failed, veth_names};
 
 type Result<T> = std::result::Result<T, DriverError>;
 
@@ -37,29 +37,11 @@ fn new_nic(inst: &Instance, port: &Port) -> Result<Nic> {
         .map(|i| format!("eth{i}"))
         .find(|e| !inst.nics.iter().any(|n| &n.name == e))
         .unwrap_or_default();
-    Ok(Nic {
-        network_id: port.network_id.clone(),
-        cidr: port.cidr.clone(),
-        gateway: port.gateway.clone(),
-        address: port.address.clone(),
-        prefix: prefix_of(&port.cidr)?,
-        mac: port.mac.to_ascii_lowercase(),
-        host_if,
-        peer_if,
-        name,
-    })
+    Nic::of(port, host_if, peer_if, name).map_err(failed)
 }
 
 fn pin_of(id: &str, nic: &Nic) -> Result<PortDef> {
-    Ok(PortDef {
-        ifname: nic.host_if.clone(),
-        server: id.to_owned(),
-        mac: nic.mac.clone(),
-        address: nic
-            .address
-            .parse()
-            .map_err(|_| failed(format!("bad address {}", nic.address)))?,
-    })
+    nic.pin(id).map_err(failed)
 }
 
 /// Makes `nic` in the running container whose init is `pid`: its veth on the network's
@@ -84,6 +66,7 @@ fn plug(inst: &Instance, nic: &Nic, pid: u32) -> std::result::Result<(), String>
             .map_err(|_| format!("bad address {}", nic.address))?,
         prefix: nic.prefix,
         gateway: None,
+        routes: hostnet::parse_routes(&nic.routes),
     };
     hostnet::configure_in_netns(pid, &cfg).map_err(|e| e.to_string())
 }
@@ -205,6 +188,10 @@ mod tests {
                 host_if,
                 peer_if,
                 name: name.into(),
+                routes: vec![],
+                dns: vec![],
+                pairs: vec![],
+                secured: true,
             }
         };
         let inst = Instance {

@@ -260,24 +260,14 @@ impl ContainerDriver {
         let mut nics = Vec::new();
         for (i, port) in spec.ports.iter().enumerate() {
             let (host_if, peer_if) = veth_names(spec.id.as_str(), i);
-            nics.push(Nic {
-                network_id: port.network_id.clone(),
-                cidr: port.cidr.clone(),
-                gateway: port.gateway.clone(),
-                address: port.address.clone(),
-                prefix: prefix_of(&port.cidr)?,
-                mac: port.mac.clone(),
-                host_if,
-                peer_if,
-                name: format!("eth{i}"),
-            });
+            nics.push(Nic::of(port, host_if, peer_if, format!("eth{i}")).map_err(failed)?);
         }
-        let nameservers = if self.cfg.nameservers.is_empty() {
-            nics.first()
-                .map(|n| vec![n.gateway.clone()])
-                .unwrap_or_default()
-        } else {
-            self.cfg.nameservers.clone()
+        // The first port's subnet names its DNS servers, else the box's configuration,
+        // else the gateway.
+        let nameservers = match nics.first() {
+            Some(n) if !n.dns.is_empty() => n.dns.clone(),
+            _ if !self.cfg.nameservers.is_empty() => self.cfg.nameservers.clone(),
+            first => first.map(|n| vec![n.gateway.clone()]).unwrap_or_default(),
         };
         let hostname = if spec.hostname.is_empty() {
             spec.name.clone()

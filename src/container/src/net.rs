@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hostnet::ports::{PortDef, Ports, state_dir};
+use hostnet::ports::{Ports, state_dir};
 
 use crate::state::Instance;
 
@@ -14,17 +14,7 @@ pub(crate) fn pin_ports(data_dir: &Path, inst: &Instance) -> Result<(), String> 
     let ports = inst
         .nics
         .iter()
-        .map(|n| {
-            Ok(PortDef {
-                ifname: n.host_if.clone(),
-                server: inst.id.clone(),
-                mac: n.mac.clone(),
-                address: n
-                    .address
-                    .parse()
-                    .map_err(|_| format!("bad address {}", n.address))?,
-            })
-        })
+        .map(|n| n.pin(&inst.id))
         .collect::<Result<Vec<_>, String>>()?;
     if ports.is_empty() {
         return Ok(());

@@ -262,6 +262,7 @@ fn network(inst: &Instance, pid: u32) -> Result<(), String> {
             } else {
                 None
             },
+            routes: hostnet::parse_routes(&nic.routes),
         };
         hostnet::configure_in_netns(pid, &cfg).map_err(|e| e.to_string())?;
     }

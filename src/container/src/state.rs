@@ -35,6 +35,61 @@ pub struct Nic {
     pub peer_if: String,
     /// Its name inside (`eth0`, `eth1`, …).
     pub name: String,
+    /// The subnet's extra routes: (destination CIDR, next hop), added inside.
+    #[serde(default)]
+    pub routes: Vec<(String, String)>,
+    /// The subnet's DNS servers.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Allowed address pairs: (address or CIDR, MAC).
+    #[serde(default)]
+    pub pairs: Vec<(String, String)>,
+    /// Port security (anti-spoofing): on unless the port turned it off.
+    #[serde(default = "on")]
+    pub secured: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Nic {
+    /// The interface of `port`, named `host_if`/`peer_if` on the host and `name` inside.
+    pub fn of(
+        port: &driver::Port,
+        host_if: String,
+        peer_if: String,
+        name: String,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            network_id: port.network_id.clone(),
+            cidr: port.cidr.clone(),
+            gateway: port.gateway.clone(),
+            address: port.address.clone(),
+            prefix: crate::prefix_of(&port.cidr).map_err(|e| e.to_string())?,
+            mac: port.mac.to_ascii_lowercase(),
+            host_if,
+            peer_if,
+            name,
+            routes: port.host_routes.clone(),
+            dns: port.dns_nameservers.clone(),
+            pairs: port.allowed_address_pairs.clone(),
+            secured: port.port_security,
+        })
+    }
+
+    /// How the host pins it ([`hostnet::ports`]).
+    pub fn pin(&self, server: &str) -> Result<hostnet::ports::PortDef, String> {
+        let address = self
+            .address
+            .parse()
+            .map_err(|_| format!("bad address {}", self.address))?;
+        Ok(hostnet::ports::PortDef {
+            pairs: hostnet::ports::PortDef::parse_pairs(&self.pairs),
+            secured: self.secured,
+            ..hostnet::ports::PortDef::new(&self.host_if, server, &self.mac, address)
+        })
+    }
 }
 
 /// What an instance runs; the driver writes it, each boot of the shim reads it.

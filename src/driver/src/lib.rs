@@ -64,7 +64,7 @@ impl ImageFile {
 /// One network interface of an instance: the address the API reports and the network it
 /// sits on. Backends that give guests real networking attach them to the bridge of
 /// `network_id`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
     pub network_id: String,
     pub network_name: String,
@@ -79,6 +79,35 @@ pub struct Port {
     pub mtu: u32,
     /// The subnet's DNS servers.
     pub dns_nameservers: Vec<String>,
+    /// The subnet's extra routes: (destination CIDR, next hop).
+    pub host_routes: Vec<(String, String)>,
+    /// The subnet answers DHCP (`enable_dhcp`); without it the guest takes its address from
+    /// `network_data.json`.
+    pub dhcp: bool,
+    /// Anti-spoofing and security groups apply (`port_security_enabled`).
+    pub port_security: bool,
+    /// Further addresses the guest may send from: (IPv4 address or CIDR, MAC).
+    pub allowed_address_pairs: Vec<(String, String)>,
+}
+
+impl Default for Port {
+    fn default() -> Self {
+        Self {
+            network_id: String::new(),
+            network_name: String::new(),
+            cidr: String::new(),
+            gateway: String::new(),
+            address: String::new(),
+            mac: String::new(),
+            port_id: String::new(),
+            mtu: 0,
+            dns_nameservers: Vec::new(),
+            host_routes: Vec::new(),
+            dhcp: true,
+            port_security: true,
+            allowed_address_pairs: Vec::new(),
+        }
+    }
 }
 
 /// What a backend needs to build a server.

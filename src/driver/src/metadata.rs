@@ -109,7 +109,7 @@ pub fn network_data(spec: &InstanceSpec) -> Value {
             "link": link,
             "ip_address": p.address,
             "netmask": netmask(prefix_of(&p.cidr)).to_string(),
-            "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": p.gateway}],
+            "routes": routes(p),
             "network_id": p.network_id,
             "services": p.dns_nameservers.iter().map(|d| json!({"type": "dns", "address": d})).collect::<Vec<_>>(),
         }));
@@ -121,6 +121,22 @@ pub fn network_data(spec: &InstanceSpec) -> Value {
         }
     }
     json!({"links": links, "networks": networks, "services": services})
+}
+
+/// A port's routes in `network_data.json`: the subnet's host routes, then the default
+/// route through the gateway.
+fn routes(p: &crate::Port) -> Vec<Value> {
+    let mut out: Vec<Value> = p
+        .host_routes
+        .iter()
+        .filter_map(|(dest, hop)| {
+            let (net, len) = dest.split_once('/')?;
+            let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+            Some(json!({"network": net, "netmask": netmask(len).to_string(), "gateway": hop}))
+        })
+        .collect();
+    out.push(json!({"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": p.gateway}));
+    out
 }
 
 /// `vendor_data.json` and `vendor_data2.json`: onebox adds nothing of its own.
@@ -323,6 +339,16 @@ mod tests {
         let nd = network_data(&s);
         assert_eq!(nd["networks"][0]["netmask"], "255.255.0.0");
         assert_eq!(nd["networks"][0]["ip_address"], "10.1.0.10");
+        assert_eq!(
+            nd["networks"][0]["routes"],
+            json!([{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.0.1"}])
+        );
+        let mut routed = spec();
+        routed.ports[0].host_routes = vec![("192.168.7.0/24".into(), "10.1.0.254".into())];
+        assert_eq!(
+            network_data(&routed)["networks"][0]["routes"][0],
+            json!({"network": "192.168.7.0", "netmask": "255.255.255.0", "gateway": "10.1.0.254"})
+        );
         assert_eq!(
             user_data_bytes("IyEvYmluL3NoCmVjaG8gaGk="),
             b"#!/bin/sh\necho hi"

@@ -328,6 +328,20 @@ pub struct InterfaceConfig {
     pub prefix: u8,
     /// Default route, when given.
     pub gateway: Option<Ipv4Addr>,
+    /// Further routes through this interface: (destination, prefix length, next hop).
+    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
+}
+
+/// Parses a subnet's host routes (`destination CIDR`, `next hop`); malformed ones are left
+/// out.
+pub fn parse_routes(routes: &[(String, String)]) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+    routes
+        .iter()
+        .filter_map(|(d, h)| {
+            let (net, len) = nat::parse_prefix(d).ok()?;
+            Some((net, len, h.parse().ok()?))
+        })
+        .collect()
 }
 
 pub(crate) fn parse_mac(mac: &str) -> Option<Vec<u8>> {
@@ -382,10 +396,24 @@ pub fn configure_in_netns(pid: u32, cfg: &InterfaceConfig) -> Result<()> {
                 .set(LinkUnspec::new_with_index(idx).up().build())
                 .execute()
                 .await?;
+            let mut routes: Vec<_> = cfg
+                .routes
+                .iter()
+                .map(|(net, len, hop)| {
+                    rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(*net, *len)
+                        .gateway(*hop)
+                        .build()
+                })
+                .collect();
             if let Some(gw) = cfg.gateway {
-                let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
-                    .gateway(gw)
-                    .build();
+                routes.push(
+                    rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(gw)
+                        .build(),
+                );
+            }
+            for route in routes {
                 match h.route().add(route).execute().await {
                     Ok(()) => {}
                     // EEXIST: the route is there already.

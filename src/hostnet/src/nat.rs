@@ -99,7 +99,7 @@ pub(crate) fn contains(outer: Prefix, inner: Prefix) -> bool {
 
 /// The prefixes with those held by another one left out, sorted: an nft interval set takes
 /// no overlapping elements.
-fn disjoint(mut v: Vec<Prefix>) -> Vec<Prefix> {
+pub(crate) fn disjoint(mut v: Vec<Prefix>) -> Vec<Prefix> {
     v.sort_by_key(|p| (p.1, u32::from(p.0)));
     let mut out: Vec<Prefix> = Vec::new();
     for p in v {

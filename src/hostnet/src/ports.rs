@@ -15,6 +15,12 @@
 //! So no guest can speak as another, to its neighbours or to the metadata service (which
 //! knows guests by source address and MAC).
 //!
+//! A port's allowed address pairs (Neutron's `allowed_address_pairs`: a further address or
+//! CIDR, with its MAC) widen the MACs and addresses it may send from, for neighbours only:
+//! the metadata service is reached from the port's own MAC and address alone. A port
+//! without port security (`port_security_enabled` false) is not pinned, but for that same
+//! metadata rule: nothing lets a guest read another server's metadata.
+//!
 //! Ports are recorded one file each under a state directory (`<data_dir>/hostnet/ports`),
 //! written before the port's interface exists and removed after it is gone; the table is
 //! changed in one `nft -f` transaction per change, each port's chain and its map entry
@@ -26,7 +32,10 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use crate::nat::{TABLE, nft};
+use crate::nat::{Prefix, TABLE, nft};
+
+/// The metadata service's address.
+const METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 use crate::{Error, Result};
 
 /// A guest's port on a project bridge.
@@ -39,9 +48,38 @@ pub struct PortDef {
     /// `aa:bb:cc:dd:ee:ff`
     pub mac: String,
     pub address: Ipv4Addr,
+    /// Allowed address pairs: (address or CIDR, MAC).
+    pub pairs: Vec<(Prefix, String)>,
+    /// Port security: `false` leaves only the metadata rule.
+    pub secured: bool,
 }
 
 impl PortDef {
+    /// A pinned port with no address pairs.
+    pub fn new(ifname: &str, server: &str, mac: &str, address: Ipv4Addr) -> Self {
+        Self {
+            ifname: ifname.into(),
+            server: server.into(),
+            mac: mac.into(),
+            address,
+            pairs: Vec::new(),
+            secured: true,
+        }
+    }
+
+    /// Parses Neutron's pairs (`ip_address` as an address or CIDR, `mac_address`); those
+    /// that are not IPv4 are left out (IPv6 frames are dropped whatever the pairs say).
+    pub fn parse_pairs(pairs: &[(String, String)]) -> Vec<(Prefix, String)> {
+        pairs
+            .iter()
+            .filter_map(|(ip, mac)| {
+                let p = crate::nat::parse_prefix(ip).ok()?;
+                crate::parse_mac(mac)?;
+                Some((p, mac.to_ascii_lowercase()))
+            })
+            .collect()
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |why: &str| {
             Err(Error::Invalid(
@@ -53,7 +91,12 @@ impl PortDef {
         if n.is_empty() || n.len() > 15 || !n.chars().all(|c| c.is_ascii_alphanumeric()) {
             return bad("an interface name of 1 to 15 letters and digits");
         }
-        if crate::parse_mac(&self.mac).is_none() {
+        if crate::parse_mac(&self.mac).is_none()
+            || self
+                .pairs
+                .iter()
+                .any(|(_, m)| crate::parse_mac(m).is_none())
+        {
             return bad("bad MAC");
         }
         if self.server.is_empty()
@@ -68,10 +111,17 @@ impl PortDef {
     }
 
     fn to_record(&self) -> String {
-        format!(
+        let mut r = format!(
             "server={}\nmac={}\naddress={}\n",
             self.server, self.mac, self.address
-        )
+        );
+        for ((a, l), m) in &self.pairs {
+            r.push_str(&format!("pair={a}/{l},{m}\n"));
+        }
+        if !self.secured {
+            r.push_str("security=off\n");
+        }
+        r
     }
 
     fn from_record(ifname: &str, text: &str) -> Option<Self> {
@@ -85,6 +135,14 @@ impl PortDef {
             server: field("server")?,
             mac: field("mac")?.to_ascii_lowercase(),
             address: field("address")?.parse().ok()?,
+            pairs: text
+                .lines()
+                .filter_map(|l| {
+                    let (ip, mac) = l.strip_prefix("pair=")?.split_once(',')?;
+                    Some((crate::nat::parse_prefix(ip).ok()?, mac.to_ascii_lowercase()))
+                })
+                .collect(),
+            secured: field("security").as_deref() != Some("off"),
         };
         p.check().ok().map(|()| p)
     }
@@ -106,16 +164,53 @@ pub fn port_rules(p: &PortDef) -> Result<String> {
     p.check()?;
     let (n, mac, ip) = (&p.ifname, &p.mac, p.address);
     let c = format!("bridge {TABLE} port_{n}");
-    let rules = [
-        format!("ether saddr != {mac} drop"),
+    let mut macs = vec![mac.clone()];
+    for (_, m) in &p.pairs {
+        if !macs.contains(m) {
+            macs.push(m.clone());
+        }
+    }
+    let macs = if macs.len() == 1 {
+        mac.clone()
+    } else {
+        format!("{{ {} }}", macs.join(", "))
+    };
+    let mut prefixes = vec![(ip, 32)];
+    prefixes.extend(p.pairs.iter().map(|(pre, _)| *pre));
+    let addrs = crate::nat::disjoint(prefixes)
+        .iter()
+        .map(|(a, l)| {
+            if *l == 32 {
+                a.to_string()
+            } else {
+                format!("{a}/{l}")
+            }
+        })
+        .collect::<Vec<_>>();
+    let one = addrs.len() == 1;
+    let addrs = addrs.join(", ");
+    // The metadata service knows a guest by its port's own MAC and address.
+    let metadata = [
+        format!("ip daddr {METADATA} ether saddr != {mac} drop"),
+        format!("ip daddr {METADATA} ip saddr != {ip} drop"),
+    ];
+    let pinned = [
+        format!("ether saddr != {macs} drop"),
         "ether type != { ip, arp } drop".into(),
-        format!("arp saddr ether != {mac} drop"),
+        format!("arp saddr ether != {macs} drop"),
         "arp ptype != ip drop".into(),
-        format!("arp saddr ip != {{ {ip}, 0.0.0.0 }} drop"),
+        format!("arp saddr ip != {{ {addrs}, 0.0.0.0 }} drop"),
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept".into(),
-        format!("ip saddr != {ip} drop"),
+        metadata[0].clone(),
+        metadata[1].clone(),
+        if one {
+            format!("ip saddr != {addrs} drop")
+        } else {
+            format!("ip saddr != {{ {addrs} }} drop")
+        },
         "udp sport 67 drop".into(),
     ];
+    let rules: &[String] = if p.secured { &pinned } else { &metadata };
     let mut s = format!("add chain {c}\nflush chain {c}\n");
     for r in rules {
         s.push_str(&format!("add rule {c} {r}\n"));
@@ -196,13 +291,45 @@ impl Ports {
         let mut script = base();
         for p in ports {
             script.push_str(&port_rules(p)?);
-            let f = self.ports_dir().join(&p.ifname);
-            let tmp = self.ports_dir().join(format!(".{}.tmp", p.ifname));
-            std::fs::write(&tmp, p.to_record())
-                .and_then(|()| std::fs::rename(&tmp, &f))
-                .map_err(|e| Error::Io(f.display().to_string(), e))?;
+            self.record(p)?;
         }
         nft(&script)
+    }
+
+    /// Pins the recorded ports with MAC `mac` as `to` says (a plugged port's address, pairs
+    /// or port security changed); the interface and server stay. Returns how many there were.
+    pub fn update(&self, mac: &str, to: &PortDef) -> Result<usize> {
+        let _g = self.lock()?;
+        let mac = mac.to_ascii_lowercase();
+        let mut script = base();
+        let mut found = Vec::new();
+        for old in self.list().into_iter().filter(|p| p.mac == mac) {
+            let new = PortDef {
+                ifname: old.ifname.clone(),
+                server: old.server.clone(),
+                ..to.clone()
+            };
+            if new != old {
+                script.push_str(&port_rules(&new)?);
+                found.push(new);
+            }
+        }
+        if found.is_empty() {
+            return Ok(0);
+        }
+        nft(&script)?;
+        for p in &found {
+            self.record(p)?;
+        }
+        Ok(found.len())
+    }
+
+    fn record(&self, p: &PortDef) -> Result<()> {
+        let f = self.ports_dir().join(&p.ifname);
+        let tmp = self.ports_dir().join(format!(".{}.tmp", p.ifname));
+        std::fs::write(&tmp, p.to_record())
+            .and_then(|()| std::fs::rename(&tmp, &f))
+            .map_err(|e| Error::Io(f.display().to_string(), e))
     }
 
     /// Unpins and forgets every port of `server`. Call after its interfaces are gone.
@@ -269,12 +396,55 @@ mod tests {
     use super::*;
 
     fn port() -> PortDef {
-        PortDef {
-            ifname: "obv5f2a1c3e9b0".into(),
-            server: "5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab".into(),
-            mac: "fa:16:3e:00:0a:ff".into(),
-            address: Ipv4Addr::new(10, 1, 0, 10),
-        }
+        PortDef::new(
+            "obv5f2a1c3e9b0",
+            "5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab",
+            "fa:16:3e:00:0a:ff",
+            Ipv4Addr::new(10, 1, 0, 10),
+        )
+    }
+
+    #[test]
+    fn address_pairs_widen_what_neighbours_see_but_not_the_metadata_service() {
+        let mut p = port();
+        p.pairs = PortDef::parse_pairs(&[
+            ("10.1.0.100".into(), "fa:16:3e:00:0a:ff".into()),
+            ("10.1.0.0/25".into(), "00:00:5e:00:01:07".into()),
+            ("2001:db8::1".into(), "fa:16:3e:00:0a:ff".into()),
+        ]);
+        assert_eq!(p.pairs.len(), 2, "IPv6 pairs are left out");
+        let s = port_rules(&p).expect("rules");
+        let c = "bridge onebox port_obv5f2a1c3e9b0";
+        let has = |r: &str| s.lines().any(|l| l == format!("add rule {c} {r}"));
+        assert!(has(
+            "ether saddr != { fa:16:3e:00:0a:ff, 00:00:5e:00:01:07 } drop"
+        ));
+        // The port's own address and the /32 pair sit inside the /25: one element.
+        assert!(has("arp saddr ip != { 10.1.0.0/25, 0.0.0.0 } drop"));
+        assert!(has("ip saddr != 10.1.0.0/25 drop"), "{s}");
+        assert!(has(
+            "ip daddr 169.254.169.254 ether saddr != fa:16:3e:00:0a:ff drop"
+        ));
+        assert!(has("ip daddr 169.254.169.254 ip saddr != 10.1.0.10 drop"));
+        let back = PortDef::from_record(&p.ifname, &p.to_record()).expect("record");
+        assert_eq!(back, p);
+
+        p.pairs.clear();
+        p.secured = false;
+        let s = port_rules(&p).expect("rules");
+        let rules: Vec<&str> = s.lines().filter(|l| l.starts_with("add rule")).collect();
+        assert_eq!(
+            rules,
+            vec![
+                format!(
+                    "add rule {c} ip daddr 169.254.169.254 ether saddr != fa:16:3e:00:0a:ff drop"
+                ),
+                format!("add rule {c} ip daddr 169.254.169.254 ip saddr != 10.1.0.10 drop"),
+            ],
+            "without port security only the metadata rule stays"
+        );
+        let back = PortDef::from_record(&p.ifname, &p.to_record()).expect("record");
+        assert!(!back.secured);
     }
 
     #[test]
@@ -290,6 +460,8 @@ mod tests {
             format!("add rule {c} arp ptype != ip drop"),
             format!("add rule {c} arp saddr ip != {{ 10.1.0.10, 0.0.0.0 }} drop"),
             format!("add rule {c} ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept"),
+            format!("add rule {c} ip daddr 169.254.169.254 ether saddr != fa:16:3e:00:0a:ff drop"),
+            format!("add rule {c} ip daddr 169.254.169.254 ip saddr != 10.1.0.10 drop"),
             format!("add rule {c} ip saddr != 10.1.0.10 drop"),
             format!("add rule {c} udp sport 67 drop"),
             r#"add element bridge onebox ports { "obv5f2a1c3e9b0" : jump port_obv5f2a1c3e9b0 }"#

@@ -73,12 +73,12 @@ fn ready() -> bool {
 }
 
 fn port(ifname: &str, server: &str, last: u8) -> PortDef {
-    PortDef {
-        ifname: ifname.into(),
-        server: server.into(),
-        mac: format!("fa:16:3e:00:00:{last:02x}"),
-        address: Ipv4Addr::new(10, 251, 1, last),
-    }
+    PortDef::new(
+        ifname,
+        server,
+        &format!("fa:16:3e:00:00:{last:02x}"),
+        Ipv4Addr::new(10, 251, 1, last),
+    )
 }
 
 impl Lab {
@@ -257,6 +257,71 @@ fn attack_guest_spoofing_mac_ip_or_arp_gets_no_frames_through() {
     );
     edge.run(|| lab.ports.remove_server(G1).expect("remove"));
     assert!(lab.ports.list().is_empty());
+}
+
+#[test]
+fn attack_address_pairs_and_port_security_off_never_reach_metadata_as_another() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new("pairs");
+    let (g1, g2, edge) = (&lab.guest1, &lab.guest2, &lab.edge);
+    let metadata: SocketAddr = "169.254.169.254:80".parse().expect("addr");
+    let md = edge.listen(metadata);
+    let service: SocketAddr = "10.251.1.11:8080".parse().expect("addr");
+    let svc = g2.listen(service);
+    let vip = Ipv4Addr::new(10, 251, 1, 100);
+    let other = Ipv4Addr::new(10, 251, 1, 11);
+    g1.sh(&["ip", "addr", "add", "10.251.1.100/32", "dev", "eth0"]);
+    assert!(
+        connect_from(g1, vip, service).is_err(),
+        "no pair: the VIP is a spoof"
+    );
+    assert!(accepted(&svc).is_none());
+
+    // The VIP as an allowed address pair: neighbours hear it, the metadata service does not.
+    let mut pinned = port("obg1", G1, 10);
+    pinned.pairs = PortDef::parse_pairs(&[("10.251.1.100".into(), pinned.mac.clone())]);
+    let n = edge.run(|| lab.ports.update(&pinned.mac, &pinned).expect("update"));
+    assert_eq!(n, 1);
+    assert_eq!(lab.ports.list()[0], pinned, "the record follows");
+    connect_from(g1, vip, service).expect("the pair's address reaches a neighbour");
+    assert_eq!(accepted(&svc).map(|p| p.ip()), Some(vip.into()));
+    assert!(
+        connect_from(g1, vip, metadata).is_err(),
+        "metadata from a pair"
+    );
+    assert!(accepted(&md).is_none());
+
+    // Port security off: guest 1 may speak as anything to its neighbours, but still not to
+    // the metadata service as guest 2.
+    let open = PortDef {
+        pairs: Vec::new(),
+        secured: false,
+        ..pinned.clone()
+    };
+    edge.run(|| lab.ports.update(&open.mac, &open).expect("update"));
+    g1.sh(&["ip", "addr", "add", "10.251.1.11/32", "dev", "eth0"]);
+    // Guest 1 asks for the gateway again, as guest 2: the host learns guest 1's MAC for it.
+    let relearn = || {
+        g1.sh(&["ip", "neigh", "flush", "dev", "eth0"]);
+        std::thread::sleep(Duration::from_millis(1200)); // past the neighbour lock time
+    };
+    relearn();
+    assert!(
+        connect_from(g1, other, metadata).is_err(),
+        "metadata as guest 2"
+    );
+    assert!(accepted(&md).is_none());
+    let own = Ipv4Addr::new(10, 251, 1, 10);
+    connect_from(g1, own, metadata).expect("metadata as itself");
+    assert_eq!(accepted(&md).map(|p| p.ip()), Some(own.into()));
+
+    // Teeth: without the port's rules the same spoof reaches the metadata service.
+    edge.sh(&["nft", "flush", "chain", "bridge", "onebox", "port_obg1"]);
+    relearn();
+    connect_from(g1, other, metadata).expect("unguarded: the spoof works");
+    assert_eq!(accepted(&md).map(|p| p.ip()), Some(other.into()));
 }
 
 /// A router advertisement for 2001:db8:1::/64 with a default route, from `fe80::a`.

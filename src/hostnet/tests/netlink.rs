@@ -89,6 +89,7 @@ fn a_namespace_on_a_bridge_is_reachable_from_the_host() {
             address: addr.parse().expect("addr"),
             prefix: 24,
             gateway: Some(net.gateway.parse().expect("gw")),
+            routes: hostnet::parse_routes(&[("192.168.77.0/24".into(), format!("10.251.{n}.254"))]),
         },
     )
     .expect("configure");
@@ -108,6 +109,16 @@ fn a_namespace_on_a_bridge_is_reachable_from_the_host() {
         .expect("nsenter");
     let text = String::from_utf8_lossy(&inside.stdout);
     assert!(text.contains(&format!("{addr}/24")), "{text}");
+    let routes = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "ip", "-4", "route"])
+        .output()
+        .expect("nsenter");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains(&format!("192.168.77.0/24 via 10.251.{n}.254 dev eth0")),
+        "the subnet's host route: {routes}"
+    );
+    assert!(routes.contains("default via"), "{routes}");
     let link = Command::new("nsenter")
         .args([
             "-t",

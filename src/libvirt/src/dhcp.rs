@@ -1,10 +1,13 @@
 //! DHCP for guests: one dnsmasq per project network's bridge, started and owned by onebox.
 //!
 //! Each dnsmasq answers only on its bridge, only for the MACs it is told about (static
-//! leases: every port's MAC gets its port's address), offers the gateway as router and a
-//! classless static route to the metadata service, and serves no DNS (`port=0`). The hosts
-//! are recorded one file per server in `<dir>/<bridge>/hosts/<server uuid>` and handed to
-//! dnsmasq on its command line: dnsmasq opens its lease and pid files as root, then drops
+//! leases: every port's MAC gets its port's address), offers the gateway as router, the
+//! subnet's `dns_nameservers` as DNS servers and, as classless static routes, the metadata
+//! service, the subnet's `host_routes` and the default route; it serves no DNS itself
+//! (`port=0`). A subnet with `enable_dhcp` false has no dnsmasq at all. The subnet is
+//! recorded in `<dir>/<bridge>/network` (first line `cidr gateway`, then `dns …`, `route
+//! destination nexthop` and `dhcp off` lines), the hosts one file per server in
+//! `<dir>/<bridge>/hosts/<server uuid>`, and both are handed to dnsmasq on its command line: dnsmasq opens its lease and pid files as root, then drops
 //! to an unprivileged user (`dnsmasq`, else `nobody`) and reads nothing afterwards (the data
 //! directory is not readable by that user), so a change of hosts restarts it; the lease file
 //! keeps the guests' leases across restarts. dnsmasq keeps running while onebox restarts;
@@ -24,7 +27,110 @@ pub const METADATA_ADDR: &str = "169.254.169.254";
 pub struct Dhcp {
     pub dnsmasq: String,
     pub dir: PathBuf,
-    lock: Mutex<()>,
+}
+
+/// Serialises changes to the hosts and subnet files of every [`Dhcp`] of the process (the
+/// driver's and the networking service's share the directory).
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// What a bridge's dnsmasq offers: its subnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub cidr: String,
+    pub gateway: String,
+    pub dns: Vec<Ipv4Addr>,
+    /// (destination, prefix length, next hop)
+    pub routes: Vec<(Ipv4Addr, u8, Ipv4Addr)>,
+    /// `enable_dhcp`
+    pub enabled: bool,
+}
+
+fn parse_route(dest: &str, hop: &str) -> Option<(Ipv4Addr, u8, Ipv4Addr)> {
+    let (net, mask) = network_and_mask(dest)?;
+    Some((net, u32::from(mask).count_ones() as u8, hop.parse().ok()?))
+}
+
+impl Subnet {
+    /// The subnet a port sits on. Values that are not addresses are left out (they would
+    /// reach dnsmasq's command line).
+    pub fn of(p: &Port) -> Self {
+        Self {
+            cidr: p.cidr.clone(),
+            gateway: p.gateway.clone(),
+            dns: p
+                .dns_nameservers
+                .iter()
+                .filter_map(|d| d.parse().ok())
+                .collect(),
+            routes: p
+                .host_routes
+                .iter()
+                .filter_map(|(d, h)| parse_route(d, h))
+                .collect(),
+            enabled: p.dhcp,
+        }
+    }
+
+    fn to_file(&self) -> String {
+        let mut s = format!("{} {}\n", self.cidr, self.gateway);
+        if !self.dns.is_empty() {
+            let d: Vec<String> = self.dns.iter().map(ToString::to_string).collect();
+            s.push_str(&format!("dns {}\n", d.join(" ")));
+        }
+        for (net, len, hop) in &self.routes {
+            s.push_str(&format!("route {net}/{len} {hop}\n"));
+        }
+        if !self.enabled {
+            s.push_str("dhcp off\n");
+        }
+        s
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        let (cidr, gateway) = lines.next()?.trim().split_once(' ')?;
+        let mut sub = Self {
+            cidr: cidr.trim().to_owned(),
+            gateway: gateway.trim().to_owned(),
+            dns: Vec::new(),
+            routes: Vec::new(),
+            enabled: true,
+        };
+        for l in lines {
+            let mut w = l.split_whitespace();
+            match w.next() {
+                Some("dns") => sub.dns.extend(w.filter_map(|d| d.parse::<Ipv4Addr>().ok())),
+                Some("route") => {
+                    if let (Some(d), Some(h)) = (w.next(), w.next())
+                        && let Some(r) = parse_route(d, h)
+                    {
+                        sub.routes.push(r);
+                    }
+                }
+                Some("dhcp") => sub.enabled = w.next() != Some("off"),
+                _ => {}
+            }
+        }
+        Some(sub)
+    }
+
+    /// dnsmasq's options for the subnet: router, DNS servers and classless static routes
+    /// (which clients prefer to the router option, so the default route is among them).
+    fn option_args(&self) -> Vec<String> {
+        let gw = &self.gateway;
+        let mut args = vec![format!("--dhcp-option=3,{gw}")];
+        if !self.dns.is_empty() {
+            let d: Vec<String> = self.dns.iter().map(ToString::to_string).collect();
+            args.push(format!("--dhcp-option=6,{}", d.join(",")));
+        }
+        let mut routes = format!("--dhcp-option=121,{METADATA_ADDR}/32,{gw}");
+        for (net, len, hop) in &self.routes {
+            routes.push_str(&format!(",{net}/{len},{hop}"));
+        }
+        routes.push_str(&format!(",0.0.0.0/0,{gw}"));
+        args.push(routes);
+        args
+    }
 }
 
 fn network_and_mask(cidr: &str) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -86,11 +192,7 @@ pub fn unprivileged_user() -> (String, String) {
 
 impl Dhcp {
     pub fn new(dnsmasq: String, dir: PathBuf) -> Self {
-        Self {
-            dnsmasq,
-            dir,
-            lock: Mutex::new(()),
-        }
+        Self { dnsmasq, dir }
     }
 
     fn bridge_dir(&self, bridge: &str) -> PathBuf {
@@ -108,7 +210,7 @@ impl Dhcp {
         if ports.is_empty() {
             return Ok(());
         }
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let d = self.bridge_dir(bridge);
         let hosts = d.join("hosts");
         std::fs::create_dir_all(&hosts)
@@ -122,10 +224,72 @@ impl Dhcp {
         std::fs::write(&tmp, body)
             .and_then(|_| std::fs::rename(&tmp, &file))
             .map_err(|e| Error::Io(format!("writing {}", file.display()), e))?;
-        let (cidr, gateway) = (ports[0].cidr.clone(), ports[0].gateway.clone());
-        std::fs::write(d.join("network"), format!("{cidr} {gateway}\n"))
-            .map_err(|e| Error::Io(format!("writing {}", d.join("network").display()), e))?;
+        self.write_subnet(bridge, &Subnet::of(ports[0]))?;
         self.restart(bridge)
+    }
+
+    fn write_subnet(&self, bridge: &str, sub: &Subnet) -> Result<(), Error> {
+        let file = self.bridge_dir(bridge).join("network");
+        std::fs::write(&file, sub.to_file())
+            .map_err(|e| Error::Io(format!("writing {}", file.display()), e))
+    }
+
+    /// Gives the host `mac` on `bridge` the address `address` (its port's address changed)
+    /// and restarts the bridge's dnsmasq if that changed anything.
+    pub fn set_address(&self, bridge: &str, mac: &str, address: Ipv4Addr) -> Result<bool, Error> {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(rd) = std::fs::read_dir(self.bridge_dir(bridge).join("hosts")) else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let new: String = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| match l.trim().split_once(',') {
+                    Some((m, _)) if m.eq_ignore_ascii_case(mac) => format!("{m},{address}\n"),
+                    _ => format!("{}\n", l.trim()),
+                })
+                .collect();
+            if new != text {
+                let tmp = e.path().with_file_name(format!(".{name}.tmp"));
+                std::fs::write(&tmp, new)
+                    .and_then(|_| std::fs::rename(&tmp, e.path()))
+                    .map_err(|err| Error::Io(format!("writing {}", e.path().display()), err))?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.restart(bridge)?;
+        }
+        Ok(changed)
+    }
+
+    /// The subnet recorded for `bridge`, if it serves any host.
+    pub fn subnet(&self, bridge: &str) -> Option<Subnet> {
+        Subnet::parse(&std::fs::read_to_string(self.bridge_dir(bridge).join("network")).ok()?)
+    }
+
+    /// Makes the dnsmasq of `bridge`, if it serves hosts, offer `sub` (a subnet changed):
+    /// restarted with the new options, stopped when DHCP is off, started when it is on
+    /// again. A bridge with no hosts is left alone. Returns whether anything changed.
+    pub fn set_subnet(&self, bridge: &str, sub: &Subnet) -> Result<bool, Error> {
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if self.subnet(bridge).as_ref() == Some(sub)
+            || !self.bridge_dir(bridge).join("hosts").is_dir()
+        {
+            return Ok(false);
+        }
+        self.write_subnet(bridge, sub)?;
+        self.restart(bridge)?;
+        Ok(true)
     }
 
     /// The `--dhcp-host` arguments of every server recorded on `bridge`.
@@ -154,8 +318,7 @@ impl Dhcp {
     /// Stops the bridge's dnsmasq if it runs and starts it again with the recorded hosts.
     fn restart(&self, bridge: &str) -> Result<(), Error> {
         let d = self.bridge_dir(bridge);
-        let net = std::fs::read_to_string(d.join("network")).unwrap_or_default();
-        let Some((cidr, gateway)) = net.split_once(' ') else {
+        let Some(sub) = self.subnet(bridge) else {
             // Started by an earlier onebox, which read its hosts from the directory itself.
             if let Some(pid) = self.running(bridge) {
                 signal(pid, nix::sys::signal::Signal::SIGHUP);
@@ -165,11 +328,16 @@ impl Dhcp {
         if let Some(pid) = self.running(bridge) {
             stop(pid, &d);
         }
-        self.start(bridge, cidr.trim(), gateway.trim())
+        if !sub.enabled {
+            tracing::info!(bridge, "DHCP is off on the subnet: no dnsmasq");
+            return Ok(());
+        }
+        self.start(bridge, &sub)
     }
 
-    fn start(&self, bridge: &str, cidr: &str, gw: &str) -> Result<(), Error> {
+    fn start(&self, bridge: &str, sub: &Subnet) -> Result<(), Error> {
         let d = self.bridge_dir(bridge);
+        let cidr = &sub.cidr;
         let (net, mask) =
             network_and_mask(cidr).ok_or_else(|| Error::Invalid(format!("bad CIDR {cidr}")))?;
         let (user, group) = unprivileged_user();
@@ -185,10 +353,7 @@ impl Dhcp {
             .args(self.host_args(bridge))
             .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
             .arg(format!("--pid-file={}", pidfile.display()))
-            .arg(format!("--dhcp-option=3,{gw}"))
-            .arg(format!(
-                "--dhcp-option=121,{METADATA_ADDR}/32,{gw},0.0.0.0/0,{gw}"
-            ))
+            .args(sub.option_args())
             .arg("--dhcp-authoritative")
             .arg("--no-ping")
             .arg("--no-resolv")
@@ -217,7 +382,7 @@ impl Dhcp {
     /// with no hosts has its dnsmasq stopped and true is returned (the caller may remove
     /// it); otherwise its dnsmasq restarts without the host.
     pub fn remove_host(&self, bridge: &str, server: &str, mac: &str) -> Result<bool, Error> {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let d = self.bridge_dir(bridge);
         let hosts = d.join("hosts");
         let file = hosts.join(server);
@@ -267,7 +432,7 @@ impl Dhcp {
     /// Forgets a server's hosts on every bridge. A bridge left with no hosts has its dnsmasq
     /// stopped; the names of those bridges are returned (the caller may remove them).
     pub fn remove_server(&self, server: &str) -> Result<Vec<String>, Error> {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let mut emptied = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(emptied);
@@ -300,7 +465,7 @@ impl Dhcp {
     /// Stops every dnsmasq onebox started (each verified by its command line before it is
     /// signalled), keeping their hosts files; the bridges they served are returned.
     pub fn stop_all(&self) -> Vec<String> {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let mut stopped = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return stopped;
@@ -401,6 +566,40 @@ mod tests {
         assert!(dhcp.running(&name).is_none());
         // Its hosts stay, for a reinstalled onebox.
         assert!(dir.path().join(&name).join("hosts/server-1").exists());
+    }
+
+    #[test]
+    fn a_subnet_round_trips_through_its_file_and_becomes_dnsmasq_options() {
+        let port = Port {
+            cidr: "10.9.0.0/24".into(),
+            gateway: "10.9.0.1".into(),
+            dns_nameservers: vec!["10.9.0.53".into(), "not-an-ip,dhcp-script=/x".into()],
+            host_routes: vec![
+                ("192.168.50.0/24".into(), "10.9.0.254".into()),
+                ("10.0.0.0/8,1.2.3.4".into(), "10.9.0.1".into()),
+            ],
+            ..Default::default()
+        };
+        let sub = Subnet::of(&port);
+        assert_eq!(sub.dns, vec![Ipv4Addr::new(10, 9, 0, 53)]);
+        assert_eq!(sub.routes.len(), 1, "only well-formed routes reach dnsmasq");
+        assert_eq!(Subnet::parse(&sub.to_file()), Some(sub.clone()));
+        assert_eq!(
+            sub.option_args(),
+            vec![
+                "--dhcp-option=3,10.9.0.1".to_string(),
+                "--dhcp-option=6,10.9.0.53".into(),
+                "--dhcp-option=121,169.254.169.254/32,10.9.0.1,192.168.50.0/24,10.9.0.254,0.0.0.0/0,10.9.0.1".into(),
+            ]
+        );
+        let off = Subnet {
+            enabled: false,
+            ..sub
+        };
+        assert!(!Subnet::parse(&off.to_file()).expect("parses").enabled);
+        // The file an earlier onebox wrote (one line) still reads.
+        let old = Subnet::parse("10.1.0.0/16 10.1.0.1\n").expect("parses");
+        assert!(old.enabled && old.dns.is_empty() && old.routes.is_empty());
     }
 
     #[test]

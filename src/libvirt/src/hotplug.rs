@@ -103,10 +103,9 @@ pub(crate) fn attach(drv: &LibvirtDriver, spec: &InstanceSpec, port: &Port) -> d
     drv.dhcp.add_host(&bridge, id, &on_bridge)?;
     // Pinned before libvirt makes the tap, so no frame passes unchecked.
     let pin = PortDef {
-        ifname: tap.clone(),
-        server: id.to_owned(),
-        mac: mac.clone(),
-        address,
+        pairs: PortDef::parse_pairs(&port.allowed_address_pairs),
+        secured: port.port_security,
+        ..PortDef::new(&tap, id, &mac, address)
     };
     let ports = Ports::new(state_dir(&drv.cfg.data_dir));
     if let Err(e) = ports.add(std::slice::from_ref(&pin)) {

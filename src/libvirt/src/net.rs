@@ -30,14 +30,14 @@ pub(crate) fn pin(data_dir: &Path, spec: &InstanceSpec, nics: &[xml::Nic]) -> Re
         .iter()
         .zip(nics)
         .map(|(p, n)| {
+            let address = p
+                .address
+                .parse()
+                .map_err(|_| Error::Invalid(format!("bad address {}", p.address)))?;
             Ok(PortDef {
-                ifname: n.tap.clone(),
-                server: spec.id.as_str().to_owned(),
-                mac: p.mac.clone(),
-                address: p
-                    .address
-                    .parse()
-                    .map_err(|_| Error::Invalid(format!("bad address {}", p.address)))?,
+                pairs: PortDef::parse_pairs(&p.allowed_address_pairs),
+                secured: p.port_security,
+                ..PortDef::new(&n.tap, spec.id.as_str(), &p.mac, address)
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -136,22 +136,22 @@ pub(crate) fn adopt(
     let mut ports: Vec<PortDef> = live
         .iter()
         .filter_map(|(mac, tap)| {
-            Some(PortDef {
-                ifname: tap.clone(),
-                server: id.to_owned(),
-                mac: mac.to_ascii_lowercase(),
-                address: ip_of(mac)?,
-            })
+            Some(PortDef::new(
+                tap,
+                id,
+                &mac.to_ascii_lowercase(),
+                ip_of(mac)?,
+            ))
         })
         .collect();
     for (i, mac) in renamed.iter().enumerate() {
         if let Some(address) = ip_of(mac) {
-            ports.push(PortDef {
-                ifname: tap_name(id, i),
-                server: id.to_owned(),
-                mac: mac.to_ascii_lowercase(),
+            ports.push(PortDef::new(
+                &tap_name(id, i),
+                id,
+                &mac.to_ascii_lowercase(),
                 address,
-            });
+            ));
         }
     }
     if ports.is_empty() {

@@ -192,3 +192,125 @@ fn attack_dnsmasq_runs_unprivileged_and_still_serves_leases() {
     assert!(dhcp.running(&bridge).is_none(), "dnsmasq stopped");
     assert!(!dir.join(&bridge).exists());
 }
+
+/// What the guest's DHCP client was told (busybox udhcpc's script environment).
+fn offered(guest: &Netns, dir: &std::path::Path) -> Option<String> {
+    let out = dir.join("offer");
+    let _ = std::fs::remove_file(&out);
+    let script = dir.join("udhcpc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = bound ] && echo \"ip=$ip router=$router dns=$dns staticroutes=$staticroutes\" > {}\nexit 0\n",
+            out.display()
+        ),
+    )
+    .expect("script");
+    let _ = Command::new("chmod").arg("755").arg(&script).status();
+    let ok = guest
+        .sh(&[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-t",
+            "4",
+            "-T",
+            "1",
+            "-O",
+            "staticroutes",
+            "-s",
+            &script.to_string_lossy(),
+        ])
+        .status
+        .success();
+    ok.then(|| std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+#[test]
+fn a_subnets_dns_servers_and_host_routes_reach_the_guest_and_dhcp_off_stops_answering() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    let have = Command::new("dnsmasq").arg("--version").output().is_ok();
+    if !root || !have {
+        assert!(!required(), "this test needs root and dnsmasq");
+        eprintln!("skipped: needs root and dnsmasq");
+        return;
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("dhcp");
+    let dhcp = Dhcp::new("dnsmasq".into(), dir.clone());
+    let (edge, guest) = (Netns::new(), Netns::new());
+    let net = hostnet::NetworkDef {
+        id: "d0d0d0d0-0000-4000-8000-0000000000d2".into(),
+        cidr: "10.251.0.0/24".into(),
+        gateway: "10.251.0.1".into(),
+        forwarding: false,
+    };
+    let bridge = edge.run(|| hostnet::ensure_bridge(&net).expect("bridge"));
+    let _stop = StopDnsmasq(dir.join(&bridge).join("pid"));
+    edge.ok(&[
+        "ip", "link", "add", "obd2", "type", "veth", "peer", "name", "eth0",
+    ]);
+    edge.ok(&["ip", "link", "set", "obd2", "master", &bridge, "up"]);
+    edge.ok(&["ip", "link", "set", "eth0", "netns", &guest.pid()]);
+    guest.ok(&[
+        "ip",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "fa:16:3e:00:0e:01",
+        "up",
+    ]);
+    let mut mine = Port {
+        network_id: net.id.clone(),
+        cidr: net.cidr.clone(),
+        gateway: net.gateway.clone(),
+        address: "10.251.0.10".into(),
+        mac: "fa:16:3e:00:0e:01".into(),
+        dns_nameservers: vec!["10.251.0.53".into(), "10.251.0.54".into()],
+        host_routes: vec![("192.168.77.0/24".into(), "10.251.0.254".into())],
+        ..Default::default()
+    };
+    edge.run(|| dhcp.add_host(&bridge, "s-mine", &[&mine]).expect("add"));
+    let got = offered(&guest, data.path()).expect("a lease");
+    assert!(got.contains("ip=10.251.0.10"), "{got}");
+    assert!(got.contains("router=10.251.0.1"), "{got}");
+    assert!(got.contains("dns=10.251.0.53 10.251.0.54"), "{got}");
+    assert!(
+        got.contains("192.168.77.0/24 10.251.0.254"),
+        "the host route is offered: {got}"
+    );
+    assert!(
+        got.contains("0.0.0.0/0 10.251.0.1"),
+        "the default route is among the classless routes: {got}"
+    );
+
+    // The subnet changes: the running dnsmasq offers the new options.
+    mine.dns_nameservers = vec!["10.251.0.99".into()];
+    mine.host_routes.clear();
+    let sub = driver_libvirt::dhcp::Subnet::of(&mine);
+    assert!(edge.run(|| dhcp.set_subnet(&bridge, &sub).expect("set")));
+    let got = offered(&guest, data.path()).expect("a lease");
+    assert!(got.contains("dns=10.251.0.99"), "{got}");
+    assert!(!got.contains("192.168.77.0"), "{got}");
+
+    // DHCP off: nothing answers, the hosts stay; on again: the lease comes back.
+    mine.dhcp = false;
+    let off = driver_libvirt::dhcp::Subnet::of(&mine);
+    assert!(edge.run(|| dhcp.set_subnet(&bridge, &off).expect("set")));
+    assert!(dhcp.running(&bridge).is_none(), "no dnsmasq without DHCP");
+    assert!(
+        offered(&guest, data.path()).is_none(),
+        "no lease without DHCP"
+    );
+    mine.dhcp = true;
+    let on = driver_libvirt::dhcp::Subnet::of(&mine);
+    assert!(edge.run(|| dhcp.set_subnet(&bridge, &on).expect("set")));
+    assert!(offered(&guest, data.path()).is_some(), "DHCP is back");
+    edge.run(|| dhcp.remove_server("s-mine").expect("remove"));
+    assert!(dhcp.running(&bridge).is_none(), "dnsmasq stopped");
+}

@@ -113,6 +113,19 @@ pub trait Host: Send + Sync {
     fn apply_security_groups(&self, state: &Enforcement) -> std::result::Result<(), String>;
     /// Makes the host's routers and floating IPs say `state` (the whole of it, every time).
     fn apply_edge(&self, state: &EdgeRecords) -> std::result::Result<(), String>;
+    /// Makes the plugged ports' pinning (address, allowed address pairs, port security) and
+    /// their subnets' DHCP (DNS servers, host routes, `enable_dhcp`) say what the records
+    /// say: after a port or subnet update, and for all of them at start.
+    fn apply_plugged(&self, _ports: &[Plugged]) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A port plugged into a server, with the subnet of its first address.
+#[derive(Clone, Debug)]
+pub struct Plugged {
+    pub port: PortRec,
+    pub subnet: model::network::SubnetRec,
 }
 
 /// A host that enforces nothing (tests, a box without real backends).
@@ -191,6 +204,32 @@ impl Network {
             tracing::error!(error = %e, "applying security groups failed");
         }
         self.apply_edge(&mut last).await
+    }
+
+    /// Applies the records of plugged ports (all of them, a subnet's, or one port's) to the
+    /// host: their pinning and their subnets' DHCP. Failures are logged (the records stand;
+    /// the next start applies them again).
+    pub async fn apply_plugged(&self, subnet: Option<&str>, port: Option<&str>) -> Result<()> {
+        let (s, p) = (subnet.map(str::to_owned), port.map(str::to_owned));
+        let rows = self
+            .store
+            .read(move |c| store::network::plugged_ports(c, s.as_deref(), p.as_deref()))
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let plugged: Vec<Plugged> = rows
+            .into_iter()
+            .map(|(port, subnet)| Plugged { port, subnet })
+            .collect();
+        let host = self.host.clone();
+        let r = tokio::task::spawn_blocking(move || host.apply_plugged(&plugged))
+            .await
+            .map_err(|e| Error::Store(store::Error::Join(e.to_string())))?;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "applying plugged ports failed");
+        }
+        Ok(())
     }
 
     /// Applies the edge (routers, floating IPs) when it differs from what was last applied:

@@ -197,6 +197,23 @@ fn pairs(mac: &str, asked: &[(String, Option<String>)]) -> Result<Vec<AddressPai
         .collect()
 }
 
+/// On a network it does not own (a shared one), a project may neither turn port security
+/// off nor add allowed address pairs (Neutron's network-owner policy): either would let its
+/// guests speak with other projects' addresses.
+fn owner_only_fields(port_security: Option<bool>, no_pairs: bool, what: &str) -> Result<()> {
+    if port_security.is_some() {
+        return Err(Error::Forbidden(format!(
+            "rule:{what}:port_security_enabled is disallowed by policy"
+        )));
+    }
+    if !no_pairs {
+        return Err(Error::Forbidden(format!(
+            "rule:{what}:allowed_address_pairs is disallowed by policy"
+        )));
+    }
+    Ok(())
+}
+
 fn security_needs(port_security: bool, groups: &[String], pairs: &[AddressPair]) -> Result<()> {
     if !port_security && !groups.is_empty() {
         return Err(Error::bad(
@@ -254,6 +271,13 @@ impl Network {
             return Err(Error::Forbidden(
                 "rule:create_port:fixed_ips:ip_address is disallowed by policy".into(),
             ));
+        }
+        if !owns_net {
+            owner_only_fields(
+                req.port_security.filter(|on| !on),
+                req.allowed_address_pairs.is_empty(),
+                "create_port",
+            )?;
         }
         let project = owner_for(ctx, req.project_id.as_deref())?;
         let port_security = req.port_security.unwrap_or(net.port_security);
@@ -337,6 +361,16 @@ impl Network {
 
     pub async fn update_port(&self, ctx: &Context, id: &str, u: PortUpdate) -> Result<PortRec> {
         let mut p = self.writable_port(ctx, id, "update_port").await?;
+        if u.port_security.is_some() || u.allowed_address_pairs.is_some() {
+            let net = self.get_network(ctx, &p.network_id).await?;
+            if !ctx.can_write(&net.project_id) {
+                owner_only_fields(
+                    u.port_security.filter(|on| !on && p.port_security),
+                    u.allowed_address_pairs.as_ref().is_none_or(Vec::is_empty),
+                    "update_port",
+                )?;
+            }
+        }
         if let Some(m) = &u.mac_address
             && *m != p.mac_address
         {
@@ -417,6 +451,7 @@ impl Network {
                 .await,
         )?;
         self.resync().await?;
+        self.apply_plugged(None, Some(id)).await?;
         self.get_port(ctx, id).await
     }
 

@@ -296,6 +296,7 @@ impl Network {
         }
         self.check_external_pools(&s)?;
         self.store.write(move |c| sql::update_subnet(c, &s)).await?;
+        self.apply_plugged(Some(id), None).await?;
         self.get_subnet(ctx, id).await
     }
 

@@ -140,6 +140,7 @@ pub fn plug(edge: &Netns, guest: &Netns, bridge: &str, host_if: &str, net: &Netw
                 address,
                 prefix,
                 gateway: Some(gw),
+                routes: Vec::new(),
             },
         )
         .expect("configure");

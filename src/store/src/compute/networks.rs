@@ -14,6 +14,9 @@ pub struct Network {
     pub gateway: String,
     pub mtu: u32,
     pub dns_nameservers: Vec<String>,
+    /// (destination CIDR, next hop)
+    pub host_routes: Vec<(String, String)>,
+    pub enable_dhcp: bool,
 }
 
 fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -> Network {
@@ -28,6 +31,12 @@ fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -
             .unwrap_or_else(|| Ipv4Addr::from(s.cidr.first() + 1).to_string()),
         mtu: n.mtu,
         dns_nameservers: s.dns_nameservers.clone(),
+        host_routes: s
+            .host_routes
+            .iter()
+            .map(|r| (r.destination.clone(), r.nexthop.clone()))
+            .collect(),
+        enable_dhcp: s.enable_dhcp,
     }
 }
 
@@ -62,6 +71,9 @@ pub struct PortRow {
     pub network: Network,
     pub address: String,
     pub mac: String,
+    pub port_security: bool,
+    /// (IPv4 address or CIDR, MAC)
+    pub allowed_address_pairs: Vec<(String, String)>,
 }
 
 /// The ports of a server in attachment order (those with an IPv4 address).
@@ -82,6 +94,12 @@ pub fn server_ports(c: &Connection, server: &ServerId) -> Result<Vec<PortRow>> {
             network: backend_view(&n, &s),
             address: ip.ip_address.to_string(),
             mac: p.mac_address.clone(),
+            port_security: p.port_security,
+            allowed_address_pairs: p
+                .allowed_address_pairs
+                .iter()
+                .map(|a| (a.ip_address.clone(), a.mac_address.clone()))
+                .collect(),
         });
     }
     Ok(out)

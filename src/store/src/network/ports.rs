@@ -393,3 +393,31 @@ pub fn get_ports_by_id(c: &Connection, ids: &[String]) -> Result<Vec<PortRec>> {
     }
     fill(c, v)
 }
+
+/// The ports plugged into servers (`compute:nova` with a device) with the subnet of their
+/// first address: all of them, those of one subnet, or one port. What the host re-pins and
+/// re-offers by DHCP when a port or a subnet changes, and at start.
+pub fn plugged_ports(
+    c: &Connection,
+    subnet: Option<&str>,
+    port: Option<&str>,
+) -> Result<Vec<(PortRec, model::network::SubnetRec)>> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM net_ports WHERE device_owner = 'compute:nova' AND device_id != ''
+         AND (?1 IS NULL OR id IN (SELECT port_id FROM net_ips WHERE subnet_id = ?1))
+         AND (?2 IS NULL OR id = ?2) ORDER BY id",
+    )?;
+    let ids: Vec<String> = st
+        .query_map(rusqlite::params![subnet, port], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for p in get_ports_by_id(c, &ids)? {
+        let Some(ip) = p.fixed_ips.first() else {
+            continue;
+        };
+        if let Some(s) = super::get_subnet(c, &Scope::All, &ip.subnet_id)? {
+            out.push((p, s));
+        }
+    }
+    Ok(out)
+}
