@@ -42,6 +42,31 @@ pub fn sg_state(e: &network::Enforcement) -> SgState {
             });
         }
     }
+    // An allowed address pair's single address is filtered with its port's groups, when no
+    // other port has it (a VRRP address shared by two ports, a CIDR: not filtered).
+    let mut claims: std::collections::HashMap<std::net::Ipv4Addr, Vec<&m::PortRec>> =
+        std::collections::HashMap::new();
+    for p in &e.ports {
+        for a in &p.allowed_address_pairs {
+            if let Some(ip) = m::parse_v4(&a.ip_address)
+                .or_else(|| a.ip_address.strip_suffix("/32").and_then(m::parse_v4))
+            {
+                claims.entry(ip).or_default().push(p);
+            }
+        }
+    }
+    let mut pairs: Vec<SgPort> = claims
+        .into_iter()
+        .filter(|(ip, by)| by.len() == 1 && !ports.iter().any(|q| q.address == *ip))
+        .map(|(ip, by)| SgPort {
+            id: by[0].id.clone(),
+            address: ip,
+            groups: by[0].security_groups.clone(),
+            enabled: by[0].port_security,
+        })
+        .collect();
+    pairs.sort_by_key(|p| p.address);
+    ports.extend(pairs);
     let rules = e
         .rules
         .iter()
@@ -214,6 +239,45 @@ mod tests {
         assert_eq!(s.rules[3].protocol, None);
         assert_eq!((s.rules[4].protocol, s.rules[4].port_min), (Some(58), None));
         // hostnet takes it.
+        hostnet::sg::ruleset(&s).expect("a valid ruleset");
+    }
+
+    #[test]
+    fn a_pairs_own_address_is_filtered_with_its_ports_groups() {
+        let pair = |ip: &str| m::AddressPair {
+            ip_address: ip.into(),
+            mac_address: "fa:16:3e:00:00:01".into(),
+        };
+        let mut p1 = port("p1", &[Ipv4Addr::new(10, 0, 0, 5)], &["g1"]);
+        p1.allowed_address_pairs = vec![
+            pair("10.0.0.100"),
+            pair("10.0.0.200/32"),
+            pair("10.0.1.0/24"),
+            pair("10.0.0.50"),
+            pair("10.0.0.6"),
+        ];
+        let mut p2 = port("p2", &[Ipv4Addr::new(10, 0, 0, 6)], &["g2"]);
+        p2.allowed_address_pairs = vec![pair("10.0.0.50")];
+        let s = sg_state(&network::Enforcement {
+            ports: vec![p1, p2],
+            rules: Vec::new(),
+        });
+        let of = |a: [u8; 4]| {
+            s.ports
+                .iter()
+                .filter(|p| p.address == Ipv4Addr::from(a))
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of([10, 0, 0, 100]), ["p1"]);
+        assert_eq!(of([10, 0, 0, 200]), ["p1"]);
+        assert!(of([10, 0, 0, 50]).is_empty(), "shared by two ports");
+        assert_eq!(
+            of([10, 0, 0, 6]),
+            ["p2"],
+            "another port's own address stays its"
+        );
+        assert_eq!(s.ports.len(), 4);
         hostnet::sg::ruleset(&s).expect("a valid ruleset");
     }
 }

@@ -532,3 +532,104 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
     for s in ("kc-ctr", "kc-vm"):
         box.osc("server", "delete", "--wait", s, **demo)
     kernel_and_database_agree(box, admin, set())
+
+
+# A client bound to a chosen source address (run in a container's namespace).
+PROBE_FROM = r"""
+import socket, sys
+src, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
+    s = socket.create_connection((host, port), timeout=2, source_address=(src, 0))
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    s.settimeout(2)
+    got = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    print(got.decode(errors="replace"))
+except OSError as e:
+    print("FAIL", e)
+"""
+
+
+def probe_from(pid, src, host, port):
+    return subprocess.run(in_ns_of(pid) + ["python3", "-c", PROBE_FROM, src, host, str(port)],
+                          capture_output=True, text=True, timeout=20).stdout
+
+
+def dnsmasq_args(bridge):
+    """The command line of the dnsmasq serving `bridge`, or []."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if args and args[0].endswith("dnsmasq") and f"--interface={bridge}" in args:
+            return args
+    return []
+
+
+def test_subnet_options_and_address_pairs_follow_the_api(netbox):
+    box = netbox
+    demo = {"cloud": "onebox-demo"}
+    net = box.osc_json("network", "create", "ap-net", **demo)
+    box.osc_json("subnet", "create", "--network", "ap-net", "--subnet-range", "10.196.0.0/24",
+                 "--dns-nameserver", "10.196.0.53",
+                 "--host-route", "destination=192.168.99.0/24,gateway=10.196.0.254",
+                 "ap-sub", **demo)
+    box.osc_json("security group", "create", "ap-open", **demo)
+    box.osc_json("security group rule", "create", "--ingress", "--protocol", "tcp",
+                 "--dst-port", "8080", "--remote-ip", "0.0.0.0/0", "ap-open", **demo)
+
+    def server(name, image, flavor):
+        s = box.osc_json("server", "create", "--image", image, "--flavor", flavor,
+                         "--network", "ap-net", "--security-group", "ap-open", "--wait",
+                         name, **demo)
+        assert s["status"] == "ACTIVE"
+        return s["id"]
+
+    p = server("ap-p", "rootfs", "m1.tiny")
+    q = server("ap-q", "rootfs", "m1.tiny")
+    server("ap-vm", "tr-tiny", "tr.vm")
+    pid_p = init_pid(box, p)
+
+    # The subnet's DNS server and host route inside the container.
+    with open(f"/proc/{pid_p}/root/etc/resolv.conf") as f:
+        assert "nameserver 10.196.0.53" in f.read()
+    routes = sh(*in_ns_of(pid_p), "ip", "-4", "route").stdout
+    assert "192.168.99.0/24 via 10.196.0.254" in routes, routes
+    # The VM's dnsmasq offers them, and follows a subnet update at once.
+    bridge = bridge_name(net["id"])
+    args = dnsmasq_args(bridge)
+    assert "--dhcp-option=6,10.196.0.53" in args, args
+    assert any("192.168.99.0/24,10.196.0.254" in a for a in args), args
+    box.osc("subnet", "set", "--no-dns-nameservers", "--dns-nameserver", "10.196.0.54",
+            "ap-sub", **demo)
+    assert wait(lambda: "--dhcp-option=6,10.196.0.54" in dnsmasq_args(bridge), 10), \
+        dnsmasq_args(bridge)
+    box.osc("subnet", "set", "--no-dhcp", "ap-sub", **demo)
+    assert wait(lambda: not dnsmasq_args(bridge), 10), "DHCP off: no dnsmasq"
+    box.osc("subnet", "set", "--dhcp", "ap-sub", **demo)
+    assert wait(lambda: dnsmasq_args(bridge), 10), "DHCP on again"
+
+    # An address of the container's own is a spoof until the port allows it as a pair.
+    q_addr = address(box, q)[0]
+    vip = "10.196.0.100"
+    sh(*in_ns_of(pid_p), "ip", "addr", "add", f"{vip}/32", "dev", "eth0")
+    assert "hello from ap-q" in probe(in_ns_of(pid_p), q_addr, 8080), "its own address works"
+    assert "FAIL" in probe_from(pid_p, vip, q_addr, 8080), "no pair: dropped"
+    listed = box.osc_json("port", "list", "--server", "ap-p", **demo)[0]
+    port, mac = listed["ID"], listed["MAC Address"]
+    box.osc("port", "set", "--allowed-address", f"ip-address={vip}", port, **demo)
+    assert wait(lambda: "hello from ap-q" in probe_from(pid_p, vip, q_addr, 8080), 10), \
+        "the pair's address reaches a neighbour"
+    # The CLI removes a pair only when it names the MAC the port shows (as with Neutron).
+    box.osc("port", "unset", "--allowed-address", f"ip-address={vip},mac-address={mac}", port,
+            **demo)
+    assert wait(lambda: "FAIL" in probe_from(pid_p, vip, q_addr, 8080), 10), \
+        "the pair removed: dropped again"
+    for s in ("ap-p", "ap-q", "ap-vm"):
+        box.osc("server", "delete", "--wait", s, **demo)
