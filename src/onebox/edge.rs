@@ -93,18 +93,11 @@ fn plugged_view(p: &network::Plugged) -> (hostnet::ports::PortDef, String, drive
         secured: p.port.port_security,
         ..hostnet::ports::PortDef::new("", "", &p.port.mac_address, address)
     };
-    let gateway = s
-        .gateway_ip
-        .unwrap_or_else(|| std::net::Ipv4Addr::from(s.cidr.first() + 1));
     let port = driver::Port {
         cidr: s.cidr.to_string(),
-        gateway: gateway.to_string(),
+        gateway: s.gateway_or_first().to_string(),
         dns_nameservers: s.dns_nameservers.clone(),
-        host_routes: s
-            .host_routes
-            .iter()
-            .map(|r| (r.destination.clone(), r.nexthop.clone()))
-            .collect(),
+        host_routes: s.route_pairs(),
         dhcp: s.enable_dhcp,
         ..Default::default()
     };
@@ -328,33 +321,15 @@ mod tests {
 
     #[test]
     fn a_plugged_port_is_pinned_and_offered_as_its_records_say() {
-        use model::network::{AddressPair, HostRoute, PortRec, SubnetRec};
-        let port = PortRec {
-            id: "port".into(),
-            network_id: "5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab".into(),
-            project_id: ProjectId::new("p"),
-            name: String::new(),
-            description: String::new(),
+        use model::network::{AddressPair, HostRoute, SubnetRec};
+        let mut port = crate::nethost::tests::port("port", &[Ipv4Addr::new(10, 9, 0, 5)], &[]);
+        port.network_id = "5f2a1c3e-9b7d-4e0a-8c6f-0123456789ab".into();
+        port.device_id = "server".into();
+        port.device_owner = "compute:nova".into();
+        port.allowed_address_pairs = vec![AddressPair {
+            ip_address: "10.9.0.100".into(),
             mac_address: "fa:16:3e:00:00:01".into(),
-            admin_state_up: true,
-            status: "ACTIVE".into(),
-            device_id: "server".into(),
-            device_owner: "compute:nova".into(),
-            port_security: true,
-            fixed_ips: vec![FixedIp {
-                subnet_id: "s".into(),
-                ip_address: Ipv4Addr::new(10, 9, 0, 5),
-            }],
-            security_groups: Vec::new(),
-            allowed_address_pairs: vec![AddressPair {
-                ip_address: "10.9.0.100".into(),
-                mac_address: "fa:16:3e:00:00:01".into(),
-            }],
-            compute_owned: true,
-            position: 0,
-            tags: Vec::new(),
-            stamp: stamp(),
-        };
+        }];
         let subnet = SubnetRec {
             id: "s".into(),
             network_id: port.network_id.clone(),

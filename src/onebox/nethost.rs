@@ -117,7 +117,7 @@ impl NetHost {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::Ipv4Addr;
 
     use chrono::Utc;
@@ -126,7 +126,7 @@ mod tests {
 
     use super::*;
 
-    fn stamp() -> Stamp {
+    pub(crate) fn stamp() -> Stamp {
         Stamp {
             revision: 1,
             created_at: Utc::now(),
@@ -134,7 +134,7 @@ mod tests {
         }
     }
 
-    fn port(id: &str, ips: &[Ipv4Addr], groups: &[&str]) -> PortRec {
+    pub(crate) fn port(id: &str, ips: &[Ipv4Addr], groups: &[&str]) -> PortRec {
         PortRec {
             id: id.into(),
             network_id: "n".into(),

@@ -60,12 +60,14 @@ def sh(*cmd, check=True):
 
 
 # A client run inside a network namespace (a container's, by its init's pid, or the
-# outside's): connects, sends, and prints what came back, or FAIL.
+# outside's): connects (from the source address given third, if any), sends, and prints
+# what came back, or FAIL.
 PROBE = r"""
 import socket, sys
 host, port = sys.argv[1], int(sys.argv[2])
+source = (sys.argv[3], 0) if len(sys.argv) > 3 else None
 try:
-    s = socket.create_connection((host, port), timeout=2)
+    s = socket.create_connection((host, port), timeout=2, source_address=source)
     s.sendall(b"GET / HTTP/1.0\r\n\r\n")
     s.settimeout(2)
     got = b""
@@ -534,28 +536,10 @@ def test_kill_9_mid_network_calls_leaves_kernel_and_database_in_agreement(netbox
     kernel_and_database_agree(box, admin, set())
 
 
-# A client bound to a chosen source address (run in a container's namespace).
-PROBE_FROM = r"""
-import socket, sys
-src, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-try:
-    s = socket.create_connection((host, port), timeout=2, source_address=(src, 0))
-    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-    s.settimeout(2)
-    got = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        got += d
-    print(got.decode(errors="replace"))
-except OSError as e:
-    print("FAIL", e)
-"""
-
 
 def probe_from(pid, src, host, port):
-    return subprocess.run(in_ns_of(pid) + ["python3", "-c", PROBE_FROM, src, host, str(port)],
+    """`probe` from a container's namespace, bound to the source address `src`."""
+    return subprocess.run(in_ns_of(pid) + ["python3", "-c", PROBE, host, str(port), src],
                           capture_output=True, text=True, timeout=20).stdout
 
 

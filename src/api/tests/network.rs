@@ -3,26 +3,12 @@
 
 mod common;
 
+use common::neutron as call;
+use common::neutron_error;
+
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, Resp, TestApp};
 use serde_json::{Value, json};
-
-async fn call(app: &TestApp, m: Method, uri: &str, token: &str, body: Option<Value>) -> Resp {
-    app.call(
-        m,
-        &format!("/network/v2.0{uri}"),
-        &[("x-auth-token", token)],
-        body,
-    )
-    .await
-}
-
-fn neutron_error(r: &Resp, status: u16, kind: &str) {
-    assert_eq!(r.status.as_u16(), status, "{}", r.text);
-    assert_eq!(r.body["NeutronError"]["type"], kind, "{}", r.text);
-    assert!(r.body["NeutronError"]["message"].is_string(), "{}", r.text);
-    assert_eq!(r.body["NeutronError"]["detail"], "", "{}", r.text);
-}
 
 async fn net(app: &TestApp, t: &str, name: &str) -> String {
     let r = call(

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::neutron as call;
+
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
@@ -51,11 +53,6 @@ fn edge() -> network::EdgeConfig {
 async fn boxed() -> (TestApp, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
     (TestApp::with_external(edge(), rec.clone()).await, rec)
-}
-
-async fn call(app: &TestApp, m: Method, uri: &str, token: &str, body: Option<Value>) -> Resp {
-    let h = [("x-auth-token", token)];
-    app.call(m, &format!("/network/v2.0{uri}"), &h, body).await
 }
 
 /// Asserts a Neutron fault: status, type and message.

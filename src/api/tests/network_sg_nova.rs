@@ -4,19 +4,11 @@
 
 mod common;
 
+use common::neutron as call;
+
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, Resp, TestApp};
 use serde_json::{Value, json};
-
-async fn call(app: &TestApp, m: Method, uri: &str, token: &str, body: Option<Value>) -> Resp {
-    app.call(
-        m,
-        &format!("/network/v2.0{uri}"),
-        &[("x-auth-token", token)],
-        body,
-    )
-    .await
-}
 
 async fn group(app: &TestApp, t: &str, name: &str) -> String {
     let r = call(

@@ -128,42 +128,73 @@ fn leased(guest: &Netns) -> bool {
         .success()
 }
 
+/// A bridge in an "edge" namespace with a dnsmasq directory, and a guest namespace whose
+/// `eth0` (MAC `mac`) is plugged into it through the veth `host_if`. `None` when the test
+/// cannot run here (no root or no dnsmasq).
+struct Lab {
+    data: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    dhcp: Dhcp,
+    edge: Netns,
+    guest: Netns,
+    bridge: String,
+    _stop: StopDnsmasq,
+}
+
+impl Lab {
+    fn new(net: &hostnet::NetworkDef, host_if: &str, mac: &str) -> Option<Self> {
+        let root = std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+        let have = Command::new("dnsmasq").arg("--version").output().is_ok();
+        if !root || !have {
+            assert!(!required(), "this test needs root and dnsmasq");
+            eprintln!("skipped: needs root and dnsmasq");
+            return None;
+        }
+        let data = tempfile::tempdir().expect("tempdir");
+        let dir = data.path().join("dhcp");
+        let dhcp = Dhcp::new("dnsmasq".into(), dir.clone());
+        let (edge, guest) = (Netns::new(), Netns::new());
+        let bridge = edge.run(|| hostnet::ensure_bridge(net).expect("bridge"));
+        let stop = StopDnsmasq(dir.join(&bridge).join("pid"));
+        edge.ok(&[
+            "ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+        ]);
+        edge.ok(&["ip", "link", "set", host_if, "master", &bridge, "up"]);
+        edge.ok(&["ip", "link", "set", "eth0", "netns", &guest.pid()]);
+        guest.ok(&["ip", "link", "set", "eth0", "address", mac, "up"]);
+        Some(Self {
+            data,
+            dir,
+            dhcp,
+            edge,
+            guest,
+            bridge,
+            _stop: stop,
+        })
+    }
+}
+
 #[test]
 fn attack_dnsmasq_runs_unprivileged_and_still_serves_leases() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
-    let have = Command::new("dnsmasq").arg("--version").output().is_ok();
-    if !root || !have {
-        assert!(!required(), "this test needs root and dnsmasq");
-        eprintln!("skipped: needs root and dnsmasq");
-        return;
-    }
-    let data = tempfile::tempdir().expect("tempdir");
-    let dir = data.path().join("dhcp");
-    let dhcp = Dhcp::new("dnsmasq".into(), dir.clone());
-    let (edge, guest) = (Netns::new(), Netns::new());
     let net = hostnet::NetworkDef {
         id: "d0d0d0d0-0000-4000-8000-0000000000d1".into(),
         cidr: "10.252.0.0/16".into(),
         gateway: "10.252.0.1".into(),
         forwarding: false,
     };
-    let bridge = edge.run(|| hostnet::ensure_bridge(&net).expect("bridge"));
-    let _stop = StopDnsmasq(dir.join(&bridge).join("pid"));
-    edge.ok(&[
-        "ip", "link", "add", "obd1", "type", "veth", "peer", "name", "eth0",
-    ]);
-    edge.ok(&["ip", "link", "set", "obd1", "master", &bridge, "up"]);
-    edge.ok(&["ip", "link", "set", "eth0", "netns", &guest.pid()]);
-    guest.ok(&[
-        "ip",
-        "link",
-        "set",
-        "eth0",
-        "address",
-        "fa:16:3e:00:0d:01",
-        "up",
-    ]);
+    let Some(lab) = Lab::new(&net, "obd1", "fa:16:3e:00:0d:01") else {
+        return;
+    };
+    let Lab {
+        data: _,
+        dir,
+        dhcp,
+        edge,
+        guest,
+        bridge,
+        _stop: _stop_dnsmasq,
+    } = lab;
 
     // Another server first: the guest's MAC is not known, no lease.
     let other = port("fa:16:3e:00:0d:99", "10.252.0.99");
@@ -231,40 +262,24 @@ fn offered(guest: &Netns, dir: &std::path::Path) -> Option<String> {
 
 #[test]
 fn a_subnets_dns_servers_and_host_routes_reach_the_guest_and_dhcp_off_stops_answering() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
-    let have = Command::new("dnsmasq").arg("--version").output().is_ok();
-    if !root || !have {
-        assert!(!required(), "this test needs root and dnsmasq");
-        eprintln!("skipped: needs root and dnsmasq");
-        return;
-    }
-    let data = tempfile::tempdir().expect("tempdir");
-    let dir = data.path().join("dhcp");
-    let dhcp = Dhcp::new("dnsmasq".into(), dir.clone());
-    let (edge, guest) = (Netns::new(), Netns::new());
     let net = hostnet::NetworkDef {
         id: "d0d0d0d0-0000-4000-8000-0000000000d2".into(),
         cidr: "10.251.0.0/24".into(),
         gateway: "10.251.0.1".into(),
         forwarding: false,
     };
-    let bridge = edge.run(|| hostnet::ensure_bridge(&net).expect("bridge"));
-    let _stop = StopDnsmasq(dir.join(&bridge).join("pid"));
-    edge.ok(&[
-        "ip", "link", "add", "obd2", "type", "veth", "peer", "name", "eth0",
-    ]);
-    edge.ok(&["ip", "link", "set", "obd2", "master", &bridge, "up"]);
-    edge.ok(&["ip", "link", "set", "eth0", "netns", &guest.pid()]);
-    guest.ok(&[
-        "ip",
-        "link",
-        "set",
-        "eth0",
-        "address",
-        "fa:16:3e:00:0e:01",
-        "up",
-    ]);
+    let Some(lab) = Lab::new(&net, "obd2", "fa:16:3e:00:0e:01") else {
+        return;
+    };
+    let Lab {
+        data,
+        dir: _,
+        dhcp,
+        edge,
+        guest,
+        bridge,
+        _stop: _stop_dnsmasq,
+    } = lab;
     let mut mine = Port {
         network_id: net.id.clone(),
         cidr: net.cidr.clone(),

@@ -72,6 +72,23 @@ pub struct SubnetRec {
     pub stamp: Stamp,
 }
 
+impl SubnetRec {
+    /// The gateway guests use: `gateway_ip`, else the subnet's first address (the bridge's
+    /// own address is always there).
+    pub fn gateway_or_first(&self) -> Ipv4Addr {
+        self.gateway_ip
+            .unwrap_or_else(|| Ipv4Addr::from(self.cidr.first() + 1))
+    }
+
+    /// `host_routes` as (destination, next hop).
+    pub fn route_pairs(&self) -> Vec<(String, String)> {
+        self.host_routes
+            .iter()
+            .map(|r| (r.destination.clone(), r.nexthop.clone()))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FixedIp {
     pub subnet_id: String,

@@ -438,3 +438,23 @@ pub fn assert_identity_error(r: &Resp, status: u16) {
         r.text
     );
 }
+
+/// A request to the networking API (`/network/v2.0{uri}`) with `token`.
+pub async fn neutron(
+    app: &TestApp,
+    m: Method,
+    uri: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Resp {
+    let h = [("x-auth-token", token)];
+    app.call(m, &format!("/network/v2.0{uri}"), &h, body).await
+}
+
+/// Asserts a fault in Neutron's shape: the status, `type`, a message and an empty `detail`.
+pub fn neutron_error(r: &Resp, status: u16, kind: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.text);
+    assert_eq!(r.body["NeutronError"]["type"], kind, "{}", r.text);
+    assert!(r.body["NeutronError"]["message"].is_string(), "{}", r.text);
+    assert_eq!(r.body["NeutronError"]["detail"], "", "{}", r.text);
+}

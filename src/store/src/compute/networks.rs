@@ -25,22 +25,13 @@ fn backend_view(n: &model::network::NetworkRec, s: &model::network::SubnetRec) -
         name: n.name.clone(),
         project_id: Some(n.project_id.clone()),
         cidr: s.cidr.to_string(),
-        gateway: s
-            .gateway_ip
-            .map(|g| g.to_string())
-            .unwrap_or_else(|| Ipv4Addr::from(s.cidr.first() + 1).to_string()),
+        gateway: s.gateway_or_first().to_string(),
         mtu: n.mtu,
         dns_nameservers: s.dns_nameservers.clone(),
-        host_routes: s
-            .host_routes
-            .iter()
-            .map(|r| (r.destination.clone(), r.nexthop.clone()))
-            .collect(),
+        host_routes: s.route_pairs(),
         enable_dhcp: s.enable_dhcp,
     }
 }
-
-use std::net::Ipv4Addr;
 
 /// The networks a project may attach servers to (its own, shared ones), each with a subnet.
 pub fn project_networks(c: &Connection, p: &ProjectId) -> Result<Vec<Network>> {
