@@ -21,6 +21,7 @@ from conftest import Onebox, free_port
 
 INIT = """#!/bin/sh
 echo "onebox-test: booted $(hostname)"
+[ -x /etc/onebox/user-data ] && /etc/onebox/user-data
 mkdir -p /www
 echo "hello from $(hostname)" > /www/index.html
 httpd -f -p 8080 -h /www &
@@ -171,3 +172,49 @@ def test_an_lxc_image_gives_a_container_that_survives_kill_9_of_onebox(box):
 
     box.osc("server", "delete", "--wait", srv["id"], cloud="onebox-demo")
     assert not os.path.exists(os.path.join(box.data_dir, "instances", srv["id"]))
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHhsNhGq2Y6gFHm0mF0ELQ9pvw1Ckz6yEo3dxS6KsZ9X ctr@test"
+
+
+def test_a_container_gets_its_user_data_key_and_config_drive(box):
+    """user_data, key_name and config_drive reach a container as they reach a libvirt-LXC
+    guest: the config drive's files where cloud-init's ConfigDrive source reads them, the
+    user data where the image's init runs it, the key in root's authorized_keys (the image
+    has no cloud-init)."""
+    with tempfile.TemporaryDirectory() as d:
+        tarball = os.path.join(d, "rootfs.tar")
+        build_rootfs(tarball)
+        box.osc("image", "create", "--disk-format", "raw", "--container-format", "bare",
+                "--property", "hypervisor_type=lxc", "--public", "--file", tarball, "rootfs")
+        pub = os.path.join(d, "k.pub")
+        with open(pub, "w") as f:
+            f.write(KEY + "\n")
+        box.osc("keypair", "create", "--public-key", pub, "ctr-key", cloud="onebox-demo")
+        ud = os.path.join(d, "ud.sh")
+        with open(ud, "w") as f:
+            f.write("#!/bin/sh\necho onebox-test: user-data ran as $(id -u)\n")
+        srv = box.osc_json("server", "create", "--image", "rootfs", "--flavor", "m1.tiny",
+                           "--nic", "auto", "--key-name", "ctr-key", "--user-data", ud,
+                           "--config-drive", "true", "--wait", "ctr-seed", cloud="onebox-demo")
+    assert srv["status"] == "ACTIVE"
+    assert wait(lambda: "onebox-test: user-data ran as 0" in box.osc(
+        "console", "log", "show", srv["id"], cloud="onebox-demo").stdout), "the user data ran"
+    root = f"/proc/{init_pid(box, srv['id'])}/root"
+    with open(f"{root}/root/.ssh/authorized_keys") as f:
+        assert f.read() == KEY + "\n"
+    cd = f"{root}/var/lib/cloud/seed/config_drive/openstack/latest"
+    with open(f"{cd}/meta_data.json") as f:
+        md = json.load(f)
+    assert md["uuid"] == srv["id"], md
+    assert {k: v.strip() for k, v in md["public_keys"].items()} == {"ctr-key": KEY}, md
+    with open(f"{cd}/user_data") as f:
+        assert "user-data ran" in f.read()
+    with open(f"{cd}/network_data.json") as f:
+        assert json.load(f)["links"], "the container's ports"
+    # A reboot writes the same again; the key is not added twice.
+    box.osc("server", "reboot", "--hard", "--wait", srv["id"], cloud="onebox-demo")
+    root = f"/proc/{init_pid(box, srv['id'])}/root"
+    with open(f"{root}/root/.ssh/authorized_keys") as f:
+        assert f.read() == KEY + "\n"
+    box.osc("server", "delete", "--wait", srv["id"], cloud="onebox-demo")

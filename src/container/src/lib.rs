@@ -28,6 +28,7 @@ mod mounts;
 mod net;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seed;
 pub mod shim;
 pub mod state;
 mod sys;
@@ -469,6 +470,7 @@ impl ComputeDriver for ContainerDriver {
             for d in [p.upper(), p.work(), p.rootfs()] {
                 std::fs::create_dir_all(&d).map_err(failed)?;
             }
+            seed::write(&p.seed(), spec).map_err(failed)?;
             userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
             self.boot(&p, &mut inst)
         })();
@@ -649,6 +651,7 @@ impl ComputeDriver for ContainerDriver {
             let _ = std::fs::remove_dir_all(&d);
             std::fs::create_dir_all(&d).map_err(failed)?;
         }
+        seed::write(&p.seed(), spec).map_err(failed)?;
         userns::prepare_layers(&p, &mut inst, self.cfg.idmapped_lower).map_err(failed)?;
         self.boot(&p, &mut inst)
     }

@@ -11,7 +11,8 @@
 //! its namespace's root, mounts the overlay itself when it has no user namespace, writes
 //! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`, mounts `/proc` (with masked and
 //! read-only paths), a read-only `/sys` and a `/dev` of the standard nodes
-//! ([`crate::mounts`]), sets the hostname, pivots into the root, drops capabilities to a
+//! ([`crate::mounts`]), sets the hostname, pivots into the root, writes the server's user
+//! data, key and config drive there ([`crate::seed`]), drops capabilities to a
 //! default set, sets `no_new_privs`, installs the seccomp filter ([`crate::seccomp`]) and
 //! executes init. The shim records the boot (pids and start times) in `boot.json`, copies
 //! init's stdout and stderr into the capped console log, waits for init and records how it
@@ -339,6 +340,8 @@ fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> R
     // host's root (the data directory may be closed to others); then, in a user namespace,
     // init becomes the namespace's root: an unprivileged user of the host.
     nix::unistd::chdir(dir).map_err(|e| format!("entering {}: {e}", dir.display()))?;
+    // Read as the host's root; written once inside the container's root.
+    let seed = crate::seed::read(&Paths::new(dir).seed());
     if inst.user_namespace.is_some() {
         // The shim mounted the root already.
         become_namespace_root()?;
@@ -366,6 +369,9 @@ fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> R
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detaching the old root: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    if let Err(e) = crate::seed::apply(&seed, Path::new("/")) {
+        eprintln!("onebox: the server's metadata was not written: {e}");
+    }
 
     drop_capabilities()?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;

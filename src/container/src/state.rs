@@ -167,6 +167,10 @@ impl Paths {
     }
     /// The overlay's upper layer: on the layer file system when the instance has one
     /// ([`crate::layer`]), else in the instance directory (instances made before it).
+    /// What the container gets of its server's metadata ([`crate::seed`]).
+    pub fn seed(&self) -> PathBuf {
+        self.dir.join("seed")
+    }
     pub fn upper(&self) -> PathBuf {
         self.layer_parent().join("upper")
     }

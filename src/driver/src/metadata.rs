@@ -144,6 +144,33 @@ pub fn vendor_data() -> Value {
     json!({})
 }
 
+/// The files of a config drive, by path within it: `openstack/<version>/…` for each
+/// version Nova writes and `ec2/<version>/…`.
+pub fn config_drive_files(spec: &InstanceSpec) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let files = openstack_files(spec);
+    for v in [
+        "latest",
+        "2012-08-10",
+        "2013-04-04",
+        "2013-10-17",
+        "2016-06-30",
+        "2018-08-27",
+    ] {
+        for (name, body) in &files {
+            out.push((format!("openstack/{v}/{name}"), body.clone()));
+        }
+    }
+    let ec2 = serde_json::to_vec(&ec2_meta_data_json(spec)).unwrap_or_default();
+    for v in ["latest", "2009-04-04"] {
+        out.push((format!("ec2/{v}/meta-data.json"), ec2.clone()));
+        if let Some(u) = &spec.user_data {
+            out.push((format!("ec2/{v}/user-data"), user_data_bytes(u)));
+        }
+    }
+    out
+}
+
 /// The files of one OpenStack version directory, by name.
 pub fn openstack_files(spec: &InstanceSpec) -> BTreeMap<&'static str, Vec<u8>> {
     let mut f = BTreeMap::new();

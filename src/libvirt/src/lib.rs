@@ -309,33 +309,12 @@ impl LibvirtDriver {
         let tree = dir.join(format!("{name}.tree"));
         let _ = std::fs::remove_dir_all(&tree);
         let io = |what: &Path, e| Error::Io(format!("writing {}", what.display()), e);
-        let files = driver::metadata::openstack_files(spec);
-        for v in [
-            "latest",
-            "2012-08-10",
-            "2013-04-04",
-            "2013-10-17",
-            "2016-06-30",
-            "2018-08-27",
-        ] {
-            let d = tree.join("openstack").join(v);
-            std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
-            for (name, body) in &files {
-                let f = d.join(name);
-                std::fs::write(&f, body).map_err(|e| io(&f, e))?;
+        for (path, body) in driver::metadata::config_drive_files(spec) {
+            let f = tree.join(path);
+            if let Some(d) = f.parent() {
+                std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
             }
-        }
-        for v in ["latest", "2009-04-04"] {
-            let d = tree.join("ec2").join(v);
-            std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
-            let f = d.join("meta-data.json");
-            let body =
-                serde_json::to_vec(&driver::metadata::ec2_meta_data_json(spec)).unwrap_or_default();
             std::fs::write(&f, body).map_err(|e| io(&f, e))?;
-            if let Some(u) = &spec.user_data {
-                let f = d.join("user-data");
-                std::fs::write(&f, driver::metadata::user_data_bytes(u)).map_err(|e| io(&f, e))?;
-            }
         }
         let iso = dir.join(name);
         let r = self.disks.iso(&tree, &iso);
