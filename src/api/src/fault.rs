@@ -39,6 +39,10 @@ pub struct Fault {
     pub retry_after: Option<u64>,
     /// The error's type where the service names one (Neutron's `NeutronError.type`).
     pub kind: Option<&'static str>,
+    /// Nova answers it with webob's plain page (an unknown URL or method, a body too
+    /// large) rather than a fault: HTML, or a small JSON document when the client accepts
+    /// JSON.
+    pub webob: bool,
 }
 
 impl Fault {
@@ -48,12 +52,19 @@ impl Fault {
             message: message.into(),
             retry_after: None,
             kind: None,
+            webob: false,
         }
     }
 
     /// The same fault with a type name (Neutron's `NetworkNotFound`, …).
     pub fn kind(mut self, kind: &'static str) -> Self {
         self.kind = Some(kind);
+        self
+    }
+
+    /// The same fault, answered with webob's plain page under compute (see [`Fault::webob`]).
+    pub fn webob(mut self) -> Self {
+        self.webob = true;
         self
     }
 
@@ -87,8 +98,10 @@ impl Fault {
         )
     }
 
+    /// A body past [`crate::extract::MAX_BODY`] (Nova's `max_request_body_size`): webob's
+    /// page under compute.
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large.")
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large.").webob()
     }
 
     /// An unexpected failure. The cause is logged here and never shown to the client.
@@ -194,13 +207,35 @@ fn reason(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
+/// Marks webob's page: Nova's router answered it, so it carries no microversion headers.
+#[derive(Clone, Copy, Debug)]
+pub struct WebobPage;
+
+/// Whether `resp` is (or will be rendered as) webob's page.
+pub fn is_webob(resp: &Response) -> bool {
+    resp.extensions().get::<WebobPage>().is_some()
+        || resp.extensions().get::<Fault>().is_some_and(|f| f.webob)
+}
+
 /// Marks a response whose error body is final.
 #[derive(Clone, Copy, Debug)]
 struct Rendered;
 
 /// Renders a fault in the format of `service`.
 pub fn render_fault(service: Service, fault: &Fault) -> Response {
-    let mut r = render_body(service, fault);
+    render_fault_for(service, fault, false)
+}
+
+/// Renders a fault in the format of `service`, for a client that accepts JSON (`json`) or
+/// not (what webob's plain pages are negotiated on).
+fn render_fault_for(service: Service, fault: &Fault, json: bool) -> Response {
+    let mut r = if service == Service::Compute && fault.webob {
+        let mut r = webob_page(fault, json);
+        r.extensions_mut().insert(WebobPage);
+        r
+    } else {
+        render_body(service, fault)
+    };
     if let Some(secs) = fault.retry_after {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -283,6 +318,47 @@ fn render_body(service: Service, fault: &Fault) -> Response {
     r
 }
 
+/// webob's page for an error no handler made (Nova's router, its body size limit).
+fn webob_page(fault: &Fault, json: bool) -> Response {
+    let status = fault.status;
+    // webob's names, older than the RFC's (413 "Payload Too Large").
+    let title = match status.as_u16() {
+        413 => "Request Entity Too Large",
+        _ => reason(status),
+    };
+    // Nova's own text, its placeholder unfilled.
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "Request is too large. Larger than max_request_body_size (%s)."
+    } else {
+        fault.message.as_str()
+    };
+    let code = format!("{} {title}", status.as_u16());
+    let (body, ct) = if json {
+        (
+            json!({
+                "message": format!("{message}<br /><br />\n\n\n"),
+                "code": code,
+                "title": title,
+            })
+            .to_string(),
+            "application/json",
+        )
+    } else {
+        (
+            format!(
+                "<html>\n <head>\n  <title>{code}</title>\n </head>\n <body>\n  <h1>{code}</h1>\n  {}<br /><br />\n\n\n\n </body>\n</html>",
+                html_escape(message)
+            ),
+            "text/html; charset=UTF-8",
+        )
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -295,6 +371,11 @@ pub async fn render(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
     let mut resp = next.run(req).await;
     // An inner service's layer has already written this error in its own format (Glance's
     // HTML is not JSON, and would otherwise look like a framework error to the outer layer).
@@ -302,7 +383,7 @@ pub async fn render(
         return resp;
     }
     if let Some(fault) = resp.extensions_mut().remove::<Fault>() {
-        let mut out = render_fault(service, &fault);
+        let mut out = render_fault_for(service, &fault, json);
         carry_headers(&resp, &mut out);
         return out;
     }
@@ -317,7 +398,7 @@ pub async fn render(
         // answers these as unknown URLs.
         let fault = match status {
             StatusCode::METHOD_NOT_ALLOWED if service == Service::Compute => {
-                Fault::not_found("The resource could not be found.")
+                Fault::not_found("The resource could not be found.").webob()
             }
             StatusCode::METHOD_NOT_ALLOWED => {
                 Fault::new(status, "The method is not allowed for the requested URL.")
@@ -326,7 +407,7 @@ pub async fn render(
             s if s.is_server_error() => Fault::internal(&format!("framework error {s}")),
             s => Fault::new(s, reason(s)),
         };
-        let mut out = render_fault(service, &fault);
+        let mut out = render_fault_for(service, &fault, json);
         carry_headers(&resp, &mut out);
         return out;
     }
@@ -336,8 +417,13 @@ pub async fn render(
 /// Keeps headers that describe the exchange (request ids, auth challenge) on a re-rendered
 /// fault and drops those that described the old body.
 fn carry_headers(from: &Response, to: &mut Response) {
+    // webob's page comes from Nova's router, before any microversion is negotiated.
+    let webob = to.extensions().get::<WebobPage>().is_some();
     for (k, v) in from.headers() {
-        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+        let versioned = k == "openstack-api-version"
+            || k == "x-openstack-nova-api-version"
+            || k == header::VARY;
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH && !(webob && versioned) {
             to.headers_mut().append(k.clone(), v.clone());
         }
     }
@@ -346,4 +432,10 @@ fn carry_headers(from: &Response, to: &mut Response) {
 /// The fallback of every service router: an unknown URL.
 pub async fn unknown_route() -> Fault {
     Fault::not_found("The resource could not be found.")
+}
+
+/// The compute router's fallback: an unknown URL, answered with webob's page as Nova's
+/// router does.
+pub async fn unknown_compute_route() -> Fault {
+    Fault::not_found("The resource could not be found.").webob()
 }

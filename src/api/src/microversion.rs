@@ -119,7 +119,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     };
     req.extensions_mut().insert(version);
     let mut resp = next.run(req).await;
-    stamp(resp.headers_mut(), version);
+    if !crate::fault::is_webob(&resp) {
+        stamp(resp.headers_mut(), version);
+    }
     resp
 }
 

@@ -103,8 +103,7 @@ async fn the_legacy_v2_endpoint_ignores_version_headers() {
             None,
         )
         .await;
-    assert_compute_fault(&r, 404, "itemNotFound");
-    assert!(r.header("x-openstack-nova-api-version").is_none());
+    assert_webob_404(&r);
 }
 
 #[tokio::test]
@@ -154,25 +153,68 @@ async fn the_project_in_the_url_must_be_the_tokens() {
     }
 }
 
+/// webob's page for an unknown URL, as Nova's router answers one (no microversion headers).
+fn assert_webob_404(r: &common::Resp) {
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=UTF-8"));
+    assert_eq!(
+        r.text,
+        "<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n  <h1>404 Not Found</h1>\n  The resource could not be found.<br /><br />\n\n\n\n </body>\n</html>"
+    );
+    assert!(r.header("x-openstack-nova-api-version").is_none());
+}
+
 #[tokio::test]
 async fn unknown_routes_are_nova_404s() {
     let app = TestApp::new().await;
     let t = app.demo().await;
     for uri in ["/compute/v2.1/nonexistent", "/compute/v2.1/servers-ish/x"] {
         let r = app.get(uri, Some(&t)).await;
-        assert_compute_fault(&r, 404, "itemNotFound");
-        assert_eq!(r.header("x-openstack-nova-api-version"), Some("2.1"));
+        assert_webob_404(&r);
     }
     // A method the route does not serve is a 404 too, as Nova's router answers it.
+    for (m, uri) in [
+        (Method::PATCH, "/compute/v2.1/"),
+        (Method::DELETE, "/compute/v2.1/flavors"),
+    ] {
+        let r = app.call(m, uri, &[("x-auth-token", &t)], None).await;
+        assert_webob_404(&r);
+    }
+    // A client that accepts JSON gets webob's JSON document.
     let r = app
         .call(
-            Method::PATCH,
-            "/compute/v2.1/",
-            &[("x-auth-token", &t)],
+            Method::GET,
+            "/compute/v2.1/nonexistent",
+            &[("x-auth-token", &t), ("accept", "application/json")],
             None,
         )
         .await;
-    assert_compute_fault(&r, 404, "itemNotFound");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.body,
+        serde_json::json!({
+            "message": "The resource could not be found.<br /><br />\n\n\n",
+            "code": "404 Not Found",
+            "title": "Not Found"
+        })
+    );
+    // A body past Nova's max_request_body_size: webob's 413, in Nova's words.
+    let big = serde_json::json!({"keypair": {"name": "k", "public_key": "x".repeat(120_000)}});
+    let r = app
+        .call(
+            Method::POST,
+            "/compute/v2.1/os-keypairs",
+            &[("x-auth-token", &t), ("accept", "application/json")],
+            Some(big),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    assert_eq!(
+        r.body["message"],
+        "Request is too large. Larger than max_request_body_size (%s).<br /><br />\n\n\n"
+    );
+    assert_eq!(r.body["code"], "413 Request Entity Too Large");
     // Outside every service: onebox's own JSON 404.
     let r = app.get("/nowhere", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);

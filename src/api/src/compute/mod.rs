@@ -224,7 +224,7 @@ fn api_routes(state: AppState) -> Router {
         )
         .route("/{gone}", axum::routing::any(versions::gone))
         .route("/{gone}/{*rest}", axum::routing::any(versions::gone))
-        .fallback(fault::unknown_route)
+        .fallback(fault::unknown_compute_route)
         .with_state(state)
 }
 

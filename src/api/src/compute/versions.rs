@@ -139,6 +139,6 @@ pub async fn gone(
             StatusCode::GONE,
             "This resource is no longer available. No forwarding address is given.",
         ),
-        _ => crate::Fault::not_found("The resource could not be found."),
+        _ => crate::Fault::not_found("The resource could not be found.").webob(),
     }
 }
