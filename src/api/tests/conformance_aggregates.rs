@@ -974,3 +974,121 @@ async fn removed_apis_answer_410_on_novas_routes_only() {
         gone,
     );
 }
+
+/// A request to the metadata service as if from the guest at `from`.
+async fn metadata(
+    app: &TestApp,
+    from: &str,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    use tower::ServiceExt;
+    let peer: std::net::SocketAddr = format!("{from}:40000").parse().expect("addr");
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(axum::body::Body::from(body.to_owned()))
+        .expect("request");
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let r = api::metadata::router(app.compute.clone())
+        .oneshot(req)
+        .await
+        .expect("response");
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_guest_posts_its_password_once_and_its_project_reads_and_clears_it() {
+    let app = TestApp::new().await;
+    let member = api(&app, app.demo().await);
+    let id = member.create_server("guest").await;
+    let s = member
+        .call(Method::GET, &format!("/servers/{id}"), None)
+        .await;
+    let addr = s.body["server"]["addresses"]
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|v| v[0]["addr"].as_str())
+        .expect("an address")
+        .to_owned();
+    let (st, listing) = metadata(&app, &addr, Method::GET, "/openstack/latest", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(listing.lines().any(|l| l == "password"), "{listing}");
+    let (st, pw) = metadata(&app, &addr, Method::GET, "/openstack/latest/password", "").await;
+    assert_eq!((st, pw.as_str()), (StatusCode::OK, ""));
+
+    let (st, _) = metadata(
+        &app,
+        &addr,
+        Method::POST,
+        "/openstack/latest/password",
+        "c2VjcmV0",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = metadata(
+        &app,
+        &addr,
+        Method::POST,
+        "/openstack/latest/password",
+        "other",
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, pw) = metadata(&app, &addr, Method::GET, "/openstack/latest/password", "").await;
+    assert_eq!((st, pw.as_str()), (StatusCode::OK, "c2VjcmV0"));
+    let path = format!("/servers/{id}/os-server-password");
+    let r = member.call(Method::GET, &path, None).await;
+    assert_eq!(r.body, json!({"password": "c2VjcmV0"}));
+
+    // Too long, a path that takes no posts, and an address that is no guest's.
+    let long = "x".repeat(1021);
+    let (st, _) = metadata(
+        &app,
+        &addr,
+        Method::POST,
+        "/openstack/latest/password",
+        &long,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = metadata(
+        &app,
+        &addr,
+        Method::POST,
+        "/openstack/latest/meta_data.json",
+        "x",
+    )
+    .await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    let (st, _) = metadata(
+        &app,
+        "192.0.2.77",
+        Method::POST,
+        "/openstack/latest/password",
+        "x",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Cleared through the API, the guest may post again.
+    let r = member.call(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let (st, _) = metadata(
+        &app,
+        &addr,
+        Method::POST,
+        "/openstack/latest/password",
+        "bmV3",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let r = member.call(Method::GET, &path, None).await;
+    assert_eq!(r.body, json!({"password": "bmV3"}));
+}
