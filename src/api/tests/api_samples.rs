@@ -230,6 +230,8 @@ async fn responses_match_novas_samples() {
         "images",
         "os-aggregates",
         "os-rescue",
+        "os-quota-class-sets",
+        "os-server-password",
     ];
     let mut checked = Vec::new();
     let mut skipped = Vec::new();
@@ -694,6 +696,27 @@ async fn responses_match_novas_samples() {
                         )
                         .await
                     }
+                    ("os-quota-class-sets", "quota-classes-show-get-resp.json") => {
+                        ctx.call(Method::GET, "/os-quota-class-sets/default", None)
+                            .await
+                    }
+                    ("os-quota-class-sets", _) => {
+                        ctx.call(
+                            Method::PUT,
+                            "/os-quota-class-sets/default",
+                            req("quota-classes-update-post-req.json"),
+                        )
+                        .await
+                    }
+                    ("os-server-password", _) => {
+                        let id = ctx.server(false).await;
+                        ctx.call(
+                            Method::GET,
+                            &format!("/servers/{id}/os-server-password"),
+                            None,
+                        )
+                        .await
+                    }
                     (a, n) if OPERATOR_AREAS.contains(&a) || n.contains("-with-changes-") => {
                         match operator_sample(&ctx, a, n, &dir, &area_dir, min).await {
                             Ok(r) => r,
@@ -1082,6 +1105,7 @@ const LENIENT_NAMES: &[&str] = &[
 /// Areas whose operations only the admin may call.
 const ADMIN_AREAS: &[&str] = &[
     "os-aggregates",
+    "os-quota-class-sets",
     "os-hypervisors",
     "os-services",
     "os-simple-tenant-usage",
@@ -1406,10 +1430,58 @@ async fn operator_sample(
                 _ => return Err("no mapping"),
             }
         }
-        ("os-aggregates", "aggregates-list-get-resp.json") => {
-            ctx.call(Method::GET, "/os-aggregates", None).await
+        ("os-aggregates", n) => {
+            if n.contains("images") {
+                return Err("the image cache of an aggregate is not served");
+            }
+            let c = ctx
+                .call(
+                    Method::POST,
+                    "/os-aggregates",
+                    req("aggregate-post-req.json"),
+                )
+                .await;
+            if n == "aggregate-post-resp.json" {
+                return Ok(c);
+            }
+            assert_eq!(c.status.as_u16(), 200, "{}", c.text);
+            let agg = format!("/os-aggregates/{}", c.body["aggregate"]["id"]);
+            let action = format!("{agg}/action");
+            // The sample's host is Nova's; the box has its own.
+            let add = json!({"add_host": {"host": "box"}});
+            match n {
+                "aggregate-update-post-resp.json" => {
+                    ctx.call(Method::PUT, &agg, req("aggregate-update-post-req.json"))
+                        .await
+                }
+                "aggregates-add-host-post-resp.json" => {
+                    ctx.call(Method::POST, &action, Some(add)).await
+                }
+                "aggregates-get-resp.json" => ctx.call(Method::GET, &agg, None).await,
+                "aggregates-list-get-resp.json" => {
+                    ctx.call(Method::POST, &action, Some(add)).await;
+                    ctx.call(Method::GET, "/os-aggregates", None).await
+                }
+                "aggregates-metadata-post-resp.json" => {
+                    ctx.call(
+                        Method::POST,
+                        &action,
+                        req("aggregate-metadata-post-req.json"),
+                    )
+                    .await
+                }
+                "aggregates-remove-host-post-resp.json" => {
+                    ctx.call(Method::POST, &action, Some(add)).await;
+                    ctx.call(
+                        Method::POST,
+                        &action,
+                        Some(json!({"remove_host": {"host": "box"}})),
+                    )
+                    .await
+                }
+                _ => return Err("no mapping"),
+            }
         }
-        ("os-aggregates", _) => return Err("host aggregates: one box has none"),
         _ => return Err("no mapping"),
     })
 }

@@ -85,7 +85,7 @@ impl Compute {
                 }
                 let limit = match &project {
                     Some(p) => crate::quotas::limit_of(tx, p, "key_pairs")?,
-                    None => crate::quotas::default_limit("key_pairs"),
+                    None => crate::quotas::default_limit(tx, "key_pairs")?,
                 };
                 let used = sql::count_keypairs(tx, &k.user_id)?;
                 if limit >= 0 && used >= limit {

@@ -7,6 +7,7 @@
 //! lock that keeps one task per server: a task moves a server only from the state it expects.
 
 pub mod actions;
+pub mod aggregates;
 mod common;
 pub mod flavors;
 pub mod groups;

@@ -1,5 +1,6 @@
-//! The guest's admin password (changePassword), its crash dump (trigger_crash_dump) and
-//! os-resetState: actions carried out at once rather than by a background task.
+//! The guest's admin password (changePassword), the password the guest posted
+//! (os-server-password), its crash dump (trigger_crash_dump) and os-resetState: actions
+//! carried out at once rather than by a background task.
 
 use model::Context;
 use model::compute::{TaskState, VmState};
@@ -10,6 +11,62 @@ use crate::common::policy;
 use crate::{Compute, Error, Result};
 
 impl Compute {
+    /// The encrypted password the guest posted to the metadata service, or empty, for
+    /// anyone who may see the server.
+    pub async fn server_password(&self, ctx: &Context, id: &str) -> Result<String> {
+        let s = self.get_server(ctx, id).await?;
+        let sid = s.id.clone();
+        Ok(self
+            .store
+            .read(move |c| sql::get_sysmeta(c, &sid, crate::sysmeta::PASSWORD))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The password the guest at server `id` posted, or empty (the metadata service's
+    /// `password` file).
+    pub async fn guest_password(&self, id: &model::compute::ServerId) -> Result<String> {
+        let sid = id.clone();
+        Ok(self
+            .store
+            .read(move |c| sql::get_sysmeta(c, &sid, crate::sysmeta::PASSWORD))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Keeps the password a guest posts to the metadata service (encrypted with its key
+    /// pair), once: a second post while one is kept is a conflict, as in Nova.
+    pub async fn post_guest_password(
+        &self,
+        id: &model::compute::ServerId,
+        password: String,
+    ) -> Result<()> {
+        let sid = id.clone();
+        self.store
+            .write(move |tx| {
+                let kept = sql::get_sysmeta(tx, &sid, crate::sysmeta::PASSWORD)?;
+                if kept.is_some_and(|p| !p.is_empty()) {
+                    return Ok(Err(Error::Conflict("a password is already set".into())));
+                }
+                sql::set_sysmeta(tx, &sid, crate::sysmeta::PASSWORD, &password)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// Forgets the posted password (the guest's own password is not changed); members of
+    /// the server's project and admins.
+    pub async fn clear_server_password(&self, ctx: &Context, id: &str) -> Result<()> {
+        let s = self
+            .server_for_write(ctx, id, "os_compute_api:os-server-password:clear")
+            .await?;
+        let sid = s.id.clone();
+        self.store
+            .write(move |tx| sql::delete_sysmeta(tx, &sid, crate::sysmeta::PASSWORD))
+            .await?;
+        Ok(())
+    }
+
     /// Sets the guest's admin password through the backend (synchronously, as Nova does).
     pub async fn change_password(
         &self,

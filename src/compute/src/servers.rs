@@ -390,11 +390,13 @@ impl Compute {
             self.check_image_fits(ctx, &flavor, &image)?;
             image_info = Some(image);
         }
-        let key_data = self.check_extras(ctx, &project, &req).await?;
+        let zone = self.host_zone().await?;
+        let key_data = self.check_extras(ctx, &project, &req, &zone).await?;
         let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
         let backend = Self::select_backend(&flavor, image_info.as_ref())?;
         let mut template = self.server_template(ctx, &project, &req, flavor, backend);
         template.key_data = key_data;
+        template.availability_zone = zone;
         template.reservation_id = reservation_id();
         let reservation_out = template.reservation_id.clone();
         let user = ctx.user_id.clone();
@@ -454,6 +456,7 @@ impl Compute {
         ctx: &Context,
         project: &ProjectId,
         req: &CreateRequest,
+        zone: &str,
     ) -> Result<Option<String>> {
         let key_data = match &req.key_name {
             Some(k) => Some(
@@ -466,8 +469,7 @@ impl Compute {
         };
         if let Some(az) = &req.availability_zone {
             // `az:host` and `az::node` forms name the box too.
-            let zone = az.split(':').next().unwrap_or_default();
-            if zone != self.cfg.availability_zone {
+            if az.split(':').next().unwrap_or_default() != zone {
                 return Err(Error::BadRequest(
                     "The requested availability zone is not available".into(),
                 ));

@@ -592,7 +592,7 @@ impl Compute {
             )));
         }
         if let Some(Some(az)) = &availability_zone
-            && *az != self.cfg.availability_zone
+            && *az != self.host_zone().await?
         {
             return Err(Error::BadRequest(
                 "The requested availability zone is not available".into(),

@@ -14,3 +14,6 @@ pub(crate) const SHELVED_IMAGE: &str = "shelved_image_id";
 pub(crate) const SHELVED_AT: &str = "shelved_at";
 /// When a server was soft-deleted (RFC 3339), for `reclaim_instance_interval`.
 pub(crate) const SOFT_DELETED_AT: &str = "soft_deleted_at";
+/// The password the guest posted to the metadata service, encrypted with its key pair
+/// (os-server-password shows and clears it).
+pub(crate) const PASSWORD: &str = "password";

@@ -35,3 +35,27 @@ pub struct ServiceRow {
 
 /// The services of the box, in the order os-services lists them.
 pub const SERVICES: &[&str] = &["nova-scheduler", "nova-conductor", "nova-compute"];
+
+/// A host aggregate (os-aggregates): a name, the hosts in it and free-form metadata, whose
+/// `availability_zone` key puts its hosts in that zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Set when the aggregate's own row changes (a rename), as Nova's column is.
+    pub updated_at: Option<DateTime<Utc>>,
+    pub hosts: Vec<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Aggregate {
+    /// The zone the aggregate puts its hosts in.
+    pub fn availability_zone(&self) -> Option<&str> {
+        self.metadata.get(AZ_KEY).map(String::as_str)
+    }
+}
+
+/// The aggregate metadata key naming an availability zone.
+pub const AZ_KEY: &str = "availability_zone";

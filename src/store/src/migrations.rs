@@ -540,6 +540,34 @@ const MIGRATIONS: &[&str] = &[
         JOIN net_security_groups g ON g.project_id = p.project_id AND g.name = 'default';
     DROP TABLE ports;
     DROP TABLE networks;",
+    // Host aggregates (os-aggregates) and quota classes (os-quota-class-sets; the class
+    // `default` holds the defaults of every project without its own limit).
+    "CREATE TABLE aggregates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        updated_at TEXT
+    );
+    CREATE TABLE aggregate_hosts (
+        aggregate_id INTEGER NOT NULL REFERENCES aggregates(id) ON DELETE CASCADE,
+        host TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (aggregate_id, host)
+    );
+    CREATE INDEX aggregate_hosts_host ON aggregate_hosts (host);
+    CREATE TABLE aggregate_metadata (
+        aggregate_id INTEGER NOT NULL REFERENCES aggregates(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (aggregate_id, key)
+    );
+    CREATE TABLE quota_classes (
+        class_name TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        hard_limit INTEGER NOT NULL,
+        PRIMARY KEY (class_name, resource)
+    );",
 ];
 
 /// The schema version this build of onebox writes.

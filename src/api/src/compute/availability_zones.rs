@@ -1,4 +1,5 @@
-//! `/os-availability-zone`: the box is one zone, holding its one compute host. The zone is
+//! `/os-availability-zone`: the box is one zone, holding its one compute host: the zone of
+//! the host's aggregates (os-aggregates), else the configured one. The zone is
 //! available while its compute service is enabled, as Nova lists a zone whose every compute
 //! service is disabled among the unavailable ones.
 
@@ -11,7 +12,7 @@ use crate::extract::Caller;
 use crate::{AppState, Fault};
 
 pub async fn list(State(s): State<AppState>, Caller(_): Caller) -> Result<Json<Value>, Fault> {
-    let zone = &s.compute.config().availability_zone;
+    let zone = s.compute.host_zone().await?;
     let services = s.compute.service_states().await?;
     let available = services
         .iter()
@@ -33,6 +34,7 @@ pub async fn detail(State(s): State<AppState>, Caller(c): Caller) -> Result<Json
         ));
     }
     let cfg = s.compute.config();
+    let zone = s.compute.host_zone().await?;
     let now = naive_time(chrono::Utc::now());
     let services = s.compute.service_states().await?;
     let mut internal = Map::new();
@@ -54,7 +56,7 @@ pub async fn detail(State(s): State<AppState>, Caller(c): Caller) -> Result<Json
             "hosts": { cfg.host.clone(): internal },
         },
         {
-            "zoneName": cfg.availability_zone,
+            "zoneName": zone,
             "zoneState": {"available": zone_available},
             "hosts": { cfg.host.clone(): compute },
         },

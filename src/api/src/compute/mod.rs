@@ -35,6 +35,7 @@ mod server_actions;
 mod server_groups;
 mod server_list;
 mod server_metadata;
+mod server_password;
 mod server_tags;
 mod servers;
 mod services;
@@ -135,8 +136,18 @@ fn api_routes(state: AppState) -> Router {
             "/servers/{id}/os-instance-actions/{request_id}",
             get(instance_actions::show),
         )
-        .route("/os-networks", get(networks::list))
-        .route("/os-networks/{id}", get(networks::show))
+        .route(
+            "/os-networks",
+            get(networks::list).post(versions::network_write),
+        )
+        .route(
+            "/os-networks/{id}",
+            get(networks::show)
+                .post(versions::network_post)
+                .delete(versions::network_write),
+        )
+        .route("/os-networks/{id}/action", post(versions::network_action))
+        .route("/os-fixed-ips/{id}/action", post(versions::fixed_ip_action))
         .route("/servers/{id}/ips", get(ips::list))
         .route(
             "/servers/{id}/os-interface",
@@ -178,7 +189,25 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-services/{id}", axum::routing::put(services::update))
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
-        .route("/os-aggregates", get(aggregates::list))
+        .route(
+            "/os-aggregates",
+            get(aggregates::list).post(aggregates::create),
+        )
+        .route(
+            "/os-aggregates/{id}",
+            get(aggregates::show)
+                .put(aggregates::update)
+                .delete(aggregates::delete),
+        )
+        .route("/os-aggregates/{id}/action", post(aggregates::action))
+        .route(
+            "/os-quota-class-sets/{id}",
+            get(quotas::class_show).put(quotas::class_update),
+        )
+        .route(
+            "/servers/{id}/os-server-password",
+            get(server_password::show).delete(server_password::clear),
+        )
         .route("/os-floating-ip-pools", get(floating_ip_pools::list))
         .route("/os-migrations", get(migrations::list))
         .route("/servers/{id}/diagnostics", get(diagnostics::show))

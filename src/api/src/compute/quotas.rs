@@ -1,4 +1,4 @@
-//! `/os-quota-sets` and `/limits`.
+//! `/os-quota-sets`, `/os-quota-class-sets` and `/limits`.
 
 use axum::Json;
 use axum::extract::State;
@@ -81,16 +81,97 @@ pub async fn detail(
     Ok(Json(quota_set(ver, &project, &r, true)))
 }
 
+/// The defaults: the `default` quota class's limits.
 pub async fn defaults(
+    State(s): State<AppState>,
     Caller(_): Caller,
     ver: ApiVersion,
     Path(project): Path<String>,
-) -> Json<Value> {
+) -> Result<Json<Value>, Fault> {
     let r = QuotaReport {
-        limits: QUOTA_DEFAULTS.iter().copied().collect(),
+        limits: s.compute.quota_defaults().await?,
         usage: Default::default(),
     };
-    Json(quota_set(ver, &project, &r, false))
+    Ok(Json(quota_set(ver, &project, &r, false)))
+}
+
+/// The resources a quota class shows at a microversion: the server group ones from 2.50,
+/// which drops the network ones; 2.57 drops file injection.
+fn class_shows(ver: ApiVersion, resource: &str) -> bool {
+    match resource {
+        "server_groups" | "server_group_members" => ver.at_least(50),
+        "fixed_ips" | "floating_ips" | "security_groups" | "security_group_rules" => {
+            !ver.at_least(50)
+        }
+        "injected_files" | "injected_file_content_bytes" | "injected_file_path_bytes" => {
+            !ver.at_least(57)
+        }
+        _ => true,
+    }
+}
+
+/// The resources a quota class update takes at a microversion (the server group ones at
+/// every version).
+fn class_takes(ver: ApiVersion, resource: &str) -> bool {
+    matches!(resource, "server_groups" | "server_group_members") || class_shows(ver, resource)
+}
+
+fn quota_class_set(
+    ver: ApiVersion,
+    id: Option<&str>,
+    limits: &std::collections::BTreeMap<&'static str, i64>,
+) -> Value {
+    let mut m = Map::new();
+    if let Some(id) = id {
+        m.insert("id".into(), json!(id));
+    }
+    for (res, limit) in limits {
+        if class_shows(ver, res) {
+            m.insert((*res).into(), json!(limit));
+        }
+    }
+    json!({ "quota_class_set": m })
+}
+
+/// `GET /os-quota-class-sets/{class}` (admin).
+pub async fn class_show(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ver: ApiVersion,
+    Path(class): Path<String>,
+) -> Result<Json<Value>, Fault> {
+    let limits = s.compute.quota_class(&c, &class).await?;
+    Ok(Json(quota_class_set(ver, Some(&class), &limits)))
+}
+
+/// `PUT /os-quota-class-sets/{class}` (admin). Only the class `default` is used: its limits
+/// are those of every project without its own.
+pub async fn class_update(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ver: ApiVersion,
+    Path(class): Path<String>,
+    JsonBody(body): AnyJson,
+) -> Result<Json<Value>, Fault> {
+    let root = v::root(&body)?;
+    let qv = v::required(root, "quota_class_set")?;
+    v::only("", &body, &["quota_class_set"])?;
+    let allowed: Vec<&str> = QUOTA_DEFAULTS
+        .iter()
+        .map(|(r, _)| *r)
+        .filter(|r| class_takes(ver, r))
+        .collect();
+    v::only("quota_class_set", qv, &allowed)?;
+    let o = v::object("quota_class_set", qv)?;
+    let mut values = Vec::new();
+    for (k, val) in o {
+        let Some(res) = compute::servers::quota_resource(k) else {
+            continue;
+        };
+        values.push((res, v::quota_limit(k, val)?));
+    }
+    let limits = s.compute.update_quota_class(&c, &class, values).await?;
+    Ok(Json(quota_class_set(ver, None, &limits)))
 }
 
 pub async fn update(
@@ -123,7 +204,7 @@ pub async fn update(
         let Some(res) = compute::servers::quota_resource(k) else {
             continue;
         };
-        values.push((res, v::integer(k, val, -1, i64::from(i32::MAX))?));
+        values.push((res, v::quota_limit(k, val)?));
     }
     let r = s
         .compute

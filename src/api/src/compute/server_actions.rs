@@ -144,6 +144,8 @@ impl ServerAction {
             "changePassword" => change_password_args(arg)?,
             "addSecurityGroup" => Self::AddSecurityGroup(group_name(name, arg)?),
             "removeSecurityGroup" => Self::RemoveSecurityGroup(group_name(name, arg)?),
+            // nova-network's reset, removed: 410 whatever the server or the body.
+            "resetNetwork" => return Err(super::versions::gone_fault()),
             other => {
                 return Err(Fault::bad_request(format!(
                     "There is no such action: {other}"

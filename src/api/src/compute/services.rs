@@ -12,10 +12,11 @@ use crate::extract::{AnyJson, Caller, JsonBody, Path, QueryPairs};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
 
-fn view(s: &AppState, ver: ApiVersion, r: &ServiceRow) -> Value {
+/// A service as os-services shows it; `host_zone` is the zone of the compute host.
+fn view(s: &AppState, ver: ApiVersion, r: &ServiceRow, host_zone: &str) -> Value {
     let cfg = s.compute.config();
     let zone = if r.binary == "nova-compute" {
-        cfg.availability_zone.as_str()
+        host_zone
     } else {
         "internal"
     };
@@ -46,12 +47,13 @@ pub async fn list(
         v::query_only(&q.0, &["binary", "host"])?;
     }
     let rows = s.compute.services(&c).await?;
+    let zone = s.compute.host_zone().await?;
     let host = &s.compute.config().host;
     let items: Vec<Value> = rows
         .iter()
         .filter(|r| q.get("binary").is_none_or(|b| b == r.binary))
         .filter(|_| q.get("host").is_none_or(|h| h == host))
-        .map(|r| view(&s, ver, r))
+        .map(|r| view(&s, ver, r, &zone))
         .collect();
     Ok(Json(json!({"services": items})))
 }
@@ -200,5 +202,6 @@ async fn update_by_id(
         .compute
         .update_service(&c, &row.binary, status, reason_change, forced)
         .await?;
-    Ok(Json(json!({"service": view(&s, ver, &r)})))
+    let zone = s.compute.host_zone().await?;
+    Ok(Json(json!({"service": view(&s, ver, &r, &zone)})))
 }

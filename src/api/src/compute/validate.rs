@@ -28,10 +28,18 @@ pub fn py_repr(v: &Value) -> String {
     }
 }
 
+/// A value as Python's `str` prints it: a string bare, anything else as [`py_repr`].
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
 pub fn invalid(field: &str, value: &Value, reason: &str) -> Fault {
     Fault::bad_request(format!(
         "Invalid input for field/attribute {field}. Value: {}. {reason}",
-        py_repr(value)
+        py_str(value)
     ))
 }
 
@@ -100,6 +108,13 @@ pub fn only(field: &str, v: &Value, allowed: &[&str]) -> Result<(), Fault> {
 pub fn string(field: &str, v: &Value, min: usize, max: usize) -> Result<String, Fault> {
     let s = v.as_str().ok_or_else(|| not_type(field, v, "string"))?;
     let n = s.chars().count();
+    if n == 0 && min == 1 {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{} should be non-empty", py_repr(v)),
+        ));
+    }
     if n < min {
         return Err(invalid(field, v, &format!("{} is too short", py_repr(v))));
     }
@@ -126,16 +141,27 @@ pub fn opt_string(
 pub fn name(field: &str, v: &Value) -> Result<String, Fault> {
     let s = string(field, v, 1, 255)?;
     if s.trim() != s || s.chars().any(char::is_control) {
-        return Err(invalid(
-            field,
-            v,
-            &format!(
-                "{} does not match the name format: no leading or trailing whitespace, printable characters only",
-                py_repr(v)
-            ),
+        return Err(Fault::bad_request(
+            "An invalid 'name' value was provided. The name must be: printable characters. Can not start or end with whitespace.",
         ));
     }
     Ok(s)
+}
+
+/// A quota limit: an integer from -1 to 2^31-1, given as a number or a string of digits
+/// (Nova's `^-?[0-9]+$`).
+pub fn quota_limit(field: &str, v: &Value) -> Result<i64, Fault> {
+    if let Value::String(s) = v {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{} does not match '^-?[0-9]+$'", py_repr(v)),
+            ));
+        }
+    }
+    integer(field, v, -1, i64::from(i32::MAX))
 }
 
 /// An integer, given as a number or a string of digits, within bounds.

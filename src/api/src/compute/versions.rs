@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -117,28 +117,120 @@ pub async fn choices(
     )
 }
 
-/// APIs Nova removed: 410 Gone at every microversion, as Nova answers them. Anything else
-/// unknown is 404.
-pub async fn gone(
-    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+const GONE: &str = "This resource is no longer available. No forwarding address is given.";
+
+/// Nova's answer to a removed API: 410 with `computeFault`.
+pub fn gone_fault() -> crate::Fault {
+    crate::Fault::new(StatusCode::GONE, GONE)
+}
+
+/// Whether `method` on the path `segs` is one of the routes Nova keeps only to answer 410
+/// (its removed APIs: agents, cells, certificates, cloudpipe, fixed IPs, floating IP DNS,
+/// bulk floating IPs, fping, default security group rules, the XVP consoles, virtual
+/// interfaces, tenant network writes). Other methods on those paths are unknown routes.
+pub fn removed(method: &Method, segs: &[&str]) -> bool {
+    let m = |allowed: &[Method]| allowed.contains(method);
+    use Method as M;
+    match segs {
+        ["os-agents"] | ["os-cloudpipe"] | ["os-floating-ips-bulk"] => m(&[M::GET, M::POST]),
+        ["os-security-group-default-rules"] => m(&[M::GET, M::POST]),
+        ["os-agents", _] => m(&[M::PUT, M::DELETE]),
+        ["os-cells"] => m(&[M::GET, M::POST]),
+        ["os-cells", id] => {
+            m(&[M::GET, M::PUT, M::DELETE]) || (*id == "sync_instances" && m(&[M::POST]))
+        }
+        ["os-cells", _, "capacities"] => m(&[M::GET]),
+        ["os-certificates"] => m(&[M::POST]),
+        ["os-certificates", _] | ["os-fixed-ips", _] | ["os-fping", _] => m(&[M::GET]),
+        ["os-fping"] | ["os-floating-ip-dns"] => m(&[M::GET]),
+        ["os-cloudpipe", _] => m(&[M::PUT]),
+        ["os-floating-ip-dns", _] => m(&[M::PUT, M::DELETE]),
+        ["os-floating-ip-dns", _, "entries", _] => m(&[M::GET, M::PUT, M::DELETE]),
+        ["os-floating-ips-bulk", _] => m(&[M::GET, M::PUT]),
+        ["os-security-group-default-rules", _] => m(&[M::GET, M::DELETE]),
+        ["servers", _, "consoles"] => m(&[M::GET, M::POST]),
+        ["servers", _, "consoles", _] => m(&[M::GET, M::DELETE]),
+        ["servers", _, "os-virtual-interfaces"] => m(&[M::GET]),
+        ["os-tenant-networks"] => m(&[M::POST]),
+        ["os-tenant-networks", _] => m(&[M::DELETE]),
+        _ => false,
+    }
+}
+
+/// Any path the route table does not name: 410 for Nova's removed APIs, else 404.
+pub async fn gone(method: Method, uri: axum::http::Uri) -> crate::Fault {
+    let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    if removed(&method, &segs) {
+        return gone_fault();
+    }
+    crate::Fault::not_found("The resource could not be found.").webob()
+}
+
+/// `POST /os-fixed-ips/{id}/action` and `POST /os-networks/{id}/action`: the removed
+/// actions `names` answer 410; any other is unknown.
+pub fn gone_action(body: &serde_json::Value, names: &[&str]) -> crate::Fault {
+    let malformed = || crate::Fault::bad_request("Malformed request body");
+    let Some(o) = body.as_object().filter(|o| o.len() == 1) else {
+        return malformed();
+    };
+    match o.keys().next() {
+        Some(k) if names.contains(&k.as_str()) => gone_fault(),
+        Some(k) => crate::Fault::bad_request(format!("There is no such action: {k}")),
+        None => malformed(),
+    }
+}
+
+pub async fn fixed_ip_action(
+    crate::extract::JsonBody(body): crate::extract::AnyJson,
 ) -> crate::Fault {
-    const REMOVED: &[&str] = &[
-        "os-agents",
-        "os-cells",
-        "os-certificates",
-        "os-cloudpipe",
-        "os-fping",
-        "os-fixed-ips",
-        "os-floating-ip-dns",
-        "os-floating-ips-bulk",
-        "os-security-group-default-rules",
-        "os-consoles",
-    ];
-    match params.get("gone") {
-        Some(g) if REMOVED.contains(&g.as_str()) => crate::Fault::new(
-            StatusCode::GONE,
-            "This resource is no longer available. No forwarding address is given.",
-        ),
-        _ => crate::Fault::not_found("The resource could not be found.").webob(),
+    gone_action(&body, &["reserve", "unreserve"])
+}
+
+pub async fn network_action(
+    crate::extract::JsonBody(body): crate::extract::AnyJson,
+) -> crate::Fault {
+    gone_action(
+        &body,
+        &[
+            "disassociate",
+            "disassociate_host",
+            "disassociate_project",
+            "associate_host",
+        ],
+    )
+}
+
+/// `POST /os-networks`, `POST /os-networks/add`, `DELETE /os-networks/{id}`: nova-network's
+/// writes, gone.
+pub async fn network_write() -> crate::Fault {
+    gone_fault()
+}
+
+/// `POST /os-networks/{id}`: only `add` is a (removed) route.
+pub async fn network_post(crate::extract::Path(id): crate::extract::Path<String>) -> crate::Fault {
+    if id == "add" {
+        return gone_fault();
+    }
+    crate::Fault::not_found("The resource could not be found.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_routes_are_by_method_and_path() {
+        assert!(removed(&Method::GET, &["os-cells"]));
+        assert!(removed(&Method::POST, &["os-cells", "sync_instances"]));
+        assert!(!removed(&Method::POST, &["os-cells", "x"]));
+        assert!(removed(&Method::DELETE, &["os-agents", "1"]));
+        assert!(!removed(&Method::GET, &["os-agents", "1"]));
+        assert!(!removed(&Method::DELETE, &["os-fping"]));
+        assert!(removed(
+            &Method::GET,
+            &["servers", "x", "os-virtual-interfaces"]
+        ));
+        assert!(!removed(&Method::GET, &["os-virtual-interfaces"]));
+        assert!(!removed(&Method::GET, &["os-nothing"]));
     }
 }

@@ -1,5 +1,5 @@
 //! SQL for the compute service, a file per table or operation family: `flavors`,
-//! `keypairs`, `quotas`, `networks` (and ports), `servers` (rows and lookups),
+//! `keypairs`, `quotas` (with quota classes), `aggregates`, `networks` (and ports), `servers` (rows and lookups),
 //! `server_list` (the typed filter and sort key mapped to columns), `server_state` (task,
 //! vm and power state, lock, fault, flavor), `server_metadata` (metadata and tags),
 //! `sysmeta` and `instance_actions`. Callers see one module, `store::compute`: every file's
@@ -21,6 +21,7 @@ pub use model::compute::{ActionEvent, InstanceAction};
 use crate::query_columns::{flavor_sort_column, server_condition, server_sort_column};
 use crate::{Error, Result, parse_ts, ts};
 
+mod aggregates;
 mod flavors;
 mod instance_actions;
 mod keypairs;
@@ -32,6 +33,7 @@ mod server_state;
 mod servers;
 mod sysmeta;
 
+pub use aggregates::*;
 pub use flavors::*;
 pub use instance_actions::*;
 pub use keypairs::*;

@@ -40,3 +40,20 @@ pub fn usage(c: &Connection, p: &ProjectId) -> Result<Usage> {
         server_groups: crate::operator::count_groups(c, p)?,
     })
 }
+
+/// The limits a quota class sets (resources not listed use the built-in defaults).
+pub fn quota_class_values(c: &Connection, class: &str) -> Result<Vec<(String, i64)>> {
+    let mut st =
+        c.prepare_cached("SELECT resource, hard_limit FROM quota_classes WHERE class_name = ?1")?;
+    let rows = st.query_map([class], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_quota_class(c: &Connection, class: &str, resource: &str, limit: i64) -> Result<()> {
+    c.execute(
+        "INSERT INTO quota_classes (class_name, resource, hard_limit) VALUES (?1, ?2, ?3)
+         ON CONFLICT (class_name, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
+        params![class, resource, limit],
+    )?;
+    Ok(())
+}
