@@ -3,36 +3,15 @@
 
 mod common;
 
+use common::Api;
+
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, TestApp, assert_compute_fault};
 use serde_json::{Value, json};
 
-struct Api<'a> {
-    app: &'a TestApp,
-    token: String,
-    version: &'static str,
-}
-
 impl Api<'_> {
-    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
-        self.app
-            .call(
-                m,
-                &format!("/compute/v2.1{path}"),
-                &[
-                    ("x-auth-token", &self.token),
-                    (
-                        "openstack-api-version",
-                        &format!("compute {}", self.version),
-                    ),
-                ],
-                body,
-            )
-            .await
-    }
-
     async fn raw(&self, m: Method, path: &str, body: &[u8]) -> common::Resp {
         self.app
             .call_raw(
@@ -67,7 +46,7 @@ async fn api<'a>(app: &'a TestApp, token: String) -> Api<'a> {
     Api {
         app,
         token,
-        version: "2.100",
+        version: "2.100".into(),
     }
 }
 
@@ -637,7 +616,7 @@ async fn removed_apis_are_gone_and_unknown_ones_missing() {
     let old = Api {
         app: &app,
         token: a.token.clone(),
-        version: "2.25",
+        version: "2.25".into(),
     };
     let id = a.create("t").await;
     app.compute.idle().await;

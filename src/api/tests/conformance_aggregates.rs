@@ -4,42 +4,13 @@
 
 mod common;
 
+use common::Api;
+
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, TestApp, assert_compute_fault};
 use serde_json::{Value, json};
 
-struct Api<'a> {
-    app: &'a TestApp,
-    token: String,
-    version: &'static str,
-}
-
 impl<'a> Api<'a> {
-    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
-        self.app
-            .call(
-                m,
-                &format!("/compute/v2.1{path}"),
-                &[
-                    ("x-auth-token", &self.token),
-                    (
-                        "openstack-api-version",
-                        &format!("compute {}", self.version),
-                    ),
-                ],
-                body,
-            )
-            .await
-    }
-
-    fn at(&self, version: &'static str) -> Api<'a> {
-        Api {
-            app: self.app,
-            token: self.token.clone(),
-            version,
-        }
-    }
-
     async fn create_server(&self, name: &str) -> String {
         let r = self
             .at("2.100")
@@ -81,7 +52,7 @@ fn api(app: &TestApp, token: String) -> Api<'_> {
     Api {
         app,
         token,
-        version: "2.1",
+        version: "2.1".into(),
     }
 }
 

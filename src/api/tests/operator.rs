@@ -3,42 +3,13 @@
 
 mod common;
 
+use common::Api;
+
 use axum::http::{Method, StatusCode};
 use common::{IMAGE, TestApp, assert_compute_fault};
 use serde_json::{Value, json};
 
-struct Api<'a> {
-    app: &'a TestApp,
-    token: String,
-    version: String,
-}
-
 impl<'a> Api<'a> {
-    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
-        self.app
-            .call(
-                m,
-                &format!("/compute/v2.1{path}"),
-                &[
-                    ("x-auth-token", &self.token),
-                    (
-                        "openstack-api-version",
-                        &format!("compute {}", self.version),
-                    ),
-                ],
-                body,
-            )
-            .await
-    }
-
-    fn at(&self, version: &str) -> Api<'a> {
-        Api {
-            app: self.app,
-            token: self.token.clone(),
-            version: version.into(),
-        }
-    }
-
     async fn create(&self, name: &str, group: Option<&str>) -> common::Resp {
         let mut body = json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "auto"}});
         if let Some(g) = group {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Api;
+
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -13,38 +15,7 @@ use driver::Operation;
 use model::compute::ServerId;
 use serde_json::{Value, json};
 
-struct Api<'a> {
-    app: &'a TestApp,
-    token: String,
-    version: &'static str,
-}
-
 impl Api<'_> {
-    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> common::Resp {
-        self.app
-            .call(
-                m,
-                &format!("/compute/v2.1{path}"),
-                &[
-                    ("x-auth-token", &self.token),
-                    (
-                        "openstack-api-version",
-                        &format!("compute {}", self.version),
-                    ),
-                ],
-                body,
-            )
-            .await
-    }
-
-    fn at(&self, version: &'static str) -> Api<'_> {
-        Api {
-            app: self.app,
-            token: self.token.clone(),
-            version,
-        }
-    }
-
     async fn create_from(&self, name: &str, image: &str) -> String {
         let r = self
             .call(
@@ -127,7 +98,7 @@ async fn api(app: &TestApp, token: String) -> Api<'_> {
     Api {
         app,
         token,
-        version: "2.100",
+        version: "2.100".into(),
     }
 }
 

@@ -290,18 +290,15 @@ pub async fn action(
     }
     let (name, arg) = root.iter().next().ok_or_else(malformed)?;
     match name.as_str() {
-        "add_host" => {
+        "add_host" | "remove_host" => {
             let host = host_arg(name, arg)?;
             may(&c, name)?;
             let id = aggregate_id(&raw)?;
-            let a = s.compute.add_aggregate_host(&c, id, &raw, &host).await?;
-            Ok(one(ver, &a))
-        }
-        "remove_host" => {
-            let host = host_arg(name, arg)?;
-            may(&c, name)?;
-            let id = aggregate_id(&raw)?;
-            let a = s.compute.remove_aggregate_host(&c, id, &raw, &host).await?;
+            let a = if name == "add_host" {
+                s.compute.add_aggregate_host(&c, id, &raw, &host).await?
+            } else {
+                s.compute.remove_aggregate_host(&c, id, &raw, &host).await?
+            };
             Ok(one(ver, &a))
         }
         "set_metadata" => {

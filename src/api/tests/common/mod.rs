@@ -458,3 +458,39 @@ pub fn neutron_error(r: &Resp, status: u16, kind: &str) {
     assert!(r.body["NeutronError"]["message"].is_string(), "{}", r.text);
     assert_eq!(r.body["NeutronError"]["detail"], "", "{}", r.text);
 }
+
+/// A caller of the Compute API at one microversion.
+pub struct Api<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+    pub version: String,
+}
+
+impl<'a> Api<'a> {
+    /// A request to `/compute/v2.1{path}` with the token and microversion.
+    pub async fn call(&self, m: Method, path: &str, body: Option<Value>) -> Resp {
+        self.app
+            .call(
+                m,
+                &format!("/compute/v2.1{path}"),
+                &[
+                    ("x-auth-token", &self.token),
+                    (
+                        "openstack-api-version",
+                        &format!("compute {}", self.version),
+                    ),
+                ],
+                body,
+            )
+            .await
+    }
+
+    /// The same caller at another microversion.
+    pub fn at(&self, version: &str) -> Api<'a> {
+        Api {
+            app: self.app,
+            token: self.token.clone(),
+            version: version.into(),
+        }
+    }
+}
