@@ -223,14 +223,72 @@ struct Rendered;
 
 /// Renders a fault in the format of `service`.
 pub fn render_fault(service: Service, fault: &Fault) -> Response {
-    render_fault_for(service, fault, false)
+    render_fault_for(service, fault, Page::Html)
 }
 
-/// Renders a fault in the format of `service`, for a client that accepts JSON (`json`) or
-/// not (what webob's plain pages are negotiated on).
-fn render_fault_for(service: Service, fault: &Fault, json: bool) -> Response {
+/// The format of webob's page, negotiated on the request's `Accept` as webob does: HTML or
+/// JSON, whichever the client accepts with the higher quality (HTML on a tie), and plain
+/// text when it accepts neither or sends no `Accept` at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Html,
+    Json,
+    Plain,
+}
+
+impl Page {
+    pub fn negotiate(accept: Option<&str>) -> Page {
+        let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+            return Page::Plain;
+        };
+        // (range, quality) of each entry
+        let ranges: Vec<(String, f32)> = accept
+            .split(',')
+            .filter_map(|entry| {
+                let mut parts = entry.split(';');
+                let range = parts.next()?.trim().to_ascii_lowercase();
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!range.is_empty()).then_some((range, q))
+            })
+            .collect();
+        // The quality of the most specific range matching `offer`, if any.
+        let quality = |offer: &str| {
+            let (kind, _) = offer.split_once('/').unwrap_or((offer, ""));
+            let mut best: Option<(u8, f32)> = None;
+            for (range, q) in &ranges {
+                let specificity = if range == offer {
+                    2
+                } else if range.strip_suffix("/*") == Some(kind) {
+                    1
+                } else if range == "*/*" {
+                    0
+                } else {
+                    continue;
+                };
+                if best.is_none_or(|(s, _)| specificity > s) {
+                    best = Some((specificity, *q));
+                }
+            }
+            best.map_or(0.0, |(_, q)| q)
+        };
+        let (html, json) = (quality("text/html"), quality("application/json"));
+        if html <= 0.0 && json <= 0.0 {
+            Page::Plain
+        } else if json > html {
+            Page::Json
+        } else {
+            Page::Html
+        }
+    }
+}
+
+/// Renders a fault in the format of `service`; webob's pages in the format `page`.
+fn render_fault_for(service: Service, fault: &Fault, page: Page) -> Response {
     let mut r = if service == Service::Compute && fault.webob {
-        let mut r = webob_page(fault, json);
+        let mut r = webob_page(fault, page);
         r.extensions_mut().insert(WebobPage);
         r
     } else {
@@ -319,7 +377,7 @@ fn render_body(service: Service, fault: &Fault) -> Response {
 }
 
 /// webob's page for an error no handler made (Nova's router, its body size limit).
-fn webob_page(fault: &Fault, json: bool) -> Response {
+fn webob_page(fault: &Fault, page: Page) -> Response {
     let status = fault.status;
     // webob's names, older than the RFC's (413 "Payload Too Large").
     let title = match status.as_u16() {
@@ -333,8 +391,8 @@ fn webob_page(fault: &Fault, json: bool) -> Response {
         fault.message.as_str()
     };
     let code = format!("{} {title}", status.as_u16());
-    let (body, ct) = if json {
-        (
+    let (body, ct) = match page {
+        Page::Json => (
             json!({
                 "message": format!("{message}<br /><br />\n\n\n"),
                 "code": code,
@@ -342,15 +400,18 @@ fn webob_page(fault: &Fault, json: bool) -> Response {
             })
             .to_string(),
             "application/json",
-        )
-    } else {
-        (
+        ),
+        Page::Html => (
             format!(
                 "<html>\n <head>\n  <title>{code}</title>\n </head>\n <body>\n  <h1>{code}</h1>\n  {}<br /><br />\n\n\n\n </body>\n</html>",
                 html_escape(message)
             ),
             "text/html; charset=UTF-8",
-        )
+        ),
+        Page::Plain => (
+            format!("{code}\n\n{message}\n\n   "),
+            "text/plain; charset=UTF-8",
+        ),
     };
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
@@ -371,11 +432,11 @@ pub async fn render(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let json = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("application/json"));
+    let page = Page::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok()),
+    );
     let mut resp = next.run(req).await;
     // An inner service's layer has already written this error in its own format (Glance's
     // HTML is not JSON, and would otherwise look like a framework error to the outer layer).
@@ -383,7 +444,7 @@ pub async fn render(
         return resp;
     }
     if let Some(fault) = resp.extensions_mut().remove::<Fault>() {
-        let mut out = render_fault_for(service, &fault, json);
+        let mut out = render_fault_for(service, &fault, page);
         carry_headers(&resp, &mut out);
         return out;
     }
@@ -407,7 +468,7 @@ pub async fn render(
             s if s.is_server_error() => Fault::internal(&format!("framework error {s}")),
             s => Fault::new(s, reason(s)),
         };
-        let mut out = render_fault_for(service, &fault, json);
+        let mut out = render_fault_for(service, &fault, page);
         carry_headers(&resp, &mut out);
         return out;
     }

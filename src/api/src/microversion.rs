@@ -3,9 +3,10 @@
 //!
 //! A request names its version with `OpenStack-API-Version: compute 2.N` or the older
 //! `X-OpenStack-Nova-API-Version: 2.N`; the first wins when both are present, neither means
-//! 2.1, and `latest` means the maximum. A malformed version is 400 and one outside the range
-//! 406, both without version headers (no version was agreed). Every other v2.1 response, faults
-//! included, echoes the version in both headers and adds both to `Vary`.
+//! 2.1, and `latest` means the maximum. A malformed version is 400 without version headers;
+//! one outside the range is 406 and, as Nova answers it, names the version asked for in both
+//! headers. Every other v2.1 response, faults included, echoes the version in both headers and
+//! adds both to `Vary`.
 
 use std::fmt;
 
@@ -66,13 +67,7 @@ const HEADER: &str = "openstack-api-version";
 
 /// The version a request asks for, or the fault that refuses it.
 pub fn negotiate(headers: &HeaderMap) -> Result<ApiVersion, Fault> {
-    let requested = match compute_entry(headers) {
-        Some(v) => Some(v),
-        None => headers
-            .get(LEGACY_HEADER)
-            .map(|v| v.to_str().unwrap_or("").trim().to_owned()),
-    };
-    let Some(requested) = requested else {
+    let Some(requested) = requested_text(headers) else {
         return Ok(MIN_VERSION);
     };
     if requested.eq_ignore_ascii_case("latest") {
@@ -92,6 +87,21 @@ pub fn negotiate(headers: &HeaderMap) -> Result<ApiVersion, Fault> {
         ));
     }
     Ok(v)
+}
+
+/// The version the headers name, as text (the new header's compute entry first).
+fn requested_text(headers: &HeaderMap) -> Option<String> {
+    match compute_entry(headers) {
+        Some(v) => Some(v),
+        None => headers
+            .get(LEGACY_HEADER)
+            .map(|v| v.to_str().unwrap_or("").trim().to_owned()),
+    }
+}
+
+/// The well-formed version the headers name, whether served or not.
+fn requested(headers: &HeaderMap) -> Option<ApiVersion> {
+    requested_text(headers).and_then(|t| ApiVersion::parse(&t))
 }
 
 /// The `compute` entry of `OpenStack-API-Version` (`compute 2.1, volume 3.0` → `2.1`).
@@ -115,7 +125,15 @@ fn compute_entry(headers: &HeaderMap) -> Option<String> {
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let version = match negotiate(req.headers()) {
         Ok(v) => v,
-        Err(f) => return f.into_response(),
+        Err(f) => {
+            let refused = f.status == StatusCode::NOT_ACCEPTABLE;
+            let mut resp = f.into_response();
+            // A well-formed version out of range: Nova echoes it.
+            if let Some(v) = requested(req.headers()).filter(|_| refused) {
+                stamp(resp.headers_mut(), v);
+            }
+            return resp;
+        }
     };
     req.extensions_mut().insert(version);
     let mut resp = next.run(req).await;

@@ -17,14 +17,15 @@ pub struct Generated {
     pub private_key: String,
 }
 
-/// The user a keypair call acts for: the caller, or (admins, 2.10+) another user.
-pub fn acting_user(ctx: &Context, requested: Option<&str>) -> Result<UserId> {
+/// The user a keypair call acts for: the caller, or (admins, 2.10+) another user. `rule` is
+/// the call's policy (`index`, `show`, `create`, `delete`), named when it is refused.
+pub fn acting_user(ctx: &Context, requested: Option<&str>, rule: &str) -> Result<UserId> {
     match requested {
         Some(u) if u != ctx.user_id.as_str() => {
             if !ctx.is_admin() {
-                return Err(Error::Forbidden(
-                    "Policy doesn't allow os_compute_api:os-keypairs:index to be performed.".into(),
-                ));
+                return Err(Error::Forbidden(format!(
+                    "Policy doesn't allow os_compute_api:os-keypairs:{rule} to be performed."
+                )));
             }
             Ok(UserId::new(u))
         }
@@ -190,7 +191,7 @@ impl Compute {
                 .await?
                 .is_none()
             {
-                return Err(Error::BadRequest(format!("marker [{m}] not found")));
+                return Err(Error::BadRequest(format!("Marker {m} could not be found.")));
             }
         }
         Ok(self
@@ -201,10 +202,11 @@ impl Compute {
 
     pub async fn get_keypair(&self, user: UserId, name: &str) -> Result<Keypair> {
         let n = name.to_owned();
+        let u = user.clone();
         self.store
-            .read(move |c| sql::get_keypair(c, &user, &n))
+            .read(move |c| sql::get_keypair(c, &u, &n))
             .await?
-            .ok_or_else(|| Error::NotFound(format!("Keypair {name} not found for user")))
+            .ok_or_else(|| Error::NotFound(format!("Keypair {name} not found for user {user}")))
     }
 
     pub async fn delete_keypair(&self, user: UserId, name: &str) -> Result<()> {

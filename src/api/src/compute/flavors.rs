@@ -284,11 +284,15 @@ fn spec_map(field: &str, v_: &Value) -> Result<Vec<(String, String)>, Fault> {
     let o = v::object(field, v_)?;
     let mut out = Vec::new();
     for (k, val) in o {
-        if k.is_empty() || k.len() > 255 {
+        // Nova's key pattern, `^[a-zA-Z0-9-_:. ]{1,255}$` (its `-` and `_` are literal).
+        let key_ok = (1..=255).contains(&k.chars().count())
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_:. ".contains(c));
+        if !key_ok {
             return Err(v::invalid(
                 field,
                 v_,
-                &format!("'{k}' is not a valid extra spec key"),
+                &format!("'{k}' does not match any of the regexes: '^[a-zA-Z0-9-_:. ]{{1,255}}$'"),
             ));
         }
         let s = match val {

@@ -40,7 +40,7 @@ pub async fn list(
     if ver.at_least(75) {
         v::query_only(&q.0, &allowed)?;
     }
-    let user = acting_user(&c, user_param(ver, &q).as_deref())?;
+    let user = acting_user(&c, user_param(ver, &q).as_deref(), "index")?;
     let (limit, marker) = if ver.at_least(35) {
         v::paging(&q)?
     } else {
@@ -70,7 +70,7 @@ pub async fn show(
     q: QueryPairs,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, Fault> {
-    let user = acting_user(&c, user_param(ver, &q).as_deref())?;
+    let user = acting_user(&c, user_param(ver, &q).as_deref(), "show")?;
     let k = s.compute.get_keypair(user, &name).await?;
     let id = i64::from(k.created_at.timestamp_subsec_micros());
     Ok(Json(json!({"keypair": views::keypair_full(ver, &k, id)})))
@@ -83,7 +83,7 @@ pub async fn delete(
     q: QueryPairs,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Fault> {
-    let user = acting_user(&c, user_param(ver, &q).as_deref())?;
+    let user = acting_user(&c, user_param(ver, &q).as_deref(), "delete")?;
     s.compute.delete_keypair(user, &name).await?;
     Ok(if ver.at_least(2) {
         StatusCode::NO_CONTENT
@@ -143,7 +143,7 @@ pub async fn create(
         Some(u) => Some(v::string("user_id", u, 1, 255)?),
         None => None,
     };
-    let user = acting_user(&c, requested_user.as_deref())?;
+    let user = acting_user(&c, requested_user.as_deref(), "create")?;
     let public_key = match k.get("public_key") {
         Some(p) => Some(v::string("public_key", p, 1, 65535)?),
         None if ver.at_least(92) => {

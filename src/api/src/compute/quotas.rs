@@ -74,6 +74,11 @@ pub async fn detail(
     ver: ApiVersion,
     Path(project): Path<String>,
 ) -> Result<Json<Value>, Fault> {
+    if !c.is_admin() && !c.in_project(&ProjectId::new(project.clone())) {
+        return Err(Fault::forbidden(
+            "Policy doesn't allow os_compute_api:os-quota-sets:detail to be performed.",
+        ));
+    }
     let r = s
         .compute
         .quotas(&c, &ProjectId::new(project.clone()))

@@ -133,7 +133,7 @@ fn parse_query(
 /// always are.
 fn refuse_unknown(ver: ApiVersion, q: &QueryPairs) -> Result<(), Fault> {
     if ver.at_least(75) {
-        v::query_only(&q.0, &known_params(ver))?;
+        v::query_only_or_underscore(&q.0, &known_params(ver))?;
     }
     for joined in [
         "block_device_mapping",
@@ -335,7 +335,64 @@ fn power_state_code(p: &str) -> Result<i64, Fault> {
         .ok_or_else(|| Fault::bad_request(format!("Invalid power_state filter [{p}]")))
 }
 
-/// `sort_key` and `sort_dir`, paired by position (a missing direction is `desc`).
+/// The `sort_key` values Nova's schema takes before 2.75, in the order its refusal lists them:
+/// the keys it sorts on, then those it accepts and ignores.
+const SORT_KEYS_BEFORE_2_75: &[&str] = &[
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "availability_zone",
+    "config_drive",
+    "created_at",
+    "display_description",
+    "display_name",
+    "host",
+    "hostname",
+    "image_ref",
+    "instance_type_id",
+    "kernel_id",
+    "key_name",
+    "launch_index",
+    "launched_at",
+    "locked_by",
+    "node",
+    "power_state",
+    "progress",
+    "project_id",
+    "ramdisk_id",
+    "root_device_name",
+    "task_state",
+    "terminated_at",
+    "updated_at",
+    "user_id",
+    "uuid",
+    "vm_state",
+    "architecture",
+    "cell_name",
+    "cleaned",
+    "default_ephemeral_device",
+    "default_swap_device",
+    "deleted",
+    "deleted_at",
+    "disable_terminate",
+    "ephemeral_gb",
+    "ephemeral_key_uuid",
+    "id",
+    "key_data",
+    "launched_on",
+    "locked",
+    "memory_mb",
+    "os_type",
+    "reservation_id",
+    "root_gb",
+    "shutdown_terminate",
+    "user_data",
+    "vcpus",
+    "vm_mode",
+];
+
+/// `sort_key` and `sort_dir`, paired by position (a missing direction is `desc`), checked in
+/// Nova's order: every key against the schema, then the admin-only keys, then directions.
 fn sort_keys(
     ver: ApiVersion,
     q: &QueryPairs,
@@ -351,32 +408,42 @@ fn sort_keys(
             .filter(|(k, _)| k == "sort_dir")
             .map(|(_, v)| v.as_str())
             .collect();
-    let mut sort = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
-        if matches!(*k, "host" | "node") && !admin {
-            return Err(Fault::forbidden(
-                "Only administrators can sort servers by host or node",
-            ));
-        }
-        let Some(key) = ServerSortKey::parse(k).filter(|_| *k != "locked" || ver.at_least(73))
-        else {
-            if ver.at_least(75) {
+    let parse = |k: &str| ServerSortKey::parse(k).filter(|_| k != "locked" || ver.at_least(73));
+    for k in &keys {
+        if ver.at_least(75) {
+            if parse(k).is_none() {
                 return Err(Fault::bad_request(format!(
                     "Invalid input for query parameters sort_key. Value: {k}. '{k}' is not one of the allowed sort keys"
                 )));
             }
-            continue;
-        };
-        let asc = match dirs.get(i).copied().unwrap_or("desc") {
-            "asc" => true,
-            "desc" => false,
-            d => {
-                return Err(Fault::bad_request(format!(
-                    "Invalid input for query parameters sort_dir. Value: {d}. '{d}' is not one of ['asc', 'desc']"
-                )));
-            }
-        };
-        sort.push((key, asc));
+        } else if !SORT_KEYS_BEFORE_2_75.contains(k) {
+            let list = SORT_KEYS_BEFORE_2_75
+                .iter()
+                .map(|k| format!("'{k}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(Fault::bad_request(format!(
+                "Invalid input for query parameters sort_key. Value: {k}. '{k}' is not one of [{list}]"
+            )));
+        }
+    }
+    if let Some(k) = keys.iter().find(|k| matches!(**k, "host" | "node"))
+        && !admin
+    {
+        return Err(Fault::forbidden(format!(
+            "Only administrators can sort servers by {k}"
+        )));
+    }
+    if dirs.iter().any(|d| !matches!(*d, "asc" | "desc")) {
+        return Err(Fault::bad_request(
+            "Invalid input received: Unknown sort direction, must be 'desc' or 'asc'",
+        ));
+    }
+    let mut sort = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        // Keys the schema takes and Nova ignores.
+        let Some(key) = parse(k) else { continue };
+        sort.push((key, dirs.get(i).copied() == Some("asc")));
     }
     Ok(sort)
 }

@@ -255,32 +255,54 @@ pub fn metadata(
     Ok(out)
 }
 
-/// Refuses query parameters outside `allowed` (Nova's strict query schemas).
-pub fn query_only(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fault> {
+/// The query parameters outside `allowed`, each once, sorted (as jsonschema lists them).
+fn unknown_params<'a>(pairs: &'a [(String, String)], allowed: &[&str]) -> Vec<&'a str> {
     let mut extra: Vec<&str> = pairs
         .iter()
         .map(|(k, _)| k.as_str())
         .filter(|k| !allowed.contains(k))
         .collect();
-    extra.sort();
+    extra.sort_unstable();
     extra.dedup();
-    if extra.is_empty() {
-        return Ok(());
-    }
-    let list = extra
+    extra
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    names
         .iter()
         .map(|k| format!("'{k}'"))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// Refuses query parameters outside `allowed` (Nova's strict query schemas), in jsonschema's
+/// words for the schema's root.
+pub fn query_only(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fault> {
+    let extra = unknown_params(pairs, allowed);
+    if extra.is_empty() {
+        return Ok(());
+    }
     let verb = if extra.len() == 1 { "was" } else { "were" };
     Err(Fault::bad_request(format!(
-        "Invalid input for query parameters {}. Value: {}. Additional properties are not allowed ({list} {verb} unexpected)",
-        extra[0],
-        pairs
-            .iter()
-            .find(|(k, _)| k == extra[0])
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
+        "Additional properties are not allowed ({} {verb} unexpected)",
+        quoted_list(&extra)
+    )))
+}
+
+/// As [`query_only`], for the server list's schema, which also takes any parameter starting
+/// with `_` and says so when it refuses one.
+pub fn query_only_or_underscore(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fault> {
+    let extra: Vec<&str> = unknown_params(pairs, allowed)
+        .into_iter()
+        .filter(|k| !k.starts_with('_'))
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let verb = if extra.len() == 1 { "does" } else { "do" };
+    Err(Fault::bad_request(format!(
+        "{} {verb} not match any of the regexes: '^_'",
+        quoted_list(&extra)
     )))
 }
 
