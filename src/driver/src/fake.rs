@@ -10,7 +10,7 @@ use model::compute::{PowerState, ServerId};
 
 use crate::{
     Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
-    NicStats, Operation, Port, RebootKind, RescueImage, Resources, Result, Snapshot,
+    NicStats, Operation, Port, RebootKind, RescueImage, Resources, Result, Snapshot, Volume,
 };
 
 #[derive(Debug)]
@@ -134,7 +134,6 @@ impl FakeDriver {
         self.with(id, |i| Ok(i.password.clone())).ok().flatten()
     }
 
-    /// The rescue image and the rescue password while the instance is rescued.
     /// The MACs of an instance's interfaces as the backend has them plugged.
     pub fn macs_of(&self, id: &ServerId) -> Vec<String> {
         self.with(id, |i| {
@@ -143,6 +142,15 @@ impl FakeDriver {
         .unwrap_or_default()
     }
 
+    /// The ids of the volumes the backend has attached to an instance, in order.
+    pub fn volumes_of(&self, id: &ServerId) -> Vec<String> {
+        self.with(id, |i| {
+            Ok(i.spec.volumes.iter().map(|v| v.volume_id.clone()).collect())
+        })
+        .unwrap_or_default()
+    }
+
+    /// The rescue image and the rescue password while the instance is rescued.
     pub fn rescue_of(&self, id: &ServerId) -> Option<(RescueImage, String)> {
         self.with(id, |i| Ok(i.rescued.clone())).ok().flatten()
     }
@@ -453,6 +461,24 @@ impl ComputeDriver for FakeDriver {
         self.begin(Operation::DetachInterface)?;
         self.with(&spec.id, |i| {
             i.spec.ports.retain(|p| p.mac != port.mac);
+            Ok(())
+        })
+    }
+
+    fn attach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
+        self.begin(Operation::AttachVolume)?;
+        self.with(&spec.id, |i| {
+            if !i.spec.volumes.iter().any(|v| v.volume_id == volume.volume_id) {
+                i.spec.volumes.push(volume.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn detach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
+        self.begin(Operation::DetachVolume)?;
+        self.with(&spec.id, |i| {
+            i.spec.volumes.retain(|v| v.volume_id != volume.volume_id);
             Ok(())
         })
     }

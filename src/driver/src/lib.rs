@@ -110,6 +110,27 @@ impl Default for Port {
     }
 }
 
+/// A block-storage volume as a backend attaches it: a file or a block device on this host,
+/// written by the block-storage service's storage backend. The format is passed explicitly
+/// to whatever reads it (never probed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Volume {
+    /// The volume's id: a VM's disk carries it as its `serial` (so the guest finds it under
+    /// `/dev/disk/by-id/virtio-<first 20 characters>`), a container mounts it by it.
+    pub volume_id: String,
+    /// The volume's data: a raw or qcow2 file, or a block device (an LVM volume).
+    pub path: PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// The device name the compute API reports for the attachment (`/dev/vdb`).
+    pub device: String,
+    /// Where a container sees the volume's filesystem; empty for `/mnt/<volume_id>`.
+    pub mount_path: String,
+    pub read_only: bool,
+    /// `Some(0)` for the volume a volume-backed server boots from.
+    pub boot_index: Option<u32>,
+}
+
 /// What a backend needs to build a server.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSpec {
@@ -138,6 +159,9 @@ pub struct InstanceSpec {
     pub config_drive: bool,
     pub addresses: Vec<Address>,
     pub ports: Vec<Port>,
+    /// The volumes attached to the server, in attachment order; a volume-backed server's
+    /// boot volume (`boot_index` 0) is among them and `image` is then `None`.
+    pub volumes: Vec<Volume>,
 }
 
 /// The image a server is rescued with ([`ComputeDriver::rescue`]), resolved as a spec's
@@ -258,6 +282,8 @@ pub enum Operation {
     Unrescue,
     AttachInterface,
     DetachInterface,
+    AttachVolume,
+    DetachVolume,
 }
 
 impl Operation {
@@ -285,6 +311,8 @@ impl Operation {
             Operation::Unrescue => "unrescue",
             Operation::AttachInterface => "attach_interface",
             Operation::DetachInterface => "detach_interface",
+            Operation::AttachVolume => "attach_volume",
+            Operation::DetachVolume => "detach_volume",
         }
     }
 }
@@ -408,6 +436,21 @@ pub trait ComputeDriver: Send + Sync {
     fn detach_interface(&self, spec: &InstanceSpec, port: &Port) -> Result<()> {
         let _ = (spec, port);
         Err(DriverError::NotSupported(Operation::DetachInterface))
+    }
+    /// Attaches `volume` to the instance `spec` describes, running or not (the volume is in
+    /// `spec.volumes` already, last): a VM's guest sees a new disk, a container the
+    /// volume's filesystem at its mount path. Attaching a volume the instance already has
+    /// succeeds and changes nothing (a retried attach after a crash).
+    fn attach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
+        let _ = (spec, volume);
+        Err(DriverError::NotSupported(Operation::AttachVolume))
+    }
+    /// Detaches `volume` from the instance (`spec.volumes` no longer lists it); returns once
+    /// nothing of the instance holds the volume's file or device any more. Detaching a
+    /// volume the instance does not have succeeds.
+    fn detach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
+        let _ = (spec, volume);
+        Err(DriverError::NotSupported(Operation::DetachVolume))
     }
     /// Starts reporting state changes the backend notices by itself to `sink`, for as long
     /// as the driver lives. Returns false when the backend has no such events; the periodic
