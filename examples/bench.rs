@@ -265,6 +265,7 @@ async fn identity() -> Result<()> {
 
     let url = format!("{base}/identity/v3/auth/tokens");
     let t = token.clone();
+    let cpu0 = cpu_secs(pid)?;
     let mut s = load(5000, 8, 200, move |c| {
         c.get(&url)
             .header("x-auth-token", &t)
@@ -273,17 +274,26 @@ async fn identity() -> Result<()> {
     .await?;
     s.print("token validate (GET /v3/auth/tokens)");
     println!(
+        "  daemon CPU per request                {:>9.3} ms",
+        (cpu_secs(pid)? - cpu0) * 1000.0 / 5000.0
+    );
+    println!(
         "RSS after token validation             {:>9} KiB",
         rss_kib(pid)?
     );
 
     let url = format!("{base}/compute/v2.1/{project}/");
     let t = token.clone();
+    let cpu0 = cpu_secs(pid)?;
     let mut s = load(5000, 8, 200, move |c| {
         c.get(&url).header("x-auth-token", &t)
     })
     .await?;
     s.print("authenticated compute request");
+    println!(
+        "  daemon CPU per request                {:>9.3} ms",
+        (cpu_secs(pid)? - cpu0) * 1000.0 / 5000.0
+    );
 
     println!(
         "RSS after load                         {:>9} KiB",

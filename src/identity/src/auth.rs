@@ -250,15 +250,27 @@ impl Identity {
     /// enabled user and a role on its project.
     pub async fn validate(&self, token: &str) -> Result<Option<TokenInfo>> {
         let hash = secret::token_hash(token);
-        self.store
+        // The epoch is read before the rows: a write committed after this point moves it on,
+        // so what is read here is never remembered past that write.
+        let epoch = self.store.identity_epoch();
+        if let Some(info) = self.tokens.get(&hash, epoch, Utc::now()) {
+            return Ok(Some(info));
+        }
+        let key = hash.clone();
+        let info = self
+            .store
             .read(move |c| {
-                let Some(record) = sql::live_token(c, &hash, Utc::now())? else {
+                let Some(record) = sql::live_token(c, &key, Utc::now())? else {
                     return Ok(None);
                 };
                 load_info(c, record)
             })
             .await
-            .map_err(Error::from)
+            .map_err(Error::from)?;
+        if let Some(info) = &info {
+            self.tokens.put(hash, epoch, info.clone());
+        }
+        Ok(info)
     }
 
     /// Revokes a token and every token made from it.

@@ -12,6 +12,7 @@ mod lockout;
 pub mod policy;
 mod secret;
 mod service;
+mod token_cache;
 
 pub use lockout::LockoutConfig;
 pub use policy::Context;
@@ -20,6 +21,7 @@ pub use service::{
     DomainRef, Identity, IdentityConfig, Issued, NewProject, NewUser, ProjectPatch, ProjectRef,
     Scope, TokenInfo, UserPatch, UserRef,
 };
+pub use token_cache::TokenCacheStats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

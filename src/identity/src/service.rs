@@ -13,6 +13,7 @@ use store::identity as sql;
 use crate::limits::{HashGate, RateLimit};
 use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::{Context, Require};
+use crate::token_cache::{TokenCache, TokenCacheStats};
 use crate::{Error, Result, not_found, secret};
 
 #[derive(Clone, Debug)]
@@ -164,6 +165,7 @@ pub struct Identity {
     pub(crate) lockout: Arc<Lockout>,
     pub(crate) rate: Arc<RateLimit>,
     pub(crate) hash_gate: Arc<HashGate>,
+    pub(crate) tokens: Arc<TokenCache>,
 }
 
 impl Identity {
@@ -180,11 +182,17 @@ impl Identity {
             lockout,
             rate,
             hash_gate,
+            tokens: Arc::new(TokenCache::new()),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// How the cache of validated tokens is doing.
+    pub fn token_cache_stats(&self) -> TokenCacheStats {
+        self.tokens.stats()
     }
 
     /// Projects the caller may scope a token to.

@@ -20,6 +20,7 @@ mod query_columns;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::OpenFlags;
@@ -91,6 +92,37 @@ struct Inner {
     /// Idle read connections; `None` for an in-memory database, where reads use the writer.
     readers: Option<Mutex<Vec<Connection>>>,
     path: Option<PathBuf>,
+    /// Set by the writer's update hook when a row of an identity table changes.
+    identity_dirty: Arc<AtomicBool>,
+    /// Bumped after every committed write that changed an identity table.
+    identity_epoch: AtomicU64,
+}
+
+/// The tables whose rows decide what a token grants: a change to any of them makes every
+/// answer derived from them (a cached token validation) stale.
+const IDENTITY_TABLES: &[&str] = &[
+    "domains",
+    "projects",
+    "users",
+    "roles",
+    "implied_roles",
+    "role_assignments",
+    "tokens",
+];
+
+/// Watches the writer connection for changes to [`IDENTITY_TABLES`]. SQLite calls the hook
+/// for every row a statement inserts, updates or deletes, foreign-key cascades included.
+fn watch_identity(conn: &Connection) -> Arc<AtomicBool> {
+    let dirty = Arc::new(AtomicBool::new(false));
+    let flag = dirty.clone();
+    conn.update_hook(Some(
+        move |_: rusqlite::hooks::Action, _: &str, table: &str, _: i64| {
+            if IDENTITY_TABLES.contains(&table) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        },
+    ));
+    dirty
 }
 
 impl Store {
@@ -105,11 +137,14 @@ impl Store {
     pub fn open_unmigrated(path: &Path) -> Result<Self> {
         let writer = Connection::open(path)?;
         configure(&writer)?;
+        let identity_dirty = watch_identity(&writer);
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers: Some(Mutex::new(Vec::new())),
                 path: Some(path.to_owned()),
+                identity_dirty,
+                identity_epoch: AtomicU64::new(0),
             }),
         })
     }
@@ -118,11 +153,14 @@ impl Store {
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        let identity_dirty = watch_identity(&conn);
         let store = Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
                 readers: None,
                 path: None,
+                identity_dirty,
+                identity_epoch: AtomicU64::new(0),
             }),
         };
         store.migrate()?;
@@ -176,6 +214,14 @@ impl Store {
         self.inner.read(f)
     }
 
+    /// A number that changes after every committed write to an identity table (users,
+    /// projects, roles, their assignments, tokens), whoever made it. Read it before reading
+    /// identity rows: whatever those rows were used to derive is still current while the
+    /// epoch is unchanged.
+    pub fn identity_epoch(&self) -> u64 {
+        self.inner.identity_epoch.load(Ordering::SeqCst)
+    }
+
     /// Writes a consistent copy of the live database to `dest` (SQLite's `VACUUM INTO`).
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
         let conn = self.inner.writer.lock().map_err(|_| Error::Poisoned)?;
@@ -222,10 +268,18 @@ impl Inner {
 
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().map_err(|_| Error::Poisoned)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(Error::from_write)?;
-        Ok(out)
+        let out = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(Error::from_write)?;
+            Ok(out)
+        })();
+        // After the commit (or the rollback), still under the writer's lock: a reader that
+        // saw the old epoch may have read the old rows, and its result is now out of date.
+        if self.identity_dirty.swap(false, Ordering::SeqCst) {
+            self.identity_epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        out
     }
 }
 
@@ -252,4 +306,43 @@ pub fn parse_ts(s: &str) -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
         .map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_epoch_moves_on_identity_writes_only() {
+        let store = Store::open_in_memory().expect("store");
+        let e0 = store.identity_epoch();
+        store
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO roles (id, name, description, created_at) VALUES ('r1', 'auditor', NULL, '2026-01-01T00:00:00Z')",
+                    [],
+                )?;
+                Ok(())
+            })
+            .expect("role");
+        let e1 = store.identity_epoch();
+        assert!(e1 > e0, "an identity row written moves the epoch on");
+        store
+            .write_blocking(|tx| {
+                tx.execute("CREATE TABLE unrelated (x INTEGER)", [])?;
+                tx.execute("INSERT INTO unrelated (x) VALUES (1)", [])?;
+                Ok(())
+            })
+            .expect("other");
+        assert_eq!(store.identity_epoch(), e1, "other tables leave it alone");
+        let failed: Result<()> = store.write_blocking(|tx| {
+            tx.execute("DELETE FROM roles WHERE id = 'r1'", [])?;
+            Err(abort("changed my mind"))
+        });
+        assert!(failed.is_err());
+        assert!(
+            store.identity_epoch() > e1,
+            "a rolled-back identity write moves it on too (harmless, never stale)"
+        );
+    }
 }
