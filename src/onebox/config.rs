@@ -46,6 +46,7 @@ pub struct Config {
     pub container: ContainerSection,
     pub libvirt: LibvirtSection,
     pub network: NetworkSection,
+    pub console: ConsoleSection,
 }
 
 /// The API listeners (`[api]`).
@@ -180,6 +181,28 @@ impl Default for BaremetalSection {
         Self {
             ipmi_timeout_ms: 2000,
             ipmi_retries: 2,
+        }
+    }
+}
+
+/// Interactive consoles (`[console]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// How long a console URL's token may be used, in seconds.
+    pub token_ttl_secs: u64,
+    /// Host names a browser may open consoles from besides this box's own.
+    pub allowed_origins: Vec<String>,
+    /// Where noVNC's files are.
+    pub novnc_dir: PathBuf,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 600,
+            allowed_origins: Vec::new(),
+            novnc_dir: PathBuf::from("/usr/share/novnc"),
         }
     }
 }
@@ -428,6 +451,7 @@ impl Default for Config {
             container: ContainerSection::default(),
             libvirt: LibvirtSection::default(),
             network: NetworkSection::default(),
+            console: ConsoleSection::default(),
         }
     }
 }

@@ -96,6 +96,7 @@ pub async fn open_services(cfg: &Config) -> Result<Services> {
             image_cache_interval_secs: cfg.compute.image_cache_interval_secs,
             image_cache_min_age_secs: cfg.compute.image_cache_min_age_secs,
             zero_disk_max_gb: cfg.compute.zero_disk_max_gb,
+            console_token_ttl_secs: cfg.console.token_ttl_secs,
             avoid_host_routes: !cfg.fake_driver,
             ..Default::default()
         },
@@ -512,6 +513,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),
+            console: api::console::ConsoleConfig {
+                allowed_origins: cfg.console.allowed_origins.clone(),
+                novnc_dir: cfg.console.novnc_dir.clone(),
+            },
         }),
     };
     let listeners = crate::listen::Listeners::bind(&cfg).await?;

@@ -9,6 +9,7 @@
 //! | `/image`    | Glance v2 subset           | [`image`]    |
 //! | `/baremetal` | Ironic v1 subset (admin)  | [`baremetal`] |
 //! | `/network`  | Neutron v2.0 subset        | [`network`]  |
+//! | `/console`  | the console proxy (websockets, noVNC) | [`console`] |
 //! | `/healthz`  | liveness                   | here         |
 //!
 //! A request passes, outermost first: the request-id layer (ids on every response, one tracing
@@ -18,6 +19,7 @@
 mod auth;
 pub mod baremetal;
 pub mod compute;
+pub mod console;
 pub mod extract;
 pub mod fault;
 pub mod identity;
@@ -46,6 +48,8 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// The region name in the catalog.
     pub region: String,
+    /// The console proxy's settings.
+    pub console: console::ConsoleConfig,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +57,7 @@ impl Default for ApiConfig {
         Self {
             public_url: None,
             region: "RegionOne".into(),
+            console: console::ConsoleConfig::default(),
         }
     }
 }
@@ -104,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(image::router(state.clone()))
         .merge(baremetal::router(state.clone()))
         .merge(network::router(state.clone()))
+        .merge(console::router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(fault::unknown_route);
     Router::new()

@@ -125,7 +125,9 @@ pub async fn serve_connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(svc));
+    let conn = builder
+        .serve_connection(io, TowerToHyperService::new(svc))
+        .with_upgrades();
     tokio::pin!(conn);
     let stopping = tokio::select! {
         r = conn.as_mut() => {

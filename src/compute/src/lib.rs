@@ -9,6 +9,7 @@
 pub mod actions;
 pub mod aggregates;
 mod common;
+pub mod consoles;
 pub mod flavors;
 pub mod groups;
 mod imagefit;
@@ -122,6 +123,8 @@ pub struct ComputeConfig {
     /// The largest root disk, in GiB, an admin's server on a `disk=0` flavor gets (such a
     /// disk is as large as its image; members may not use `disk=0` flavors at all).
     pub zero_disk_max_gb: u64,
+    /// How long a console URL's token may be used (`[console] token_ttl_secs`).
+    pub console_token_ttl_secs: u64,
 }
 
 impl Default for ComputeConfig {
@@ -138,6 +141,7 @@ impl Default for ComputeConfig {
             image_cache_interval_secs: 2400,
             image_cache_min_age_secs: 86400,
             zero_disk_max_gb: 20,
+            console_token_ttl_secs: 600,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Compute {
     image_cache_due: Arc<std::sync::Mutex<std::time::Instant>>,
     /// Told when servers' ports change (see [`Compute::set_ports_hook`]).
     ports_hook: Arc<std::sync::OnceLock<PortsHook>>,
+    /// Console tokens and the consoles with a session open.
+    consoles: Arc<consoles::Registry>,
 }
 
 /// What [`Compute::set_ports_hook`] takes: an async callback with no arguments.
@@ -189,6 +195,7 @@ impl Compute {
             tasks,
             image_cache_due: Arc::new(std::sync::Mutex::new(image_cache_due)),
             ports_hook: Arc::new(std::sync::OnceLock::new()),
+            consoles: Arc::new(consoles::Registry::default()),
         }
     }
 

@@ -3,14 +3,19 @@
 //! error.
 
 use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use model::compute::{PowerState, ServerId};
 
 use crate::{
-    Capabilities, ComputeDriver, Diagnostics, DiskStats, DriverError, InstanceInfo, InstanceSpec,
-    NicStats, Operation, Port, RebootKind, RescueImage, Resources, Result, Snapshot, Volume,
+    Capabilities, ComputeDriver, ConsoleEndpoint, ConsoleKind, Diagnostics, DiskStats, DriverError,
+    InstanceInfo, InstanceSpec, NicStats, Operation, Port, RebootKind, RescueImage, Resources,
+    Result, Snapshot, Volume,
 };
 
 #[derive(Debug)]
@@ -36,6 +41,36 @@ pub struct FakeDriver {
     sinks: Mutex<Vec<crate::StateSink>>,
     /// The minimum ages of every `prune_image_cache` call, in order.
     prunes: Mutex<Vec<Duration>>,
+    /// The echoing consoles' sockets, once one is asked for.
+    consoles: Mutex<Option<FakeConsoles>>,
+}
+
+/// The fake's interactive consoles: one Unix socket per instance and kind in a private
+/// directory, each echoing back what it is sent (a terminal with local echo and nothing
+/// behind it).
+struct FakeConsoles {
+    dir: PathBuf,
+    bound: HashSet<(ServerId, ConsoleKind)>,
+}
+
+impl Drop for FakeConsoles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn echo(listener: UnixListener) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { return };
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -486,6 +521,36 @@ impl ComputeDriver for FakeDriver {
             i.spec.volumes.retain(|v| v.volume_id != volume.volume_id);
             Ok(())
         })
+    }
+
+    fn console_endpoint(&self, id: &ServerId, kind: ConsoleKind) -> Result<ConsoleEndpoint> {
+        self.begin(Operation::Console)?;
+        self.with(id, |i| match i.power {
+            PowerState::Running => Ok(()),
+            _ => Err(DriverError::Failed(format!("instance {id} is not running"))),
+        })?;
+        let mut consoles = self.consoles.lock().unwrap_or_else(|e| e.into_inner());
+        if consoles.is_none() {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "onebox-fake-consoles-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).map_err(|e| DriverError::Failed(e.to_string()))?;
+            *consoles = Some(FakeConsoles {
+                dir,
+                bound: HashSet::new(),
+            });
+        }
+        let c = consoles.as_mut().expect("made above");
+        let path = c.dir.join(format!("{id}-{}.sock", kind.as_str()));
+        if c.bound.insert((id.clone(), kind)) {
+            let listener =
+                UnixListener::bind(&path).map_err(|e| DriverError::Failed(e.to_string()))?;
+            std::thread::spawn(move || echo(listener));
+        }
+        Ok(ConsoleEndpoint::Unix(path))
     }
 
     fn unrescue(&self, spec: &InstanceSpec) -> Result<()> {

@@ -131,6 +131,32 @@ pub struct Volume {
     pub boot_index: Option<u32>,
 }
 
+/// An interactive console of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConsoleKind {
+    /// The first serial port (a VM's ttyS0, a container's init terminal, a machine's SOL).
+    Serial,
+    /// The framebuffer over the RFB protocol.
+    Vnc,
+}
+
+impl ConsoleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleKind::Serial => "serial",
+            ConsoleKind::Vnc => "vnc",
+        }
+    }
+}
+
+/// Where an interactive console's byte stream is reached on this host: a Unix stream socket
+/// that relays the console both ways while the connection lasts. Closing the connection
+/// never stops the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleEndpoint {
+    Unix(PathBuf),
+}
+
 /// What a backend needs to build a server.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceSpec {
@@ -284,6 +310,7 @@ pub enum Operation {
     DetachInterface,
     AttachVolume,
     DetachVolume,
+    Console,
 }
 
 impl Operation {
@@ -313,6 +340,7 @@ impl Operation {
             Operation::DetachInterface => "detach_interface",
             Operation::AttachVolume => "attach_volume",
             Operation::DetachVolume => "detach_volume",
+            Operation::Console => "console",
         }
     }
 }
@@ -451,6 +479,13 @@ pub trait ComputeDriver: Send + Sync {
     fn detach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
         let _ = (spec, volume);
         Err(DriverError::NotSupported(Operation::DetachVolume))
+    }
+    /// Where the running instance's interactive console of `kind` is reached. Each
+    /// connection to the endpoint is one session; the backend keeps recording the serial
+    /// console's output to the console log whether or not a session is open.
+    fn console_endpoint(&self, id: &ServerId, kind: ConsoleKind) -> Result<ConsoleEndpoint> {
+        let _ = (id, kind);
+        Err(DriverError::NotSupported(Operation::Console))
     }
     /// Starts reporting state changes the backend notices by itself to `sink`, for as long
     /// as the driver lives. Returns false when the backend has no such events; the periodic

@@ -12,6 +12,7 @@ pub struct UrlPrefix(pub String);
 /// `bookmark` (the same without the version segment).
 #[derive(Clone, Debug)]
 pub struct Links {
+    base: String,
     versioned: String,
     bookmark: String,
 }
@@ -22,9 +23,15 @@ impl Links {
         // /compute/v2.1/pid → /compute/pid ; /compute/v2/pid → /compute/pid
         let unversioned = prefix.replacen("/v2.1", "", 1).replacen("/v2", "", 1);
         Self {
+            base: base.to_owned(),
             versioned,
             bookmark: format!("{base}{unversioned}"),
         }
+    }
+
+    /// The box's base URL (`https://host:port`), without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub fn href(&self, path: &str) -> String {

@@ -30,6 +30,7 @@ mod links;
 mod migrations;
 mod networks;
 mod quotas;
+mod remote_consoles;
 mod security_groups;
 mod server_actions;
 mod server_groups;
@@ -128,6 +129,14 @@ fn api_routes(state: AppState) -> Router {
                 .delete(server_tags::delete),
         )
         .route("/servers/{id}/action", post(server_actions::action))
+        .route(
+            "/servers/{id}/remote-consoles",
+            post(remote_consoles::create),
+        )
+        .route(
+            "/os-console-auth-tokens/{token}",
+            get(remote_consoles::show_token),
+        )
         .route(
             "/servers/{id}/os-instance-actions",
             get(instance_actions::list),

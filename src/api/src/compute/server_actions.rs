@@ -164,6 +164,11 @@ pub async fn action(
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
 ) -> Result<Response, Fault> {
+    if let Some(answer) =
+        super::remote_consoles::legacy_action(&s, &c, ver, l.base(), &id, &body).await
+    {
+        return answer;
+    }
     let act = ServerAction::parse(ver, &body)?;
     let rid = request_id(&ext);
     run(&s, &c, ver, &l, &id, act, &rid).await

@@ -193,6 +193,7 @@ impl TestApp {
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
+                console: Default::default(),
             }),
         };
         Self {
