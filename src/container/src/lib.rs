@@ -145,6 +145,7 @@ impl ContainerDriver {
         };
         std::fs::create_dir_all(d.instances_dir())
             .map_err(|e| format!("creating {}: {e}", d.instances_dir().display()))?;
+        volume_ops::sweep(&d);
         Ok(d)
     }
 
@@ -386,11 +387,7 @@ impl ContainerDriver {
         let Ok(boot) = state::read_json::<Boot>(&p.boot()) else {
             // Never started, or its shim is gone: make sure nothing runs.
             cg.kill_all(Duration::from_secs(10)).map_err(failed)?;
-            let vols = state::read_json::<Instance>(&p.instance())
-                .map(|i| i.volumes)
-                .unwrap_or_default();
-            volumes::release_all(&p, &vols).map_err(failed)?;
-            return Ok(());
+            return volume_ops::release_stopped(&p);
         };
         let _ = std::fs::remove_file(p.suspended());
         if state::alive(boot.init_pid, boot.init_start) {
@@ -516,8 +513,7 @@ impl ComputeDriver for ContainerDriver {
         net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
         layer::remove(&p).map_err(failed)?;
         // Never removed through a volume still mounted: its data is not the instance's.
-        let vols = inst.as_ref().map(|i| i.volumes.clone()).unwrap_or_default();
-        volumes::release_all(&p, &vols).map_err(failed)?;
+        volume_ops::release_stopped(&p)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

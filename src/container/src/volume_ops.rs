@@ -5,6 +5,9 @@
 
 use driver::{DriverError, InstanceSpec, Volume};
 
+use model::compute::ServerId;
+
+use crate::state::{Instance, Paths};
 use crate::volumes::{self, VolumeRec};
 use crate::{ContainerDriver, failed, state};
 
@@ -71,4 +74,33 @@ pub(crate) fn detach(drv: &ContainerDriver, spec: &InstanceSpec, volume: &Volume
     }
     tracing::info!(server_id = %spec.id, volume_id = %rec.volume_id, "volume detached");
     Ok(())
+}
+
+/// Releases the volumes staged for the stopped instance at `p` (recorded or left by an
+/// interrupted attach).
+pub(crate) fn release_stopped(p: &Paths) -> Result<()> {
+    let vols = state::read_json::<Instance>(&p.instance())
+        .map(|i| i.volumes)
+        .unwrap_or_default();
+    volumes::release_all(p, &vols).map_err(failed)
+}
+
+/// At start-up: the volumes of containers that do not run (their shim was killed, say) are
+/// released, so no loop device or staging mount of a stopped container stays behind.
+pub(crate) fn sweep(drv: &ContainerDriver) {
+    let Ok(rd) = std::fs::read_dir(drv.instances_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = ServerId::parse(&name) else {
+            continue;
+        };
+        if !e.path().join("volumes").exists() || drv.running_boot(&id).is_some() {
+            continue;
+        }
+        if let Err(e) = release_stopped(&Paths::new(&e.path())) {
+            tracing::warn!(server_id = %name, error = %e, "cannot release the volumes of a stopped container");
+        }
+    }
 }

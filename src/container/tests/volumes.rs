@@ -271,11 +271,45 @@ fn run(userns: bool) {
     env.d().reboot(&b.id, RebootKind::Hard).expect("reboot");
     env.observe(&b.id);
     wait_for(&env, &b.id, "vol: done", 2);
+    // A process inside using the volume makes the detach fail, and change nothing.
+    let pid = env.d().init_pid(&b.id).expect("init");
+    let mut user = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "/bin/busybox", "sh", "-c"])
+        .arg(format!("cd /mnt/{volume_id} && exec sleep 60"))
+        .spawn()
+        .expect("nsenter");
+    std::thread::sleep(Duration::from_millis(500));
+    let e = env.d().detach_volume(&b, &vol).expect_err("busy");
+    let _ = user.kill();
+    let _ = user.wait();
+    assert!(e.to_string().contains("busy"), "{e}");
+    assert!(!loops(&file).is_empty());
     env.d().detach_volume(&b, &vol).expect("detach b");
     wait_for(&env, &b.id, "vol: gone", 1);
     assert!(loops(&file).is_empty());
     env.d().attach_volume(&b, &vol).expect("attach b");
     wait_for(&env, &b.id, "vol: done", 3);
+
+    // The container ends behind the driver's back (init killed); a driver starting
+    // afterwards releases what the stopped container still held.
+    let pid = env.d().init_pid(&b.id).expect("init");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill init");
+    assert!(wait_until(Duration::from_secs(10), || env
+        .d()
+        .running_boot(&b.id)
+        .is_none()));
+    assert!(!loops(&file).is_empty(), "still staged");
+    let again = container::ContainerDriver::new(env.cfg.clone()).expect("a new driver");
+    assert!(
+        loops(&file).is_empty(),
+        "the new driver released the volume"
+    );
+    assert!(!host_mounts().contains(&format!("volumes/{volume_id}")));
+    drop(again);
 
     env.teardown_and_check();
     assert!(file.exists() && loops(&file).is_empty());
