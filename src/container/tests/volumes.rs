@@ -244,6 +244,23 @@ fn run(userns: bool) {
         !Path::new("/etc/onebox-vol-probe").exists(),
         "the host's /etc was written"
     );
+    // A snapshot holds the container's files, not the volume's.
+    let snap = store.path().join("snap.tar");
+    env.d().snapshot(&b.id, &snap).expect("snapshot");
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(&snap).expect("snapshot"))
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(names.iter().any(|n| n.contains("vol.sh")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains(&volume_id)), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("marker")), "{names:?}");
     // A mount path that is a symbolic link inside the container is refused.
     let evil = Volume {
         volume_id: format!("{volume_id}-2"),
