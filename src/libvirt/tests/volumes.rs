@@ -214,3 +214,59 @@ fn a_volume_moves_between_guests_with_its_data_and_outlives_them() {
     assert!(file.exists());
     assert!(!qemu_holds(&file));
 }
+
+#[test]
+fn a_server_without_an_image_boots_from_its_qcow2_volume() {
+    if !common::available() {
+        return;
+    }
+    let data = tempfile::Builder::new()
+        .prefix("onebox-bfv-")
+        .tempdir()
+        .expect("tempdir");
+    let store = tempfile::Builder::new()
+        .prefix("onebox-bfvstore-")
+        .tempdir()
+        .expect("tempdir");
+    let (_, _, disk) = common::guest();
+    let file = store.path().join("boot-volume");
+    std::fs::copy(&disk, &file).expect("copying the guest's disk into a volume");
+    let mut cfg = LibvirtConfig::new(data.path().to_path_buf());
+    cfg.shutdown_timeout = Duration::from_secs(10);
+    let d = LibvirtDriver::connect(cfg).expect("connect to libvirt");
+    let mut s = common::spec(8);
+    s.image = None;
+    s.volumes = vec![Volume {
+        volume_id: "9a8b7c6d-0000-4000-8000-0000000000bf".into(),
+        path: file.clone(),
+        format: "qcow2".into(),
+        device: "/dev/vda".into(),
+        boot_index: Some(0),
+        ..Default::default()
+    }];
+    let br = hostnet::bridge_name(&s.ports[0].network_id);
+    let _guard = Cleanup(&d, vec![s.id.clone()], vec![br]);
+    d.spawn(&s).expect("spawn from the volume");
+    // The guest finds its root disk (the volume's file system) as vda.
+    common::wait_console(&d.console_log(&s.id), "root-disk=/dev/vda", BOOT);
+    let dom = driver_libvirt::domain_name_of(&s.id);
+    let def = virsh(&["dumpxml", "--inactive", &dom]);
+    assert!(
+        def.contains(&format!("<source file='{}'", file.display())),
+        "{def}"
+    );
+    assert!(def.contains("<boot order='1'/>"), "{def}");
+    assert!(def.contains("type='qcow2'"), "{def}");
+    assert!(
+        !data
+            .path()
+            .join("instances")
+            .join(s.id.as_str())
+            .join("disk")
+            .exists(),
+        "a volume-backed server has no disk of its own"
+    );
+    d.destroy(&s.id).expect("destroy");
+    assert!(file.exists(), "destroy removed the boot volume");
+    assert!(!qemu_holds(&file));
+}
