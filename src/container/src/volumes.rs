@@ -184,9 +184,28 @@ pub fn stage(p: &Paths, v: &VolumeRec) -> Result<(), String> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let meta = std::fs::metadata(&v.path).map_err(|e| format!("volume {}: {e}", v.volume_id))?;
+    // One file system mounted twice through two devices is corrupted: a volume in use
+    // elsewhere on this host is refused.
+    let in_use = || format!("volume {} is in use elsewhere on this host", v.volume_id);
     let (dev, made_loop) = if meta.file_type().is_block_device() {
+        let rdev = meta.rdev();
+        let want = format!(
+            "{}:{}",
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev)
+        );
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(2) == Some(want.as_str()));
+        if mounted {
+            return Err(in_use());
+        }
         (v.path.clone(), None)
     } else if meta.is_file() {
+        if !loops_of(&v.path).is_empty() {
+            return Err(in_use());
+        }
         let mut cmd = Command::new("losetup");
         cmd.args(["--find", "--show"]);
         if v.read_only {
@@ -272,6 +291,8 @@ fn unstage(p: &Paths, id: &str, file: Option<&Path>, lazy: bool) -> Result<(), S
         return Err(format!("volume {id} is still mounted"));
     }
     let rec = loop_record(p, id);
+    // Only a loop device this instance made is waited for (another may hold the file).
+    let mut detached = false;
     if let Ok(dev) = std::fs::read_to_string(&rec) {
         let dev = dev.trim();
         let name = dev.trim_start_matches("/dev/");
@@ -284,10 +305,11 @@ fn unstage(p: &Paths, id: &str, file: Option<&Path>, lazy: bool) -> Result<(), S
         };
         if ours && name.starts_with("loop") {
             tool(Command::new("losetup").args(["-d", dev]), "losetup -d")?;
+            detached = true;
         }
         let _ = std::fs::remove_file(&rec);
     }
-    if let Some(f) = file {
+    if let Some(f) = file.filter(|_| detached) {
         let end = Instant::now() + Duration::from_secs(10);
         while !loops_of(f).is_empty() {
             if Instant::now() >= end {

@@ -306,6 +306,39 @@ fn run(userns: bool) {
     assert!(loops(&file).is_empty());
     env.d().attach_volume(&b, &vol).expect("attach b");
     wait_for(&env, &b.id, "vol: done", 3);
+    // Held by b, the volume cannot be mounted by another container at the same time.
+    let mut c = env.spec("vol-c");
+    c.volumes = vec![vol.clone()];
+    let e = env.d().spawn(&c).expect_err("the volume is in use");
+    assert!(e.to_string().contains("in use"), "{e}");
+    assert_eq!(loops(&file).lines().count(), 1, "{}", loops(&file));
+    assert!(
+        !env.cfg
+            .data_dir
+            .join("instances")
+            .join(c.id.as_str())
+            .exists(),
+        "the failed spawn left its instance"
+    );
+
+    // Shut off: detach and attach change the record only; the next start mounts it.
+    env.d().power_off(&b.id).expect("stop b");
+    assert!(
+        loops(&file).is_empty(),
+        "a stopped container holds no volume"
+    );
+    let mut without = b.clone();
+    without.volumes.clear();
+    env.d()
+        .detach_volume(&without, &vol)
+        .expect("detach while stopped");
+    env.d()
+        .attach_volume(&b, &vol)
+        .expect("attach while stopped");
+    assert!(loops(&file).is_empty());
+    env.d().power_on(&b.id).expect("start b");
+    env.observe(&b.id);
+    wait_for(&env, &b.id, "vol: done", 4);
 
     // The container ends behind the driver's back (init killed); a driver starting
     // afterwards releases what the stopped container still held.
