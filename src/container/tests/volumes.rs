@@ -283,6 +283,25 @@ fn run(userns: bool) {
     let pid = env.d().init_pid(&b.id).expect("init");
     let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     assert!(!inside.contains(" /etc "), "{inside}");
+    // Read-only at a path of its own (the refused attach left it a file system).
+    let ro = Volume {
+        mount_path: "/data/ro".into(),
+        read_only: true,
+        ..evil.clone()
+    };
+    let mut with_ro = b.clone();
+    with_ro.volumes.push(ro.clone());
+    env.d()
+        .attach_volume(&with_ro, &ro)
+        .expect("attach read-only");
+    let inside = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let line = inside
+        .lines()
+        .find(|l| l.contains(" /data/ro "))
+        .expect("mounted read-only");
+    assert!(line.contains(" ro,"), "{line}");
+    env.d().detach_volume(&b, &ro).expect("detach read-only");
+    assert!(loops(&other).is_empty());
 
     // A reboot keeps it; a detach and attach of the running container move it.
     env.d().reboot(&b.id, RebootKind::Hard).expect("reboot");
