@@ -214,6 +214,7 @@ mod tests {
             lower_shifted: false,
             boot: 1,
             forwarding: false,
+            volumes: vec![],
         };
         let port = Port {
             network_id: "m".into(),

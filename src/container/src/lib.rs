@@ -33,6 +33,8 @@ pub mod shim;
 pub mod state;
 mod sys;
 pub mod userns;
+mod volume_ops;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -143,6 +145,7 @@ impl ContainerDriver {
         };
         std::fs::create_dir_all(d.instances_dir())
             .map_err(|e| format!("creating {}: {e}", d.instances_dir().display()))?;
+        volume_ops::sweep(&d);
         Ok(d)
     }
 
@@ -270,6 +273,12 @@ impl ContainerDriver {
             _ if !self.cfg.nameservers.is_empty() => self.cfg.nameservers.clone(),
             first => first.map(|n| vec![n.gateway.clone()]).unwrap_or_default(),
         };
+        let volumes = spec
+            .volumes
+            .iter()
+            .map(volumes::VolumeRec::of)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(failed)?;
         let hostname = if spec.hostname.is_empty() {
             spec.name.clone()
         } else {
@@ -290,6 +299,7 @@ impl ContainerDriver {
             lower_shifted: false,
             boot,
             forwarding: self.cfg.forwarding,
+            volumes,
         })
     }
 
@@ -297,6 +307,11 @@ impl ContainerDriver {
     fn boot(&self, paths: &Paths, inst: &mut Instance) -> Result<()> {
         // The layer is mounted before the shim starts (after a host reboot it is not).
         layer::mount(paths).map_err(failed)?;
+        // So are the volumes: the shim grafts them into the container before init runs.
+        if let Err(e) = volumes::stage_all(paths, &inst.volumes) {
+            let _ = volumes::release_all(paths, &inst.volumes);
+            return Err(failed(e));
+        }
         inst.boot += 1;
         // The policy of now, not of when the instance was made.
         inst.forwarding = self.cfg.forwarding;
@@ -372,7 +387,7 @@ impl ContainerDriver {
         let Ok(boot) = state::read_json::<Boot>(&p.boot()) else {
             // Never started, or its shim is gone: make sure nothing runs.
             cg.kill_all(Duration::from_secs(10)).map_err(failed)?;
-            return Ok(());
+            return volume_ops::release_stopped(&p);
         };
         let _ = std::fs::remove_file(p.suspended());
         if state::alive(boot.init_pid, boot.init_start) {
@@ -398,11 +413,13 @@ impl ContainerDriver {
             std::thread::sleep(Duration::from_millis(5));
         }
         // The host ends of the veths go when the kernel gets round to destroying the
-        // network namespace; remove them now, so the next boot can make them again.
+        // network namespace; remove them now, so the next boot can make them again. The
+        // volumes are released: nothing holds them while the container does not run.
         if let Ok(inst) = state::read_json::<Instance>(&p.instance()) {
             for n in &inst.nics {
                 let _ = hostnet::delete_link(&n.host_if);
             }
+            volumes::release_all(&p, &inst.volumes).map_err(failed)?;
         }
         if !p.exit().exists() {
             // The shim died with onebox's host or was killed: record the stop ourselves.
@@ -457,6 +474,14 @@ impl ComputeDriver for ContainerDriver {
         hotplug::detach(self, spec, port)
     }
 
+    fn attach_volume(&self, spec: &InstanceSpec, volume: &driver::Volume) -> Result<()> {
+        volume_ops::attach(self, spec, volume)
+    }
+
+    fn detach_volume(&self, spec: &InstanceSpec, volume: &driver::Volume) -> Result<()> {
+        volume_ops::detach(self, spec, volume)
+    }
+
     fn spawn(&self, spec: &InstanceSpec) -> Result<()> {
         let p = self.paths(&spec.id);
         if p.dir.exists() {
@@ -487,6 +512,8 @@ impl ComputeDriver for ContainerDriver {
         self.cgroup(id).remove().map_err(failed)?;
         net::release(&self.cfg.data_dir, id.as_str(), inst.as_ref()).map_err(failed)?;
         layer::remove(&p).map_err(failed)?;
+        // Never removed through a volume still mounted: its data is not the instance's.
+        volume_ops::release_stopped(&p)?;
         match std::fs::remove_dir_all(&p.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -259,6 +259,11 @@ pub fn pack(root: &Path, dest: &Path, base: Option<u32>) -> Result<(), String> {
     b.follow_symlinks(false);
     b.mode(tar::HeaderMode::Complete);
     let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    // Another file system mounted in the tree (a volume) is not the container's: its
+    // directory is kept, its contents left out.
+    let root_dev = std::fs::metadata(root)
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
     while let Some(rel) = stack.pop() {
         let full = root.join(&rel);
         let meta =
@@ -272,7 +277,7 @@ pub fn pack(root: &Path, dest: &Path, base: Option<u32>) -> Result<(), String> {
             append(&mut b, &full, &rel, &meta, base)
                 .map_err(|e| format!("packing {}: {e}", rel.display()))?;
         }
-        if ft.is_dir() {
+        if ft.is_dir() && std::os::unix::fs::MetadataExt::dev(&meta) == root_dev {
             let top = rel.as_os_str().is_empty();
             let mut names: Vec<_> = std::fs::read_dir(&full)
                 .map_err(|e| format!("{}: {e}", full.display()))?

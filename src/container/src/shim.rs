@@ -159,6 +159,17 @@ fn run(paths: &Paths) -> Result<(), String> {
         if let Err(e) = mounted {
             return Err(fail(format!("the root file system: {e}")));
         }
+        // The volumes, idmapped with the container's user namespace, before init runs.
+        if !inst.volumes.is_empty() {
+            let grafted = crate::volumes::trees(paths, &inst.volumes, Some(pid)).and_then(|t| {
+                crate::volumes::in_mount_ns(pid, || {
+                    crate::volumes::graft(&paths.rootfs(), &t, Some(base))
+                })
+            });
+            if let Err(e) = grafted {
+                return Err(fail(format!("volumes: {e}")));
+            }
+        }
     }
     // The cgroup is joined while the network is made (both wait on the kernel).
     let cgroup = inst.cgroup.clone();
@@ -357,6 +368,11 @@ fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> R
             MsFlags::MS_NODEV,
             Some(&opts),
         )?;
+        // The volumes (staged by the driver, visible in this copy of the host's mounts).
+        if !inst.volumes.is_empty() {
+            let trees = crate::volumes::trees(&paths, &inst.volumes, None)?;
+            crate::volumes::graft(root, &trees, None)?;
+        }
     }
     etc_files(inst, root)?;
     mounts::kernel_filesystems(root, inst.user_namespace.is_some())?;

@@ -119,6 +119,10 @@ pub struct Instance {
     /// set from the driver's settings at every boot. Absent in older files: isolated.
     #[serde(default)]
     pub forwarding: bool,
+    /// The attached volumes, mounted at every boot before init runs. Absent in older
+    /// files: none.
+    #[serde(default)]
+    pub volumes: Vec<crate::volumes::VolumeRec>,
 }
 
 /// A running boot, as the shim recorded it.

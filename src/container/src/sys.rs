@@ -62,6 +62,32 @@ pub fn idmap_tree(tree: &OwnedFd, userns: &OwnedFd) -> Result<(), String> {
     Ok(())
 }
 
+/// `move_mount(tree, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH)`: attaches the detached
+/// mount tree `tree` on the directory `target` (an `O_PATH` descriptor), in the mount
+/// namespace of the caller.
+#[allow(unsafe_code)]
+pub fn move_mount_onto(tree: &OwnedFd, target: &OwnedFd) -> Result<(), String> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let empty = c"";
+    // SAFETY: both descriptors are open for the whole call and `empty` is a valid
+    // NUL-terminated string on this frame; the kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(format!("move_mount: {}", errno()));
+    }
+    Ok(())
+}
+
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_QUERY: libc::c_long = 16;

@@ -82,6 +82,7 @@ fn instance(d: &Dirs, server: &str, image_id: &str, lower: &Path) {
         lower_shifted: false,
         boot: 1,
         forwarding: false,
+        volumes: vec![],
     };
     state::write_json(&dir.join("instance.json"), &rec).expect("instance.json");
 }

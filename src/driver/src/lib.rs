@@ -14,6 +14,7 @@
 pub mod conformance;
 pub mod console;
 pub mod fake;
+pub mod holders;
 pub mod imagecache;
 pub mod metadata;
 pub mod unavailable;

@@ -19,6 +19,7 @@ pub mod disk;
 mod events;
 mod hotplug;
 mod net;
+mod volumes;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -376,8 +377,10 @@ impl LibvirtDriver {
         let dir = self.instance_dir(&spec.id);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
+        // A server booted from a volume has no disk of its own.
+        let backed = volumes::volume_backed(spec);
         let disk = dir.join("disk");
-        if new_disk {
+        if new_disk && !backed {
             let base = match &spec.image {
                 Some(img) => Some(self.disks.base(img)?),
                 None => None,
@@ -404,6 +407,7 @@ impl LibvirtDriver {
             disk::remove_file(&dir.join("config.iso"))?;
             None
         };
+        let volumes = volumes::disks(spec)?;
         let nics = self.plug(spec)?;
         Ok(xml::DomainDef {
             name: domain_name(&spec.id),
@@ -411,8 +415,9 @@ impl LibvirtDriver {
             virt_type: self.virt_type.as_str().into(),
             vcpus: spec.vcpus,
             ram_mb: spec.ram_mb,
-            disk: Some(disk),
+            disk: (!backed).then_some(disk),
             data_disk: None,
+            volumes,
             cmdline: kernel.as_ref().map(|_| self.cmdline(spec)),
             kernel,
             initrd,
@@ -519,6 +524,8 @@ impl LibvirtDriver {
             ram_mb: spec.ram_mb,
             disk: Some(rescue_disk),
             data_disk: Some(dir.join("disk")),
+            // As Nova's rescue, the rescue system sees no volumes.
+            volumes: vec![],
             kernel,
             initrd,
             cmdline,
@@ -652,6 +659,14 @@ impl ComputeDriver for LibvirtDriver {
 
     fn detach_interface(&self, spec: &InstanceSpec, port: &driver::Port) -> driver::Result<()> {
         hotplug::detach(self, spec, port)
+    }
+
+    fn attach_volume(&self, spec: &InstanceSpec, volume: &driver::Volume) -> driver::Result<()> {
+        volumes::attach(self, spec, volume)
+    }
+
+    fn detach_volume(&self, spec: &InstanceSpec, volume: &driver::Volume) -> driver::Result<()> {
+        volumes::detach(self, spec, volume)
     }
 
     fn watch(&self, sink: driver::StateSink) -> bool {
@@ -817,7 +832,8 @@ impl ComputeDriver for LibvirtDriver {
         // The disk and definition before the resize are kept until confirm or revert. The
         // copy is complete before it takes the backup's name, so a backup that exists after
         // a crash is one a revert can trust.
-        if !backup.exists() {
+        let backed = volumes::volume_backed(spec);
+        if !backup.exists() && !dir.join("domain.resize-backup.xml").exists() {
             let xml = d
                 .get_xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
                 .map_err(Error::from)?;
@@ -830,9 +846,14 @@ impl ComputeDriver for LibvirtDriver {
                 std::fs::rename(&part, &backup)?;
                 std::fs::File::open(&dir)?.sync_all()
             };
-            keep().map_err(|e| Error::Io("keeping the disk for a revert".into(), e))?;
+            if !backed {
+                keep().map_err(|e| Error::Io("keeping the disk for a revert".into(), e))?;
+            }
         }
-        self.disks.grow(&disk, spec.disk_gb)?;
+        // A volume-backed server has no disk of its own to grow.
+        if !backed {
+            self.disks.grow(&disk, spec.disk_gb)?;
+        }
         let d = self.redefine(spec, false)?;
         d.create().map_err(Error::from)?;
         net::harden_taps(&d);

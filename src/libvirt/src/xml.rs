@@ -24,6 +24,63 @@ impl Nic {
     }
 }
 
+/// A block-storage volume as a guest disk (virtio-blk): a file or a block device, its
+/// format given (never probed), the volume id as the disk's serial (the guest finds it as
+/// `/dev/disk/by-id/virtio-<first 20 characters>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeDisk {
+    pub source: PathBuf,
+    /// A block device (`<disk type='block'>`) rather than a file.
+    pub block: bool,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    /// The target device name (`vdb`).
+    pub target: String,
+    pub serial: String,
+    pub read_only: bool,
+    /// `cache='none' io='native'` (O_DIRECT works on the source), else `writethrough`.
+    pub direct: bool,
+    /// The guest boots from this disk (`<boot order='1'/>`; no `<os><boot>` then).
+    pub boot: bool,
+}
+
+impl VolumeDisk {
+    /// The `<disk>` element, as a definition holds it and as a hot plug passes it.
+    pub fn to_xml(&self) -> String {
+        let (kind, attr) = if self.block {
+            ("block", "dev")
+        } else {
+            ("file", "file")
+        };
+        let mut x = format!("    <disk type='{kind}' device='disk'>\n");
+        let cache = if self.direct {
+            "cache='none' io='native'"
+        } else {
+            "cache='writethrough'"
+        };
+        let _ = writeln!(
+            x,
+            "      <driver name='qemu' type='{}' {cache}/>",
+            esc(&self.format)
+        );
+        let _ = writeln!(x, "      <source {attr}='{}'/>", p(&self.source));
+        let _ = writeln!(
+            x,
+            "      <target dev='{}' bus='virtio'/>",
+            esc(&self.target)
+        );
+        let _ = writeln!(x, "      <serial>{}</serial>", esc(&self.serial));
+        if self.boot {
+            x.push_str("      <boot order='1'/>\n");
+        }
+        if self.read_only {
+            x.push_str("      <readonly/>\n");
+        }
+        x.push_str("    </disk>\n");
+        x
+    }
+}
+
 /// Everything the domain definition is made of, already resolved to host paths.
 #[derive(Clone, Debug)]
 pub struct DomainDef {
@@ -40,6 +97,8 @@ pub struct DomainDef {
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
     pub config_drive: Option<PathBuf>,
+    /// Attached block-storage volumes, after the server's own disks.
+    pub volumes: Vec<VolumeDisk>,
     pub nics: Vec<Nic>,
     pub console_log: PathBuf,
     /// Shown by `virsh list --title`; the server's name.
@@ -97,7 +156,8 @@ impl DomainDef {
             if let Some(c) = &self.cmdline {
                 let _ = writeln!(x, "    <cmdline>{}</cmdline>", esc(c));
             }
-        } else {
+        } else if !self.volumes.iter().any(|v| v.boot) {
+            // A boot volume carries its own boot order; libvirt refuses both.
             x.push_str("    <boot dev='hd'/>\n");
         }
         x.push_str("    <smbios mode='sysinfo'/>\n  </os>\n");
@@ -128,6 +188,9 @@ impl DomainDef {
             x.push_str("      <driver name='qemu' type='raw'/>\n");
             let _ = writeln!(x, "      <source file='{}'/>", p(c));
             x.push_str("      <target dev='hdd' bus='ide'/>\n      <readonly/>\n    </disk>\n");
+        }
+        for v in &self.volumes {
+            x.push_str(&v.to_xml());
         }
         for n in &self.nics {
             x.push_str(&n.to_xml());
@@ -164,6 +227,7 @@ mod tests {
             initrd: Some("/c/r".into()),
             cmdline: Some("console=ttyS0 a<b".into()),
             config_drive: Some("/d/config.iso".into()),
+            volumes: vec![],
             nics: vec![Nic {
                 bridge: "obr123".into(),
                 mac: "fa:16:3e:00:00:01".into(),
@@ -205,6 +269,7 @@ mod tests {
             initrd: None,
             cmdline: None,
             config_drive: None,
+            volumes: vec![],
             nics: vec![],
             console_log: "/d/console.log".into(),
             title: "t".into(),
@@ -219,5 +284,66 @@ mod tests {
         assert!(x[first..].starts_with("<source file='/d/disk.rescue'/>\n      <target dev='vda'"));
         assert!(x[second..].starts_with("<source file='/d/disk'/>\n      <target dev='vdb'"));
         assert!(x.contains("<boot dev='hd'/>"));
+    }
+
+    #[test]
+    fn volumes_are_virtio_disks_with_their_id_as_serial() {
+        let vol = |target: &str, boot: bool| VolumeDisk {
+            source: "/v/vol-1".into(),
+            block: false,
+            format: "raw".into(),
+            target: target.into(),
+            serial: "0b1e2c3d-0000-4000-8000-00000000000a".into(),
+            read_only: false,
+            direct: true,
+            boot,
+        };
+        let x = vol("vdb", false).to_xml();
+        assert!(x.contains("<disk type='file' device='disk'>"), "{x}");
+        assert!(x.contains("<driver name='qemu' type='raw' cache='none' io='native'/>"));
+        assert!(x.contains("<source file='/v/vol-1'/>"));
+        assert!(x.contains("<target dev='vdb' bus='virtio'/>"));
+        assert!(x.contains("<serial>0b1e2c3d-0000-4000-8000-00000000000a</serial>"));
+        assert!(!x.contains("<readonly/>") && !x.contains("<boot"));
+        let ro = VolumeDisk {
+            block: true,
+            read_only: true,
+            direct: false,
+            format: "qcow2".into(),
+            source: "/dev/vg/lv".into(),
+            ..vol("vdc", false)
+        }
+        .to_xml();
+        assert!(ro.contains("<disk type='block' device='disk'>"), "{ro}");
+        assert!(ro.contains("<source dev='/dev/vg/lv'/>"));
+        assert!(ro.contains("type='qcow2' cache='writethrough'/>"));
+        assert!(ro.contains("<readonly/>"));
+
+        // Booted from a volume: no server disk, the volume carries the boot order.
+        let d = DomainDef {
+            name: "onebox-1".into(),
+            uuid: "6f1a5a6e-0000-4000-8000-000000000001".into(),
+            virt_type: "qemu".into(),
+            vcpus: 1,
+            ram_mb: 128,
+            disk: None,
+            data_disk: None,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            config_drive: None,
+            volumes: vec![vol("vda", true), vol("vdb", false)],
+            nics: vec![],
+            console_log: "/d/console.log".into(),
+            title: "t".into(),
+            owner: "onebox /x".into(),
+        };
+        let x = d.to_xml();
+        assert!(!x.contains("<boot dev='hd'/>"), "{x}");
+        assert_eq!(x.matches("<boot order='1'/>").count(), 1);
+        assert!(!x.contains("/d/disk"));
+        assert!(
+            x.find("<target dev='vda'").expect("vda") < x.find("<target dev='vdb'").expect("vdb")
+        );
     }
 }
