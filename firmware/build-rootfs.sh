@@ -31,6 +31,7 @@ cat > "$tree/sbin/init" <<'EOF'
 # onebox-rootfs's init (PID 1 of the container). Every line it prints for a machine to read
 # starts with "onebox-rootfs: " and is one key=value. It runs the user data the runtime put
 # at /etc/onebox/user-data (when it starts with #!), serves /www over HTTP with busybox httpd
+# (and, when its output is a terminal, a shell on it for the interactive console)
 # on port ${ONEBOX_HTTP_PORT:-80}, and exits 0 on SIGTERM (or SIGINT) after stopping httpd.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 say() { echo "onebox-rootfs: $*"; }
@@ -67,6 +68,12 @@ stop() {
 }
 trap stop TERM INT
 say "http-port=$port"
+# The interactive console (openstack console url show --serial): a shell on init's terminal,
+# started again when it exits. Only on a terminal: run with a pipe or /dev/null, nothing reads.
+if [ -t 0 ]; then
+    exec 3<&0
+    ( while :; do setsid sh -i <&3 >&1 2>&1; sleep 1; done ) &
+fi
 say "ready"
 # wait returns early when a trapped signal arrives; the trap then exits.
 wait "$httpd_pid"

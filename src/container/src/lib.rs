@@ -21,6 +21,7 @@
 
 pub mod cgroup;
 mod config;
+mod console;
 pub mod devices;
 mod hotplug;
 pub mod layer;
@@ -564,12 +565,15 @@ impl ComputeDriver for ContainerDriver {
     }
 
     fn console_output(&self, id: &ServerId, lines: Option<usize>) -> Result<String> {
-        let (p, _) = self.load(id)?;
-        // Read from the end: the supervisor caps the log, the reader never relies on it.
-        let (old, new) = (p.console_old(), p.console());
-        let raw =
-            driver::console::tail(&[&old, &new], driver::console::TAIL_BYTES).unwrap_or_default();
-        Ok(driver::console::last_lines(&raw, lines))
+        console::output(self, id, lines)
+    }
+
+    fn console_endpoint(
+        &self,
+        id: &ServerId,
+        kind: driver::ConsoleKind,
+    ) -> Result<driver::ConsoleEndpoint> {
+        console::endpoint(self, id, kind)
     }
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {

@@ -96,7 +96,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 fn run(paths: &Paths) -> Result<(), String> {
     let inst: Instance =
         state::read_json(&paths.instance()).map_err(|e| format!("reading instance.json: {e}"))?;
-    let (console_r, console_w) = pipe()?;
+    let (console_r, console_w) = terminal()?;
     let (go_r, go_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let oom_kills_at_start = inst.cgroup.oom_kills();
@@ -207,8 +207,13 @@ fn run(paths: &Paths) -> Result<(), String> {
 
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let console = (paths.console(), paths.console_old(), inst.console_max_bytes);
+    let session = Session::default();
+    match console_r.try_clone() {
+        Ok(input) => serve_console(&paths.console_socket(), input, session.clone()),
+        Err(e) => eprintln!("onebox-shim: no interactive console: {e}"),
+    }
     std::thread::spawn(move || {
-        pump_console(console_r, &console.0, &console.1, console.2);
+        pump_console(console_r, &console.0, &console.1, console.2, &session);
         let _ = done_tx.send(());
     });
     let status = loop {
@@ -232,7 +237,95 @@ fn run(paths: &Paths) -> Result<(), String> {
         oom_kills: inst.cgroup.oom_kills(),
     };
     state::write_json(&paths.exit(), &exit).map_err(|e| format!("exit.json: {e}"))?;
+    let _ = std::fs::remove_file(paths.console_socket());
     Ok(())
+}
+
+/// The terminal init runs on: (the shim's end, init's end). Output is passed through as
+/// written (no `\n` → `\r\n`), so the console log reads as a pipe's would; input is a
+/// terminal's (line editing, echo, ^C), for whoever holds the interactive console.
+fn terminal() -> Result<(OwnedFd, OwnedFd), String> {
+    use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
+    let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+    let mut t = tcgetattr(&pty.slave).map_err(|e| format!("tcgetattr: {e}"))?;
+    t.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).map_err(|e| format!("tcsetattr: {e}"))?;
+    for fd in [&pty.master, &pty.slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| format!("cloexec: {e}"))?;
+    }
+    Ok((pty.master, pty.slave))
+}
+
+/// The client of the interactive console, if one is connected: it gets what init writes.
+#[derive(Clone, Default)]
+struct Session(std::sync::Arc<std::sync::Mutex<Option<std::os::unix::net::UnixStream>>>);
+
+impl Session {
+    /// Sends `data` to the client; a client that cannot take it within a second is let go
+    /// (the console log and init never wait on a slow reader for longer).
+    fn send(&self, data: &[u8]) {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stream) = c.as_mut()
+            && stream.write_all(data).is_err()
+        {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            *c = None;
+        }
+    }
+
+    /// Makes `stream` the client; the one before it, if any, is disconnected (the newest
+    /// connection takes the console over).
+    fn replace(&self, stream: std::os::unix::net::UnixStream) {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = c.take() {
+            let _ = old.shutdown(std::net::Shutdown::Both);
+        }
+        *c = Some(stream);
+    }
+}
+
+/// Listens on `sock` (0600, the driver's console endpoint) for as long as the shim lives:
+/// each connection becomes the session, its bytes typed into init's terminal.
+fn serve_console(sock: &Path, input: OwnedFd, session: Session) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(sock);
+    let listener = match std::os::unix::net::UnixListener::bind(sock) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("onebox-shim: console socket: {e}");
+            return;
+        }
+    };
+    let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600));
+    let input = std::sync::Arc::new(std::fs::File::from(input));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+            let Ok(mut reader) = conn.try_clone() else {
+                continue;
+            };
+            session.replace(conn);
+            let input = input.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if (&*input).write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Clones a child running `f` in new namespaces given by `flags`.
@@ -283,7 +376,7 @@ fn network(inst: &Instance, pid: u32) -> Result<(), String> {
 
 /// Copies init's output into `log`, moving it to `old` when it passes half the cap, so the
 /// two files together never hold more than `cap` bytes.
-fn pump_console(from: OwnedFd, log: &Path, old: &Path, cap: u64) {
+fn pump_console(from: OwnedFd, log: &Path, old: &Path, cap: u64, session: &Session) {
     let half = (cap / 2).max(4096);
     let mut src = std::fs::File::from(from);
     let open = |p: &Path| {
@@ -302,6 +395,7 @@ fn pump_console(from: OwnedFd, log: &Path, old: &Path, cap: u64) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        session.send(&buf[..n]);
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             if size >= half {
@@ -334,8 +428,9 @@ fn child_main(inst: &Instance, dir: &Path, go: &OwnedFd, console: &OwnedFd) -> R
         _ => return Err("the shim went away".into()),
     }
     let _ = nix::unistd::setsid();
-    let devnull = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    nix::unistd::dup2_stdin(devnull.as_fd()).map_err(|e| format!("stdin: {e}"))?;
+    // init's terminal: the console (its input is whoever holds the interactive console).
+    crate::sys::set_controlling_terminal(console)?;
+    nix::unistd::dup2_stdin(console.as_fd()).map_err(|e| format!("stdin: {e}"))?;
     nix::unistd::dup2_stdout(console.as_fd()).map_err(|e| format!("stdout: {e}"))?;
     nix::unistd::dup2_stderr(console.as_fd()).map_err(|e| format!("stderr: {e}"))?;
 
@@ -473,7 +568,7 @@ mod tests {
                 writeln!(f, "line {i:05} of the console").expect("write");
             }
         });
-        pump_console(r, &log, &old, 16 * 1024);
+        pump_console(r, &log, &old, 16 * 1024, &Session::default());
         writer.join().expect("writer");
         let a = std::fs::read_to_string(&old).expect("old");
         let b = std::fs::read_to_string(&log).expect("log");

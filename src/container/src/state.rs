@@ -208,6 +208,10 @@ impl Paths {
     pub fn console_old(&self) -> PathBuf {
         self.dir.join("console.log.1")
     }
+    /// The interactive console's socket, served by the shim while init runs.
+    pub fn console_socket(&self) -> PathBuf {
+        self.dir.join("console.sock")
+    }
     pub fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }

@@ -234,3 +234,17 @@ pub(crate) fn raw_syscall3(nr: i64, a: i64, b: i64, c: i64) -> Result<i64, i32> 
         Ok(r)
     }
 }
+
+/// Makes the terminal `tty` the calling process's controlling terminal (`TIOCSCTTY`); the
+/// caller leads a new session with no terminal yet.
+#[allow(unsafe_code)]
+pub fn set_controlling_terminal(tty: &OwnedFd) -> Result<(), String> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal a terminal another
+    // session holds) and reads or writes no memory of ours; `tty` is an open descriptor.
+    let r = unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if r < 0 {
+        Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()))
+    } else {
+        Ok(())
+    }
+}

@@ -18,33 +18,6 @@ echo "flood done"
 while :; do sleep 1 & wait $!; done
 "#;
 
-/// The test image with its `/sbin/init` replaced by `init`.
-fn with_init(tarball: &std::path::Path, init: &str) {
-    let orig = std::fs::read(tarball).expect("tarball");
-    let mut out = tar::Builder::new(Vec::new());
-    let mut archive = tar::Archive::new(orig.as_slice());
-    for entry in archive.entries().expect("entries") {
-        let mut entry = entry.expect("entry");
-        let path = entry.path().expect("path").into_owned();
-        let mut header = entry.header().clone();
-        if path == std::path::Path::new("sbin/init") {
-            header.set_size(init.len() as u64);
-            header.set_cksum();
-            out.append(&header, init.as_bytes()).expect("init");
-        } else if header.entry_type().is_symlink() {
-            let target = entry
-                .link_name()
-                .expect("link")
-                .expect("target")
-                .into_owned();
-            out.append_link(&mut header, &path, target).expect("link");
-        } else {
-            out.append(&header, &mut entry).expect("copy");
-        }
-    }
-    std::fs::write(tarball, out.into_inner().expect("tar")).expect("write");
-}
-
 #[test]
 fn a_container_flooding_its_console_leaves_a_capped_log_and_its_last_lines_are_shown() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -52,7 +25,7 @@ fn a_container_flooding_its_console_leaves_a_capped_log_and_its_last_lines_are_s
         return;
     }
     let mut env = Env::new("flood");
-    with_init(&env.image.path, FLOOD_INIT);
+    common::with_init(&env.image.path, FLOOD_INIT);
     // The image changed: its content hash (the cache's key) with it.
     env.image.content_hash =
         driver::imagecache::content_hash_of(&env.image.path).expect("the image's hash");

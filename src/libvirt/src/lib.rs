@@ -787,6 +787,29 @@ impl ComputeDriver for LibvirtDriver {
         Ok(driver::console::last_lines(&raw, lines))
     }
 
+    fn console_endpoint(
+        &self,
+        id: &ServerId,
+        kind: driver::ConsoleKind,
+    ) -> driver::Result<driver::ConsoleEndpoint> {
+        let d = self.domain(id)?;
+        if Self::power(&d)? != PowerState::Running {
+            return Err(DriverError::Failed(format!("instance {id} is not running")));
+        }
+        let name = match kind {
+            driver::ConsoleKind::Serial => "serial.sock",
+            driver::ConsoleKind::Vnc => "vnc.sock",
+        };
+        // A domain defined before consoles were sockets (or whose path is too long for one)
+        // has none until it is defined again (its next start from the API).
+        xml::console_socket(&self.console_log(id), name)
+            .filter(|p| p.exists())
+            .map(driver::ConsoleEndpoint::Unix)
+            .ok_or_else(|| {
+                DriverError::Failed(format!("instance {id} has no {} console", kind.as_str()))
+            })
+    }
+
     fn get_info(&self, id: &ServerId) -> driver::Result<InstanceInfo> {
         let d = self.domain(id)?;
         // The power-state sync asks every few seconds: the serial log is capped here.

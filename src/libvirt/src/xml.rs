@@ -1,7 +1,7 @@
 //! Domain XML from an instance's spec.
 
 use std::fmt::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A guest's network interface: its bridge, its MAC and the host-side tap libvirt makes for
 /// it (named by onebox, so the tap's rules in onebox's bridge table exist before it does).
@@ -107,6 +107,13 @@ pub struct DomainDef {
     pub owner: String,
 }
 
+/// The Unix socket `name` beside the console log, when its path fits a socket address.
+pub fn console_socket(console_log: &Path, name: &str) -> Option<PathBuf> {
+    let sock = console_log.with_file_name(name);
+    // sun_path holds 108 bytes with the terminating NUL.
+    (sock.as_os_str().len() < 108).then_some(sock)
+}
+
 /// Escapes text for XML content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -195,14 +202,36 @@ impl DomainDef {
         for n in &self.nics {
             x.push_str(&n.to_xml());
         }
-        // The serial console goes to a file that survives reboots (append).
-        x.push_str("    <serial type='file'>\n");
-        let _ = writeln!(
-            x,
-            "      <source path='{}' append='on'/>",
-            p(&self.console_log)
-        );
+        // The serial console is a Unix socket beside the log for interactive sessions (the
+        // console proxy connects to it), and every byte the guest writes goes to the log,
+        // which survives reboots (append), whether or not a session is open. A path too long
+        // for a socket address leaves the console a plain file.
+        match console_socket(&self.console_log, "serial.sock") {
+            Some(sock) => {
+                x.push_str("    <serial type='unix'>\n");
+                let _ = writeln!(x, "      <source mode='bind' path='{}'/>", p(&sock));
+                let _ = writeln!(
+                    x,
+                    "      <log file='{}' append='on'/>",
+                    p(&self.console_log)
+                );
+            }
+            None => {
+                x.push_str("    <serial type='file'>\n");
+                let _ = writeln!(
+                    x,
+                    "      <source path='{}' append='on'/>",
+                    p(&self.console_log)
+                );
+            }
+        }
         x.push_str("      <target port='0'/>\n    </serial>\n");
+        // The screen, for the VNC console: QEMU's VNC server on a Unix socket only (no TCP
+        // port on the host).
+        if let Some(sock) = console_socket(&self.console_log, "vnc.sock") {
+            let _ = writeln!(x, "    <graphics type='vnc' socket='{}'/>", p(&sock));
+            x.push_str("    <video>\n      <model type='vga'/>\n    </video>\n");
+        }
         x.push_str("    <memballoon model='none'/>\n");
         x.push_str("  </devices>\n</domain>\n");
         x
@@ -249,7 +278,9 @@ mod tests {
         assert!(x.contains("<source bridge='obr123'/>"));
         assert!(x.contains("<mac address='fa:16:3e:00:00:01'/>"));
         assert!(x.contains("<target dev='obt6f1a5a6e000'/>"));
-        assert!(x.contains("<source path='/d/console.log' append='on'/>"));
+        assert!(x.contains("<source mode='bind' path='/d/serial.sock'/>"));
+        assert!(x.contains("<log file='/d/console.log' append='on'/>"));
+        assert!(x.contains("<graphics type='vnc' socket='/d/vnc.sock'/>"));
         assert!(x.contains("device='cdrom'"));
         assert!(!x.contains("<boot dev='hd'/>"));
         assert!(!x.contains("vdb"));

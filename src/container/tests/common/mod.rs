@@ -286,6 +286,13 @@ impl Env {
                 );
             }
         }
+        // The kernel finishes a pid namespace's last exits on its own time: wait for it.
+        let gone = |held: &std::collections::HashSet<String>| {
+            self.seen
+                .iter()
+                .all(|s| s.namespaces.iter().all(|(_, ns)| !held.contains(ns)))
+        };
+        wait_until(Duration::from_secs(3), || gone(&namespaces_in_use()));
         let held = namespaces_in_use();
         for s in &self.seen {
             for (kind, ns) in &s.namespaces {
@@ -438,4 +445,31 @@ pub fn status_field(pid: i32, key: &str) -> Option<String> {
         .lines()
         .find(|l| l.starts_with(key))
         .map(|l| l[key.len()..].trim().to_owned())
+}
+
+/// The test image with its `/sbin/init` replaced by `init`.
+pub fn with_init(tarball: &std::path::Path, init: &str) {
+    let orig = std::fs::read(tarball).expect("tarball");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(orig.as_slice());
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").into_owned();
+        let mut header = entry.header().clone();
+        if path == std::path::Path::new("sbin/init") {
+            header.set_size(init.len() as u64);
+            header.set_cksum();
+            out.append(&header, init.as_bytes()).expect("init");
+        } else if header.entry_type().is_symlink() {
+            let target = entry
+                .link_name()
+                .expect("link")
+                .expect("target")
+                .into_owned();
+            out.append_link(&mut header, &path, target).expect("link");
+        } else {
+            out.append(&header, &mut entry).expect("copy");
+        }
+    }
+    std::fs::write(tarball, out.into_inner().expect("tar")).expect("write");
 }
