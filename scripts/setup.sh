@@ -50,6 +50,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     # nft writes onebox's table when [network] nat_uplink lets guests out (and the NAT test
     # checks it inside namespaces of its own).
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+    # noVNC's pages for the VNC console in a browser (served by onebox at /console/vnc/).
+    [ -f /usr/share/novnc/vnc_lite.html ] || need+=(novnc)
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
         need+=(qemu-system-x86)
         qemu_pin=(x)
