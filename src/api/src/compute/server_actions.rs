@@ -519,14 +519,18 @@ fn rebuild_fields(ver: ApiVersion) -> Vec<&'static str> {
 fn rebuild_args(ver: ApiVersion, arg: &Value) -> Result<RebuildRequest, Fault> {
     v::only("rebuild", arg, &rebuild_fields(ver))?;
     let o = v::object("rebuild", arg)?;
-    let image = v::string(
-        "imageRef",
-        v::required_in("rebuild", arg, o, "imageRef")?,
-        1,
-        2048,
-    )?;
+    // Nova's schema: a string in the `uuid` format.
+    let image_v = v::required_in("rebuild", arg, o, "imageRef")?;
+    let image = v::string("imageRef", image_v, 0, usize::MAX)?;
+    let image = super::servers::image_uuid(&image).ok_or_else(|| {
+        v::invalid(
+            "imageRef",
+            image_v,
+            &format!("{} is not a 'uuid'", v::py_repr(image_v)),
+        )
+    })?;
     let mut req = RebuildRequest {
-        image_ref: id_from_ref(&image),
+        image_ref: image,
         ..Default::default()
     };
     if let Some(n) = o.get("name") {
