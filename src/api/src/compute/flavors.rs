@@ -414,6 +414,7 @@ pub async fn access(
 pub async fn action(
     State(s): State<AppState>,
     Caller(c): Caller,
+    ver: ApiVersion,
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
 ) -> Result<Json<Value>, Fault> {
@@ -442,7 +443,7 @@ pub async fn action(
     let fid = FlavorId(id.clone());
     let projects = if add {
         s.compute
-            .add_flavor_access(&c, &fid, ProjectId::new(tenant))
+            .add_flavor_access(&c, &fid, ProjectId::new(tenant), ver.at_least(7))
             .await?
     } else {
         s.compute

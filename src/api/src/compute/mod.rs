@@ -186,7 +186,10 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-hypervisors/{id}/search", get(hypervisors::search))
         .route("/os-hypervisors/{id}/servers", get(hypervisors::servers_of))
         .route("/os-services", get(services::list))
-        .route("/os-services/{id}", axum::routing::put(services::update))
+        .route(
+            "/os-services/{id}",
+            axum::routing::put(services::update).delete(services::delete),
+        )
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
         .route(
