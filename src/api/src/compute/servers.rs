@@ -257,20 +257,24 @@ pub(crate) fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>,
         Value::String(s) if s.is_empty() => Ok(None),
         x => {
             let s = v::string(k, x, 1, 64)?;
-            let ok = if six {
-                s.parse::<std::net::Ipv6Addr>().is_ok()
+            // Kept in canonical form (an IPv6 address compressed, in lower case), as Nova
+            // stores and shows it.
+            let canonical = if six {
+                s.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
             } else {
-                s.parse::<std::net::Ipv4Addr>().is_ok()
+                s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string())
             };
-            if !ok {
-                let family = if six { "ipv6" } else { "ipv4" };
-                return Err(v::invalid(
-                    k,
-                    x,
-                    &format!("{} is not a '{family}'", v::py_repr(x)),
-                ));
+            match canonical {
+                Some(c) => Ok(Some(c)),
+                None => {
+                    let family = if six { "ipv6" } else { "ipv4" };
+                    Err(v::invalid(
+                        k,
+                        x,
+                        &format!("{} is not a '{family}'", v::py_repr(x)),
+                    ))
+                }
             }
-            Ok(Some(s))
         }
     }
 }
@@ -613,4 +617,29 @@ pub async fn delete(
 ) -> Result<StatusCode, Fault> {
     s.compute.delete_server(&c, &id, &request_id(&ext)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_ips_are_kept_in_canonical_form() {
+        let six = |s: &str| access_ip("accessIPv6", &json!(s), true);
+        assert_eq!(
+            six("2001:0DB8:0000:0000:0000:0000:0000:0001").expect("v6"),
+            Some("2001:db8::1".to_owned())
+        );
+        assert_eq!(
+            six("::FFFF:1.2.3.4").expect("v6"),
+            Some("::ffff:1.2.3.4".to_owned())
+        );
+        assert_eq!(six("").expect("empty"), None);
+        assert!(six("1.2.3.4").is_err());
+        assert_eq!(
+            access_ip("accessIPv4", &json!("10.0.0.1"), false).expect("v4"),
+            Some("10.0.0.1".to_owned())
+        );
+        assert!(access_ip("accessIPv4", &json!("010.0.0.1"), false).is_err());
+    }
 }
