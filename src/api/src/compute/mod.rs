@@ -20,6 +20,7 @@ mod availability_zones;
 mod diagnostics;
 mod flavors;
 mod floating_ip_pools;
+mod hosts;
 mod hypervisors;
 mod images;
 mod instance_actions;
@@ -178,6 +179,8 @@ fn api_routes(state: AppState) -> Router {
             "/os-server-groups/{id}",
             get(server_groups::show).delete(server_groups::delete),
         )
+        .route("/os-hosts", get(hosts::list))
+        .route("/os-hosts/{id}", get(hosts::show))
         .route("/os-hypervisors", get(hypervisors::list))
         .route("/os-hypervisors/detail", get(hypervisors::detail_list))
         .route("/os-hypervisors/statistics", get(hypervisors::statistics))
