@@ -1312,3 +1312,38 @@ async fn a_driver_failing_mid_action_leaves_the_server_where_nova_would() {
     assert_eq!(s["status"], "SOFT_DELETED");
     let _ = admin;
 }
+
+#[tokio::test]
+async fn create_image_from_a_stopped_paused_or_suspended_server_keeps_its_state() {
+    let app = TestApp::new().await;
+    let a = api(&app, app.demo().await).await;
+    for (n, (action, status)) in [
+        ("os-stop", "SHUTOFF"),
+        ("pause", "PAUSED"),
+        ("suspend", "SUSPENDED"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = a.create(&format!("snap-{status}")).await;
+        a.act_ok(&id, json!({ action: null }), 202).await;
+        app.compute.idle().await;
+        assert_eq!(a.server(&id).await["status"], status);
+        let r = a
+            .act_ok(
+                &id,
+                json!({"createImage": {"name": format!("from-{status}")}}),
+                202,
+            )
+            .await;
+        let image = r.body["image_id"].as_str().expect("image_id").to_owned();
+        app.compute.idle().await;
+        let s = a.server(&id).await;
+        assert_eq!(s["status"], status, "{s}");
+        assert_eq!(s["OS-EXT-STS:task_state"], Value::Null);
+        let snaps = app.standin.snapshots();
+        assert_eq!(snaps.len(), n + 1);
+        let snap = snaps.iter().find(|i| i.id == image).expect("snapshot");
+        assert_eq!(snap.status, "active", "{status}");
+    }
+}

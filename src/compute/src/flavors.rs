@@ -226,15 +226,18 @@ impl Compute {
             .await?)
     }
 
+    /// Grants `project` access to flavor `id`. A public flavor takes entries as well unless
+    /// `refuse_public` (Nova refuses them from microversion 2.7).
     pub async fn add_flavor_access(
         &self,
         ctx: &Context,
         id: &FlavorId,
         project: ProjectId,
+        refuse_public: bool,
     ) -> Result<Vec<ProjectId>> {
         require_admin(ctx, "os_compute_api:os-flavor-access:add_tenant_access")?;
         let flavor = self.get_flavor(ctx, id).await?;
-        if flavor.is_public {
+        if flavor.is_public && refuse_public {
             return Err(Error::Conflict(
                 "Can not add access to a public flavor.".into(),
             ));
@@ -249,7 +252,7 @@ impl Compute {
                 "Flavor access already exists for flavor {id} and project {project} combination."
             )));
         }
-        self.flavor_access(ctx, id).await
+        self.access_entries(id).await
     }
 
     pub async fn remove_flavor_access(
@@ -270,7 +273,16 @@ impl Compute {
                 "Flavor access not found for {id} / {project} combination."
             )));
         }
-        self.flavor_access(ctx, id).await
+        self.access_entries(id).await
+    }
+
+    /// The projects flavor `id` is shared with, public or not.
+    async fn access_entries(&self, id: &FlavorId) -> Result<Vec<ProjectId>> {
+        let id2 = id.clone();
+        Ok(self
+            .store
+            .read(move |c| sql::flavor_access(c, &id2))
+            .await?)
     }
 }
 

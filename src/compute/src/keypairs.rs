@@ -1,6 +1,5 @@
 //! Keypairs: generated or imported public keys, owned by a user.
 
-use base64::Engine;
 use chrono::Utc;
 use md5::{Digest, Md5};
 use model::UserId;
@@ -51,23 +50,92 @@ pub fn ssh_fingerprint(public_key: &str) -> Result<String> {
     Ok(colon_hex(&Md5::digest(&blob)))
 }
 
-/// The SHA-1 fingerprint of a PEM certificate (x509 keypairs).
+/// The SHA-1 fingerprint of a PEM certificate (x509 keypairs), over its DER, once it parses
+/// as an X.509 certificate; Nova's fault (with its parser's words for the common failures)
+/// when it does not.
 pub fn x509_fingerprint(pem: &str) -> Result<String> {
-    let invalid =
-        || Error::BadRequest("Keypair data is invalid: failed to generate fingerprint".into());
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(invalid());
+    let invalid = |why: &str| {
+        Error::BadRequest(format!(
+            "Keypair data is invalid: failed to generate X509 fingerprint. Error message: {why}"
+        ))
+    };
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .ok()
+        .filter(|(_, b)| b.label == "CERTIFICATE")
+        .ok_or_else(|| {
+            invalid(
+                "Unable to load PEM file. See https://cryptography.io/en/latest/faq/#why-can-t-i-import-my-pem-file for more details. MalformedFraming",
+            )
+        })?;
+    if x509_parser::parse_x509_certificate(&block.contents).is_err() {
+        let kind = der_header_fault(&block.contents).unwrap_or("InvalidValue");
+        return Err(invalid(&format!(
+            "error parsing asn1 value: ParseError {{ kind: {kind} }}"
+        )));
     }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .map_err(|_| invalid())?;
     use sha1::Sha1;
-    Ok(colon_hex(&Sha1::digest(&der)))
+    Ok(colon_hex(&Sha1::digest(&block.contents)))
+}
+
+/// What is wrong with the outer DER header, in the words of the parser Nova uses: a length
+/// in the indefinite form, of more than four octets or not minimal is `InvalidLength`;
+/// octets missing are `ShortData`.
+fn der_header_fault(der: &[u8]) -> Option<&'static str> {
+    let Some(&lb) = der.get(1) else {
+        return Some("ShortData");
+    };
+    let rest = &der[2..];
+    if lb & 0x80 == 0 {
+        return (rest.len() < usize::from(lb)).then_some("ShortData");
+    }
+    let n = usize::from(lb & 0x7f);
+    if n == 0 || n > 4 {
+        return Some("InvalidLength");
+    }
+    let Some(octets) = rest.get(..n) else {
+        return Some("ShortData");
+    };
+    if octets[0] == 0 {
+        return Some("InvalidLength");
+    }
+    let len = octets
+        .iter()
+        .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+    if len < 128 {
+        return Some("InvalidLength");
+    }
+    (rest.len() - n < len).then_some("ShortData")
+}
+
+/// A self-signed client certificate for `user` as Nova makes for `x509` keypairs (subject
+/// `CN=<user>`, the `<user>@localhost` user principal name, client authentication, ten
+/// years): the private key (PKCS#8 PEM; Nova gives a PKCS#12 bundle) and the certificate.
+/// The key is ECDSA P-256 where Nova's is RSA 2048.
+fn x509_certificate(user: &str) -> Result<(String, String)> {
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType,
+    };
+    let fail = |e: rcgen::Error| Error::Task(format!("generating an x509 keypair: {e}"));
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    // The Microsoft UPN otherName (1.3.6.1.4.1.311.20.2.3).
+    params.subject_alt_names = vec![SanType::OtherName((
+        vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+        format!("{user}@localhost").into(),
+    ))];
+    let now = Utc::now().date_naive();
+    let ymd = |d: chrono::NaiveDate| {
+        use chrono::Datelike;
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
+    params.not_before = ymd(now);
+    params.not_after = ymd(now + chrono::Duration::days(3650));
+    let cert = params.self_signed(&key).map_err(fail)?;
+    Ok((key.serialize_pem(), cert.pem()))
 }
 
 impl Compute {
@@ -102,7 +170,7 @@ impl Compute {
         Ok(out)
     }
 
-    /// Generates an ed25519 keypair for `user`.
+    /// Generates a keypair for `user`: ed25519 for `ssh`, a self-signed certificate for `x509`.
     pub async fn generate_keypair(
         &self,
         ctx: &Context,
@@ -111,9 +179,29 @@ impl Compute {
         kind: KeypairType,
     ) -> Result<Generated> {
         if kind == KeypairType::X509 {
-            return Err(Error::BadRequest(
-                "onebox generates ssh keypairs only; import an x509 certificate instead".into(),
-            ));
+            let u = user.as_str().to_owned();
+            let (private_key, public_key) =
+                tokio::task::spawn_blocking(move || x509_certificate(&u))
+                    .await
+                    .map_err(|e| Error::Task(e.to_string()))??;
+            let fingerprint = x509_fingerprint(&public_key)?;
+            let keypair = self
+                .insert_keypair(
+                    ctx,
+                    Keypair {
+                        name,
+                        user_id: user,
+                        kind,
+                        public_key,
+                        fingerprint,
+                        created_at: Utc::now(),
+                    },
+                )
+                .await?;
+            return Ok(Generated {
+                keypair,
+                private_key,
+            });
         }
         let (private_key, public_key) = tokio::task::spawn_blocking(move || {
             let key =
@@ -237,5 +325,27 @@ mod tests {
         assert_eq!(f.split(':').count(), 16);
         assert!(ssh_fingerprint("ssh-rsa not-base64").is_err());
         assert!(x509_fingerprint("nope").is_err());
+        let bad = "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n";
+        let Err(Error::BadRequest(m)) = x509_fingerprint(bad) else {
+            panic!("a malformed certificate must be refused");
+        };
+        assert_eq!(
+            m,
+            "Keypair data is invalid: failed to generate X509 fingerprint. Error message: error parsing asn1 value: ParseError { kind: InvalidLength }"
+        );
+    }
+
+    #[test]
+    fn generated_x509_certificates_name_the_user_and_match_their_fingerprint() {
+        let (key, cert) = x509_certificate("u-1").expect("certificate");
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).expect("pem");
+        let (_, c) = x509_parser::parse_x509_certificate(&pem.contents).expect("der");
+        assert_eq!(c.subject().to_string(), "CN=u-1");
+        assert_eq!(c.subject(), c.issuer());
+        let f = x509_fingerprint(&cert).expect("fingerprint");
+        use sha1::Sha1;
+        assert_eq!(f, colon_hex(&Sha1::digest(&pem.contents)));
+        assert_eq!(f.len(), 59);
     }
 }

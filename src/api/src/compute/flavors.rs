@@ -45,25 +45,40 @@ async fn listing(
                 .ok_or_else(|| Fault::bad_request(format!("Invalid is_public filter [{x}]")))?,
         ),
     };
+    // Nova reads the filters with Python's `int()`: a negative minimum filters nothing out.
     let num = |name: &str| -> Result<Option<u64>, Fault> {
         match q.get(name) {
             None => Ok(None),
             Some(x) => x
-                .parse::<u64>()
-                .map(Some)
+                .trim()
+                .parse::<i64>()
+                .map(|n| Some(n.max(0) as u64))
                 .map_err(|_| Fault::bad_request(format!("Invalid {name} filter [{x}]"))),
         }
     };
     let (min_ram, min_disk) = (num("minRam")?, num("minDisk")?);
     let sort_key = match q.get("sort_key") {
         None => FlavorSortKey::FlavorId,
-        Some(k) => FlavorSortKey::parse(k)
-            .ok_or_else(|| Fault::bad_request(format!("Invalid sort key: {k}")))?,
+        Some(k) => FlavorSortKey::parse(k).ok_or_else(|| {
+            Fault::bad_request(format!(
+                "Invalid input for query parameters sort_key. Value: {k}. {} is not one of \
+                 ['created_at', 'description', 'disabled', 'ephemeral_gb', 'flavorid', 'id', \
+                 'is_public', 'memory_mb', 'name', 'root_gb', 'rxtx_factor', 'swap', \
+                 'updated_at', 'vcpu_weight', 'vcpus']",
+                v::py_repr(&Value::String(k.to_string()))
+            ))
+        })?,
     };
     let ascending = match q.get("sort_dir") {
         None | Some("asc") => true,
         Some("desc") => false,
-        Some(d) => return Err(Fault::bad_request(format!("Invalid sort direction: {d}"))),
+        Some(d) => {
+            return Err(Fault::bad_request(format!(
+                "Invalid input for query parameters sort_dir. Value: {d}. {} is not one of \
+                 ['asc', 'desc']",
+                v::py_repr(&Value::String(d.to_string()))
+            )));
+        }
     };
     let (limit, marker) = v::paging(q)?;
     let all = s
@@ -187,7 +202,7 @@ pub async fn create(
                 &format!("'{key}' is a required property"),
             )),
             None => Ok(None),
-            Some(x) => v::integer(key, x, min, i64::from(i32::MAX)).map(Some),
+            Some(x) => v::flavor_integer(key, x, min).map(Some),
         }
     };
     let ram = int("ram", 1, true)?.unwrap_or(1);
@@ -201,10 +216,7 @@ pub async fn create(
     };
     let rxtx = match f.get("rxtx_factor") {
         None => 1.0,
-        Some(x) => x
-            .as_f64()
-            .filter(|r| *r > 0.0)
-            .ok_or_else(|| v::invalid("rxtx_factor", x, "rxtx_factor must be a positive number"))?,
+        Some(x) => v::positive_number("rxtx_factor", x)?,
     };
     let is_public = match f.get("os-flavor-access:is_public") {
         None => true,
@@ -248,9 +260,10 @@ pub async fn update(
     let root = v::root(&body)?;
     let fv = v::required(root, "flavor")?;
     v::only("", &body, &["flavor"])?;
-    v::only("flavor", fv, &["description"])?;
+    // jsonschema's order: the required key before the unexpected ones.
     let f = v::object("flavor", fv)?;
     let d = v::required_in("flavor", fv, f, "description")?;
+    v::only("flavor", fv, &["description"])?;
     let d = match d {
         Value::Null => None,
         x => Some(v::string("description", x, 0, 65535)?),
@@ -401,6 +414,7 @@ pub async fn access(
 pub async fn action(
     State(s): State<AppState>,
     Caller(c): Caller,
+    ver: ApiVersion,
     Path(id): Path<String>,
     JsonBody(body): AnyJson,
 ) -> Result<Json<Value>, Fault> {
@@ -429,7 +443,7 @@ pub async fn action(
     let fid = FlavorId(id.clone());
     let projects = if add {
         s.compute
-            .add_flavor_access(&c, &fid, ProjectId::new(tenant))
+            .add_flavor_access(&c, &fid, ProjectId::new(tenant), ver.at_least(7))
             .await?
     } else {
         s.compute

@@ -98,11 +98,20 @@ fn keypair_name(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
     let ok = n.chars().all(|ch| {
         ch.is_ascii_alphanumeric() || "-_ ".contains(ch) || (ver.at_least(92) && "@.".contains(ch))
     }) && n.trim() == n;
+    let pattern = if ver.at_least(92) {
+        r"^[_\-\@\. a-zA-Z0-9]+$"
+    } else {
+        r"^[_\- a-zA-Z0-9]+$"
+    };
     if !ok {
         return Err(v::invalid(
             "name",
             val,
-            &format!("{} does not match the keypair name format", v::py_repr(val)),
+            &format!(
+                "{} does not match {}",
+                v::py_repr(val),
+                v::py_repr(&Value::String(pattern.into()))
+            ),
         ));
     }
     Ok(n)

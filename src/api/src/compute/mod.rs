@@ -20,6 +20,7 @@ mod availability_zones;
 mod diagnostics;
 mod flavors;
 mod floating_ip_pools;
+mod hosts;
 mod hypervisors;
 mod images;
 mod instance_actions;
@@ -187,6 +188,8 @@ fn api_routes(state: AppState) -> Router {
             "/os-server-groups/{id}",
             get(server_groups::show).delete(server_groups::delete),
         )
+        .route("/os-hosts", get(hosts::list))
+        .route("/os-hosts/{id}", get(hosts::show))
         .route("/os-hypervisors", get(hypervisors::list))
         .route("/os-hypervisors/detail", get(hypervisors::detail_list))
         .route("/os-hypervisors/statistics", get(hypervisors::statistics))
@@ -195,7 +198,10 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-hypervisors/{id}/search", get(hypervisors::search))
         .route("/os-hypervisors/{id}/servers", get(hypervisors::servers_of))
         .route("/os-services", get(services::list))
-        .route("/os-services/{id}", axum::routing::put(services::update))
+        .route(
+            "/os-services/{id}",
+            axum::routing::put(services::update).delete(services::delete),
+        )
         .route("/os-simple-tenant-usage", get(usage::list))
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
         .route(

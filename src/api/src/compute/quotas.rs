@@ -245,6 +245,12 @@ pub async fn limits(
     }
     let project = match q.get("tenant_id") {
         Some(t) if c.is_admin() => ProjectId::new(t),
+        // Naming a project, even one's own, is an admin's (`os_compute_api:limits:other_project`).
+        Some(_) => {
+            return Err(Fault::forbidden(
+                "Policy doesn't allow os_compute_api:limits:other_project to be performed.",
+            ));
+        }
         _ => c
             .project_id
             .clone()

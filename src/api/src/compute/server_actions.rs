@@ -298,18 +298,66 @@ fn lock_args(ver: ApiVersion, arg: &Value) -> Result<ServerAction, Fault> {
     Ok(ServerAction::Lock { reason })
 }
 
-/// os-getConsoleOutput's body: `length`, where -1 (or none) means all of it.
+/// os-getConsoleOutput's body: `length`, a number of lines of any size (more lines than the
+/// log has is all of it), as a JSON integer (at least -1) or a string of digits; -1 (or null)
+/// means all of it, as does a negative string.
 fn console_output_args(arg: &Value) -> Result<ServerAction, Fault> {
     v::only("os-getConsoleOutput", arg, &["length"])?;
     let o = v::object("os-getConsoleOutput", arg)?;
     let lines = match o.get("length") {
         None | Some(Value::Null) => None,
-        Some(l) => {
-            let n = v::integer("length", l, -1, i64::from(i32::MAX))?;
-            (n >= 0).then_some(n as usize)
-        }
+        Some(l) => console_length(l)?,
     };
     Ok(ServerAction::ConsoleOutput { lines })
+}
+
+/// Nova's schema for `length`: `integer`, `string` or `null`; strings match `'^-?[0-9]+$'`;
+/// numbers are at least -1; no maximum.
+fn console_length(l: &Value) -> Result<Option<usize>, Fault> {
+    let bad_type = || {
+        v::invalid(
+            "length",
+            l,
+            &format!(
+                "{} is not of type 'integer', 'string', 'null'",
+                v::py_repr(l)
+            ),
+        )
+    };
+    let lines = |digits: &str| digits.parse::<usize>().unwrap_or(usize::MAX);
+    match l {
+        Value::Number(n) => {
+            if n.is_f64() {
+                return Err(bad_type());
+            }
+            if let Some(i) = n.as_i64()
+                && i < -1
+            {
+                return Err(v::invalid(
+                    "length",
+                    l,
+                    &format!("{i} is less than the minimum of -1"),
+                ));
+            }
+            let t = n.to_string();
+            Ok(t.strip_prefix('-').is_none().then(|| lines(&t)))
+        }
+        Value::String(s) => {
+            let (neg, digits) = match s.strip_prefix('-') {
+                Some(d) => (true, d),
+                None => (false, s.as_str()),
+            };
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(v::invalid(
+                    "length",
+                    l,
+                    &format!("{} does not match '^-?[0-9]+$'", v::py_repr(l)),
+                ));
+            }
+            Ok((!neg).then(|| lines(digits)))
+        }
+        _ => Err(bad_type()),
+    }
 }
 
 /// resize's body: `flavorRef` (an id or a URL) and an optional `OS-DCF:diskConfig`.
@@ -524,14 +572,18 @@ fn rebuild_fields(ver: ApiVersion) -> Vec<&'static str> {
 fn rebuild_args(ver: ApiVersion, arg: &Value) -> Result<RebuildRequest, Fault> {
     v::only("rebuild", arg, &rebuild_fields(ver))?;
     let o = v::object("rebuild", arg)?;
-    let image = v::string(
-        "imageRef",
-        v::required_in("rebuild", arg, o, "imageRef")?,
-        1,
-        2048,
-    )?;
+    // Nova's schema: a string in the `uuid` format.
+    let image_v = v::required_in("rebuild", arg, o, "imageRef")?;
+    let image = v::string("imageRef", image_v, 0, usize::MAX)?;
+    let image = super::servers::image_uuid(&image).ok_or_else(|| {
+        v::invalid(
+            "imageRef",
+            image_v,
+            &format!("{} is not a 'uuid'", v::py_repr(image_v)),
+        )
+    })?;
     let mut req = RebuildRequest {
-        image_ref: id_from_ref(&image),
+        image_ref: image,
         ..Default::default()
     };
     if let Some(n) = o.get("name") {
@@ -683,9 +735,29 @@ mod tests {
             parse(72, json!({"lock": {"locked_reason": "audit"}})),
             Ok(ServerAction::Lock { reason: None })
         ));
-        match parse(1, json!({"os-getConsoleOutput": {"length": -1}})) {
-            Ok(ServerAction::ConsoleOutput { lines }) => assert_eq!(lines, None),
-            other => panic!("{other:?}"),
+        // Console output: any size, -1 and null for all of it, strings of digits.
+        for (length, want) in [
+            (json!(-1), None),
+            (json!(null), None),
+            (json!("-1"), None),
+            (json!(5), Some(5)),
+            (json!("7"), Some(7)),
+            (json!(4_294_967_296u64), Some(4_294_967_296usize)),
+            (json!(u64::MAX), Some(usize::MAX)),
+            (json!("99999999999999999999999"), Some(usize::MAX)),
+        ] {
+            match parse(1, json!({"os-getConsoleOutput": {"length": length}})) {
+                Ok(ServerAction::ConsoleOutput { lines }) => assert_eq!(lines, want, "{length}"),
+                other => panic!("{length}: {other:?}"),
+            }
+        }
+        for (length, why) in [
+            (json!(-2), "-2 is less than the minimum of -1"),
+            (json!("ten"), "'ten' does not match '^-?[0-9]+$'"),
+            (json!(1.5), "1.5 is not of type 'integer', 'string', 'null'"),
+        ] {
+            let f = refused(1, json!({"os-getConsoleOutput": {"length": length}}));
+            assert!(f.message.ends_with(why), "{}", f.message);
         }
         assert!(matches!(
             parse(1, json!({"os-resetState": {"state": "error"}})),

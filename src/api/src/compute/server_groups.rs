@@ -37,11 +37,18 @@ fn view(ver: ApiVersion, g: &ServerGroup) -> Value {
     o
 }
 
-/// The policies a microversion accepts: the soft ones from 2.15.
+/// The policies a microversion accepts: the soft ones from 2.15, in the order of Nova's
+/// schema (its messages list them so).
 fn allowed_policies(ver: ApiVersion) -> Vec<&'static str> {
-    POLICIES
-        .iter()
-        .copied()
+    let order = [
+        "anti-affinity",
+        "affinity",
+        "soft-anti-affinity",
+        "soft-affinity",
+    ];
+    debug_assert!(POLICIES.iter().all(|p| order.contains(p)));
+    order
+        .into_iter()
         .filter(|p| ver.at_least(15) || !p.starts_with("soft"))
         .collect()
 }
@@ -67,8 +74,9 @@ pub fn parse_create(ver: ApiVersion, body: &Value) -> Result<NewGroup, Fault> {
     let name = v::name("name", v::required_in("server_group", g, o, "name")?)?;
     let allowed = allowed_policies(ver);
     if ver.at_least(64) {
-        v::only("server_group", g, &["name", "policy", "rules"])?;
+        // jsonschema's order: the required key before the unexpected ones.
         let p = v::required_in("server_group", g, o, "policy")?;
+        v::only("server_group", g, &["name", "policy", "rules"])?;
         let policy = match p.as_str() {
             Some(s) if allowed.contains(&s) => s.to_owned(),
             _ => return Err(enum_error("policy", p, &allowed)),
@@ -97,8 +105,8 @@ pub fn parse_create(ver: ApiVersion, body: &Value) -> Result<NewGroup, Fault> {
             max_server_per_host: max,
         })
     } else {
-        v::only("server_group", g, &["name", "policies"])?;
         let p = v::required_in("server_group", g, o, "policies")?;
+        v::only("server_group", g, &["name", "policies"])?;
         let list = p.as_array().ok_or_else(|| {
             v::invalid(
                 "policies",

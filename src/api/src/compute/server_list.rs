@@ -20,6 +20,16 @@ fn regex_filter(s: &str) -> Result<Regex, Fault> {
     Regex::new(s).map_err(|_| Fault::bad_request(format!("Invalid filter regular expression: {s}")))
 }
 
+/// A query parameter of Nova's schema in the `regex` format, refused in jsonschema's words.
+fn regex_param(param: &str, s: &str) -> Result<Regex, Fault> {
+    Regex::new(s).map_err(|_| {
+        Fault::bad_request(format!(
+            "Invalid input for query parameters {param}. Value: {s}. {} is not a 'regex'",
+            v::py_repr(&serde_json::Value::String(s.to_owned()))
+        ))
+    })
+}
+
 /// The query parameters Nova's list schema knows at this microversion.
 fn known_params(ver: ApiVersion) -> Vec<&'static str> {
     let mut k = vec![
@@ -103,6 +113,7 @@ fn parse_query(
     c: &identity::Context,
     q: &QueryPairs,
 ) -> Result<ServerQuery, Fault> {
+    regex_formats(q)?;
     refuse_unknown(ver, q)?;
     let admin = c.is_admin();
     let mut query = ServerQuery::default();
@@ -127,6 +138,45 @@ fn parse_query(
     query.limit = limit;
     query.marker = marker;
     Ok(query)
+}
+
+/// The parameters of Nova's list schema in the `regex` format, in its order: every value is
+/// checked for everyone, whether or not the filter applies to the caller.
+const REGEX_PARAMS: &[&str] = &[
+    "kernel_id",
+    "ramdisk_id",
+    "hostname",
+    "key_name",
+    "power_state",
+    "node",
+    "flavor",
+    "reservation_id",
+    "launched_at",
+    "terminated_at",
+    "availability_zone",
+    "name",
+    "display_name",
+    "description",
+    "display_description",
+    "locked_by",
+    "root_device_name",
+    "config_drive",
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "progress",
+    "ip",
+    "ip6",
+    "created_at",
+];
+
+fn regex_formats(q: &QueryPairs) -> Result<(), Fault> {
+    for p in REGEX_PARAMS {
+        for (_, val) in q.0.iter().filter(|(k, _)| k == p) {
+            regex_param(p, val)?;
+        }
+    }
+    Ok(())
 }
 
 /// From 2.75 parameters the schema does not know are refused; filters on joined tables
@@ -243,13 +293,17 @@ fn pattern_filters(
     admin: bool,
     query: &mut ServerQuery,
 ) -> Result<(), Fault> {
-    if let Some(n) = q.get("name").or_else(|| q.get("display_name")) {
-        query.name = Some(regex_filter(n)?);
+    if let Some((p, n)) = q
+        .get("name")
+        .map(|n| ("name", n))
+        .or_else(|| q.get("display_name").map(|n| ("display_name", n)))
+    {
+        query.name = Some(regex_param(p, n)?);
     }
     if ver.at_least(90)
         && let Some(h) = q.get("hostname")
     {
-        query.hostname = Some(regex_filter(h)?);
+        query.hostname = Some(regex_param("hostname", h)?);
     }
     if let Some(ip) = q
         .get("ip")
@@ -295,7 +349,7 @@ fn opened_filters(q: &QueryPairs, query: &mut ServerQuery) -> Result<(), Fault> 
         query.filters.push(ServerFilter::UserId(u.to_owned()));
     }
     if let Some(k) = q.get("key_name") {
-        query.key_name = Some(regex_filter(k)?);
+        query.key_name = Some(regex_param("key_name", k)?);
     }
     if let Some(vs) = q.get("vm_state") {
         query.filters.push(ServerFilter::VmState(vs.to_owned()));

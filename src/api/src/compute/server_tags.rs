@@ -40,6 +40,20 @@ fn tag(val: &Value) -> Result<String, Fault> {
     Ok(t)
 }
 
+/// Nova's tags API looks the server's cell mapping up first: a server the caller cannot see
+/// "has no mapping to a cell" there.
+fn unmapped(id: &str) -> impl FnOnce(Fault) -> Fault + '_ {
+    move |f| {
+        if f.status == StatusCode::NOT_FOUND
+            && f.message == format!("Instance {id} could not be found.")
+        {
+            Fault::not_found(format!("Instance {id} has no mapping to a cell."))
+        } else {
+            f
+        }
+    }
+}
+
 fn tags_version(ver: ApiVersion) -> Result<(), Fault> {
     if ver.at_least(26) {
         Ok(())
@@ -55,7 +69,8 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Fault> {
     tags_version(ver)?;
-    Ok(Json(json!({"tags": server(&s, &c, &id).await?.tags})))
+    let sv = server(&s, &c, &id).await.map_err(unmapped(&id))?;
+    Ok(Json(json!({"tags": sv.tags})))
 }
 
 pub async fn replace(
@@ -70,7 +85,11 @@ pub async fn replace(
     let t = v::required(root, "tags")?;
     v::only("", &body, &["tags"])?;
     let tags = parse_tags("tags", t)?;
-    let out = s.compute.set_tags(&c, &id, tags).await?;
+    let out = s
+        .compute
+        .set_tags(&c, &id, tags)
+        .await
+        .map_err(|e| unmapped(&id)(e.into()))?;
     Ok(Json(json!({ "tags": out })))
 }
 
@@ -81,7 +100,10 @@ pub async fn clear(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Fault> {
     tags_version(ver)?;
-    s.compute.set_tags(&c, &id, Vec::new()).await?;
+    s.compute
+        .set_tags(&c, &id, Vec::new())
+        .await
+        .map_err(|e| unmapped(&id)(e.into()))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -92,7 +114,7 @@ pub async fn check(
     Path((id, t)): Path<(String, String)>,
 ) -> Result<StatusCode, Fault> {
     tags_version(ver)?;
-    let sv = server(&s, &c, &id).await?;
+    let sv = server(&s, &c, &id).await.map_err(unmapped(&id))?;
     if sv.tags.contains(&t) {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -111,7 +133,11 @@ pub async fn add(
 ) -> Result<Response, Fault> {
     tags_version(ver)?;
     let t = tag(&json!(t))?;
-    let created = s.compute.add_tag(&c, &id, &t).await?;
+    let created = s
+        .compute
+        .add_tag(&c, &id, &t)
+        .await
+        .map_err(|e| unmapped(&id)(e.into()))?;
     let mut resp = if created {
         StatusCode::CREATED.into_response()
     } else {
@@ -130,6 +156,9 @@ pub async fn delete(
     Path((id, t)): Path<(String, String)>,
 ) -> Result<StatusCode, Fault> {
     tags_version(ver)?;
-    s.compute.delete_tag(&c, &id, &t).await?;
+    s.compute
+        .delete_tag(&c, &id, &t)
+        .await
+        .map_err(|e| unmapped(&id)(e.into()))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,18 +48,36 @@ pub(super) fn user_data(u: &Value) -> Result<String, Fault> {
     let s = v::string("user_data", u, 0, 65535)?;
     base64::engine::general_purpose::STANDARD
         .decode(s.trim())
-        .map_err(|_| Fault::bad_request("User data needs to be valid base 64."))?;
+        .map_err(|_| {
+            v::invalid(
+                "user_data",
+                u,
+                &format!("{} is not a 'base64'", v::py_repr(u)),
+            )
+        })?;
     Ok(s)
+}
+
+/// An image id as Nova's `uuid` format reads it (any case, with or without hyphens, braces
+/// or `urn:uuid:`), in its canonical form.
+pub(crate) fn image_uuid(s: &str) -> Option<String> {
+    uuid::Uuid::parse_str(s)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
 }
 
 // ---- create --------------------------------------------------------------------------------
 
-fn parse_networks(ver: ApiVersion, nv: Option<&Value>) -> Result<NetworkRequest, Fault> {
+fn parse_networks(
+    ver: ApiVersion,
+    sv: &Value,
+    nv: Option<&Value>,
+) -> Result<NetworkRequest, Fault> {
     let Some(nv) = nv else {
         if ver.at_least(37) {
             return Err(v::invalid(
                 "server",
-                &Value::Null,
+                sv,
                 "'networks' is a required property",
             ));
         }
@@ -121,6 +139,12 @@ fn parse_networks(ver: ApiVersion, nv: Option<&Value>) -> Result<NetworkRequest,
             }
             Ok(NetworkRequest::List(ids))
         }
+        // Before 2.37 the schema is an array; from 2.37 one of an array, "auto" or "none".
+        other if !ver.at_least(37) => Err(v::invalid(
+            "networks",
+            other,
+            &format!("{} is not of type 'array'", v::py_repr(other)),
+        )),
         other => Err(v::invalid(
             "networks",
             other,
@@ -172,7 +196,18 @@ fn parse_image(o: &Map<String, Value>) -> Result<Option<String>, Fault> {
     match o.get("imageRef") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(x) => Ok(Some(id_from_ref(&v::string("imageRef", x, 1, 2048)?))),
+        // Nova's schema: a UUID, or the empty string (boot from volume).
+        Some(x) => match x.as_str().and_then(image_uuid) {
+            Some(id) => Ok(Some(id)),
+            None => Err(v::invalid(
+                "imageRef",
+                x,
+                &format!(
+                    "{} is not valid under any of the given schemas",
+                    v::py_repr(x)
+                ),
+            )),
+        },
     }
 }
 
@@ -192,11 +227,24 @@ pub(crate) fn hostname(ver: ApiVersion, val: &Value) -> Result<String, Fault> {
         label_ok(&h)
     };
     if !ok {
-        return Err(v::invalid(
-            "hostname",
-            val,
-            &format!("{} does not match the hostname format", v::py_repr(val)),
-        ));
+        // Nova's patterns: a single label before 2.94, its FQDN pattern from 2.94 (onebox's
+        // label rule is stricter than the latter; its own words where the pattern matches).
+        let pattern = if ver.at_least(94) {
+            (!h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)))
+            .then_some("^[a-zA-Z0-9-._]*$")
+        } else {
+            Some("^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$")
+        };
+        let reason = match pattern {
+            Some(p) => format!(
+                "{} does not match {}",
+                v::py_repr(val),
+                v::py_repr(&Value::String(p.into()))
+            ),
+            None => format!("{} does not match the hostname format", v::py_repr(val)),
+        };
+        return Err(v::invalid("hostname", val, &reason));
     }
     Ok(h)
 }
@@ -209,20 +257,24 @@ pub(crate) fn access_ip(k: &str, x: &Value, six: bool) -> Result<Option<String>,
         Value::String(s) if s.is_empty() => Ok(None),
         x => {
             let s = v::string(k, x, 1, 64)?;
-            let ok = if six {
-                s.parse::<std::net::Ipv6Addr>().is_ok()
+            // Kept in canonical form (an IPv6 address compressed, in lower case), as Nova
+            // stores and shows it.
+            let canonical = if six {
+                s.parse::<std::net::Ipv6Addr>().ok().map(|a| a.to_string())
             } else {
-                s.parse::<std::net::Ipv4Addr>().is_ok()
+                s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.to_string())
             };
-            if !ok {
-                let family = if six { "ipv6" } else { "ipv4" };
-                return Err(v::invalid(
-                    k,
-                    x,
-                    &format!("{} is not a '{family}'", v::py_repr(x)),
-                ));
+            match canonical {
+                Some(c) => Ok(Some(c)),
+                None => {
+                    let family = if six { "ipv6" } else { "ipv4" };
+                    Err(v::invalid(
+                        k,
+                        x,
+                        &format!("{} is not a '{family}'", v::py_repr(x)),
+                    ))
+                }
             }
-            Ok(Some(s))
         }
     }
 }
@@ -317,7 +369,7 @@ fn what_to_boot(
         x => id_from_ref(&v::string("flavorRef", x, 1, 255)?),
     };
     let image_ref = parse_image(o)?;
-    let networks = parse_networks(ver, o.get("networks"))?;
+    let networks = parse_networks(ver, sv, o.get("networks"))?;
     let metadata = match o.get("metadata") {
         Some(m) => v::metadata("metadata", m)?,
         None => BTreeMap::new(),
@@ -565,4 +617,29 @@ pub async fn delete(
 ) -> Result<StatusCode, Fault> {
     s.compute.delete_server(&c, &id, &request_id(&ext)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_ips_are_kept_in_canonical_form() {
+        let six = |s: &str| access_ip("accessIPv6", &json!(s), true);
+        assert_eq!(
+            six("2001:0DB8:0000:0000:0000:0000:0000:0001").expect("v6"),
+            Some("2001:db8::1".to_owned())
+        );
+        assert_eq!(
+            six("::FFFF:1.2.3.4").expect("v6"),
+            Some("::ffff:1.2.3.4".to_owned())
+        );
+        assert_eq!(six("").expect("empty"), None);
+        assert!(six("1.2.3.4").is_err());
+        assert_eq!(
+            access_ip("accessIPv4", &json!("10.0.0.1"), false).expect("v4"),
+            Some("10.0.0.1".to_owned())
+        );
+        assert!(access_ip("accessIPv4", &json!("010.0.0.1"), false).is_err());
+    }
 }

@@ -217,3 +217,41 @@ async fn update_by_id(
     let zone = s.compute.host_zone().await?;
     Ok(Json(json!({"service": view(&s, ver, &r, &zone)})))
 }
+
+/// `DELETE /os-services/{id}`: the box's services are the process itself, so an existing
+/// one is never deleted (409); an unknown one gets Nova's 404, a malformed id its 400.
+pub async fn delete(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ver: ApiVersion,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Fault> {
+    if !c.is_admin() {
+        return Err(Fault::forbidden(
+            "Policy doesn't allow os_compute_api:os-services:delete to be performed.",
+        ));
+    }
+    if ver.at_least(53) {
+        if uuid::Uuid::parse_str(&id).is_err() {
+            return Err(Fault::bad_request(format!("Invalid uuid {id}")));
+        }
+    } else if id.parse::<i64>().is_err() {
+        return Err(Fault::bad_request(
+            "Invalid input received: id must be an integer",
+        ));
+    }
+    let rows = s.compute.services(&c).await?;
+    let found = rows.iter().any(|r| {
+        if ver.at_least(53) {
+            r.id.eq_ignore_ascii_case(&id)
+        } else {
+            r.seq.to_string() == id
+        }
+    });
+    if found {
+        return Err(Fault::conflict(format!(
+            "Service {id} is part of this host and cannot be deleted."
+        )));
+    }
+    Err(Fault::not_found(format!("Service {id} not found.")))
+}

@@ -16,16 +16,46 @@ pub fn py_repr(v: &Value) -> String {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::String(s) => py_str_repr(s),
         Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
         Value::Object(o) => format!(
             "{{{}}}",
             o.iter()
-                .map(|(k, v)| format!("'{k}': {}", py_repr(v)))
+                .map(|(k, v)| format!("{}: {}", py_str_repr(k), py_repr(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     }
+}
+
+/// A string as Python's `repr` prints it: single quotes unless the text holds a single quote
+/// and no double quote, backslashes and control characters escaped.
+fn py_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// A value as Python's `str` prints it: a string bare, anything else as [`py_repr`].
@@ -195,6 +225,79 @@ pub fn integer(field: &str, v: &Value, min: i64, max: i64) -> Result<i64, Fault>
     Ok(n)
 }
 
+/// A flavor's integer (`ram`, `vcpus`, `disk`, ephemeral): a number, or a string of digits
+/// (`'^[0-9]+$'`), within bounds.
+pub fn flavor_integer(field: &str, v: &Value, min: i64) -> Result<i64, Fault> {
+    if let Value::String(s) = v
+        && (s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid(
+            field,
+            v,
+            &format!("{} does not match '^[0-9]+$'", py_repr(v)),
+        ));
+    }
+    integer(field, v, min, i64::from(i32::MAX))
+}
+
+/// A strictly positive number, given as a number or a decimal string (Nova's `rxtx_factor`).
+pub fn positive_number(field: &str, v: &Value) -> Result<f64, Fault> {
+    const PATTERN: &str = r"^[0-9]+(\.[0-9]+)?$";
+    let n = match v {
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) => {
+            let ok = match s.split_once('.') {
+                Some((a, b)) => {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && (a.to_owned() + b).bytes().all(|c| c.is_ascii_digit())
+                }
+                None => !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()),
+            };
+            if !ok {
+                return Err(invalid(
+                    field,
+                    v,
+                    &format!(
+                        "{} does not match {}",
+                        py_repr(v),
+                        py_repr(&Value::String(PATTERN.into()))
+                    ),
+                ));
+            }
+            s.parse::<f64>().unwrap_or(0.0)
+        }
+        _ => {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{} is not of type 'number', 'string'", py_repr(v)),
+            ));
+        }
+    };
+    if let Value::Number(_) = v {
+        if n <= 0.0 {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{} is less than or equal to the minimum of 0", py_repr(v)),
+            ));
+        }
+        if n > 3.40282e38 {
+            return Err(invalid(
+                field,
+                v,
+                &format!("{} is greater than the maximum of 3.40282e+38", py_repr(v)),
+            ));
+        }
+    }
+    Ok(n)
+}
+
+/// The strings and booleans Nova's boolean schema enumerates, as jsonschema lists them.
+const BOOLEAN_ENUM: &str = "[True, 'True', 'TRUE', 'true', '1', 'ON', 'On', 'on', 'YES', 'Yes', \
+    'yes', False, 'False', 'FALSE', 'false', '0', 'OFF', 'Off', 'off', 'NO', 'No', 'no']";
+
 /// Nova's boolean: JSON booleans and the strings it recognises.
 pub fn boolean(field: &str, v: &Value) -> Result<bool, Fault> {
     match v {
@@ -207,7 +310,7 @@ pub fn boolean(field: &str, v: &Value) -> Result<bool, Fault> {
             _ => Err(invalid(
                 field,
                 v,
-                &format!("{} is not one of the allowed booleans", py_repr(v)),
+                &format!("{} is not one of {BOOLEAN_ENUM}", py_repr(v)),
             )),
         },
         _ => Err(invalid(
@@ -358,7 +461,7 @@ mod tests {
         let e = only("keypair", &v, &["name", "public_key", "type", "user_id"]).expect_err("extra");
         assert_eq!(
             e.message,
-            "Invalid input for field/attribute keypair. Value: {'foo': 1, 'name': 'k'}. Additional properties are not allowed ('foo' was unexpected)"
+            "Invalid input for field/attribute keypair. Value: {'name': 'k', 'foo': 1}. Additional properties are not allowed ('foo' was unexpected)"
         );
         let e = string("name", &json!(1), 1, 255).expect_err("type");
         assert_eq!(
@@ -376,5 +479,15 @@ mod tests {
         assert!(name("name", &json!(" x")).is_err());
         assert_eq!(integer("min_count", &json!("3"), 1, 100).expect("int"), 3);
         assert!(boolean("b", &json!("yes")).expect("bool"));
+        assert_eq!(
+            py_repr(&json!({"b": "it's", "a": "x\ny\\"})),
+            r#"{'b': "it's", 'a': 'x\ny\\'}"#
+        );
+        assert_eq!(py_repr(&json!("'\"")), r#"'\'"'"#);
+        assert!(positive_number("r", &json!(0)).is_err());
+        assert_eq!(positive_number("r", &json!("1.5")).expect("num"), 1.5);
+        assert!(positive_number("r", &json!("1.")).is_err());
+        assert!(flavor_integer("vcpus", &json!("many"), 1).is_err());
+        assert_eq!(flavor_integer("vcpus", &json!("2"), 1).expect("int"), 2);
     }
 }

@@ -219,8 +219,9 @@ pub async fn remove_tag(
 
 // ---- update (JSON patch) -------------------------------------------------------------------
 
-/// The media types Glance accepts for PATCH; 2.0's differs only in refusing `add` of an
-/// existing property, which onebox does not distinguish.
+/// The media types Glance accepts for PATCH: 2.1's operations are RFC 6902's
+/// (`{"op": "replace", "path": "/name", …}`), 2.0's name the operation as the key
+/// (`{"replace": "/name", …}`) and refuse to `add` what the image already has.
 const PATCH_TYPES: &[&str] = &[
     "application/openstack-images-v2.1-json-patch",
     "application/openstack-images-v2.0-json-patch",
@@ -281,6 +282,31 @@ fn change(op: &str, key: String, value: Option<&Value>) -> Result<Change, Fault>
     })
 }
 
+/// A 2.0 operation: exactly one of the members `add`, `remove`, `replace`, whose value is
+/// the path.
+fn draft4_operation(obj: &serde_json::Map<String, Value>) -> Result<(&'static str, &str), Fault> {
+    let mut found = None;
+    for op in ["add", "remove", "replace"] {
+        if let Some(p) = obj.get(op) {
+            if found.is_some() {
+                return Err(Fault::bad_request(
+                    "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".",
+                ));
+            }
+            found = Some((op, p));
+        }
+    }
+    let (op, p) = found.ok_or_else(|| {
+        Fault::bad_request(
+            "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
+        )
+    })?;
+    let path = p.as_str().ok_or_else(|| {
+        Fault::bad_request(format!("Invalid JSON pointer for this resource: '{p}'"))
+    })?;
+    Ok((op, path))
+}
+
 pub async fn update(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -316,22 +342,41 @@ pub async fn update(
             "Request body must be a JSON array of operation objects.",
         ));
     };
+    let draft4 = ct == "application/openstack-images-v2.0-json-patch";
+    // 2.0 refuses to add what the image has: its core attributes and its properties.
+    let existing = if draft4 {
+        Some(s.images.get(&c, &id).await?.properties)
+    } else {
+        None
+    };
     let mut changes = Vec::with_capacity(ops.len());
     for op in &ops {
         let Some(obj) = op.as_object() else {
             return Err(Fault::bad_request("Operations must be JSON objects."));
         };
-        let name = obj.get("op").and_then(Value::as_str).unwrap_or("");
-        if !matches!(name, "add" | "replace" | "remove") {
-            return Err(Fault::bad_request(format!(
-                "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\"; got {name:?}."
-            )));
+        let (name, path) = if draft4 {
+            draft4_operation(obj)?
+        } else {
+            let name = obj.get("op").and_then(Value::as_str).unwrap_or("");
+            if !matches!(name, "add" | "replace" | "remove") {
+                return Err(Fault::bad_request(format!(
+                    "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\"; got {name:?}."
+                )));
+            }
+            let path = obj
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Fault::bad_request("Unable to find 'path' in JSON Schema change"))?;
+            (name, path)
+        };
+        let key = pointer(path)?;
+        if name == "add"
+            && let Some(props) = &existing
+            && (views::CORE.contains(&key.as_str()) || props.contains_key(&key))
+        {
+            return Err(Fault::conflict(format!("Property {key} already present.")));
         }
-        let path = obj
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Fault::bad_request("Unable to find 'path' in JSON Schema change"))?;
-        changes.push(change(name, pointer(path)?, obj.get("value"))?);
+        changes.push(change(name, key, obj.get("value"))?);
     }
     let img = s.images.update(&c, &id, changes).await?;
     Ok(Json(views::image(&img)))
