@@ -468,7 +468,12 @@ impl ComputeDriver for FakeDriver {
     fn attach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
         self.begin(Operation::AttachVolume)?;
         self.with(&spec.id, |i| {
-            if !i.spec.volumes.iter().any(|v| v.volume_id == volume.volume_id) {
+            if !i
+                .spec
+                .volumes
+                .iter()
+                .any(|v| v.volume_id == volume.volume_id)
+            {
                 i.spec.volumes.push(volume.clone());
             }
             Ok(())
