@@ -9,6 +9,7 @@
 //! | `/image`    | Glance v2 subset           | [`image`]    |
 //! | `/baremetal` | Ironic v1 subset (admin)  | [`baremetal`] |
 //! | `/network`  | Neutron v2.0 subset        | [`network`]  |
+//! | `/volume`   | Cinder v3 subset           | [`volume`]   |
 //! | `/healthz`  | liveness                   | here         |
 //!
 //! A request passes, outermost first: the request-id layer (ids on every response, one tracing
@@ -27,6 +28,7 @@ pub mod metadata;
 pub mod microversion;
 pub mod network;
 pub mod request_id;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -65,6 +67,7 @@ pub struct AppState {
     pub images: ::image::Images,
     pub baremetal: ::baremetal::Baremetal,
     pub network: ::network::Network,
+    pub volumes: ::volume::Volumes,
     pub cfg: Arc<ApiConfig>,
 }
 
@@ -104,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .merge(image::router(state.clone()))
         .merge(baremetal::router(state.clone()))
         .merge(network::router(state.clone()))
+        .merge(volume::router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(fault::unknown_route);
     Router::new()
