@@ -763,3 +763,161 @@ async fn reconcile_resolves_transitional_statuses_and_removes_orphans() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert!(settle(&app, &t, &stuck).await.is_null());
 }
+
+/// A server of the token's project on the fake driver, built; returns its id.
+async fn server(app: &TestApp, token: &str) -> String {
+    let h = [
+        ("x-auth-token", token),
+        ("openstack-api-version", "compute 2.79"),
+    ];
+    let r = app
+        .call(
+            Method::POST,
+            "/compute/v2.1/servers",
+            &h,
+            Some(json!({"server": {"name": "s", "imageRef": common::IMAGE, "flavorRef": "1", "networks": "none"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    app.compute.idle().await;
+    r.body["server"]["id"].as_str().expect("id").to_owned()
+}
+
+async fn nova(app: &TestApp, token: &str, m: Method, path: &str, body: Option<Value>) -> Resp {
+    let h = [
+        ("x-auth-token", token),
+        ("openstack-api-version", "compute 2.79"),
+    ];
+    app.call(m, &format!("/compute/v2.1{path}"), &h, body).await
+}
+
+#[tokio::test]
+async fn attach_and_detach_through_nova_and_attack_across_projects() {
+    let app = TestApp::new().await;
+    let a = app.demo().await;
+    let (_, _, b) = app.user_with_role("neighbour", "member").await;
+    let sa = server(&app, &a).await;
+    let sb = server(&app, &b).await;
+    let va = create(&app, &a, json!({"size": 1})).await;
+    let vb = create(&app, &b, json!({"size": 1})).await;
+    let attach = |v: &str| json!({"volumeAttachment": {"volumeId": v, "tag": "data", "delete_on_termination": false}});
+    // Across projects: another project's volume, another project's server.
+    let r = nova(
+        &app,
+        &b,
+        Method::POST,
+        &format!("/servers/{sb}/os-volume_attachments"),
+        Some(attach(&va)),
+    )
+    .await;
+    fault(&r, 404, "itemNotFound");
+    let r = nova(
+        &app,
+        &b,
+        Method::POST,
+        &format!("/servers/{sa}/os-volume_attachments"),
+        Some(attach(&vb)),
+    )
+    .await;
+    fault(&r, 404, "itemNotFound");
+    let r = cinder(&app, &a, Method::GET, &format!("/volumes/{va}"), None).await;
+    assert_eq!(r.body["volume"]["status"], "available");
+    // Attach.
+    let r = nova(
+        &app,
+        &a,
+        Method::POST,
+        &format!("/servers/{sa}/os-volume_attachments"),
+        Some(attach(&va)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let att = &r.body["volumeAttachment"];
+    assert_eq!(
+        (att["volumeId"].as_str(), att["serverId"].as_str()),
+        (Some(va.as_str()), Some(sa.as_str()))
+    );
+    assert_eq!(att["device"], "/dev/vdb");
+    assert_eq!(att["tag"], "data");
+    assert_eq!(att["delete_on_termination"], false);
+    let sid = model::compute::ServerId::parse(&sa).expect("id");
+    assert_eq!(app.driver.volumes_of(&sid), vec![va.clone()]);
+    let r = cinder(&app, &a, Method::GET, &format!("/volumes/{va}"), None).await;
+    assert_eq!(r.body["volume"]["status"], "in-use");
+    assert_eq!(r.body["volume"]["attachments"][0]["server_id"], sa.as_str());
+    let r = nova(
+        &app,
+        &a,
+        Method::GET,
+        &format!("/servers/{sa}/os-volume_attachments"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.body["volumeAttachments"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+    // Attached: not deleted, not attached twice, not seen by B.
+    let r = cinder(&app, &a, Method::DELETE, &format!("/volumes/{va}"), None).await;
+    fault(&r, 400, "badRequest");
+    let r = nova(
+        &app,
+        &a,
+        Method::POST,
+        &format!("/servers/{sa}/os-volume_attachments"),
+        Some(attach(&va)),
+    )
+    .await;
+    assert!(r.status.is_client_error(), "{}", r.text);
+    let r = nova(
+        &app,
+        &b,
+        Method::GET,
+        &format!("/servers/{sa}/os-volume_attachments"),
+        None,
+    )
+    .await;
+    fault(&r, 404, "itemNotFound");
+    let r = nova(
+        &app,
+        &b,
+        Method::DELETE,
+        &format!("/servers/{sa}/os-volume_attachments/{va}"),
+        None,
+    )
+    .await;
+    fault(&r, 404, "itemNotFound");
+    // Detach.
+    let r = nova(
+        &app,
+        &a,
+        Method::DELETE,
+        &format!("/servers/{sa}/os-volume_attachments/{va}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(app.driver.volumes_of(&sid).is_empty());
+    let r = cinder(&app, &a, Method::GET, &format!("/volumes/{va}"), None).await;
+    assert_eq!(r.body["volume"]["status"], "available");
+    assert_eq!(r.body["volume"]["attachments"], json!([]));
+    let hist = app
+        .state
+        .volumes
+        .history(&admin_ctx(&app).await, &va)
+        .await
+        .expect("history");
+    assert_eq!(
+        hist,
+        [
+            "creating",
+            "available",
+            "attaching",
+            "in-use",
+            "detaching",
+            "available"
+        ]
+    );
+}

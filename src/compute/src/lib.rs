@@ -34,6 +34,7 @@ mod soft_delete;
 mod steps;
 mod sysmeta;
 mod tasks;
+pub mod volumes;
 
 use std::sync::Arc;
 

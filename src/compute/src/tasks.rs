@@ -349,7 +349,7 @@ impl Compute {
             config_drive: server.config_drive,
             addresses: server.addresses.clone(),
             ports,
-            volumes: Vec::new(),
+            volumes: self.spec_volumes(&server.id).await,
         }
     }
 
