@@ -249,7 +249,10 @@ impl Compute {
                 let id2 = id.clone();
                 match self
                     .store
-                    .write(move |tx| sql::mark_deleted(tx, &id2))
+                    .write(move |tx| {
+                        sql::mark_deleted(tx, &id2)?;
+                        store::volume::release_server(tx, id2.as_str()).map(|_| ())
+                    })
                     .await
                 {
                     Ok(()) => {

@@ -486,3 +486,20 @@ pub fn known_ids(c: &Connection) -> Result<Vec<String>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(out)
 }
+
+/// A deleted server lets go of its volumes: each attachment row goes and its volume is
+/// `available` again. Returns the volumes released.
+pub fn release_server(c: &Connection, server: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for a in attachments_of_server(c, server)? {
+        delete_attachment(c, &a.id)?;
+        set_status(
+            c,
+            &a.volume_id,
+            &["in-use", "attaching", "detaching"],
+            "available",
+        )?;
+        out.push(a.volume_id);
+    }
+    Ok(out)
+}
