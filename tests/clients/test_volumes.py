@@ -130,3 +130,32 @@ def test_quota_limits_and_zones_call_cinder(onebox):
     assert [z["Zone Name"] for z in zones] == ["nova"]
     types = osc_json(onebox, "volume", "type", "list")
     assert [t["Name"] for t in types] == ["__DEFAULT__"]
+
+
+def test_server_add_and_remove_volume(onebox):
+    img = public_image(onebox)
+    name = uniq("srv")
+    s = onebox.osc_json("server", "create", "--image", img["id"], "--flavor", "m1.tiny",
+                        "--wait", name, cloud=DEMO)
+    assert s["status"] == "ACTIVE"
+    vol = uniq("data")
+    osc(onebox, "volume", "create", "--size", "1", vol)
+    v = wait_volume(onebox, vol)
+    osc(onebox, "server", "add", "volume", name, vol)
+    v = wait_volume(onebox, vol, want="in-use")
+    assert v["attachments"][0]["server_id"] == s["id"]
+    shown = osc_json(onebox, "server", "show", s["id"])
+    assert v["id"] in str(shown["volumes_attached"])
+    refused = osc(onebox, "volume", "delete", vol, check=False)
+    assert refused.returncode != 0
+    osc(onebox, "server", "remove", "volume", name, vol)
+    v = wait_volume(onebox, vol)
+    assert v["attachments"] == []
+    # A deleted server lets go of its volumes.
+    osc(onebox, "server", "add", "volume", name, vol)
+    wait_volume(onebox, vol, want="in-use")
+    osc(onebox, "server", "delete", "--wait", name)
+    wait_volume(onebox, vol)
+    osc(onebox, "volume", "delete", vol)
+    wait_volume(onebox, vol, want=None)
+    onebox.osc("image", "delete", img["id"])
