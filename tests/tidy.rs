@@ -25,6 +25,8 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     // The networking service: its SQL in `store`, its kernel side (`hostnet`) behind the
     // `Host` trait that `onebox` implements.
     ("network", &["store", "model", "hostnet"]),
+    // The block storage service: its SQL in `store`, its data behind `StorageBackend`.
+    ("volume", &["store", "model"]),
     // `api` speaks to the services, never to the store: row types and filters it shows are
     // `model`'s.
     (
@@ -37,6 +39,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "driver",
             "baremetal",
             "network",
+            "volume",
         ],
     ),
     (
@@ -55,6 +58,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "model",
             "ipmi",
             "network",
+            "volume",
         ],
     ),
 ];

@@ -504,12 +504,20 @@ pub async fn run(cfg: Config) -> Result<()> {
     let _power_sync = compute.spawn_power_sync(Duration::from_secs(
         cfg.compute.power_sync_interval_secs.max(1),
     ));
+    // Block storage: no volume left in a transitional status, no file without its row.
+    let volumes = volume::Volumes::new(
+        store.clone(),
+        Arc::new(volume::FileBackend::new(cfg.data_dir.join("volumes"))?),
+    );
+    let report = volumes.reconcile().await?;
+    tracing::info!(?report, "reconciled the volumes");
     let state = api::AppState {
         identity: identity.clone(),
         compute: compute.clone(),
         images,
         baremetal,
         network,
+        volumes,
         cfg: Arc::new(api::ApiConfig {
             public_url: cfg.public_url.clone(),
             region: cfg.region.clone(),

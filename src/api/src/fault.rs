@@ -27,6 +27,9 @@ pub enum Service {
     Baremetal,
     /// Neutron: `{"NeutronError": {"type": "NetworkNotFound", "message": "...", "detail": ""}}`.
     Network,
+    /// Cinder: Nova's shape, `{"itemNotFound": {"code": 404, "message": "..."}}`; a 413 also
+    /// carries `retryAfter`.
+    Volume,
     /// onebox's own endpoints (`/healthz`): Keystone's shape, the most common in the field.
     Plain,
 }
@@ -314,6 +317,18 @@ fn render_body(service: Service, fault: &Fault) -> Response {
     let body = match service {
         Service::Compute => {
             json!({ compute_fault_name(status): { "code": status.as_u16(), "message": fault.message } })
+        }
+        Service::Volume => {
+            let message = if fault.message == MALFORMED_BODY {
+                "Malformed request body"
+            } else {
+                fault.message.as_str()
+            };
+            let mut inner = json!({ "code": status.as_u16(), "message": message });
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                inner["retryAfter"] = json!("0");
+            }
+            json!({ compute_fault_name(status): inner })
         }
         Service::Identity | Service::Plain => {
             let message = if fault.message == MALFORMED_BODY {

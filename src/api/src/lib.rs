@@ -10,6 +10,7 @@
 //! | `/baremetal` | Ironic v1 subset (admin)  | [`baremetal`] |
 //! | `/network`  | Neutron v2.0 subset        | [`network`]  |
 //! | `/console`  | the console proxy (websockets, noVNC) | [`console`] |
+//! | `/volume`   | Cinder v3 subset           | [`volume`]   |
 //! | `/healthz`  | liveness                   | here         |
 //!
 //! A request passes, outermost first: the request-id layer (ids on every response, one tracing
@@ -29,6 +30,7 @@ pub mod metadata;
 pub mod microversion;
 pub mod network;
 pub mod request_id;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -70,6 +72,7 @@ pub struct AppState {
     pub images: ::image::Images,
     pub baremetal: ::baremetal::Baremetal,
     pub network: ::network::Network,
+    pub volumes: ::volume::Volumes,
     pub cfg: Arc<ApiConfig>,
 }
 
@@ -110,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .merge(baremetal::router(state.clone()))
         .merge(network::router(state.clone()))
         .merge(console::router(state.clone()))
+        .merge(volume::router(state.clone()))
         .route("/healthz", get(healthz))
         .fallback(fault::unknown_route);
     Router::new()

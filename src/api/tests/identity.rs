@@ -60,7 +60,15 @@ async fn password_token_has_keystones_shape() {
         .collect();
     assert_eq!(
         types,
-        ["identity", "compute", "image", "network", "baremetal"]
+        [
+            "identity",
+            "compute",
+            "image",
+            "network",
+            "block-storage",
+            "volumev3",
+            "baremetal"
+        ]
     );
     for svc in catalog {
         let eps = svc["endpoints"].as_array().expect("endpoints");
@@ -150,7 +158,7 @@ async fn unscoped_default_scoped_and_rescoped_tokens() {
     let scoped = r.header("x-subject-token").expect("token").to_owned();
     let cat = app.get("/identity/v3/auth/catalog", Some(&scoped)).await;
     assert_eq!(cat.status, StatusCode::OK);
-    assert_eq!(cat.body["catalog"].as_array().map(Vec::len), Some(5));
+    assert_eq!(cat.body["catalog"].as_array().map(Vec::len), Some(7));
     // With no scope at all, a user with a default project gets a token on it.
     let r = app
         .call(
@@ -751,10 +759,10 @@ async fn catalog_views_and_domains() {
     let app = TestApp::new().await;
     let admin = app.admin().await;
     let s = app.get("/identity/v3/services", Some(&admin)).await;
-    assert_eq!(s.body["services"].as_array().map(Vec::len), Some(5));
+    assert_eq!(s.body["services"].as_array().map(Vec::len), Some(7));
     let e = app.get("/identity/v3/endpoints", Some(&admin)).await;
     let eps = e.body["endpoints"].as_array().expect("endpoints");
-    assert_eq!(eps.len(), 15);
+    assert_eq!(eps.len(), 21);
     let one = app
         .get(
             &format!(

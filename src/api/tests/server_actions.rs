@@ -1046,8 +1046,11 @@ async fn every_action_in_every_status_follows_novas_table() {
                 Action::TriggerCrashDump => (json!({"trigger_crash_dump": null}), 202),
                 Action::Rescue => (json!({"rescue": {"adminPass": "p"}}), 200),
                 Action::Unrescue => (json!({"unrescue": null}), 202),
-                Action::AttachInterface | Action::DetachInterface => {
-                    unreachable!("interfaces are not server actions (see network.rs's tests)")
+                Action::AttachInterface
+                | Action::DetachInterface
+                | Action::AttachVolume
+                | Action::DetachVolume => {
+                    unreachable!("interfaces and volumes are not server actions")
                 }
             };
             let vm = match status {
@@ -1088,7 +1091,9 @@ async fn every_action_in_every_status_follows_novas_table() {
                     }
                     A::Rescue => matches!(vm, "active" | "stopped" | "error"),
                     A::Unrescue => vm == "rescued",
-                    A::AttachInterface | A::DetachInterface => unreachable!("not in Action::ALL"),
+                    A::AttachInterface | A::DetachInterface | A::AttachVolume | A::DetachVolume => {
+                        unreachable!("not in Action::ALL")
+                    }
                 }
             };
             let expected_end = match action {

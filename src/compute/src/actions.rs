@@ -105,6 +105,10 @@ pub enum Action {
     AttachInterface,
     /// `DELETE /servers/{id}/os-interface/{port}` (not in [`Action::ALL`] either).
     DetachInterface,
+    /// `POST /servers/{id}/os-volume_attachments` (not in [`Action::ALL`]).
+    AttachVolume,
+    /// `DELETE /servers/{id}/os-volume_attachments/{volume}` (not in [`Action::ALL`]).
+    DetachVolume,
 }
 
 impl Action {
@@ -154,6 +158,8 @@ impl Action {
             Action::Unrescue => "unrescue",
             Action::AttachInterface => "attach_interface",
             Action::DetachInterface => "detach_interface",
+            Action::AttachVolume => "attach_volume",
+            Action::DetachVolume => "detach_volume",
         }
     }
 
@@ -223,6 +229,10 @@ pub fn check_action(action: Action, s: &Server) -> Result<()> {
         A::AttachInterface | A::DetachInterface => {
             (matches!(vm, V::Active | V::Paused | V::Stopped), idle)
         }
+        A::AttachVolume | A::DetachVolume => (
+            matches!(vm, V::Active | V::Paused | V::Stopped | V::Resized),
+            idle,
+        ),
         A::TriggerCrashDump => (
             matches!(
                 vm,

@@ -35,6 +35,7 @@ mod soft_delete;
 mod steps;
 mod sysmeta;
 mod tasks;
+pub mod volumes;
 
 use std::sync::Arc;
 

@@ -249,7 +249,10 @@ impl Compute {
                 let id2 = id.clone();
                 match self
                     .store
-                    .write(move |tx| sql::mark_deleted(tx, &id2))
+                    .write(move |tx| {
+                        sql::mark_deleted(tx, &id2)?;
+                        store::volume::release_server(tx, id2.as_str()).map(|_| ())
+                    })
                     .await
                 {
                     Ok(()) => {
@@ -349,7 +352,7 @@ impl Compute {
             config_drive: server.config_drive,
             addresses: server.addresses.clone(),
             ports,
-            volumes: Vec::new(),
+            volumes: self.spec_volumes(&server.id).await,
         }
     }
 

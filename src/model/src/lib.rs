@@ -8,6 +8,7 @@ pub mod compute;
 mod context;
 mod identity_filters;
 pub mod operator;
+pub mod volume;
 
 pub use context::Context;
 pub use identity_filters::{AssignmentFilter, ProjectFilter, UserFilter};

@@ -18,6 +18,7 @@ pub mod network;
 pub mod operator;
 mod query_columns;
 pub mod stats;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -568,6 +568,81 @@ const MIGRATIONS: &[&str] = &[
         hard_limit INTEGER NOT NULL,
         PRIMARY KEY (class_name, resource)
     );",
+    // Block storage: volume types (the default `__DEFAULT__`), volumes, snapshots,
+    // attachments, per-project quotas and every status transition of a volume.
+    "CREATE TABLE volume_types (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT,
+        is_public INTEGER NOT NULL DEFAULT 1,
+        is_default INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO volume_types (id, name, description, is_public, is_default)
+        VALUES ('5d1a4c2e-7f3b-4e6a-9c8d-0b1a2c3d4e5f', '__DEFAULT__', 'Default Volume Type', 1, 1);
+    CREATE TABLE volumes (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT,
+        description TEXT,
+        size_gb INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        volume_type_id TEXT NOT NULL REFERENCES volume_types(id),
+        availability_zone TEXT NOT NULL,
+        bootable INTEGER NOT NULL DEFAULT 0,
+        read_only INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        image_metadata TEXT NOT NULL DEFAULT '{}',
+        source_volid TEXT,
+        snapshot_id TEXT,
+        image_id TEXT,
+        path TEXT,
+        format TEXT NOT NULL DEFAULT 'raw',
+        created_at TEXT NOT NULL,
+        updated_at TEXT
+    );
+    CREATE INDEX volumes_by_project ON volumes(project_id);
+    CREATE TABLE volume_snapshots (
+        id TEXT PRIMARY KEY,
+        project_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        volume_id TEXT NOT NULL REFERENCES volumes(id),
+        name TEXT,
+        description TEXT,
+        size_gb INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        path TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT
+    );
+    CREATE INDEX volume_snapshots_by_volume ON volume_snapshots(volume_id);
+    CREATE TABLE volume_attachments (
+        id TEXT PRIMARY KEY,
+        volume_id TEXT NOT NULL REFERENCES volumes(id),
+        server_id TEXT NOT NULL,
+        device TEXT,
+        attach_mode TEXT NOT NULL DEFAULT 'rw',
+        tag TEXT,
+        delete_on_termination INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        attached_at TEXT NOT NULL,
+        UNIQUE (volume_id, server_id)
+    );
+    CREATE INDEX volume_attachments_by_server ON volume_attachments(server_id);
+    CREATE TABLE volume_quotas (
+        project_id TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        hard_limit INTEGER NOT NULL,
+        PRIMARY KEY (project_id, resource)
+    );
+    CREATE TABLE volume_status_log (
+        volume_id TEXT NOT NULL,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX volume_status_log_by_volume ON volume_status_log(volume_id);",
 ];
 
 /// The schema version this build of onebox writes.

@@ -45,6 +45,7 @@ mod usage;
 pub mod validate;
 mod versions;
 pub mod views;
+mod volume_attachments;
 
 use axum::Router;
 use axum::extract::Request;
@@ -166,6 +167,14 @@ fn api_routes(state: AppState) -> Router {
         .route(
             "/servers/{id}/os-interface/{port}",
             get(interfaces::show).delete(interfaces::delete),
+        )
+        .route(
+            "/servers/{id}/os-volume_attachments",
+            get(volume_attachments::list).post(volume_attachments::create),
+        )
+        .route(
+            "/servers/{id}/os-volume_attachments/{volume}",
+            get(volume_attachments::show).delete(volume_attachments::delete),
         )
         .route("/servers/{id}/ips/{network}", get(ips::network))
         .route(

@@ -562,9 +562,22 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Fault> {
     let sv = s.compute.get_server(&c, &id).await?;
-    Ok(Json(
-        json!({"server": views::server(&l, view(ver, &c, ViewKind::Show), &sv)}),
-    ))
+    let mut out = views::server(&l, view(ver, &c, ViewKind::Show), &sv);
+    if out.get("os-extended-volumes:volumes_attached").is_some() {
+        let atts = s.compute.volume_attachments(&c, &id).await?;
+        out["os-extended-volumes:volumes_attached"] = json!(
+            atts.iter()
+                .map(|a| {
+                    let mut o = json!({ "id": a.volume_id });
+                    if ver.at_least(3) {
+                        o["delete_on_termination"] = json!(a.delete_on_termination);
+                    }
+                    o
+                })
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(Json(json!({ "server": out })))
 }
 
 pub async fn update(

@@ -47,6 +47,18 @@ const SERVICES: &[ServiceDef] = &[
         path: "/network",
     },
     ServiceDef {
+        id: "2a6c8e0b4d6f4a8c0e2b4d6f8a0c2e47",
+        kind: "block-storage",
+        name: "cinder",
+        path: "/volume/v3",
+    },
+    ServiceDef {
+        id: "6e8a0c2e4b6d4f8a0c2e4b6d8f0a2c59",
+        kind: "volumev3",
+        name: "cinderv3",
+        path: "/volume/v3",
+    },
+    ServiceDef {
         id: "7b4c2e9d1a3f4b6c8d0e2f4a6b8c0d13",
         kind: "baremetal",
         name: "ironic",

@@ -190,6 +190,13 @@ impl TestApp {
                 },
             ),
             network: network::Network::new(store.clone(), Arc::new(network::NoHost)),
+            volumes: volume::Volumes::new(
+                store.clone(),
+                Arc::new(
+                    volume::FileBackend::new(data_dir.path().join("volumes"))
+                        .expect("volume backend"),
+                ),
+            ),
             cfg: Arc::new(ApiConfig {
                 public_url: Some("http://onebox.test".into()),
                 region: "RegionOne".into(),
