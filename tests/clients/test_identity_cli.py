@@ -15,8 +15,12 @@ def test_token_issue(onebox):
 def test_catalog_list(onebox):
     cat = onebox.osc_json("catalog", "list")
     by_type = {c["Type"]: c for c in cat}
-    assert set(by_type) == {"identity", "compute", "image", "network", "baremetal"}
+    assert set(by_type) == {"identity", "compute", "image", "network", "baremetal",
+                            "block-storage", "volumev3"}
     assert by_type["baremetal"]["Name"] == "ironic"
+    assert by_type["block-storage"]["Name"] == "cinder"
+    assert by_type["volumev3"]["Name"] == "cinderv3"
+    assert f"{onebox.base}/volume/v3" in str(by_type["volumev3"]["Endpoints"])
     assert by_type["network"]["Name"] == "neutron"
     assert by_type["compute"]["Name"] == "nova"
     endpoints = by_type["compute"]["Endpoints"]
