@@ -424,6 +424,7 @@ mod tests {
                         max_count: 1,
                         admin_pass: None,
                         scheduler_hints: Default::default(),
+                        block_devices: Vec::new(),
                     };
                     compute
                         .create_servers(&ctx, req, &format!("req-{made}"))

@@ -106,6 +106,14 @@ fn valid_host(h: &str) -> bool {
 
 /// The whole API as one router.
 pub fn app(state: AppState) -> Router {
+    // Servers' block device mappings make and delete volumes: compute gets the volume
+    // service here, where the services meet.
+    state
+        .compute
+        .set_volume_provider(Arc::new(volume::for_compute::ComputeVolumes {
+            images: state.images.clone(),
+            volumes: state.volumes.clone(),
+        }));
     let services = Router::new()
         .merge(identity::router(state.clone()))
         .merge(compute::router(state.clone()))

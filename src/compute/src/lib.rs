@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod aggregates;
+pub mod block_devices;
 mod common;
 pub mod consoles;
 pub mod flavors;
@@ -160,6 +161,9 @@ pub struct Compute {
     ports_hook: Arc<std::sync::OnceLock<PortsHook>>,
     /// Console tokens and the consoles with a session open.
     consoles: Arc<consoles::Registry>,
+    /// The volume service volume-backed servers' builds use (see
+    /// [`Compute::set_volume_provider`]).
+    volume_provider: Arc<std::sync::OnceLock<Arc<dyn block_devices::VolumeProvider>>>,
 }
 
 /// What [`Compute::set_ports_hook`] takes: an async callback with no arguments.
@@ -197,6 +201,7 @@ impl Compute {
             image_cache_due: Arc::new(std::sync::Mutex::new(image_cache_due)),
             ports_hook: Arc::new(std::sync::OnceLock::new()),
             consoles: Arc::new(consoles::Registry::default()),
+            volume_provider: Arc::new(std::sync::OnceLock::new()),
         }
     }
 

@@ -51,6 +51,8 @@ pub struct CreateRequest {
     pub max_count: u32,
     pub admin_pass: Option<String>,
     pub scheduler_hints: BTreeMap<String, Vec<String>>,
+    /// The volumes of the block device mapping (image-to-local entries are `image_ref`).
+    pub block_devices: Vec<crate::block_devices::BlockDevice>,
 }
 
 /// What a create made.
@@ -390,10 +392,12 @@ impl Compute {
             self.check_image_fits(ctx, &flavor, &image)?;
             image_info = Some(image);
         }
+        let boot_image = self.check_block_devices(ctx, &req).await?;
         let zone = self.host_zone().await?;
         let key_data = self.check_extras(ctx, &project, &req, &zone).await?;
         let admin_pass = req.admin_pass.clone().unwrap_or_else(random_password);
-        let backend = Self::select_backend(&flavor, image_info.as_ref())?;
+        let backend = Self::select_backend(&flavor, image_info.as_ref().or(boot_image.as_ref()))?;
+        crate::block_devices::backend_takes(backend, &req.block_devices)?;
         let mut template = self.server_template(ctx, &project, &req, flavor, backend);
         template.key_data = key_data;
         template.availability_zone = zone;
@@ -406,6 +410,7 @@ impl Compute {
         } else {
             Vec::new()
         };
+        let req_devices = req.block_devices.clone();
         let servers = self
             .store
             .write(move |tx| {
@@ -419,6 +424,7 @@ impl Compute {
                 for i in 0..count {
                     let mut s = instance(&template, &req, count, i, now);
                     sql::insert_server(tx, &s)?;
+                    crate::block_devices::reserve_named(tx, &project, &s.id, &req.block_devices)?;
                     for (pos, net) in networks.iter().enumerate() {
                         s.addresses.push(network::attach(
                             tx, &project, net, &s.id, pos as u32, &groups,
@@ -439,7 +445,10 @@ impl Compute {
         for (s, action) in servers {
             tracing::info!(server_id = %s.id, flavor = %s.flavor.id, "server create accepted");
             let server = s.clone();
-            self.run(&s.id, move |c| async move { c.build(server, action).await });
+            let to_make = crate::block_devices::to_make(&req_devices);
+            self.run(&s.id, move |c| async move {
+                c.build(server, action, to_make).await
+            });
             out.push(s);
         }
         Ok(Created {

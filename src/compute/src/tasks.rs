@@ -172,7 +172,12 @@ impl Compute {
             .unwrap_or_else(|e| Err(driver::DriverError::Failed(format!("driver task: {e}"))))
     }
 
-    pub(crate) async fn build(&self, server: Server, action: i64) {
+    pub(crate) async fn build(
+        &self,
+        server: Server,
+        action: i64,
+        to_make: Vec<crate::block_devices::BlockDevice>,
+    ) {
         use TaskState as T;
         let id = server.id.clone();
         if let Err(reason) = self.schedule(&id).await {
@@ -187,6 +192,21 @@ impl Compute {
             (T::Networking, T::BlockDeviceMapping),
             (T::BlockDeviceMapping, T::Spawning),
         ] {
+            if to == T::Spawning
+                && let Err(why) = self.make_volumes(&server, to_make.clone()).await
+            {
+                tracing::warn!(server_id = %id, error = %why, "block devices failed");
+                let message = format!("Build of instance {id} aborted: {why}");
+                self.step_with(
+                    &id,
+                    Some(T::BlockDeviceMapping),
+                    (VmState::Error, None, Some(PowerState::NoState)),
+                    crate::steps::record_fault(500, message.clone()),
+                )
+                .await;
+                self.finish(event, false, Some(message)).await;
+                return;
+            }
             if !self
                 .step(&id, Some(from), VmState::Building, Some(to), None)
                 .await
@@ -203,6 +223,7 @@ impl Compute {
         let spec = self.instance_spec(&server).await;
         match self.blocking(&id, move |d| d.spawn(&spec)).await {
             Ok(()) => {
+                self.volumes_attached(&id).await;
                 if self
                     .step_with(
                         &id,
@@ -250,12 +271,16 @@ impl Compute {
                 match self
                     .store
                     .write(move |tx| {
+                        let owner = sql::get_server(tx, &id2)?;
                         sql::mark_deleted(tx, &id2)?;
-                        store::volume::release_server(tx, id2.as_str()).map(|_| ())
+                        Ok((owner, store::volume::release_server(tx, id2.as_str())?))
                     })
                     .await
                 {
-                    Ok(()) => {
+                    Ok((owner, released)) => {
+                        if let Some(owner) = owner {
+                            self.delete_released(&owner, released).await;
+                        }
                         tracing::info!(server_id = %id, "server deleted");
                         self.ports_changed().await;
                         self.finish(event, true, None).await;

@@ -47,7 +47,7 @@ fn driver_volume(a: &AttachmentRec, path: Option<String>, read_only: bool) -> dr
         device: a.device.clone().unwrap_or_default(),
         mount_path: String::new(),
         read_only: read_only || a.attach_mode == "ro",
-        boot_index: None,
+        boot_index: a.boot_index,
     }
 }
 
@@ -79,6 +79,18 @@ impl Compute {
         Ok(self
             .store
             .read(move |c| vsql::attachments_of_server(c, &sid))
+            .await?)
+    }
+
+    /// The attachments of servers the caller has already been shown (a listing's page).
+    pub async fn attachments_of_servers(
+        &self,
+        servers: &[model::compute::Server],
+    ) -> Result<std::collections::HashMap<String, Vec<AttachmentRec>>> {
+        let ids: Vec<String> = servers.iter().map(|s| s.id.to_string()).collect();
+        Ok(self
+            .store
+            .read(move |c| vsql::attachments_of_servers(c, &ids))
             .await?)
     }
 
@@ -131,6 +143,7 @@ impl Compute {
                     delete_on_termination: req.delete_on_termination,
                     status: "reserved".into(),
                     attached_at: chrono::Utc::now(),
+                    boot_index: None,
                 };
                 if !vsql::set_status(tx, &vid, &[status::AVAILABLE], status::ATTACHING)? {
                     return Err(store::abort(Error::Conflict(format!(
@@ -201,6 +214,11 @@ impl Compute {
                             "volume_id not found: {vid}"
                         )))
                     })?;
+                if att.boot_index == Some(0) {
+                    return Err(store::abort(Error::BadRequest(
+                        "Cannot detach a root device volume".into(),
+                    )));
+                }
                 let v = vsql::get_volume(tx, &vid)?
                     .ok_or_else(|| store::abort(volume_missing(&vid)))?;
                 if !vsql::set_status(tx, &vid, &[status::IN_USE], status::DETACHING)? {

@@ -46,4 +46,18 @@ impl Context {
     pub fn is_self(&self, user: &UserId) -> bool {
         &self.user_id == user
     }
+
+    /// The context of work one service does for a resource's owner after the request that
+    /// asked for it has been answered (a server's build making its volumes, its delete
+    /// deleting them): a member of the owner's project, never more.
+    pub fn acting_for(project: &ProjectId, user: &UserId) -> Self {
+        Self {
+            user_id: user.clone(),
+            user_name: String::new(),
+            user_domain_id: DomainId::default_domain(),
+            project_id: Some(project.clone()),
+            roles: vec![Persona::Member.role_name().to_owned()],
+            persona: Some(Persona::Member),
+        }
+    }
 }

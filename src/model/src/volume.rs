@@ -100,6 +100,9 @@ pub struct AttachmentRec {
     /// `reserved`, `attached`, `detaching`.
     pub status: String,
     pub attached_at: DateTime<Utc>,
+    /// The place in the server's boot order (Nova's `boot_index`): 0 is the disk a
+    /// volume-backed server boots from; `None` a data disk.
+    pub boot_index: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

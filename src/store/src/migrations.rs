@@ -643,6 +643,8 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX volume_status_log_by_volume ON volume_status_log(volume_id);",
+    // 13: a server's boot volume is the attachment with boot index 0 (block device mapping).
+    "ALTER TABLE volume_attachments ADD COLUMN boot_index INTEGER;",
 ];
 
 /// The schema version this build of onebox writes.

@@ -70,11 +70,12 @@ fn attachment_row(r: &Row<'_>) -> rusqlite::Result<AttachmentRec> {
         delete_on_termination: r.get(6)?,
         status: r.get(7)?,
         attached_at: parse_ts(&r.get::<_, String>(8)?)?,
+        boot_index: r.get(9)?,
     })
 }
 
 const ATTACHMENT_COLS: &str = "id, volume_id, server_id, device, attach_mode, tag, \
-     delete_on_termination, status, attached_at";
+     delete_on_termination, status, attached_at, boot_index";
 
 fn with_attachments(c: &Connection, mut v: VolumeRec) -> Result<VolumeRec> {
     v.attachments = attachments_of_volume(c, &v.id)?;
@@ -271,10 +272,32 @@ pub fn attachments_of_server(c: &Connection, server: &str) -> Result<Vec<Attachm
     Ok(out)
 }
 
+/// The attachments of each of `servers` (a listing's page), in one query.
+pub fn attachments_of_servers(
+    c: &Connection,
+    servers: &[String],
+) -> Result<std::collections::HashMap<String, Vec<AttachmentRec>>> {
+    let mut out: std::collections::HashMap<String, Vec<AttachmentRec>> = Default::default();
+    if servers.is_empty() {
+        return Ok(out);
+    }
+    let ids = serde_json::to_string(servers).unwrap_or_else(|_| "[]".into());
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {ATTACHMENT_COLS} FROM volume_attachments \
+         WHERE server_id IN (SELECT value FROM json_each(?1)) ORDER BY attached_at, id"
+    ))?;
+    for a in st.query_map([ids], attachment_row)? {
+        let a = a?;
+        out.entry(a.server_id.clone()).or_default().push(a);
+    }
+    Ok(out)
+}
+
 pub fn insert_attachment(c: &Connection, a: &AttachmentRec) -> Result<()> {
     c.execute(
         "INSERT INTO volume_attachments (id, volume_id, server_id, device, attach_mode, tag, \
-         delete_on_termination, status, attached_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         delete_on_termination, status, attached_at, boot_index) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             a.id,
             a.volume_id,
@@ -285,6 +308,7 @@ pub fn insert_attachment(c: &Connection, a: &AttachmentRec) -> Result<()> {
             a.delete_on_termination,
             a.status,
             ts(a.attached_at),
+            a.boot_index,
         ],
     )
     .map_err(Error::from_write)?;
@@ -488,8 +512,9 @@ pub fn known_ids(c: &Connection) -> Result<Vec<String>> {
 }
 
 /// A deleted server lets go of its volumes: each attachment row goes and its volume is
-/// `available` again. Returns the volumes released.
-pub fn release_server(c: &Connection, server: &str) -> Result<Vec<String>> {
+/// `available` again. Returns the attachments released (those asked to be deleted on
+/// termination are then the caller's to delete).
+pub fn release_server(c: &Connection, server: &str) -> Result<Vec<AttachmentRec>> {
     let mut out = Vec::new();
     for a in attachments_of_server(c, server)? {
         delete_attachment(c, &a.id)?;
@@ -499,7 +524,7 @@ pub fn release_server(c: &Connection, server: &str) -> Result<Vec<String>> {
             &["in-use", "attaching", "detaching"],
             "available",
         )?;
-        out.push(a.volume_id);
+        out.push(a);
     }
     Ok(out)
 }

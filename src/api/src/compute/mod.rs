@@ -17,6 +17,7 @@
 
 mod aggregates;
 mod availability_zones;
+mod block_devices;
 mod diagnostics;
 mod flavors;
 mod floating_ip_pools;

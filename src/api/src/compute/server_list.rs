@@ -516,11 +516,22 @@ async fn listing(
         .unwrap_or(s.compute.config().max_limit)
         .min(s.compute.config().max_limit);
     let servers = s.compute.list_servers(c, query).await?;
+    let attachments = if detail {
+        s.compute.attachments_of_servers(&servers).await?
+    } else {
+        Default::default()
+    };
     let items: Vec<Value> = servers
         .iter()
         .map(|sv| {
             if detail {
-                views::server(l, view(ver, c, ViewKind::Detail), sv)
+                let mut o = views::server(l, view(ver, c, ViewKind::Detail), sv);
+                if let Some(atts) = attachments.get(sv.id.as_str())
+                    && o.get("os-extended-volumes:volumes_attached").is_some()
+                {
+                    o["os-extended-volumes:volumes_attached"] = views::volumes_attached(ver, atts);
+                }
+                o
             } else {
                 views::server_brief(l, sv)
             }

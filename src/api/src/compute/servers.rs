@@ -156,43 +156,8 @@ fn parse_networks(
     }
 }
 
-/// The image to boot from: `imageRef`, or the image→local mapping of
-/// `block_device_mapping_v2` with boot index 0. Volumes need a volume service onebox does
-/// not have.
-fn parse_image(o: &Map<String, Value>) -> Result<Option<String>, Fault> {
-    if let Some(bdms) = o.get("block_device_mapping_v2") {
-        let list = bdms
-            .as_array()
-            .ok_or_else(|| v::invalid("block_device_mapping_v2", bdms, "not of type 'array'"))?;
-        let mut image = None;
-        for b in list {
-            let bo = v::object("block_device_mapping_v2", b)?;
-            let src = bo.get("source_type").and_then(Value::as_str).unwrap_or("");
-            let dst = bo
-                .get("destination_type")
-                .and_then(Value::as_str)
-                .unwrap_or("local");
-            match (src, dst) {
-                ("image", "local") => {
-                    image = bo.get("uuid").and_then(Value::as_str).map(str::to_owned);
-                }
-                ("blank", "local") => {}
-                _ => {
-                    return Err(Fault::bad_request(
-                        "Block Device Mapping is Invalid: only image-to-local boot disks are supported; onebox has no volume service.",
-                    ));
-                }
-            }
-        }
-        if image.is_some() {
-            return Ok(image);
-        }
-    }
-    if o.contains_key("block_device_mapping") {
-        return Err(Fault::bad_request(
-            "Block Device Mapping is Invalid: onebox has no volume service.",
-        ));
-    }
+/// `imageRef`: a UUID, or absent, null or empty (a server booting from a volume).
+fn parse_image_ref(o: &Map<String, Value>) -> Result<Option<String>, Fault> {
     match o.get("imageRef") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -350,7 +315,7 @@ fn parse_create(
     req.admin_pass = v::opt_string("adminPass", o.get("adminPass"), 0, 255)?;
     refuse_unsupported(c, o)?;
     req.security_groups = security_groups(o)?;
-    if req.image_ref.is_none() {
+    if req.image_ref.is_none() && req.block_devices.is_empty() {
         return Err(Fault::bad_request("Missing imageRef attribute"));
     }
     req.scheduler_hints = scheduler_hints(root)?;
@@ -368,7 +333,7 @@ fn what_to_boot(
         Value::Number(n) => n.to_string(),
         x => id_from_ref(&v::string("flavorRef", x, 1, 255)?),
     };
-    let image_ref = parse_image(o)?;
+    let (image_ref, block_devices) = super::block_devices::parse(ver, o, parse_image_ref(o)?)?;
     let networks = parse_networks(ver, sv, o.get("networks"))?;
     let metadata = match o.get("metadata") {
         Some(m) => v::metadata("metadata", m)?,
@@ -398,6 +363,7 @@ fn what_to_boot(
         max_count: 1,
         admin_pass: None,
         scheduler_hints: BTreeMap::new(),
+        block_devices,
     })
 }
 
@@ -565,17 +531,7 @@ pub async fn show(
     let mut out = views::server(&l, view(ver, &c, ViewKind::Show), &sv);
     if out.get("os-extended-volumes:volumes_attached").is_some() {
         let atts = s.compute.volume_attachments(&c, &id).await?;
-        out["os-extended-volumes:volumes_attached"] = json!(
-            atts.iter()
-                .map(|a| {
-                    let mut o = json!({ "id": a.volume_id });
-                    if ver.at_least(3) {
-                        o["delete_on_termination"] = json!(a.delete_on_termination);
-                    }
-                    o
-                })
-                .collect::<Vec<_>>()
-        );
+        out["os-extended-volumes:volumes_attached"] = views::volumes_attached(ver, &atts);
     }
     Ok(Json(json!({ "server": out })))
 }

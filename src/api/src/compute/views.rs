@@ -265,6 +265,22 @@ fn extended_fields(o: &mut Value, s: &Server) {
     o["os-extended-volumes:volumes_attached"] = json!([]);
 }
 
+/// `os-extended-volumes:volumes_attached`: each volume, with `delete_on_termination`
+/// from 2.3.
+pub fn volumes_attached(ver: ApiVersion, atts: &[model::volume::AttachmentRec]) -> Value {
+    json!(
+        atts.iter()
+            .map(|a| {
+                let mut o = json!({ "id": a.volume_id });
+                if ver.at_least(3) {
+                    o["delete_on_termination"] = json!(a.delete_on_termination);
+                }
+                o
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
 /// The server attributes only admins see.
 fn admin_fields(o: &mut Value, v: ApiVersion, s: &Server) {
     o["OS-EXT-SRV-ATTR:host"] = json!(s.host);

@@ -16,6 +16,7 @@
 //! 3.x` picks the microversion. Faults are Cinder's (`{"itemNotFound": {"code", "message"}}`,
 //! [`fault::render`] with [`Service::Volume`]).
 
+pub(crate) mod for_compute;
 mod misc;
 mod snapshots;
 pub mod views;

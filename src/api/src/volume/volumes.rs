@@ -115,24 +115,20 @@ fn opt_str(o: &Map<String, Value>, key: &str) -> Result<Option<String>, Fault> {
 }
 
 /// The image a volume is made from, as the caller's project sees it.
-async fn source_image(
-    s: &AppState,
+pub(super) async fn source_image(
+    images: &image::Images,
     c: &model::Context,
     id: &str,
 ) -> Result<volume::SourceImage, Fault> {
     let missing = || Fault::not_found(format!("Image {id} could not be found."));
     let iid = model::image::ImageId::parse(id).ok_or_else(missing)?;
     let project = c.project_id.clone().ok_or_else(missing)?;
-    let (img, path) = s
-        .images
-        .data_for(&project, &iid)
-        .await
-        .map_err(|e| match e {
-            image::Error::BadRequest(_) => {
-                Fault::bad_request(format!("Invalid input received: Image {id} is not active."))
-            }
-            _ => missing(),
-        })?;
+    let (img, path) = images.data_for(&project, &iid).await.map_err(|e| match e {
+        image::Error::BadRequest(_) => {
+            Fault::bad_request(format!("Invalid input received: Image {id} is not active."))
+        }
+        _ => missing(),
+    })?;
     let mut meta: BTreeMap<String, String> = img.properties.clone();
     meta.insert("image_id".into(), img.id.to_string());
     if let Some(n) = &img.name {
@@ -204,7 +200,7 @@ pub async fn create(
         opt_str(o, "snapshot_id")?,
     ) {
         (None, None, None) => volume::Source::Blank,
-        (Some(i), None, None) => volume::Source::Image(source_image(&s, &c, &i).await?),
+        (Some(i), None, None) => volume::Source::Image(source_image(&s.images, &c, &i).await?),
         (None, Some(vid), None) => volume::Source::Volume(vid),
         (None, None, Some(sid)) => volume::Source::Snapshot(sid),
         _ => {
