@@ -363,6 +363,27 @@ impl Compute {
         }
     }
 
+    /// The image metadata of the volume a server boots from (empty without one).
+    pub(crate) async fn boot_volume_image_metadata(
+        &self,
+        id: &ServerId,
+    ) -> std::collections::BTreeMap<String, String> {
+        let sid = id.to_string();
+        self.store
+            .read(move |c| {
+                for a in vsql::attachments_of_server(c, &sid)? {
+                    if a.boot_index == Some(0)
+                        && let Some(v) = vsql::get_volume(c, &a.volume_id)?
+                    {
+                        return Ok(v.image_metadata);
+                    }
+                }
+                Ok(Default::default())
+            })
+            .await
+            .unwrap_or_default()
+    }
+
     /// After a spawn: the server's reserved volumes are attached and `in-use`.
     pub(crate) async fn volumes_attached(&self, id: &ServerId) {
         let sid = id.to_string();

@@ -311,10 +311,17 @@ impl Compute {
             Some(i) => self.images.file(i).await,
             None => None,
         };
+        // A volume-backed server's image properties are its boot volume's image metadata
+        // (as Nova's are): a kernel and ramdisk named there boot it directly.
+        let boot_meta = match &server.image_id {
+            Some(_) => Default::default(),
+            None => self.boot_volume_image_metadata(&server.id).await,
+        };
         let linked = |key: &'static str| {
             image
                 .as_ref()
                 .and_then(|i| i.properties.get(key).cloned())
+                .or_else(|| boot_meta.get(key).cloned())
                 .filter(|v| !v.is_empty())
         };
         // What the image links to is resolved with the server owner's visibility, never the

@@ -16,6 +16,8 @@ pub mod status {
     pub const DETACHING: &str = "detaching";
     pub const DELETING: &str = "deleting";
     pub const EXTENDING: &str = "extending";
+    /// Being copied to an image (`os-volume_upload_image`).
+    pub const UPLOADING: &str = "uploading";
     pub const ERROR: &str = "error";
     pub const ERROR_DELETING: &str = "error_deleting";
     pub const ERROR_EXTENDING: &str = "error_extending";
@@ -29,6 +31,7 @@ pub mod status {
         DETACHING,
         DELETING,
         EXTENDING,
+        UPLOADING,
         ERROR,
         ERROR_DELETING,
         ERROR_EXTENDING,
@@ -45,6 +48,7 @@ pub mod status {
         DETACHING,
         DELETING,
         EXTENDING,
+        UPLOADING,
     ];
 }
 

@@ -51,6 +51,9 @@ pub trait StorageBackend: Send + Sync {
     fn snapshot(&self, snapshot_id: &str, source: &Path) -> BackendResult<PathBuf>;
     /// Grows the volume at `path` to `new_size_gb`.
     fn extend(&self, path: &Path, new_size_gb: u64) -> BackendResult<()>;
+    /// The volume at `source` as a new file of disk format `format` (`raw` or `qcow2`) for
+    /// an image upload; the caller removes it when done (a restart's sweep removes one left).
+    fn export(&self, source: &Path, format: &str) -> BackendResult<PathBuf>;
     /// Removes the volume or snapshot at `path` (gone already is fine).
     fn delete(&self, path: &Path) -> BackendResult<()>;
     /// Bytes free for new volumes.
@@ -188,8 +191,12 @@ impl FileBackend {
 }
 
 fn convert(format: &str, src: &Path, dest: &Path) -> BackendResult<()> {
+    convert_to(format, "raw", src, dest)
+}
+
+fn convert_to(format: &str, out_format: &str, src: &Path, dest: &Path) -> BackendResult<()> {
     let out = Command::new("qemu-img")
-        .args(["convert", "-q", "-f", format, "-O", "raw"])
+        .args(["convert", "-q", "-f", format, "-O", out_format])
         .arg(src)
         .arg(dest)
         .output()
@@ -237,6 +244,27 @@ impl StorageBackend for FileBackend {
         let size = fs::metadata(source)?.len();
         let dest = self.snapshot_path(snapshot_id)?;
         self.publish(&dest, size, |tmp| convert("raw", source, tmp))
+    }
+
+    fn export(&self, source: &Path, format: &str) -> BackendResult<PathBuf> {
+        self.owned(source)?;
+        let fmt = match format {
+            "raw" | "qcow2" => format,
+            other => {
+                return Err(BackendError::Invalid(format!(
+                    "disk format {other} is not supported"
+                )));
+            }
+        };
+        // Dot-named: never mistaken for a volume, swept at the next start if left behind.
+        let dest = self
+            .dir
+            .join(format!(".export-{}.{fmt}", uuid::Uuid::new_v4()));
+        if let Err(e) = convert_to("raw", fmt, source, &dest) {
+            let _ = fs::remove_file(&dest);
+            return Err(e);
+        }
+        Ok(dest)
     }
 
     fn extend(&self, path: &Path, new_size_gb: u64) -> BackendResult<()> {

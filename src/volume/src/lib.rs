@@ -537,6 +537,58 @@ impl Volumes {
             .await;
     }
 
+    /// Starts copying a volume to an image (`os-volume_upload_image`): `available` (or,
+    /// with `force`, `in-use`) → `uploading`. Returns the volume as it was.
+    pub async fn begin_upload(&self, ctx: &Context, id: &str, force: bool) -> Result<VolumeRec> {
+        let v = self.get(ctx, id).await?;
+        may_write(ctx, &v.project_id, "volume:upload_image")?;
+        let from: &[&str] = if force {
+            &[status::AVAILABLE, status::IN_USE]
+        } else {
+            &[status::AVAILABLE]
+        };
+        let key = id.to_owned();
+        let moved = self
+            .store
+            .write(move |tx| sql::set_status(tx, &key, from, status::UPLOADING))
+            .await?;
+        if !moved {
+            return Err(Error::BadRequest(format!(
+                "Invalid volume: Volume {id} status must be available{}, but current status is: {}.",
+                if force { " or in-use" } else { "" },
+                v.status
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The volume's data as a file of `disk_format` (the caller removes it).
+    pub async fn export(&self, v: &VolumeRec, disk_format: &str) -> Result<PathBuf> {
+        let path = v
+            .path
+            .clone()
+            .ok_or_else(|| Error::BadRequest("Invalid volume: the volume has no data.".into()))?;
+        let b = self.backend.clone();
+        let fmt = disk_format.to_owned();
+        Ok(
+            tokio::task::spawn_blocking(move || b.export(std::path::Path::new(&path), &fmt))
+                .await
+                .map_err(|e| Error::Backend(BackendError::Io(e.to_string())))??,
+        )
+    }
+
+    /// Ends an upload: the volume goes back to the status it had.
+    pub async fn end_upload(&self, id: &str, back_to: &str) {
+        let (key, to) = (id.to_owned(), back_to.to_owned());
+        let r = self
+            .store
+            .write(move |tx| sql::set_status(tx, &key, &[status::UPLOADING], &to))
+            .await;
+        if let Err(e) = r {
+            tracing::error!(volume_id = %id, error = %e, "ending an upload");
+        }
+    }
+
     /// Grows an unattached volume (`os-extend`).
     pub async fn extend(&self, ctx: &Context, id: &str, new_size: u64) -> Result<()> {
         let v = self.get(ctx, id).await?;
@@ -657,6 +709,8 @@ impl Volumes {
                 status::ATTACHING if v.attachments.is_empty() => status::AVAILABLE,
                 status::ATTACHING => status::IN_USE,
                 status::DETACHING => status::IN_USE,
+                status::UPLOADING if v.attachments.is_empty() => status::AVAILABLE,
+                status::UPLOADING => status::IN_USE,
                 status::EXTENDING => status::ERROR_EXTENDING,
                 status::DELETING => {
                     let snaps = self

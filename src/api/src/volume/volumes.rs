@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use model::volume::VolumeRec;
 use serde_json::{Map, Value, json};
@@ -430,12 +431,116 @@ pub async fn delete(
     Ok(StatusCode::ACCEPTED)
 }
 
+/// `os-volume_upload_image` (`openstack image create --volume`): a new image of the
+/// caller's project receives the volume's data, converted to `disk_format` (raw or qcow2);
+/// the volume is `uploading` meanwhile and returns to the status it had.
+async fn upload_image(
+    s: &AppState,
+    c: &model::Context,
+    id: &str,
+    args: &Value,
+    ver: Version,
+) -> Result<Value, Fault> {
+    let o = args
+        .as_object()
+        .ok_or_else(|| Fault::bad_request("Invalid request body: an object expected."))?;
+    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
+    let name = text("image_name")
+        .ok_or_else(|| Fault::bad_request("No image_name was specified in request."))?;
+    let force = match o.get("force") {
+        None | Some(Value::Null) => false,
+        Some(x) => boolish(x).ok_or_else(|| invalid("force", x, "is not a boolean"))?,
+    };
+    let disk_format = text("disk_format").unwrap_or_else(|| "raw".into());
+    if !matches!(disk_format.as_str(), "raw" | "qcow2") {
+        return Err(Fault::bad_request(format!(
+            "Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are raw, qcow2."
+        )));
+    }
+    let container_format = text("container_format").unwrap_or_else(|| "bare".into());
+    let container = model::image::ContainerFormat::parse(&container_format).ok_or_else(|| {
+        Fault::bad_request(format!(
+            "Invalid container-format '{container_format}' is specified."
+        ))
+    })?;
+    // Visibility and protection from 3.1, as Cinder reads them.
+    let (visibility, protected) = if ver.0 >= 1 {
+        let vis = match text("visibility") {
+            None => model::image::Visibility::Private,
+            Some(v) => model::image::Visibility::parse(&v)
+                .ok_or_else(|| Fault::bad_request(format!("Invalid visibility '{v}'.")))?,
+        };
+        let protected = match o.get("protected") {
+            None | Some(Value::Null) => false,
+            Some(x) => boolish(x).ok_or_else(|| invalid("protected", x, "is not a boolean"))?,
+        };
+        (vis, protected)
+    } else {
+        (model::image::Visibility::Private, false)
+    };
+    let v = s.volumes.begin_upload(c, id, force).await?;
+    let back_to = v.status.clone();
+    let new = image::NewImage {
+        id: None,
+        name: Some(name.clone()),
+        owner: None,
+        visibility: Some(visibility),
+        protected,
+        os_hidden: false,
+        disk_format: model::image::DiskFormat::parse(&disk_format),
+        container_format: Some(container),
+        min_disk: v.size_gb,
+        min_ram: 0,
+        tags: Vec::new(),
+        properties: Vec::new(),
+    };
+    let img = match s.images.create(c, new).await {
+        Ok(i) => i,
+        Err(e) => {
+            s.volumes.end_upload(id, &back_to).await;
+            return Err(e.into());
+        }
+    };
+    let (images, volumes, ctx) = (s.images.clone(), s.volumes.clone(), c.clone());
+    let (vol, image_id, fmt) = (v.clone(), img.id.clone(), disk_format.clone());
+    tokio::spawn(async move {
+        let r = match volumes.export(&vol, &fmt).await {
+            Ok(file) => {
+                let up = images.upload_file(&ctx, &image_id, &file).await;
+                let _ = tokio::fs::remove_file(&file).await;
+                up.map(|_| ()).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(volume_id = %vol.id, image_id = %image_id, error = %e, "uploading a volume to an image failed");
+            let _ = images.delete(&ctx, &image_id).await;
+        }
+        volumes.end_upload(&vol.id, &back_to).await;
+    });
+    Ok(json!({"os-volume_upload_image": {
+        "id": v.id,
+        "updated_at": v.updated_at.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+        "status": "uploading",
+        "display_description": v.description,
+        "size": v.size_gb,
+        "volume_type": {"id": v.volume_type_id, "name": v.volume_type_name},
+        "image_id": img.id.to_string(),
+        "container_format": container_format,
+        "disk_format": disk_format,
+        "image_name": name,
+        "visibility": visibility.as_str(),
+        "protected": protected,
+    }}))
+}
+
 pub async fn action(
     State(s): State<AppState>,
     Caller(c): Caller,
+    Extension(ver): Extension<Version>,
     Path(id): Path<String>,
     JsonBody(b): AnyJson,
-) -> Result<StatusCode, Fault> {
+) -> Result<axum::response::Response, Fault> {
     let o = b
         .as_object()
         .filter(|o| o.len() == 1)
@@ -472,6 +577,10 @@ pub async fn action(
         "os-force_delete" => {
             s.volumes.delete(&c, &id, true, true).await?;
         }
+        "os-volume_upload_image" => {
+            let body = upload_image(&s, &c, &id, args, ver).await?;
+            return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        }
         other => {
             // An unknown action on another project's volume is still its 404 first.
             s.volumes.get(&c, &id).await?;
@@ -480,7 +589,7 @@ pub async fn action(
             )));
         }
     }
-    Ok(StatusCode::ACCEPTED)
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 pub async fn metadata_list(
