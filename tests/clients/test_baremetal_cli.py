@@ -1,11 +1,13 @@
 """Bare metal end to end with the real clients: `openstack baremetal node ...` enrols a node
 whose BMC is Debian's ipmi_sim on loopback (scripts/ipmi-sim.sh: power on starts a process
 standing in for the machine, whose serial console reaches SOL), then `openstack server ...`
-runs a server on it through a bare-metal flavor.
+runs a server on it through a bare-metal flavor, whose serial console (SOL) answers through
+onebox's console websocket.
 
 Skipped when ipmi_sim is not installed, unless ONEBOX_REQUIRE_BACKENDS=1 (then it fails).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +18,8 @@ import time
 import uuid
 
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -165,6 +169,118 @@ def test_enrol_and_run_a_server_on_a_node(onebox, sim, image):
     bm("node", "delete", name)
     gone = bm("node", "show", name, check=False)
     assert gone.returncode != 0 and "could not be found" in gone.stderr
+
+
+def console_url(onebox, kind, server, cloud="onebox-admin"):
+    p = onebox.osc("console", "url", "show", kind, server, "-f", "json", cloud=cloud, check=False)
+    return (json.loads(p.stdout)["url"] if p.returncode == 0 else None), p.stderr
+
+
+def ws_status(url):
+    """The HTTP status refusing a websocket to `url`, or None when it opens."""
+    try:
+        with ws_connect(url, open_timeout=10):
+            return None
+    except InvalidStatus as e:
+        return e.response.status_code
+
+
+def typed(ws, line, needle, timeout=30):
+    """Types `line` on the open console `ws` until `needle` is read back; returns all read."""
+    got = b""
+    deadline = time.time() + timeout
+    while needle.encode() not in got:
+        assert time.time() < deadline, f"{needle!r} not read; got {got!r}"
+        ws.send(line.encode())
+        end = time.time() + 3
+        while needle.encode() not in got and time.time() < end:
+            try:
+                msg = ws.recv(timeout=0.5)
+            except TimeoutError:
+                continue
+            got += msg if isinstance(msg, bytes) else msg.encode()
+    return got.decode(errors="replace")
+
+
+@pytest.fixture
+def metal(onebox, sim, image):
+    """A bare-metal server on a node of its own (deleted with the node afterwards): yields
+    the server as `server show` gives it and the node's UUID."""
+    name = f"con-{uuid.uuid4().hex[:6]}"
+    onebox.osc("baremetal", "node", "create", "--driver", "ipmi", "--name", name,
+               "--driver-info", "ipmi_address=127.0.0.1",
+               "--driver-info", f"ipmi_port={sim.port}",
+               "--driver-info", "ipmi_username=admin",
+               "--driver-info", "ipmi_password=password",
+               "--resource-class", "baremetal.console")
+    server = f"metal-con-{uuid.uuid4().hex[:6]}"
+    try:
+        onebox.osc("baremetal", "node", "manage", name, "--wait", "30")
+        onebox.osc("baremetal", "node", "provide", name, "--wait", "30")
+        flavor = f"bm.console-{uuid.uuid4().hex[:4]}"
+        onebox.osc("flavor", "create", "--ram", "512", "--vcpus", "1", "--disk", "1",
+                   "--property", "resources:CUSTOM_BAREMETAL_CONSOLE=1", flavor)
+        srv = onebox.osc_json("server", "create", "--flavor", flavor, "--image", image["id"],
+                              "--wait", server)
+        assert srv["status"] == "ACTIVE", srv
+        yield srv, onebox.osc_json("baremetal", "node", "show", name)["uuid"]
+    finally:
+        onebox.osc("server", "delete", "--wait", server, check=False)
+        onebox.osc("baremetal", "node", "delete", name, check=False)
+
+
+def test_a_nodes_serial_console_through_the_websocket(onebox, sim, metal):
+    """`console url show --serial` on a bare-metal server gives onebox's websocket, relayed
+    to the machine's serial line over SOL: what is typed reaches the machine, its answer comes
+    back and lands in the console log; leaving touches neither power nor capture. No VNC."""
+    srv, _ = metal
+    machine = sim.machine_pid()
+    assert machine is not None
+    url, err = console_url(onebox, "--serial", srv["id"])
+    assert url and url.startswith(f"ws://127.0.0.1:{onebox.port}/console/serial?token="), err
+    with ws_connect(url, open_timeout=10) as ws:
+        seen = typed(ws, "hello-metal-ws\r", "machine got: hello-metal-ws", timeout=60)
+        assert "machine got: hello-metal-ws" in seen
+        # One session per console, as on every backend.
+        assert ws_status(url) == 409
+    assert wait(lambda: "machine got: hello-metal-ws" in
+                onebox.osc("console", "log", "show", srv["id"]).stdout, timeout=10)
+    assert sim.machine_pid() == machine
+    with ws_connect(url, open_timeout=10) as ws:
+        typed(ws, "again\r", "machine got: again", timeout=30)
+    # No screen on a machine: Nova's answer for a backend without the console.
+    p = onebox.osc("console", "url", "show", "--novnc", srv["id"], check=False)
+    assert p.returncode != 0 and "501" in p.stderr, p.stderr
+
+
+def test_attack_a_nodes_console_stays_with_its_server_and_project(onebox, sim, metal, image):
+    """Another project's member gets no console URL for the server; the console socket is
+    onebox's only; the server's token opens neither its screen nor another server's console,
+    and another server's token does not reach the machine."""
+    srv, node = metal
+    demo, _ = console_url(onebox, "--serial", srv["id"], cloud="onebox-demo")
+    assert demo is None, "a member of another project got a console URL"
+    url, err = console_url(onebox, "--serial", srv["id"])
+    assert url, err
+    sock = os.path.join(onebox.data_dir, "consoles", f"{node}.sock")
+    assert os.stat(sock).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(sock)).st_mode & 0o077 == 0
+    token = url.split("token=", 1)[1]
+    assert ws_status(f"ws://127.0.0.1:{onebox.port}/console/vnc/websockify?token={token}") == 401
+    # A server on the fake backend, in the same project, with a console of its own.
+    other = onebox.osc_json("server", "create", "--flavor", "m1.tiny", "--image", image["id"],
+                            "--nic", "none", "--wait", f"fake-con-{uuid.uuid4().hex[:6]}")
+    try:
+        other_url, err = console_url(onebox, "--serial", other["id"])
+        assert other_url, err
+        with ws_connect(url, open_timeout=10) as ws:
+            typed(ws, "whose-console\r", "machine got: whose-console", timeout=60)
+            with ws_connect(other_url, open_timeout=10) as ws2:
+                echoed = typed(ws2, "to-the-fake\r", "to-the-fake", timeout=10)
+                assert "machine got" not in echoed, echoed
+        assert "to-the-fake" not in onebox.osc("console", "log", "show", srv["id"]).stdout
+    finally:
+        onebox.osc("server", "delete", "--wait", other["id"], check=False)
 
 
 def test_a_node_whose_bmc_refuses_the_password(onebox, sim):

@@ -6,7 +6,8 @@
 //!   the SOL console capture and makes the node `active` with the server's `instance_uuid`;
 //! - destroy: powers the node off and returns it to `available`, unbound;
 //! - reboot / stop / start: power verbs on the BMC;
-//! - console output: the node's SOL capture file;
+//! - console output: the node's SOL capture file; the interactive serial console: a socket
+//!   relaying SOL both ways on the capture's session (the `console` module); no VNC;
 //! - get_info: the power state read from the BMC (the BMC wins; see the crate docs).
 //!
 //! A BMC that fails mid-operation gives the compute service an error (the server goes to
@@ -16,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use driver::{
-    Capabilities, ComputeDriver, DriverError, InstanceInfo, InstanceSpec, Operation, RebootKind,
-    Resources, Result,
+    Capabilities, ComputeDriver, ConsoleEndpoint, ConsoleKind, DriverError, InstanceInfo,
+    InstanceSpec, Operation, RebootKind, Resources, Result,
 };
 use model::compute::{PowerState, ServerId};
 use serde_json::{Value, json};
@@ -91,6 +92,7 @@ impl IronicDriver {
         node.provision_state = "deleting".into();
         node.target_provision_state = Some("available".into());
         node = self.bm.save(node)?;
+        self.bm.stop_console(&node.uuid);
         if let Ok(bmc) = self.bm.bmc(&node) {
             bmc.stop_console_capture();
         }
@@ -250,6 +252,21 @@ impl ComputeDriver for IronicDriver {
         let raw =
             driver::console::tail(&[&old, &log], driver::console::TAIL_BYTES).unwrap_or_default();
         Ok(driver::console::last_lines(&raw, lines))
+    }
+
+    /// The machine's serial console over SOL. A machine's screen is not served (no VNC).
+    fn console_endpoint(&self, id: &ServerId, kind: ConsoleKind) -> Result<ConsoleEndpoint> {
+        if kind != ConsoleKind::Serial {
+            return Err(DriverError::NotSupported(Operation::Console));
+        }
+        let node = self.node_of(id)?;
+        if node.provision_state != "active" || node.power_state.as_deref() != Some(POWER_ON) {
+            return Err(DriverError::Failed(format!("instance {id} is not running")));
+        }
+        self.bm
+            .serve_console(&node)
+            .map(ConsoleEndpoint::Unix)
+            .map_err(failed)
     }
 
     fn get_info(&self, id: &ServerId) -> Result<InstanceInfo> {

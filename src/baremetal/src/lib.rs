@@ -13,6 +13,7 @@
 //! `force_power_state_during_sync = False`: a node's recorded `power_state` is refreshed from
 //! its BMC, and the server's power state follows the node, as Nova does with Ironic.
 
+mod console;
 pub mod driver;
 
 use std::path::PathBuf;
@@ -49,7 +50,8 @@ pub struct BaremetalConfig {
     /// Per-attempt IPMI timeout and resends (tuned for slow BMCs).
     pub ipmi_timeout: Duration,
     pub ipmi_retries: u32,
-    /// Where SOL console captures are written, one file per node.
+    /// Where SOL console captures are written, one file per node, beside each node's
+    /// interactive console socket (the directory is the owner's only).
     pub console_dir: PathBuf,
 }
 
@@ -68,6 +70,7 @@ impl Default for BaremetalConfig {
 pub struct Baremetal {
     store: Store,
     cfg: Arc<BaremetalConfig>,
+    relays: Arc<console::Relays>,
 }
 
 /// Ironic's resource class → the placement class a flavor asks for (`CUSTOM_<CLASS>`).
@@ -108,6 +111,7 @@ impl Baremetal {
         Self {
             store,
             cfg: Arc::new(cfg),
+            relays: Arc::default(),
         }
     }
 
@@ -234,6 +238,7 @@ impl Baremetal {
         let uuid = node.uuid.clone();
         self.store
             .write_blocking(move |c| store::baremetal::delete_node(c, &uuid))?;
+        self.stop_console(&node.uuid);
         if let Ok(b) = self.bmc(&node) {
             b.stop_console_capture();
         }

@@ -100,11 +100,15 @@ struct Inner {
     console: Option<PathBuf>,
 }
 
+/// Receives the console output the capture reads, right after it is appended to the log.
+pub type ConsoleTap = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// A BMC, shared by everything in the process that talks to it.
 pub struct Bmc {
     cfg: Config,
     inner: Mutex<Inner>,
     capture_stop: Mutex<Option<Arc<AtomicBool>>>,
+    tap: Mutex<Option<ConsoleTap>>,
 }
 
 type Registry = Mutex<HashMap<(String, u16), Arc<Bmc>>>;
@@ -140,6 +144,7 @@ impl Bmc {
                 console: None,
             }),
             capture_stop: Mutex::new(None),
+            tap: Mutex::new(None),
         });
         reg.insert(key, b.clone());
         b
@@ -249,6 +254,13 @@ impl Bmc {
     pub fn capturing(&self) -> bool {
         lock(&self.capture_stop).is_some()
     }
+
+    /// Gives every piece of console output the capture reads to `tap` as well (after it is
+    /// in the log), replacing the previous tap; `None` removes it. The tap runs on the
+    /// capture's thread, so it must not block for long.
+    pub fn set_console_tap(&self, tap: Option<ConsoleTap>) {
+        *lock(&self.tap) = tap;
+    }
 }
 
 impl Drop for Bmc {
@@ -302,16 +314,20 @@ fn capture_loop(bmc: Weak<Bmc>, stop: Arc<AtomicBool>, path: PathBuf) {
                 s.sol_poll(Duration::from_millis(200))
             })
         };
-        drop(b);
         match got {
             Ok(data) => {
                 backoff = Duration::from_millis(100);
                 if !data.is_empty() {
                     let _ = append_capped(&path, &data, SOL_LOG_MAX_BYTES);
+                    let tap = lock(&b.tap).clone();
+                    if let Some(tap) = tap {
+                        tap(&data);
+                    }
                 }
             }
             Err(_) => backoff = Duration::from_secs(2),
         }
+        drop(b);
     }
 }
 
