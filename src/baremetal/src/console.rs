@@ -111,11 +111,17 @@ fn serve(listener: UnixListener, bmc: Arc<ipmi::Bmc>, client: Client, stop: Arc<
     }
 }
 
+/// Makes the consoles' directory, the owner's only: the captured logs and the sockets in
+/// it are nobody else's to read.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Binds `path` with no moment where it is open to others: the directory is the owner's only.
 fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        private_dir(dir)?;
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

@@ -68,7 +68,7 @@ impl IronicDriver {
         // Capture the console from before power on, so the machine's first words are kept.
         let console = self.bm.console_path(&node.uuid);
         if let Some(dir) = console.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::console::private_dir(dir);
         }
         let _ = std::fs::write(&console, b"");
         bmc.start_console_capture(console);
