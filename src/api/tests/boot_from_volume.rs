@@ -150,6 +150,59 @@ async fn a_server_boots_from_a_volume_made_of_its_image_and_deletes_it_on_termin
         "{}",
         r.text
     );
+    // Cinder's attachments API (3.27+) shows the same attachments; another project none.
+    let h = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "volume 3.27"),
+    ];
+    let r = app
+        .call(Method::GET, "/volume/v3/attachments/detail", &h, None)
+        .await;
+    let atts = r.body["attachments"]
+        .as_array()
+        .expect("attachments")
+        .clone();
+    assert_eq!(atts.len(), 2, "{}", r.text);
+    assert!(
+        atts.iter()
+            .all(|a| a["instance"] == id.as_str() && a["status"] == "attached")
+    );
+    let one = atts[0]["id"].as_str().expect("id").to_owned();
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/volume/v3/attachments/{one}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let old = [
+        ("x-auth-token", t.as_str()),
+        ("openstack-api-version", "volume 3.26"),
+    ];
+    let r = app
+        .call(Method::GET, "/volume/v3/attachments", &old, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let (_, _, other) = app.user_with_role("stranger", "member").await;
+    let h = [
+        ("x-auth-token", other.as_str()),
+        ("openstack-api-version", "volume 3.27"),
+    ];
+    let r = app
+        .call(Method::GET, "/volume/v3/attachments", &h, None)
+        .await;
+    assert_eq!(r.body["attachments"], json!([]), "{}", r.text);
+    let r = app
+        .call(
+            Method::GET,
+            &format!("/volume/v3/attachments/{one}"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     // The root volume stays; a data volume detaches.
     let r = nova(
         &app,

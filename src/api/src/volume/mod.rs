@@ -16,6 +16,7 @@
 //! 3.x` picks the microversion. Faults are Cinder's (`{"itemNotFound": {"code", "message"}}`,
 //! [`fault::render`] with [`Service::Volume`]).
 
+mod attachments;
 pub(crate) mod for_compute;
 mod misc;
 mod snapshots;
@@ -69,6 +70,9 @@ fn api_routes(state: AppState) -> Router {
                 .put(volumes::metadata_set)
                 .delete(volumes::metadata_delete),
         )
+        .route("/attachments", get(attachments::list))
+        .route("/attachments/detail", get(attachments::detail))
+        .route("/attachments/{id}", get(attachments::show))
         .route("/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/snapshots/detail", get(snapshots::detail))
         .route(
