@@ -689,7 +689,8 @@ async fn main() -> Result<()> {
         "containers" => containers().await,
         "vms" => vm_bench::vms().await,
         "network" => network_bench::network().await,
-        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms|network"),
+        "volumes" => volumes_bench::volumes().await,
+        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms|network|volumes"),
     }
 }
 
@@ -1245,6 +1246,8 @@ fn bridges() -> std::collections::HashSet<String> {
 /// `bench vms`: real guests on libvirt.
 #[path = "bench/network.rs"]
 mod network_bench;
+#[path = "bench/volumes.rs"]
+mod volumes_bench;
 
 mod vm_bench {
     use super::*;
