@@ -142,6 +142,24 @@ async fn a_server_boots_from_a_volume_made_of_its_image_and_deletes_it_on_termin
     assert_eq!(v["status"], "in-use");
     assert_eq!(v["bootable"], "true");
     assert_eq!(v["attachments"][0]["server_id"], id.as_str());
+    // What a volume-backed server cannot do, refused before anything changes.
+    for action in [
+        json!({"rebuild": {"imageRef": img}}),
+        json!({"createImage": {"name": "snap"}}),
+        json!({"rescue": {}}),
+    ] {
+        let r = nova(
+            &app,
+            &t,
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            Some(action),
+        )
+        .await;
+        common::assert_compute_fault(&r, 400, "badRequest");
+        assert!(r.text.contains("boots from a volume"), "{}", r.text);
+    }
+    assert_eq!(show(&app, &t, &id).await["status"], "ACTIVE");
     // The listing shows the same volumes.
     let r = nova(&app, &t, Method::GET, "/servers/detail", None).await;
     assert_eq!(

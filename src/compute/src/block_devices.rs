@@ -121,6 +121,18 @@ pub fn check_mapping(bdms: &[BlockDevice], has_image: bool, max_count: u32) -> R
     Ok(())
 }
 
+/// What the box cannot do to a server booted from a volume (its root disk is a volume, not
+/// a disk of its own): rebuild it with an image, rescue it, snapshot it into an image.
+pub(crate) fn refuse_volume_backed(s: &Server, what: &str) -> Result<()> {
+    if s.image_id.is_none() {
+        return Err(Error::BadRequest(format!(
+            "Instance {} boots from a volume and cannot be {what}; its root volume can be snapshotted or uploaded to an image through the volume API.",
+            s.id
+        )));
+    }
+    Ok(())
+}
+
 /// The first `/dev/vdX` a server's attachments do not use.
 pub(crate) fn free_device(taken: &[AttachmentRec]) -> String {
     for c in b'a'..=b'z' {

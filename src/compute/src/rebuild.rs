@@ -41,6 +41,7 @@ impl Compute {
     ) -> Result<(Server, String)> {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, Action::Rebuild)?;
+        crate::block_devices::refuse_volume_backed(&s, "rebuilt")?;
         let image = self
             .find_bootable(ctx, &req.image_ref)
             .await

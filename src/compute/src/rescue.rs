@@ -32,6 +32,7 @@ impl Compute {
     ) -> Result<String> {
         let s = self.get_server(ctx, id).await?;
         self.may_act(ctx, &s, Action::Rescue)?;
+        crate::block_devices::refuse_volume_backed(&s, "rescued")?;
         if !self.backends.get(s.backend).capabilities().rescue {
             return Err(Error::BadRequest(format!(
                 "Instance {} cannot be rescued: its {} backend has no rescue mode.",

@@ -191,6 +191,7 @@ impl Compute {
             None => (Action::CreateImage, TaskState::ImageSnapshot),
         };
         self.may_act(ctx, &s, action)?;
+        crate::block_devices::refuse_volume_backed(&s, "snapshotted into an image")?;
         self.can_snapshot(&s)?;
         let image_id = self
             .snapshot_image(ctx, &s, name, metadata, backup.as_ref())
