@@ -159,3 +159,35 @@ def test_server_add_and_remove_volume(onebox):
     osc(onebox, "volume", "delete", vol)
     wait_volume(onebox, vol, want=None)
     onebox.osc("image", "delete", img["id"])
+
+
+def test_boot_from_volume_and_a_volume_made_into_an_image(onebox):
+    img = public_image(onebox)
+    name = uniq("bfv")
+    s = onebox.osc_json("server", "create", "--image", img["id"], "--flavor", "m1.tiny",
+                        "--boot-from-volume", "1", "--wait", name, cloud=DEMO)
+    assert s["status"] == "ACTIVE"
+    shown = osc_json(onebox, "server", "show", s["id"])
+    vol = shown["volumes_attached"][0]["id"]
+    v = wait_volume(onebox, vol, want="in-use")
+    assert v["volume_image_metadata"]["image_id"] == img["id"]
+    atts = osc_json(onebox, "--os-volume-api-version", "3.27", "volume", "attachment", "list")
+    assert any(a["Volume ID"] == vol and a["Server ID"] == s["id"] for a in atts), atts
+    # --boot-from-volume leaves the volume behind (delete_on_termination false).
+    osc(onebox, "server", "delete", "--wait", name)
+    wait_volume(onebox, vol)
+    # The volume becomes an image of the project.
+    shot = uniq("from-volume")
+    osc(onebox, "image", "create", "--volume", vol, "--disk-format", "qcow2", shot)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        i = osc_json(onebox, "image", "show", shot)
+        if i["status"] not in ("queued", "saving"):
+            break
+        time.sleep(0.5)
+    assert i["status"] == "active" and i["disk_format"] == "qcow2", i
+    wait_volume(onebox, vol)
+    osc(onebox, "image", "delete", shot)
+    osc(onebox, "volume", "delete", vol)
+    wait_volume(onebox, vol, want=None)
+    onebox.osc("image", "delete", img["id"])
