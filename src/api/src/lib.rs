@@ -114,6 +114,11 @@ pub fn app(state: AppState) -> Router {
             images: state.images.clone(),
             volumes: state.volumes.clone(),
         }));
+    state
+        .volumes
+        .set_online_extend(Arc::new(volume::for_compute::AttachedVolumes {
+            compute: state.compute.clone(),
+        }));
     let services = Router::new()
         .merge(identity::router(state.clone()))
         .merge(compute::router(state.clone()))

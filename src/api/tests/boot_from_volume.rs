@@ -221,6 +221,35 @@ async fn a_server_boots_from_a_volume_made_of_its_image_and_deletes_it_on_termin
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // An attached volume grows online from 3.42 (the backend is told), not before.
+    let grow = json!({"os-extend": {"new_size": 2}});
+    let at = |v: &'static str| {
+        [
+            ("x-auth-token", t.clone()),
+            ("openstack-api-version", v.to_owned()),
+        ]
+    };
+    let path = format!("/volume/v3/volumes/{data}/action");
+    let h = at("volume 3.41");
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.call(Method::POST, &path, &h, Some(grow.clone())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let h = at("volume 3.42");
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.call(Method::POST, &path, &h, Some(grow)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let v = settled(&app, &t, &data).await.expect("data volume");
+    assert_eq!(
+        (v["status"].as_str(), v["size"].as_u64()),
+        (Some("in-use"), Some(2)),
+        "{v}"
+    );
+    let file = app
+        .data_dir
+        .path()
+        .join("volumes")
+        .join(format!("{data}.raw"));
+    assert_eq!(std::fs::metadata(file).expect("file").len(), 2 << 30);
     // The root volume stays; a data volume detaches.
     let r = nova(
         &app,

@@ -94,6 +94,59 @@ impl Compute {
             .await?)
     }
 
+    /// The server an attached volume belongs to, and its attachment.
+    async fn holder(&self, volume_id: &str) -> Result<(model::compute::Server, AttachmentRec)> {
+        let vid = volume_id.to_owned();
+        let att = self
+            .store
+            .read(move |c| vsql::attachments_of_volume(c, &vid))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| volume_missing(volume_id))?;
+        let sid = model::compute::ServerId::parse(&att.server_id)
+            .ok_or_else(|| volume_missing(volume_id))?;
+        let s = self
+            .store
+            .read(move |c| store::compute::get_server(c, &sid))
+            .await?
+            .ok_or_else(|| volume_missing(volume_id))?;
+        Ok((s, att))
+    }
+
+    /// Whether an attached volume may be extended while attached: its server's backend
+    /// tells a guest about a grown disk (VMs do; a container's file system does not grow).
+    pub async fn may_grow_online(&self, volume_id: &str) -> Result<()> {
+        let (s, _) = self.holder(volume_id).await?;
+        if s.backend != driver::Backend::Vm {
+            return Err(Error::BadRequest(format!(
+                "Invalid volume: volume {volume_id} is attached to a {} server, which cannot see it grow; detach it first.",
+                s.backend.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// After an attached volume's file grew: the server's backend gives the guest the new
+    /// size (Nova's `volume-extended` event).
+    pub async fn volume_grown(&self, volume_id: &str, new_bytes: u64) -> Result<()> {
+        let (s, att) = self.holder(volume_id).await?;
+        let vid = volume_id.to_owned();
+        let (path, ro) = self
+            .store
+            .read(move |c| {
+                Ok(vsql::get_volume(c, &vid)?
+                    .map(|v| (v.path, v.read_only))
+                    .unwrap_or((None, false)))
+            })
+            .await?;
+        let spec = self.instance_spec(&s).await;
+        let dv = driver_volume(&att, path, ro);
+        self.blocking(&s.id, move |d| d.extend_volume(&spec, &dv, new_bytes))
+            .await
+            .map_err(|e| Error::Conflict(format!("Failed to extend volume {volume_id}: {e}")))
+    }
+
     /// Attaches a volume of the server's project.
     pub async fn attach_volume(
         &self,

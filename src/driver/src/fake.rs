@@ -523,6 +523,25 @@ impl ComputeDriver for FakeDriver {
         })
     }
 
+    fn extend_volume(&self, spec: &InstanceSpec, volume: &Volume, new_bytes: u64) -> Result<()> {
+        self.begin(Operation::ExtendVolume)?;
+        let _ = new_bytes;
+        self.with(&spec.id, |i| {
+            if i.spec
+                .volumes
+                .iter()
+                .any(|v| v.volume_id == volume.volume_id)
+            {
+                Ok(())
+            } else {
+                Err(DriverError::Failed(format!(
+                    "volume {} is not attached",
+                    volume.volume_id
+                )))
+            }
+        })
+    }
+
     fn console_endpoint(&self, id: &ServerId, kind: ConsoleKind) -> Result<ConsoleEndpoint> {
         self.begin(Operation::Console)?;
         self.with(id, |i| match i.power {

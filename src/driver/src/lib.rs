@@ -311,6 +311,7 @@ pub enum Operation {
     DetachInterface,
     AttachVolume,
     DetachVolume,
+    ExtendVolume,
     Console,
 }
 
@@ -340,6 +341,7 @@ impl Operation {
             Operation::AttachInterface => "attach_interface",
             Operation::DetachInterface => "detach_interface",
             Operation::AttachVolume => "attach_volume",
+            Operation::ExtendVolume => "extend_volume",
             Operation::DetachVolume => "detach_volume",
             Operation::Console => "console",
         }
@@ -480,6 +482,12 @@ pub trait ComputeDriver: Send + Sync {
     fn detach_volume(&self, spec: &InstanceSpec, volume: &Volume) -> Result<()> {
         let _ = (spec, volume);
         Err(DriverError::NotSupported(Operation::DetachVolume))
+    }
+    /// Tells the instance that attached `volume`'s file grew to `new_bytes` (an online
+    /// extend), so that a running guest sees the larger disk; a stopped one needs nothing.
+    fn extend_volume(&self, spec: &InstanceSpec, volume: &Volume, new_bytes: u64) -> Result<()> {
+        let _ = (spec, volume, new_bytes);
+        Err(DriverError::NotSupported(Operation::ExtendVolume))
     }
     /// Where the running instance's interactive console of `kind` is reached. Each
     /// connection to the endpoint is one session; the backend keeps recording the serial

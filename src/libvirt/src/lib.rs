@@ -669,6 +669,15 @@ impl ComputeDriver for LibvirtDriver {
         volumes::detach(self, spec, volume)
     }
 
+    fn extend_volume(
+        &self,
+        spec: &InstanceSpec,
+        volume: &driver::Volume,
+        new_bytes: u64,
+    ) -> driver::Result<()> {
+        volumes::extend(self, spec, volume, new_bytes)
+    }
+
     fn watch(&self, sink: driver::StateSink) -> bool {
         events::watch(self.cfg.uri.clone(), sink, Arc::downgrade(&self.life));
         true

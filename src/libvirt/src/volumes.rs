@@ -176,6 +176,28 @@ fn qemu_holds(path: &Path, name: &str) -> bool {
     !driver::holders::holders(path, |pid| driver::holders::cmdline(pid).contains(&guest)).is_empty()
 }
 
+/// An online extend: QEMU is told the volume's new size (the file has grown already), and
+/// the guest sees a capacity change on the disk. A stopped domain reads the size at start.
+pub(crate) fn extend(
+    drv: &LibvirtDriver,
+    spec: &InstanceSpec,
+    v: &Volume,
+    new_bytes: u64,
+) -> driver::Result<()> {
+    let d = drv.domain(&spec.id)?;
+    if !d.is_active().map_err(Error::from)? {
+        return Ok(());
+    }
+    let live = d.get_xml_desc(0).map_err(Error::from)?;
+    let target = element(&live, &v.volume_id)
+        .and_then(|e| targets(e).pop())
+        .ok_or_else(|| DriverError::Failed(format!("volume {} is not attached", v.volume_id)))?;
+    d.block_resize(&target, new_bytes, sys::VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        .map_err(Error::from)?;
+    tracing::info!(server_id = %spec.id, volume_id = %v.volume_id, %target, new_bytes, "volume extended online");
+    Ok(())
+}
+
 pub(crate) fn detach(drv: &LibvirtDriver, spec: &InstanceSpec, v: &Volume) -> driver::Result<()> {
     let d = drv.domain(&spec.id)?;
     let name = crate::domain_name_of(&spec.id);

@@ -170,6 +170,16 @@ fn a_volume_moves_between_guests_with_its_data_and_outlives_them() {
     // Attaching again changes nothing.
     d.attach_volume(&with, &vol).expect("attach again");
     assert_eq!(virsh(&["dumpxml", &dom]).matches(VOLUME_ID).count(), 1);
+    // Extended online: the file grows, QEMU is told, the guest's disk has the new capacity.
+    let grown = std::fs::metadata(&file).expect("file").len() + (64 << 20);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(grown))
+        .expect("grow");
+    d.extend_volume(&with, &vol, grown).expect("extend");
+    let info = virsh(&["domblkinfo", &dom, "vdb"]);
+    assert!(info.contains(&format!("Capacity:       {grown}")), "{info}");
 
     // Detached: gone from the guest and both definitions, no QEMU holds the file, and the
     // marker is in it.
@@ -186,7 +196,7 @@ fn a_volume_moves_between_guests_with_its_data_and_outlives_them() {
     d.attach_volume(&with, &vol).expect("attach for destroy");
     d.destroy(&a.id).expect("destroy");
     assert!(file.exists(), "destroy removed the volume's file");
-    assert_eq!(std::fs::metadata(&file).expect("volume").len(), 64 << 20);
+    assert_eq!(std::fs::metadata(&file).expect("volume").len(), grown);
     assert!(!qemu_holds(&file));
 
     // A guest defined with the volume boots with it and reads the marker.

@@ -103,10 +103,25 @@ pub struct VolumeUpdate {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// What [`OnlineExtend`]'s calls return.
+pub type HookFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send + 'a>,
+>;
+
+/// Where attached volumes live (the compute service): whether the server holding a volume
+/// can see it grow, and telling it that it did.
+pub trait OnlineExtend: Send + Sync {
+    /// Refused (with the reason) when the holder cannot see the volume grow.
+    fn check<'a>(&'a self, volume_id: &'a str) -> HookFuture<'a>;
+    /// The volume's file now has `new_bytes`.
+    fn grown<'a>(&'a self, volume_id: &'a str, new_bytes: u64) -> HookFuture<'a>;
+}
+
 #[derive(Clone)]
 pub struct Volumes {
     store: store::Store,
     backend: Arc<dyn StorageBackend>,
+    online: Arc<std::sync::OnceLock<Arc<dyn OnlineExtend>>>,
 }
 
 /// May the caller change `project`'s volumes? Another project's are 404s (checked first by
@@ -142,7 +157,17 @@ const DELETABLE: &[&str] = &[
 
 impl Volumes {
     pub fn new(store: store::Store, backend: Arc<dyn StorageBackend>) -> Self {
-        Self { store, backend }
+        Self {
+            store,
+            backend,
+            online: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Sets what attached volumes' extends tell (without it, only unattached volumes grow).
+    /// Set once.
+    pub fn set_online_extend(&self, hook: Arc<dyn OnlineExtend>) {
+        let _ = self.online.set(hook);
     }
 
     pub fn store(&self) -> &store::Store {
@@ -589,11 +614,24 @@ impl Volumes {
         }
     }
 
-    /// Grows an unattached volume (`os-extend`).
-    pub async fn extend(&self, ctx: &Context, id: &str, new_size: u64) -> Result<()> {
+    /// Grows a volume (`os-extend`): an unattached one, or with `online` (Cinder 3.42+) one
+    /// attached to a server that can see it grow.
+    pub async fn extend(&self, ctx: &Context, id: &str, new_size: u64, online: bool) -> Result<()> {
         let v = self.get(ctx, id).await?;
         may_write(ctx, &v.project_id, "volume:extend")?;
-        if v.status != status::AVAILABLE {
+        let hook = match (v.status.as_str(), online, self.online.get()) {
+            (status::IN_USE, true, Some(h)) => {
+                h.check(id).await.map_err(Error::BadRequest)?;
+                Some(h.clone())
+            }
+            _ => None,
+        };
+        let from = if hook.is_some() {
+            status::IN_USE
+        } else {
+            status::AVAILABLE
+        };
+        if v.status != from {
             return Err(Error::BadRequest(format!(
                 "Invalid volume: Volume {id} status must be 'available' or 'in-use' but is currently {}.",
                 v.status
@@ -612,10 +650,10 @@ impl Volumes {
             self.store
                 .write(move |tx| {
                     check_quota(tx, &project, 0, 0, delta).map_err(store::abort)?;
-                    if !sql::set_status(tx, &key, &[status::AVAILABLE], status::EXTENDING)? {
-                        return Err(store::abort(Error::BadRequest(
-                            "Invalid volume: Volume status must be 'available'.".into(),
-                        )));
+                    if !sql::set_status(tx, &key, &[from], status::EXTENDING)? {
+                        return Err(store::abort(Error::BadRequest(format!(
+                            "Invalid volume: Volume status must be '{from}'."
+                        ))));
                     }
                     Ok(())
                 })
@@ -628,7 +666,13 @@ impl Volumes {
             None => Err(BackendError::Invalid("the volume has no data".into())),
         })
         .await
-        .unwrap_or_else(|e| Err(BackendError::Io(e.to_string())));
+        .unwrap_or_else(|e| Err(BackendError::Io(e.to_string())))
+        .map_err(|e| e.to_string());
+        // The file has grown; the guest that holds it is told.
+        let r = match (r, &hook) {
+            (Ok(()), Some(h)) => h.grown(id, new_size * GIB).await,
+            (r, _) => r,
+        };
         let key = id.to_owned();
         let mut v2 = v.clone();
         let ok = r.is_ok();
@@ -640,7 +684,7 @@ impl Volumes {
                 if ok {
                     v2.size_gb = new_size;
                     sql::update_volume(tx, &v2)?;
-                    sql::set_status(tx, &key, &[status::EXTENDING], status::AVAILABLE)?;
+                    sql::set_status(tx, &key, &[status::EXTENDING], from)?;
                 } else {
                     sql::set_status(tx, &key, &[status::EXTENDING], status::ERROR_EXTENDING)?;
                 }

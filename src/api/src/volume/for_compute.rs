@@ -24,6 +24,32 @@ fn from_volume(e: volume::Error) -> compute::Error {
     }
 }
 
+/// What the volume service is given: the compute service, for volumes extended while
+/// attached. (The two services then hold each other; both live as long as the process.)
+pub(crate) struct AttachedVolumes {
+    pub compute: compute::Compute,
+}
+
+impl volume::OnlineExtend for AttachedVolumes {
+    fn check<'a>(&'a self, volume_id: &'a str) -> volume::HookFuture<'a> {
+        Box::pin(async move {
+            self.compute
+                .may_grow_online(volume_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn grown<'a>(&'a self, volume_id: &'a str, new_bytes: u64) -> volume::HookFuture<'a> {
+        Box::pin(async move {
+            self.compute
+                .volume_grown(volume_id, new_bytes)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 impl VolumeProvider for ComputeVolumes {
     fn create<'a>(&'a self, ctx: &'a Context, v: NewVolume) -> ProviderFuture<'a, String> {
         Box::pin(async move {

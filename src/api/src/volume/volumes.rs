@@ -555,7 +555,7 @@ pub async fn action(
                 Fault::bad_request("Invalid input received: new_size is required.")
             })?;
             let n = size(n).map_err(|_| invalid("new_size", n, "is not a valid size"))?;
-            s.volumes.extend(&c, &id, n).await?;
+            s.volumes.extend(&c, &id, n, ver.0 >= 42).await?;
         }
         "os-set_bootable" => {
             let x = args.get("bootable").unwrap_or(&Value::Null);
