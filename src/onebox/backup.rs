@@ -424,6 +424,7 @@ mod tests {
                         max_count: 1,
                         admin_pass: None,
                         scheduler_hints: Default::default(),
+                        auto_disk_config: None,
                     };
                     compute
                         .create_servers(&ctx, req, &format!("req-{made}"))

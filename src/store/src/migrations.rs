@@ -643,6 +643,9 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX volume_status_log_by_volume ON volume_status_log(volume_id);",
+    // Nova's auto_disk_config and the request spec's availability zone of each server.
+    "ALTER TABLE servers ADD COLUMN auto_disk_config INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE servers ADD COLUMN pinned_availability_zone TEXT;",
 ];
 
 /// The schema version this build of onebox writes.

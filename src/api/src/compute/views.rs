@@ -148,7 +148,7 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
         "accessIPv4": s.access_ipv4.clone().unwrap_or_default(),
         "accessIPv6": s.access_ipv6.clone().unwrap_or_default(),
         "links": l.pair("servers", s.id.as_str()),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": if s.auto_disk_config { "AUTO" } else { "MANUAL" },
     });
     if matches!(
         status,
@@ -226,7 +226,7 @@ fn microversion_fields(o: &mut Value, view: ServerView, s: &Server) {
         o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
     }
     if v.at_least(96) {
-        o["pinned_availability_zone"] = Value::Null;
+        o["pinned_availability_zone"] = json!(s.pinned_availability_zone);
     }
     if v.at_least(100) {
         o["scheduler_hints"] = json!(s.scheduler_hints);
