@@ -600,6 +600,9 @@ pub async fn update(
     if ver.at_least(90) {
         allowed.push("hostname");
     }
+    if ver.at_least(104) {
+        allowed.push("pinned_availability_zone");
+    }
     v::only("server", sv, &allowed)?;
     let o = v::object("server", sv)?;
     let mut patch = ServerPatch::default();

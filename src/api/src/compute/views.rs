@@ -42,9 +42,12 @@ pub fn flavor(l: &Links, v: ApiVersion, f: &Flavor) -> Value {
     } else {
         json!(f.swap_mb)
     };
-    o["rxtx_factor"] = json!(f.rxtx_factor);
+    // 2.102 removed the two fields nothing used any more.
+    if !v.at_least(102) {
+        o["rxtx_factor"] = json!(f.rxtx_factor);
+        o["OS-FLV-DISABLED:disabled"] = json!(f.disabled);
+    }
     o["os-flavor-access:is_public"] = json!(f.is_public);
-    o["OS-FLV-DISABLED:disabled"] = json!(f.disabled);
     if v.at_least(61) {
         o["extra_specs"] = json!(f.extra_specs);
     }
