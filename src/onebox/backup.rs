@@ -425,6 +425,7 @@ mod tests {
                         admin_pass: None,
                         scheduler_hints: Default::default(),
                         block_devices: Vec::new(),
+                        auto_disk_config: None,
                     };
                     compute
                         .create_servers(&ctx, req, &format!("req-{made}"))

@@ -60,7 +60,7 @@ pub const MIN_VERSION: ApiVersion = ApiVersion::new(2, 1);
 
 /// The highest version onebox fully honours: every operation it serves behaves as Nova's does
 /// at every version up to this one. It grows only when the API does.
-pub const MAX_VERSION: ApiVersion = ApiVersion::new(2, 100);
+pub const MAX_VERSION: ApiVersion = ApiVersion::new(2, 104);
 
 const LEGACY_HEADER: &str = "x-openstack-nova-api-version";
 const HEADER: &str = "openstack-api-version";

@@ -104,7 +104,86 @@ impl Compute {
     }
 }
 
+/// A server's `auto_disk_config` from a request's `OS-DCF:diskConfig` (`Some(true)` for
+/// `AUTO`) and its image: without one in the request, the image's `auto_disk_config`
+/// property read as a boolean; an image whose property is `disabled` refuses `AUTO`.
+pub(crate) fn auto_disk_config(image: Option<&ImageInfo>, requested: Option<bool>) -> Result<bool> {
+    let prop = image.and_then(|i| {
+        i.properties
+            .iter()
+            .find(|(k, _)| k == "auto_disk_config")
+            .map(|(_, v)| v.as_str())
+    });
+    if requested == Some(true)
+        && let (Some(i), Some(p)) = (image, prop)
+        && p.trim().eq_ignore_ascii_case("disabled")
+    {
+        return Err(Error::BadRequest(format!(
+            "Requested image {} has automatic disk resize disabled.",
+            i.id
+        )));
+    }
+    Ok(requested.unwrap_or_else(|| {
+        prop.is_some_and(|p| {
+            matches!(
+                p.trim().to_ascii_lowercase().as_str(),
+                "1" | "t" | "true" | "on" | "y" | "yes"
+            )
+        })
+    }))
+}
+
 /// Nova's fault for an image (or an image it links to) the caller cannot see.
 pub(crate) fn image_not_found(id: &str) -> Error {
     Error::BadRequest(format!("Image {id} could not be found."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(prop: Option<&str>) -> ImageInfo {
+        ImageInfo {
+            id: "img".into(),
+            name: "img".into(),
+            min_disk_gb: 0,
+            min_ram_mb: 0,
+            size_bytes: 0,
+            virtual_size_bytes: None,
+            properties: prop
+                .map(|p| vec![("auto_disk_config".to_owned(), p.to_owned())])
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn disk_config_comes_from_the_request_else_the_image() {
+        // Asked for: taken as asked.
+        assert!(auto_disk_config(Some(&image(None)), Some(true)).expect("auto"));
+        assert!(!auto_disk_config(Some(&image(Some("True"))), Some(false)).expect("manual"));
+        // Not asked for: the image's property read as Nova reads booleans.
+        for (p, want) in [
+            (Some("True"), true),
+            (Some(" yes "), true),
+            (Some("1"), true),
+            (Some("false"), false),
+            (Some("disabled"), false),
+            (Some("maybe"), false),
+            (None, false),
+        ] {
+            assert_eq!(
+                auto_disk_config(Some(&image(p)), None).expect("ok"),
+                want,
+                "{p:?}"
+            );
+        }
+        assert!(!auto_disk_config(None, None).expect("no image"));
+        // An image that disables it refuses AUTO, not MANUAL.
+        let e = auto_disk_config(Some(&image(Some("Disabled"))), Some(true)).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "Requested image img has automatic disk resize disabled."
+        );
+        assert!(!auto_disk_config(Some(&image(Some("disabled"))), Some(false)).expect("manual"));
+    }
 }

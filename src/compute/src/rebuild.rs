@@ -28,6 +28,9 @@ pub struct RebuildRequest {
     pub access_ipv6: Option<Option<String>>,
     /// Keep the ephemeral disk (onebox's backends have none to keep; accepted as Nova does).
     pub preserve_ephemeral: bool,
+    /// `OS-DCF:diskConfig` (`Some(true)` for `AUTO`); `None` takes the new image's
+    /// `auto_disk_config` property, as Nova does.
+    pub auto_disk_config: Option<bool>,
 }
 
 impl Compute {
@@ -58,6 +61,8 @@ impl Compute {
             )));
         }
         let mut new = s.clone();
+        new.auto_disk_config =
+            crate::imagefit::auto_disk_config(Some(&image), req.auto_disk_config)?;
         new.image_id = Some(image.id.clone());
         if let Some(n) = req.name {
             new.name = n;

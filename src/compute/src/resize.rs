@@ -21,6 +21,7 @@ impl Compute {
         ctx: &Context,
         id: &str,
         flavor_ref: &str,
+        auto_disk_config: Option<bool>,
         request_id: &str,
     ) -> Result<()> {
         let s = self.get_server(ctx, id).await?;
@@ -54,6 +55,11 @@ impl Compute {
         if let Some(img) = &image {
             self.check_image_fits(ctx, &new, img)?;
         }
+        // Nova sets the disk config a resize asks for, and MANUAL when it asks for none.
+        let auto = match auto_disk_config {
+            Some(true) => crate::imagefit::auto_disk_config(image.as_ref(), Some(true))?,
+            _ => false,
+        };
         let kind = Self::select_backend(&new, image.as_ref())?;
         if kind != s.backend {
             return Err(Error::BadRequest(format!(
@@ -109,6 +115,7 @@ impl Compute {
                     )?;
                     sql::set_sysmeta(tx, &sid, OLD_FLAVOR, &sql::flavor_json(&old))?;
                     sql::set_sysmeta(tx, &sid, OLD_VM_STATE, from_vm.as_str())?;
+                    sql::set_auto_disk_config(tx, &sid, auto)?;
                     sql::delete_sysmeta(tx, &sid, RESIZED_AT)
                 },
             )

@@ -53,6 +53,9 @@ pub struct CreateRequest {
     pub scheduler_hints: BTreeMap<String, Vec<String>>,
     /// The volumes of the block device mapping (image-to-local entries are `image_ref`).
     pub block_devices: Vec<crate::block_devices::BlockDevice>,
+    /// `OS-DCF:diskConfig`: `Some(true)` for `AUTO`; `None` takes the image's
+    /// `auto_disk_config` property.
+    pub auto_disk_config: Option<bool>,
 }
 
 /// What a create made.
@@ -70,6 +73,9 @@ pub struct ServerPatch {
     pub hostname: Option<String>,
     pub access_ipv4: Option<Option<String>>,
     pub access_ipv6: Option<Option<String>>,
+    pub auto_disk_config: Option<bool>,
+    /// From 2.104: `Some(None)` unpins, `Some(Some(zone))` pins to the server's own zone.
+    pub pinned_availability_zone: Option<Option<String>>,
 }
 
 /// A validated server listing.
@@ -168,6 +174,26 @@ fn requested_networks(
             v
         }
     })
+}
+
+/// Nova's rule for `pinned_availability_zone` in `PUT /servers/{id}` (2.104): null unpins;
+/// an unpinned server may be pinned only to the zone it is in; a pinned server keeps its pin
+/// (asking for the same zone again changes nothing) and must be unpinned before another.
+fn repin(current: Option<&str>, requested: Option<String>, zone: &str) -> Result<Option<String>> {
+    match (current, requested) {
+        (_, None) => Ok(None),
+        (Some(cur), Some(req)) if cur == req => Ok(Some(req)),
+        (Some(_), Some(_)) => Err(Error::Conflict(
+            "Cannot change pinned availability zone directly. Unpin first by setting \
+             pinned_availability_zone to null."
+                .into(),
+        )),
+        (None, Some(req)) if req == zone => Ok(Some(req)),
+        (None, Some(req)) => Err(Error::Conflict(format!(
+            "Server can only be pinned to its current availability zone '{zone}', but \
+             '{req}' was requested."
+        ))),
+    }
 }
 
 /// Server `i` of the `count` a create makes from `template`: its own id, and when there are
@@ -400,6 +426,14 @@ impl Compute {
         crate::block_devices::backend_takes(backend, &req.block_devices)?;
         let mut template = self.server_template(ctx, &project, &req, flavor, backend);
         template.key_data = key_data;
+        template.auto_disk_config =
+            crate::imagefit::auto_disk_config(image_info.as_ref(), req.auto_disk_config)?;
+        // The zone a create asks for (`az`, `az:host`, `az::node`) pins the server to it.
+        template.pinned_availability_zone = req
+            .availability_zone
+            .as_deref()
+            .map(|az| az.split(':').next().unwrap_or_default().to_owned())
+            .filter(|az| !az.is_empty());
         template.availability_zone = zone;
         template.reservation_id = reservation_id();
         let reservation_out = template.reservation_id.clone();
@@ -530,6 +564,8 @@ impl Compute {
             addresses: Vec::new(),
             security_groups: Vec::new(),
             scheduler_hints: req.scheduler_hints.clone(),
+            auto_disk_config: false,
+            pinned_availability_zone: None,
             created_at: now,
             updated_at: now,
             launched_at: None,
@@ -650,9 +686,22 @@ impl Compute {
         if let Some(a) = patch.access_ipv6 {
             s.access_ipv6 = a;
         }
+        if let Some(a) = patch.auto_disk_config {
+            s.auto_disk_config = a;
+        }
         let s2 = s.clone();
+        let pin = patch.pinned_availability_zone;
         self.store
-            .write(move |tx| sql::update_server_fields(tx, &s2))
+            .write(move |tx| {
+                // The pin is read and decided in the transaction that writes it.
+                if let Some(requested) = pin {
+                    let current = sql::pinned_zone(tx, &s2.id)?;
+                    let next = repin(current.as_deref(), requested, &s2.availability_zone)
+                        .map_err(crate::abort)?;
+                    sql::set_pinned_zone(tx, &s2.id, next.as_deref())?;
+                }
+                sql::update_server_fields(tx, &s2)
+            })
             .await?;
         self.get_server(ctx, id).await
     }

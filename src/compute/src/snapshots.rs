@@ -629,7 +629,15 @@ impl Compute {
             &ctx.user_id,
             move |c, id, action| async move { c.run_unshelve(id, action, ctx2, from_vm).await },
         )
-        .await
+        .await?;
+        // The zone an unshelve names pins the server to it; a null zone (2.91) unpins it.
+        if let Some(zone) = availability_zone {
+            let sid = s.id.clone();
+            self.store
+                .write(move |tx| sql::set_pinned_zone(tx, &sid, zone.as_deref()))
+                .await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn run_unshelve(

@@ -369,6 +369,11 @@ pub struct Server {
     /// The names of the security groups of the server's ports (Nova's `security_groups`).
     pub security_groups: Vec<String>,
     pub scheduler_hints: BTreeMap<String, Vec<String>>,
+    /// Nova's `auto_disk_config` (`OS-DCF:diskConfig` `AUTO` when true, `MANUAL` when not).
+    pub auto_disk_config: bool,
+    /// The availability zone the server is pinned to (Nova's request spec zone): the zone a
+    /// create or unshelve asked for, or one set through `PUT /servers/{id}` from 2.104.
+    pub pinned_availability_zone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub launched_at: Option<DateTime<Utc>>,

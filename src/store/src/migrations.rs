@@ -645,6 +645,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX volume_status_log_by_volume ON volume_status_log(volume_id);",
     // 13: a server's boot volume is the attachment with boot index 0 (block device mapping).
     "ALTER TABLE volume_attachments ADD COLUMN boot_index INTEGER;",
+    // 14: Nova's auto_disk_config and the request spec's availability zone of each server.
+    "ALTER TABLE servers ADD COLUMN auto_disk_config INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE servers ADD COLUMN pinned_availability_zone TEXT;",
 ];
 
 /// The schema version this build of onebox writes.

@@ -22,19 +22,28 @@ async fn listing(
     detail: bool,
 ) -> Result<Json<Value>, Fault> {
     if ver.at_least(75) {
-        v::query_only(
-            &q.0,
-            &[
-                "is_public",
-                "minRam",
-                "minDisk",
-                "limit",
-                "marker",
-                "sort_key",
-                "sort_dir",
-            ],
-        )?;
+        let mut allowed = vec![
+            "is_public",
+            "minRam",
+            "minDisk",
+            "limit",
+            "marker",
+            "sort_key",
+            "sort_dir",
+        ];
+        // 2.102 added the name filter (a regular expression, as Nova's database reads it).
+        if ver.at_least(102) {
+            allowed.push("name");
+        }
+        v::query_only(&q.0, &allowed)?;
     }
+    let name =
+        match q.get("name").filter(|_| ver.at_least(102)) {
+            Some(n) => Some(regex::Regex::new(n).map_err(|_| {
+                Fault::bad_request(format!("Invalid filter regular expression: {n}"))
+            })?),
+            None => None,
+        };
     // Admins choose with is_public (true by default; "none" for all); others always see
     // public flavors plus those shared with their project.
     let is_public = match q.get("is_public") {
@@ -57,17 +66,25 @@ async fn listing(
         }
     };
     let (min_ram, min_disk) = (num("minRam")?, num("minDisk")?);
+    // 2.102 took rxtx_factor out of the sort keys.
     let sort_key = match q.get("sort_key") {
         None => FlavorSortKey::FlavorId,
-        Some(k) => FlavorSortKey::parse(k).ok_or_else(|| {
-            Fault::bad_request(format!(
-                "Invalid input for query parameters sort_key. Value: {k}. {} is not one of \
-                 ['created_at', 'description', 'disabled', 'ephemeral_gb', 'flavorid', 'id', \
-                 'is_public', 'memory_mb', 'name', 'root_gb', 'rxtx_factor', 'swap', \
-                 'updated_at', 'vcpu_weight', 'vcpus']",
-                v::py_repr(&Value::String(k.to_string()))
-            ))
-        })?,
+        Some(k) => FlavorSortKey::parse(k)
+            .filter(|k| !(ver.at_least(102) && *k == FlavorSortKey::RxtxFactor))
+            .ok_or_else(|| {
+                let rxtx = if ver.at_least(102) {
+                    ""
+                } else {
+                    "'rxtx_factor', "
+                };
+                Fault::bad_request(format!(
+                    "Invalid input for query parameters sort_key. Value: {k}. {} is not one of \
+                     ['created_at', 'description', 'disabled', 'ephemeral_gb', 'flavorid', \
+                     'id', 'is_public', 'memory_mb', 'name', 'root_gb', {rxtx}'swap', \
+                     'updated_at', 'vcpu_weight', 'vcpus']",
+                    v::py_repr(&Value::String(k.to_string()))
+                ))
+            })?,
     };
     let ascending = match q.get("sort_dir") {
         None | Some("asc") => true,
@@ -81,10 +98,13 @@ async fn listing(
         }
     };
     let (limit, marker) = v::paging(q)?;
-    let all = s
+    let mut all = s
         .compute
         .list_flavors(c, is_public, min_ram, min_disk, sort_key, ascending)
         .await?;
+    if let Some(re) = &name {
+        all.retain(|f| re.is_match(&f.name));
+    }
     let start = match &marker {
         Some(m) => {
             all.iter()
@@ -166,9 +186,12 @@ pub async fn create(
         "disk",
         "OS-FLV-EXT-DATA:ephemeral",
         "swap",
-        "rxtx_factor",
         "os-flavor-access:is_public",
     ];
+    // 2.102 removed rxtx_factor from the request too.
+    if !ver.at_least(102) {
+        allowed.push("rxtx_factor");
+    }
     if ver.at_least(55) {
         allowed.push("description");
     }

@@ -71,28 +71,34 @@ pub fn request_id(parts_ext: &axum::http::Extensions) -> String {
 
 /// The API's route table. Paths are relative to `/compute/v2.1[/{project_id}]`.
 fn api_routes(state: AppState) -> Router {
+    use axum::handler::Handler;
     use axum::routing::post;
+    // The GET routes that refuse every query parameter from 2.102.
+    let strict = || from_fn(validate::no_query_from_2_102);
     Router::new()
         .route("/", get(versions::v21_doc))
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))
         .route(
             "/flavors/{id}",
-            get(flavors::show)
+            get(flavors::show.layer(strict()))
                 .put(flavors::update)
                 .delete(flavors::delete),
         )
         .route(
             "/flavors/{id}/os-extra_specs",
-            get(flavors::list_specs).post(flavors::create_specs),
+            get(flavors::list_specs.layer(strict())).post(flavors::create_specs),
         )
         .route(
             "/flavors/{id}/os-extra_specs/{key}",
-            get(flavors::show_spec)
+            get(flavors::show_spec.layer(strict()))
                 .put(flavors::update_spec)
                 .delete(flavors::delete_spec),
         )
-        .route("/flavors/{id}/os-flavor-access", get(flavors::access))
+        .route(
+            "/flavors/{id}/os-flavor-access",
+            get(flavors::access.layer(strict())),
+        )
         .route("/flavors/{id}/action", post(flavors::action))
         .route("/os-keypairs", get(keypairs::list).post(keypairs::create))
         .route(
@@ -103,19 +109,19 @@ fn api_routes(state: AppState) -> Router {
         .route("/servers/detail", get(server_list::detail))
         .route(
             "/servers/{id}",
-            get(servers::show)
+            get(servers::show.layer(strict()))
                 .put(servers::update)
                 .delete(servers::delete),
         )
         .route(
             "/servers/{id}/metadata",
-            get(server_metadata::list)
+            get(server_metadata::list.layer(strict()))
                 .post(server_metadata::merge)
                 .put(server_metadata::replace),
         )
         .route(
             "/servers/{id}/metadata/{key}",
-            get(server_metadata::show)
+            get(server_metadata::show.layer(strict()))
                 .put(server_metadata::set)
                 .delete(server_metadata::delete),
         )
@@ -146,7 +152,7 @@ fn api_routes(state: AppState) -> Router {
         )
         .route(
             "/servers/{id}/os-instance-actions/{request_id}",
-            get(instance_actions::show),
+            get(instance_actions::show.layer(strict())),
         )
         .route(
             "/os-networks",
@@ -160,14 +166,14 @@ fn api_routes(state: AppState) -> Router {
         )
         .route("/os-networks/{id}/action", post(versions::network_action))
         .route("/os-fixed-ips/{id}/action", post(versions::fixed_ip_action))
-        .route("/servers/{id}/ips", get(ips::list))
+        .route("/servers/{id}/ips", get(ips::list.layer(strict())))
         .route(
             "/servers/{id}/os-interface",
-            get(interfaces::list).post(interfaces::create),
+            get(interfaces::list.layer(strict())).post(interfaces::create),
         )
         .route(
             "/servers/{id}/os-interface/{port}",
-            get(interfaces::show).delete(interfaces::delete),
+            get(interfaces::show.layer(strict())).delete(interfaces::delete),
         )
         .route(
             "/servers/{id}/os-volume_attachments",
@@ -177,7 +183,10 @@ fn api_routes(state: AppState) -> Router {
             "/servers/{id}/os-volume_attachments/{volume}",
             get(volume_attachments::show).delete(volume_attachments::delete),
         )
-        .route("/servers/{id}/ips/{network}", get(ips::network))
+        .route(
+            "/servers/{id}/ips/{network}",
+            get(ips::network.layer(strict())),
+        )
         .route(
             "/os-quota-sets/{project}",
             get(quotas::show).put(quotas::update).delete(quotas::delete),
@@ -185,10 +194,13 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-quota-sets/{project}/defaults", get(quotas::defaults))
         .route("/os-quota-sets/{project}/detail", get(quotas::detail))
         .route("/limits", get(quotas::limits))
-        .route("/os-availability-zone", get(availability_zones::list))
+        .route(
+            "/os-availability-zone",
+            get(availability_zones::list.layer(strict())),
+        )
         .route(
             "/os-availability-zone/detail",
-            get(availability_zones::detail),
+            get(availability_zones::detail.layer(strict())),
         )
         .route(
             "/os-server-groups",
@@ -196,7 +208,7 @@ fn api_routes(state: AppState) -> Router {
         )
         .route(
             "/os-server-groups/{id}",
-            get(server_groups::show).delete(server_groups::delete),
+            get(server_groups::show.layer(strict())).delete(server_groups::delete),
         )
         .route("/os-hosts", get(hosts::list))
         .route("/os-hosts/{id}", get(hosts::show))
@@ -216,34 +228,40 @@ fn api_routes(state: AppState) -> Router {
         .route("/os-simple-tenant-usage/{tenant}", get(usage::show))
         .route(
             "/os-aggregates",
-            get(aggregates::list).post(aggregates::create),
+            get(aggregates::list.layer(strict())).post(aggregates::create),
         )
         .route(
             "/os-aggregates/{id}",
-            get(aggregates::show)
+            get(aggregates::show.layer(strict()))
                 .put(aggregates::update)
                 .delete(aggregates::delete),
         )
         .route("/os-aggregates/{id}/action", post(aggregates::action))
         .route(
             "/os-quota-class-sets/{id}",
-            get(quotas::class_show).put(quotas::class_update),
+            get(quotas::class_show.layer(strict())).put(quotas::class_update),
         )
         .route(
             "/servers/{id}/os-server-password",
-            get(server_password::show).delete(server_password::clear),
+            get(server_password::show.layer(strict())).delete(server_password::clear),
         )
         .route("/os-floating-ip-pools", get(floating_ip_pools::list))
         .route("/os-migrations", get(migrations::list))
-        .route("/servers/{id}/diagnostics", get(diagnostics::show))
-        .route("/servers/{id}/migrations", get(migrations::server_list))
+        .route(
+            "/servers/{id}/diagnostics",
+            get(diagnostics::show.layer(strict())),
+        )
+        .route(
+            "/servers/{id}/migrations",
+            get(migrations::server_list.layer(strict())),
+        )
         .route(
             "/servers/{id}/migrations/{migration}",
-            get(migrations::server_show),
+            get(migrations::server_show.layer(strict())),
         )
         .route(
             "/servers/{id}/os-security-groups",
-            get(security_groups::server_groups),
+            get(security_groups::server_groups.layer(strict())),
         )
         .route(
             "/os-security-groups",
@@ -276,10 +294,40 @@ fn api_routes(state: AppState) -> Router {
                 .put(images::metadata_set)
                 .delete(images::metadata_delete),
         )
+        .merge(volumes_boot_routes())
         .route("/{gone}", axum::routing::any(versions::gone))
         .route("/{gone}/{*rest}", axum::routing::any(versions::gone))
         .fallback(fault::unknown_compute_route)
         .with_state(state)
+}
+
+/// `/os-volumes_boot`: Nova's old name for `/servers` (list, detail, create, show, update,
+/// delete and actions), removed in 2.103.
+fn volumes_boot_routes() -> Router<AppState> {
+    use axum::handler::Handler;
+    use axum::routing::post;
+    Router::new()
+        .route(
+            "/os-volumes_boot",
+            get(server_list::list).post(servers::create),
+        )
+        .route("/os-volumes_boot/detail", get(server_list::detail))
+        .route(
+            "/os-volumes_boot/{id}",
+            get(servers::show.layer(from_fn(validate::no_query_from_2_102)))
+                .put(servers::update)
+                .delete(servers::delete),
+        )
+        .route("/os-volumes_boot/{id}/action", post(server_actions::action))
+        .route_layer(from_fn(until_2_103))
+}
+
+/// 404 from 2.103, as for any route Nova no longer has at the requested version.
+async fn until_2_103(ver: microversion::ApiVersion, req: Request, next: Next) -> Response {
+    if ver.at_least(103) {
+        return Fault::not_found("The resource could not be found.").into_response();
+    }
+    next.run(req).await
 }
 
 pub fn router(state: AppState) -> Router {

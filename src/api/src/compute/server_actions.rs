@@ -48,6 +48,8 @@ pub(super) enum ServerAction {
     Rebuild(Box<RebuildRequest>),
     Resize {
         flavor: String,
+        /// `OS-DCF:diskConfig`: `Some(true)` for `AUTO`.
+        auto_disk_config: Option<bool>,
     },
     ConfirmResize,
     RevertResize,
@@ -210,7 +212,14 @@ async fn run(
             let (server, admin_pass) = compute.rebuild(c, id, *req, rid).await?;
             return Ok(rebuilt(ver, c, l, &server, &admin_pass));
         }
-        ServerAction::Resize { flavor } => compute.resize(c, id, &flavor, rid).await?,
+        ServerAction::Resize {
+            flavor,
+            auto_disk_config,
+        } => {
+            compute
+                .resize(c, id, &flavor, auto_disk_config, rid)
+                .await?
+        }
         ServerAction::ConfirmResize => {
             compute.confirm_resize(c, id, rid).await?;
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -368,8 +377,11 @@ fn resize_args(arg: &Value) -> Result<ServerAction, Fault> {
         Value::Number(n) => n.to_string(),
         x => id_from_ref(&v::string("flavorRef", x, 1, 255)?),
     };
-    disk_config(o)?;
-    Ok(ServerAction::Resize { flavor })
+    let auto_disk_config = disk_config(o)?;
+    Ok(ServerAction::Resize {
+        flavor,
+        auto_disk_config,
+    })
 }
 
 /// An image's `metadata`, empty when absent.
@@ -480,19 +492,22 @@ fn rescue_args(arg: &Value) -> Result<ServerAction, Fault> {
     Ok(ServerAction::Rescue { admin_pass, image })
 }
 
-/// `OS-DCF:diskConfig` is accepted (`AUTO` or `MANUAL`) and otherwise ignored: onebox's
-/// backends grow the root file system as the image allows.
-fn disk_config(o: &Map<String, Value>) -> Result<(), Fault> {
-    if let Some(d) = o.get("OS-DCF:diskConfig")
-        && !matches!(d.as_str(), Some("AUTO" | "MANUAL"))
-    {
-        return Err(v::invalid(
-            "OS-DCF:diskConfig",
-            d,
-            &format!("{} is not one of ['AUTO', 'MANUAL']", v::py_repr(d)),
-        ));
+/// `OS-DCF:diskConfig` of a create, update, rebuild or resize: `Some(true)` for `AUTO`,
+/// `Some(false)` for `MANUAL`, `None` when absent. The server shows it; onebox's backends
+/// grow the root file system as the image allows either way.
+pub(super) fn disk_config(o: &Map<String, Value>) -> Result<Option<bool>, Fault> {
+    match o.get("OS-DCF:diskConfig") {
+        None => Ok(None),
+        Some(d) => match d.as_str() {
+            Some("AUTO") => Ok(Some(true)),
+            Some("MANUAL") => Ok(Some(false)),
+            _ => Err(v::invalid(
+                "OS-DCF:diskConfig",
+                d,
+                &format!("{} is not one of ['AUTO', 'MANUAL']", v::py_repr(d)),
+            )),
+        },
     }
-    Ok(())
 }
 
 /// unshelve's body: null, or from 2.77 `{"availability_zone": …}` and from 2.91 also
@@ -593,7 +608,7 @@ fn rebuild_args(ver: ApiVersion, arg: &Value) -> Result<RebuildRequest, Fault> {
     if let Some(m) = o.get("metadata") {
         req.metadata = Some(v::metadata("metadata", m)?);
     }
-    disk_config(o)?;
+    req.auto_disk_config = disk_config(o)?;
     if let Some(x) = o.get("accessIPv4") {
         req.access_ipv4 = Some(access_ip("accessIPv4", x, false)?);
     }
@@ -723,7 +738,7 @@ mod tests {
                 .contains("is not one of ['HARD'")
         );
         match parse(1, json!({"resize": {"flavorRef": "http://x/flavors/42"}})) {
-            Ok(ServerAction::Resize { flavor }) => assert_eq!(flavor, "42"),
+            Ok(ServerAction::Resize { flavor, .. }) => assert_eq!(flavor, "42"),
             other => panic!("{other:?}"),
         }
         // The reason is read from 2.73; before, the body's value is ignored.

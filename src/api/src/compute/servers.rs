@@ -364,12 +364,14 @@ fn what_to_boot(
         admin_pass: None,
         scheduler_hints: BTreeMap::new(),
         block_devices,
+        auto_disk_config: None,
     })
 }
 
 /// Key pair, zone, config drive, description, tags, hostname and access addresses.
 fn describe(ver: ApiVersion, o: &Map<String, Value>, req: &mut CreateRequest) -> Result<(), Fault> {
     req.key_name = v::opt_string("key_name", o.get("key_name"), 1, 255)?;
+    req.auto_disk_config = super::server_actions::disk_config(o)?;
     req.availability_zone = v::opt_string("availability_zone", o.get("availability_zone"), 1, 255)?;
     req.config_drive = match o.get("config_drive") {
         None | Some(Value::Null) => false,
@@ -507,7 +509,7 @@ pub async fn create(
     let body = json!({"server": {
         "id": first.id.as_str(),
         "links": l.pair("servers", first.id.as_str()),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": if first.auto_disk_config { "AUTO" } else { "MANUAL" },
         "security_groups": [{"name": "default"}],
         "adminPass": made.admin_pass,
     }});
@@ -554,6 +556,9 @@ pub async fn update(
     if ver.at_least(90) {
         allowed.push("hostname");
     }
+    if ver.at_least(104) {
+        allowed.push("pinned_availability_zone");
+    }
     v::only("server", sv, &allowed)?;
     let o = v::object("server", sv)?;
     let mut patch = ServerPatch::default();
@@ -571,6 +576,23 @@ pub async fn update(
     }
     if let Some(x) = o.get("accessIPv6") {
         patch.access_ipv6 = Some(access_ip("accessIPv6", x, true)?);
+    }
+    patch.auto_disk_config = super::server_actions::disk_config(o)?;
+    if let Some(z) = o.get("pinned_availability_zone") {
+        patch.pinned_availability_zone = Some(match z {
+            Value::Null => None,
+            Value::String(t) if (1..=255).contains(&t.chars().count()) => Some(t.clone()),
+            z => {
+                return Err(v::invalid(
+                    "pinned_availability_zone",
+                    z,
+                    &format!(
+                        "{} is not valid under any of the given schemas",
+                        v::py_repr(z)
+                    ),
+                ));
+            }
+        });
     }
     let sv = s.compute.update_server(&c, &id, patch).await?;
     Ok(Json(

@@ -392,6 +392,24 @@ pub fn query_only(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fa
     )))
 }
 
+/// From 2.102 the GET routes whose query schema once let anything through refuse every
+/// parameter (Nova's `*_query_v2102` schemas, none of which names a parameter). A middleware
+/// on those routes' GET handlers, run before the handler as Nova's schema check is.
+pub async fn no_query_from_2_102(
+    ver: crate::microversion::ApiVersion,
+    q: crate::extract::QueryPairs,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if ver.at_least(102)
+        && let Err(f) = query_only(&q.0, &[])
+    {
+        return f.into_response();
+    }
+    next.run(req).await
+}
+
 /// As [`query_only`], for the server list's schema, which also takes any parameter starting
 /// with `_` and says so when it refuses one.
 pub fn query_only_or_underscore(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), Fault> {

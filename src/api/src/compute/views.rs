@@ -42,9 +42,12 @@ pub fn flavor(l: &Links, v: ApiVersion, f: &Flavor) -> Value {
     } else {
         json!(f.swap_mb)
     };
-    o["rxtx_factor"] = json!(f.rxtx_factor);
+    // 2.102 removed the two fields nothing used any more.
+    if !v.at_least(102) {
+        o["rxtx_factor"] = json!(f.rxtx_factor);
+        o["OS-FLV-DISABLED:disabled"] = json!(f.disabled);
+    }
     o["os-flavor-access:is_public"] = json!(f.is_public);
-    o["OS-FLV-DISABLED:disabled"] = json!(f.disabled);
     if v.at_least(61) {
         o["extra_specs"] = json!(f.extra_specs);
     }
@@ -148,7 +151,7 @@ pub fn server(l: &Links, view: ServerView, s: &Server) -> Value {
         "accessIPv4": s.access_ipv4.clone().unwrap_or_default(),
         "accessIPv6": s.access_ipv6.clone().unwrap_or_default(),
         "links": l.pair("servers", s.id.as_str()),
-        "OS-DCF:diskConfig": "MANUAL",
+        "OS-DCF:diskConfig": if s.auto_disk_config { "AUTO" } else { "MANUAL" },
     });
     if matches!(
         status,
@@ -226,7 +229,7 @@ fn microversion_fields(o: &mut Value, view: ServerView, s: &Server) {
         o["OS-EXT-SRV-ATTR:hostname"] = json!(s.hostname);
     }
     if v.at_least(96) {
-        o["pinned_availability_zone"] = Value::Null;
+        o["pinned_availability_zone"] = json!(s.pinned_availability_zone);
     }
     if v.at_least(100) {
         o["scheduler_hints"] = json!(s.scheduler_hints);

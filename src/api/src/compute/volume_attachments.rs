@@ -3,9 +3,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use model::volume::AttachmentRec;
 use serde_json::{Value, json};
 
+use super::validate as v;
 use crate::extract::{AnyJson, Caller, JsonBody, Path};
 use crate::microversion::ApiVersion;
 use crate::{AppState, Fault};
@@ -58,19 +60,13 @@ pub async fn show(
     Ok(Json(json!({"volumeAttachment": view(a, ver)})))
 }
 
-fn extra(key: &str) -> Fault {
-    Fault::bad_request(format!(
-        "Invalid input for field/attribute volumeAttachment. Value: {{...}}. Additional properties are not allowed ('{key}' was unexpected)"
-    ))
-}
-
 pub async fn create(
     State(s): State<AppState>,
     Caller(c): Caller,
     ver: ApiVersion,
     Path(id): Path<String>,
     JsonBody(b): AnyJson,
-) -> Result<Json<Value>, Fault> {
+) -> Result<Response, Fault> {
     let o = b
         .get("volumeAttachment")
         .and_then(Value::as_object)
@@ -79,17 +75,14 @@ pub async fn create(
                 "Invalid input for field/attribute volumeAttachment. Value: None. 'volumeAttachment' is a required property",
             )
         })?;
-    for k in o.keys() {
-        let ok = match k.as_str() {
-            "volumeId" | "device" => true,
-            "tag" => ver.at_least(49),
-            "delete_on_termination" => ver.at_least(79),
-            _ => false,
-        };
-        if !ok {
-            return Err(extra(k));
-        }
+    let mut allowed = vec!["volumeId", "device"];
+    if ver.at_least(49) {
+        allowed.push("tag");
     }
+    if ver.at_least(79) {
+        allowed.push("delete_on_termination");
+    }
+    v::only("volumeAttachment", &b["volumeAttachment"], &allowed)?;
     let volume_id = o
         .get("volumeId")
         .and_then(Value::as_str)
@@ -125,7 +118,29 @@ pub async fn create(
         delete_on_termination,
     };
     let a = s.compute.attach_volume(&c, &id, req).await?;
-    Ok(Json(json!({"volumeAttachment": view(&a, ver)})))
+    // From 2.101 an attach answers 202 without a body, as Nova's asynchronous attach does.
+    if ver.at_least(101) {
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    Ok(Json(json!({"volumeAttachment": created_view(&a, ver)})).into_response())
+}
+
+/// What an attach answered before 2.101: the volume id as `id` at every version, and never
+/// 2.89's attachment ids (Nova's attach answer did not follow 2.89).
+fn created_view(a: &AttachmentRec, ver: ApiVersion) -> Value {
+    let mut o = json!({
+        "id": a.volume_id,
+        "serverId": a.server_id,
+        "volumeId": a.volume_id,
+        "device": a.device,
+    });
+    if ver.at_least(70) {
+        o["tag"] = json!(a.tag);
+    }
+    if ver.at_least(79) {
+        o["delete_on_termination"] = json!(a.delete_on_termination);
+    }
+    o
 }
 
 pub async fn delete(

@@ -93,7 +93,7 @@ pub fn mark_deleted(c: &Connection, id: &ServerId) -> Result<()> {
 pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
     c.execute(
         "UPDATE servers SET name = ?2, description = ?3, hostname = ?4, access_ipv4 = ?5,
-             access_ipv6 = ?6, updated_at = ?7
+             access_ipv6 = ?6, updated_at = ?7, auto_disk_config = ?8
          WHERE id = ?1",
         params![
             s.id.as_str(),
@@ -102,7 +102,8 @@ pub fn update_server_fields(c: &Connection, s: &Server) -> Result<()> {
             s.hostname,
             s.access_ipv4,
             s.access_ipv6,
-            ts(Utc::now())
+            ts(Utc::now()),
+            s.auto_disk_config,
         ],
     )?;
     Ok(())
@@ -194,12 +195,12 @@ pub fn set_held_resources(c: &Connection, id: &ServerId, vcpus: u32, ram_mb: u64
 }
 
 /// Updates what a rebuild may change: name, image, key, user data, description, hostname,
-/// access addresses; metadata is replaced when given.
+/// access addresses, disk config; metadata is replaced when given.
 pub fn update_rebuilt(c: &Connection, s: &Server) -> Result<()> {
     c.execute(
         "UPDATE servers SET name = ?2, image_id = ?3, key_name = ?4, key_data = ?5,
              user_data = ?6, description = ?7, hostname = ?8, access_ipv4 = ?9,
-             access_ipv6 = ?10, updated_at = ?11
+             access_ipv6 = ?10, updated_at = ?11, auto_disk_config = ?12
          WHERE id = ?1",
         params![
             s.id.as_str(),
@@ -212,13 +213,43 @@ pub fn update_rebuilt(c: &Connection, s: &Server) -> Result<()> {
             s.hostname,
             s.access_ipv4,
             s.access_ipv6,
-            ts(Utc::now())
+            ts(Utc::now()),
+            s.auto_disk_config,
         ],
     )?;
     clear_metadata(c, &s.id)?;
     for (k, v) in &s.metadata {
         set_metadata_item(c, &s.id, k, v)?;
     }
+    Ok(())
+}
+
+/// Sets a server's `auto_disk_config` (a resize request's disk config).
+pub fn set_auto_disk_config(c: &Connection, id: &ServerId, auto: bool) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET auto_disk_config = ?2 WHERE id = ?1",
+        params![id.as_str(), auto],
+    )?;
+    Ok(())
+}
+
+/// The availability zone a server is pinned to.
+pub fn pinned_zone(c: &Connection, id: &ServerId) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT pinned_availability_zone FROM servers WHERE id = ?1",
+        [id.as_str()],
+        |r| r.get(0),
+    )
+    .optional()?
+    .flatten())
+}
+
+/// Sets the availability zone a server is pinned to (`None` unpins).
+pub fn set_pinned_zone(c: &Connection, id: &ServerId, zone: Option<&str>) -> Result<()> {
+    c.execute(
+        "UPDATE servers SET pinned_availability_zone = ?2 WHERE id = ?1",
+        params![id.as_str(), zone],
+    )?;
     Ok(())
 }
 

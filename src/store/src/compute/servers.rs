@@ -27,7 +27,7 @@ pub(super) const SERVER_COLS: &str = "id, name, project_id, user_id, flavor, ima
     power_state, backend, availability_zone, key_name, key_data, user_data, config_drive, \
     description, hostname, access_ipv4, access_ipv6, locked_by, locked_reason, reservation_id, \
     launch_index, progress, host, scheduler_hints, created_at, updated_at, launched_at, \
-    terminated_at, deleted";
+    terminated_at, deleted, auto_disk_config, pinned_availability_zone";
 
 pub(super) fn encode_flavor(f: &Flavor) -> String {
     serde_json::json!({
@@ -117,6 +117,8 @@ pub(super) fn server_row(r: &Row<'_>) -> rusqlite::Result<Server> {
         launched_at: opt_ts(r.get(28)?)?,
         terminated_at: opt_ts(r.get(29)?)?,
         deleted: r.get(30)?,
+        auto_disk_config: r.get(31)?,
+        pinned_availability_zone: r.get(32)?,
         fault: None,
     })
 }
@@ -126,7 +128,7 @@ pub fn insert_server(c: &Connection, s: &Server) -> Result<()> {
     c.prepare_cached(&format!(
         "INSERT INTO servers ({SERVER_COLS}, flavorid, vcpus, ram_mb) VALUES (
             ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
+            ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)"
     ))?
     .execute(params![
         s.id.as_str(),
@@ -163,6 +165,8 @@ pub fn insert_server(c: &Connection, s: &Server) -> Result<()> {
         s.launched_at.map(ts),
         s.terminated_at.map(ts),
         s.deleted,
+        s.auto_disk_config,
+        s.pinned_availability_zone,
         s.flavor.id.0,
         s.flavor.vcpus,
         s.flavor.ram_mb,
