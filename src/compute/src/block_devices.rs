@@ -133,9 +133,10 @@ pub(crate) fn refuse_volume_backed(s: &Server, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The first `/dev/vdX` a server's attachments do not use.
+/// The first data disk name (`/dev/vdb` on) a server's attachments do not use: `vda` is
+/// always the boot disk, an image's or a volume's.
 pub(crate) fn free_device(taken: &[AttachmentRec]) -> String {
-    for c in b'a'..=b'z' {
+    for c in b'b'..=b'z' {
         let d = format!("/dev/vd{}", c as char);
         if !taken
             .iter()
@@ -182,15 +183,7 @@ pub(crate) fn reserve(
             }
         }
         _ if b.boot_index == Some(0) => "/dev/vda".into(),
-        // A data disk never takes vda: that is the boot disk's (an image's or a volume's).
-        _ => {
-            let mut with_root = taken.clone();
-            with_root.push(AttachmentRec {
-                device: Some("/dev/vda".into()),
-                ..placeholder(volume, &sid)
-            });
-            free_device(&with_root)
-        }
+        _ => free_device(&taken),
     };
     let att = AttachmentRec {
         device: Some(device),

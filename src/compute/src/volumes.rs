@@ -25,20 +25,6 @@ fn volume_missing(id: &str) -> Error {
     Error::NotFound(format!("Volume {id} could not be found."))
 }
 
-/// The first `/dev/vdX` no attachment of the server uses (the root disk is `vda`).
-fn next_device(taken: &[AttachmentRec]) -> String {
-    for c in b'b'..=b'z' {
-        let d = format!("/dev/vd{}", c as char);
-        if !taken
-            .iter()
-            .any(|a| a.device.as_deref() == Some(d.as_str()))
-        {
-            return d;
-        }
-    }
-    "/dev/vdz".into()
-}
-
 fn driver_volume(a: &AttachmentRec, path: Option<String>, read_only: bool) -> driver::Volume {
     driver::Volume {
         volume_id: a.volume_id.clone(),
@@ -190,7 +176,7 @@ impl Compute {
                     id: uuid::Uuid::new_v4().to_string(),
                     volume_id: vid.clone(),
                     server_id: sid.clone(),
-                    device: Some(req.device.clone().unwrap_or_else(|| next_device(&taken))),
+                    device: Some(req.device.clone().unwrap_or_else(|| crate::block_devices::free_device(&taken))),
                     attach_mode: if v.read_only { "ro" } else { "rw" }.into(),
                     tag: req.tag.clone(),
                     delete_on_termination: req.delete_on_termination,
