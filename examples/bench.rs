@@ -7,7 +7,12 @@
 //! target/release/examples/bench image
 //! target/release/examples/bench vms        # root, libvirtd running
 //! target/release/examples/bench containers
+//! target/release/examples/bench console    # root
 //! ```
+//!
+//! `console` (root; the container backend): a keystroke's round trip (sent, echoed back)
+//! through the serial console's websocket to a shell in a container, p50/p99 over 1,000
+//! keys, beside the same shell (busybox `sh -i`) on a local pty in the same run.
 //!
 //! `identity`: idle RSS of the daemon, password token issue rate, token validation rate
 //! (`GET /v3/auth/tokens`) and authenticated compute request rate, with p50/p99 latencies,
@@ -690,7 +695,10 @@ async fn main() -> Result<()> {
         "vms" => vm_bench::vms().await,
         "network" => network_bench::network().await,
         "volumes" => volumes_bench::volumes().await,
-        _ => bail!("usage: bench identity|servers|image|ipmi|containers|vms|network|volumes"),
+        "console" => console_bench::console().await,
+        _ => {
+            bail!("usage: bench identity|servers|image|ipmi|containers|vms|network|volumes|console")
+        }
     }
 }
 
@@ -852,6 +860,11 @@ const BENCH_INIT: &str = "#!/bin/sh\necho onebox-bench: booted\ntrap 'exit 0' TE
 
 /// A busybox root filesystem tarball (busybox-static), the same for onebox and crun.
 fn busybox_rootfs(dest: &Path) -> Result<()> {
+    busybox_rootfs_with(dest, BENCH_INIT)
+}
+
+/// The same with `init` as `/sbin/init`.
+fn busybox_rootfs_with(dest: &Path, init: &str) -> Result<()> {
     let bb = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -891,9 +904,9 @@ fn busybox_rootfs(dest: &Path) -> Result<()> {
         }
     }
     b.append_data(
-        &mut header(tar::EntryType::Regular, 0o755, BENCH_INIT.len() as u64),
+        &mut header(tar::EntryType::Regular, 0o755, init.len() as u64),
         "sbin/init",
-        BENCH_INIT.as_bytes(),
+        init.as_bytes(),
     )?;
     b.append_data(
         &mut header(tar::EntryType::Regular, 0o644, 30),
@@ -1248,6 +1261,9 @@ fn bridges() -> std::collections::HashSet<String> {
 mod network_bench;
 #[path = "bench/volumes.rs"]
 mod volumes_bench;
+
+#[path = "bench/console.rs"]
+mod console_bench;
 
 mod vm_bench {
     use super::*;

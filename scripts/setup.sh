@@ -28,6 +28,9 @@ if [ "${1:-}" = "--with-tests" ]; then
     command -v crun >/dev/null 2>&1 || need+=(crun)
     # The dnsmasq test makes and removes a bridge of its own with ip(8).
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+    # The console pages are opened in headless Chromium, driven by selenium.
+    command -v chromium >/dev/null 2>&1 || need+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 fi
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
@@ -52,6 +55,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
     # noVNC's pages for the VNC console in a browser (served by onebox at /console/vnc/).
     [ -f /usr/share/novnc/vnc_lite.html ] || need+=(novnc)
+    # xterm.js for the serial console in a browser (/console/serial/xterm.html): Debian ships
+    # its modules in node-xterm (libjs-xterm's own browser file only requires them).
+    [ -f /usr/share/nodejs/xterm/lib/xterm.js ] || need+=(node-xterm)
     if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
         need+=(qemu-system-x86)
         qemu_pin=(x)

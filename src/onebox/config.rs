@@ -195,6 +195,8 @@ pub struct ConsoleSection {
     pub allowed_origins: Vec<String>,
     /// Where noVNC's files are.
     pub novnc_dir: PathBuf,
+    /// Where xterm.js's package is, for the serial console's page.
+    pub xterm_dir: PathBuf,
 }
 
 impl Default for ConsoleSection {
@@ -203,6 +205,7 @@ impl Default for ConsoleSection {
             token_ttl_secs: 600,
             allowed_origins: Vec::new(),
             novnc_dir: PathBuf::from("/usr/share/novnc"),
+            xterm_dir: PathBuf::from("/usr/share/nodejs/xterm"),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod config;
+mod console;
 mod edge;
 mod firmware;
 mod init;
@@ -70,6 +71,15 @@ enum Command {
     /// Report whether the API answers, which backends this host can run, and what the
     /// database holds; exits with 3 when the API does not answer
     Status,
+    /// Attach this terminal to a server's serial console, through the local API with the
+    /// admin's credentials (`<data_dir>/admin-openrc`); Ctrl-] leaves
+    Console {
+        /// The server, by id or by name (in any project)
+        server: String,
+        /// An openrc file to sign in with instead of the admin's
+        #[arg(long, value_name = "FILE")]
+        credentials: Option<PathBuf>,
+    },
     /// Write a backup (a tar file, mode 0600) of the database and the credentials files;
     /// safe while onebox runs
     Backup {
@@ -206,6 +216,10 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Console {
+            server,
+            credentials,
+        } => runtime()?.block_on(console::run(&cfg, &server, credentials)),
         Command::Backup { to } => {
             let s = backup::create(&cfg, &to)?;
             println!("backed up {} to {}", s.files.join(", "), to.display());

@@ -524,6 +524,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             console: api::console::ConsoleConfig {
                 allowed_origins: cfg.console.allowed_origins.clone(),
                 novnc_dir: cfg.console.novnc_dir.clone(),
+                xterm_dir: cfg.console.xterm_dir.clone(),
             },
         }),
     };

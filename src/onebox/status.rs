@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 
-fn loopback_for(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn loopback_for(listen: SocketAddr) -> SocketAddr {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {

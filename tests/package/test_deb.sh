@@ -112,8 +112,8 @@ check "Depends on qemu-utils (the image service checks every disk with qemu-img)
     grep -q '^ Depends:.*qemu-utils' "$tmp/info"
 check "Depends on nftables (the host table that guards the host from guests)" \
     grep -q '^ Depends:.*nftables' "$tmp/info"
-check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend), novnc (the VNC console's pages)" \
-    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage, novnc$' "$tmp/info"
+check "Recommends libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage (the VM backend), novnc (the VNC console's pages), node-xterm (the serial console's page)" \
+    grep -q '^ Recommends: libvirt-daemon-system, qemu-system-x86, dnsmasq-base, genisoimage, novnc, node-xterm$' "$tmp/info"
 check "nothing Python in the dependencies" \
     sh -c "! grep -E '^ (Pre-)?Depends:.*python' '$tmp/info'"
 

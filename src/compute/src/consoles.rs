@@ -201,6 +201,14 @@ impl Compute {
             .ok_or_else(|| Error::NotFound("Token not found".into()))
     }
 
+    /// Whether `token` grants `kind` on some server now, without opening a session (the
+    /// console pages are served only with a token that can open their console).
+    pub fn console_token_grants(&self, token: &str, kind: ConsoleKind) -> bool {
+        self.consoles
+            .lookup(token)
+            .is_some_and(|(_, granted)| granted == kind)
+    }
+
     /// Trades a token for an open session on its console, for the console proxy. The token
     /// is the only credential: it names the server and the kind, and must be unexpired; the
     /// console must have no other session open and the server must still be running.

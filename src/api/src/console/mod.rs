@@ -5,6 +5,7 @@
 //! | `/console/serial?token=…`     | the serial console, bytes both ways (Nova's serial proxy) |
 //! | `/console/vnc/websockify?token=…` | RFB to the guest's VNC server (Nova's noVNC proxy) |
 //! | `/console/vnc/…`              | noVNC's pages (Debian's `novnc`), e.g. `vnc_lite.html` |
+//! | `/console/serial/xterm.html?token=…` | the serial console in a browser ([`xterm`]) |
 //!
 //! The token in the URL is the only credential ([`compute::Compute::open_console`]): it names
 //! one server and one console kind. A browser's `Origin` must name this host (or one of
@@ -28,6 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::AppState;
 
+pub mod xterm;
+
 /// Settings of the console proxy.
 #[derive(Clone, Debug)]
 pub struct ConsoleConfig {
@@ -36,6 +39,8 @@ pub struct ConsoleConfig {
     pub allowed_origins: Vec<String>,
     /// Where noVNC's files are (Debian's `novnc` package).
     pub novnc_dir: PathBuf,
+    /// Where xterm.js's package is (Debian's `node-xterm`: its `lib/` holds the modules).
+    pub xterm_dir: PathBuf,
 }
 
 impl Default for ConsoleConfig {
@@ -43,6 +48,7 @@ impl Default for ConsoleConfig {
         Self {
             allowed_origins: Vec::new(),
             novnc_dir: PathBuf::from("/usr/share/novnc"),
+            xterm_dir: PathBuf::from("/usr/share/nodejs/xterm"),
         }
     }
 }
@@ -51,6 +57,11 @@ pub fn router(state: AppState) -> Router {
     let novnc = tower_http::services::ServeDir::new(&state.cfg.console.novnc_dir);
     Router::new()
         .route("/console/serial", get(serial))
+        .route("/console/serial/xterm.html", get(xterm::page))
+        .route("/console/serial/xterm/xterm.js", get(xterm::bundle))
+        .route("/console/serial/xterm/xterm.css", get(xterm::xterm_style))
+        .route("/console/serial/xterm/console.js", get(xterm::script))
+        .route("/console/serial/xterm/console.css", get(xterm::style))
         .route("/console/vnc/websockify", get(vnc))
         .nest_service("/console/vnc", novnc)
         .with_state(state)
@@ -79,7 +90,7 @@ async fn vnc(
     open(s, q, headers, ws, ConsoleKind::Vnc).await
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
