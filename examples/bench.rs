@@ -917,6 +917,36 @@ fn busybox_rootfs_with(dest: &Path, init: &str) -> Result<()> {
     Ok(())
 }
 
+/// The container root filesystem at `tarball` uploaded as an image named `name`; its id.
+async fn rootfs_image(
+    c: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name: &str,
+    tarball: &Path,
+) -> Result<String> {
+    let img: serde_json::Value = c
+        .post(format!("{base}/image/v2/images"))
+        .header("x-auth-token", token)
+        .json(&serde_json::json!({"name": name, "disk_format": "raw", "container_format": "bare", "hypervisor_type": "lxc"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let image = img["id"].as_str().context("image id")?.to_owned();
+    let up = c
+        .put(format!("{base}/image/v2/images/{image}/file"))
+        .header("x-auth-token", token)
+        .header("content-type", "application/octet-stream")
+        .body(std::fs::read(tarball)?)
+        .send()
+        .await?;
+    if !up.status().is_success() {
+        bail!("image upload failed: {}", up.text().await?);
+    }
+    Ok(image)
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -1067,25 +1097,7 @@ async fn containers() -> Result<()> {
         .json(&serde_json::json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
         .send()
         .await?;
-    let img: serde_json::Value = c
-        .post(format!("{base}/image/v2/images"))
-        .header("x-auth-token", &token)
-        .json(&serde_json::json!({"name": "rootfs", "disk_format": "raw", "container_format": "bare", "hypervisor_type": "lxc"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let image = img["id"].as_str().context("image id")?.to_owned();
-    let up = c
-        .put(format!("{base}/image/v2/images/{image}/file"))
-        .header("x-auth-token", &token)
-        .header("content-type", "application/octet-stream")
-        .body(std::fs::read(&tarball)?)
-        .send()
-        .await?;
-    if !up.status().is_success() {
-        bail!("image upload failed: {}", up.text().await?);
-    }
+    let image = rootfs_image(&c, &base, &token, "rootfs", &tarball).await?;
 
     // One container first, so the image is unpacked into the cache (not measured).
     let id = create_server(&c, &base, &token, &image, "warm").await?;

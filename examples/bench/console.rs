@@ -139,22 +139,7 @@ pub async fn console() -> Result<()> {
     let base = d.base.clone();
     let (token, _) = admin_session(&base).await?;
     let c = reqwest::Client::new();
-    let img: serde_json::Value = c
-        .post(format!("{base}/image/v2/images"))
-        .header("x-auth-token", &token)
-        .json(&serde_json::json!({"name": "console", "disk_format": "raw", "container_format": "bare", "hypervisor_type": "lxc"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let image = img["id"].as_str().context("image id")?.to_owned();
-    c.put(format!("{base}/image/v2/images/{image}/file"))
-        .header("x-auth-token", &token)
-        .header("content-type", "application/octet-stream")
-        .body(std::fs::read(&tarball)?)
-        .send()
-        .await?
-        .error_for_status()?;
+    let image = super::rootfs_image(&c, &base, &token, "console", &tarball).await?;
     let id = create_server(&c, &base, &token, &image, "console").await?;
     let measured = async {
         wait_status(&c, &base, &token, &id, "ACTIVE").await?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::{Api, IMAGE, TestApp};
+use common::{Api, TestApp};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -69,17 +69,7 @@ async fn get(app: &Router, uri: &str) -> Got {
 }
 
 async fn server(api: &Api<'_>, name: &str) -> String {
-    let r = api
-        .at("2.37")
-        .call(
-            Method::POST,
-            "/servers",
-            Some(json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    api.app.compute.idle().await;
-    r.body["server"]["id"].as_str().expect("id").to_owned()
+    common::server_without_network(api, name).await
 }
 
 /// The token of a console URL of `kind` ("serial" or "novnc"), or the fault's status.

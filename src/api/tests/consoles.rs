@@ -6,24 +6,14 @@ mod common;
 use std::net::SocketAddr;
 
 use axum::http::{Method, StatusCode};
-use common::{Api, IMAGE, TestApp, assert_compute_fault};
+use common::{Api, TestApp, assert_compute_fault};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 async fn server(api: &Api<'_>, name: &str) -> String {
-    let r = api
-        .at("2.37")
-        .call(
-            Method::POST,
-            "/servers",
-            Some(json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}})),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    api.app.compute.idle().await;
-    r.body["server"]["id"].as_str().expect("id").to_owned()
+    common::server_without_network(api, name).await
 }
 
 async fn console(api: &Api<'_>, id: &str, protocol: &str, kind: &str) -> common::Resp {

@@ -502,3 +502,18 @@ impl<'a> Api<'a> {
         }
     }
 }
+
+/// A server of `api`'s project from the stand-in image with no network, built; its id.
+pub async fn server_without_network(api: &Api<'_>, name: &str) -> String {
+    let r = api
+        .at("2.37")
+        .call(
+            Method::POST,
+            "/servers",
+            Some(serde_json::json!({"server": {"name": name, "imageRef": IMAGE, "flavorRef": "1", "networks": "none"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    api.app.compute.idle().await;
+    r.body["server"]["id"].as_str().expect("id").to_owned()
+}
